@@ -1,0 +1,26 @@
+//! sealgate: a Backend-for-Frontend for single-page applications.
+//!
+//! The browser never holds a token: sealgate is the OpenID Connect confidential client, keeps
+//! the tokens in an encrypted, chunked, `HttpOnly` cookie, and attaches them to the API calls it
+//! proxies. There is no session database.
+//!
+//! # Architecture map
+//!
+//! - [`secret`]: newtypes for secret bytes and strings (zeroized, redacted), the OS CSPRNG.
+//! - [`token`]: OAuth tokens in their compact lossless form (JWT segments decoded).
+//! - [`session`]: the session contents and their compact binary encoding.
+//! - [`seal`]: the sealed-cookie codec: key ring ([`seal::keys`]), XChaCha20-Poly1305 wire
+//!   format and chunking ([`seal`]), `Cookie` / `Set-Cookie` handling ([`seal::jar`]).
+//! - [`fuzzing`]: harness functions shared by the `fuzz/` targets and the corpus replay test.
+//!
+//! A request's cookie flows: `Cookie` header → [`seal::ChunkSet`] → [`seal::Codec::open`]
+//! (authenticated decryption, expiry) → [`session::Session::decode`]. A response's cookie flows
+//! back: [`session::Session::encode`] → [`seal::Codec::seal`] → [`seal::jar::set_cookies`].
+//! Everything here is pure (bytes and `now` in, values out); only nonces and ids come from
+//! the OS.
+
+pub mod fuzzing;
+pub mod seal;
+pub mod secret;
+pub mod session;
+pub mod token;

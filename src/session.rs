@@ -1,0 +1,419 @@
+//! The session: what the sealed cookie carries, and its compact binary encoding.
+//!
+//! The encoding is postcard (varints, length-prefixed byte strings; no field names) over a
+//! private wire struct that borrows from the plaintext, so decoding copies each token once, into
+//! its zeroizing home. Timestamps after `issued_at` are stored as deltas from it. `sub` and
+//! `sid` are stored as a reference into the ID token's claims when their exact bytes occur there
+//! (they always do for a conforming IdP), which spares ~70 bytes of cookie; otherwise inline.
+//! When the ID token is absent, a back reference is impossible and the values are inline. The
+//! ID token's header is stored as a reference to the access token's header when the two are
+//! byte-identical (common: both are signed by the same key). Neither is general-purpose
+//! compression: nothing attacker-chosen is ever matched against a secret.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::secret::{RandomError, SecretBytes, SecretString, fill_random};
+use crate::token::{Form, MAX_SEGMENTS, Token};
+
+/// A 128-bit session id from the OS CSPRNG. `Debug` shows only a fingerprint.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; 16]);
+
+impl SessionId {
+    /// A new random id.
+    ///
+    /// # Errors
+    /// When the OS CSPRNG fails.
+    pub fn generate() -> Result<Self, RandomError> {
+        let mut id = [0u8; 16];
+        fill_random(&mut id)?;
+        Ok(Self(id))
+    }
+
+    /// Wraps raw id bytes (decoding, tests).
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+
+    /// The raw id (for the revocation denylist; never logged).
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// A short hash of the id for logs: correlates requests without revealing the id.
+    pub fn fingerprint(&self) -> String {
+        let digest = Sha256::digest(self.0);
+        digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.fingerprint())
+    }
+}
+
+/// A signed-in user's session.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Session {
+    /// Fresh at every login; the revocation key for logout.
+    pub id: SessionId,
+    /// Which configured provider issued the tokens (0 while only one is supported).
+    pub provider: u8,
+    /// The IdP's subject identifier.
+    pub sub: String,
+    /// The IdP session id (`sid` claim), for back-channel logout.
+    pub sid: Option<String>,
+    /// Unix seconds when the session was created.
+    pub issued_at: i64,
+    /// Unix seconds of the last request that re-sealed the cookie.
+    pub last_seen: i64,
+    /// Unix seconds after which the session is idle-expired.
+    pub idle_expires_at: i64,
+    /// Unix seconds after which the session is over, whatever happens; never moves.
+    pub absolute_expires_at: i64,
+    /// The access token sent upstream.
+    pub access_token: Token,
+    /// When the access token expires, if the IdP said.
+    pub access_expires_at: Option<i64>,
+    /// The refresh token, if one was issued.
+    pub refresh_token: Option<Token>,
+    /// The ID token (for `id_token_hint` and claims), unless dropped by configuration.
+    pub id_token: Option<Token>,
+}
+
+/// A session plaintext that does not decode.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    /// The bytes are not a valid session encoding.
+    #[error("malformed session plaintext")]
+    Malformed,
+    /// The session cannot be encoded (a reference out of range: a bug, not input).
+    #[error("session cannot be encoded")]
+    Unencodable,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire<'a> {
+    id: [u8; 16],
+    provider: u8,
+    issued_at: i64,
+    last_seen: i64,
+    idle_expires_at: i64,
+    absolute_expires_at: i64,
+    access_expires_at: Option<i64>,
+    #[serde(borrow)]
+    sub: Text<'a>,
+    #[serde(borrow)]
+    sid: Option<Text<'a>>,
+    #[serde(borrow)]
+    access_token: WireToken<'a>,
+    #[serde(borrow)]
+    refresh_token: Option<WireToken<'a>>,
+    #[serde(borrow)]
+    id_token: Option<WireToken<'a>>,
+}
+
+/// A short string, inline or as a byte range of the ID token's claims.
+#[derive(Serialize, Deserialize)]
+enum Text<'a> {
+    Inline(&'a str),
+    InIdClaims { start: u32, len: u32 },
+}
+
+#[derive(Serialize, Deserialize)]
+enum WireToken<'a> {
+    Dotted(#[serde(borrow)] Vec<&'a [u8]>),
+    /// Dotted, with the first segment equal to the access token's first segment.
+    DottedSharedHeader(#[serde(borrow)] Vec<&'a [u8]>),
+    Base64(&'a [u8]),
+    Raw(&'a str),
+}
+
+impl<'a> WireToken<'a> {
+    fn from_token(t: &'a Token) -> Self {
+        match &t.0 {
+            Form::Dotted(s) => WireToken::Dotted(s.iter().map(SecretBytes::expose).collect()),
+            Form::Base64(b) => WireToken::Base64(b.expose()),
+            Form::Raw(s) => WireToken::Raw(s.expose()),
+        }
+    }
+
+    fn into_token(self, access_header: Option<&[u8]>) -> Result<Token, SessionError> {
+        Ok(Token(match self {
+            WireToken::Dotted(s) if (2..=MAX_SEGMENTS).contains(&s.len()) => {
+                Form::Dotted(s.into_iter().map(SecretBytes::from_slice).collect())
+            }
+            WireToken::DottedSharedHeader(rest) if (1..MAX_SEGMENTS).contains(&rest.len()) => {
+                let header = access_header.ok_or(SessionError::Malformed)?;
+                Form::Dotted(
+                    std::iter::once(header)
+                        .chain(rest)
+                        .map(SecretBytes::from_slice)
+                        .collect(),
+                )
+            }
+            WireToken::Dotted(_) | WireToken::DottedSharedHeader(_) => {
+                return Err(SessionError::Malformed);
+            }
+            WireToken::Base64(b) => Form::Base64(SecretBytes::from_slice(b)),
+            WireToken::Raw(s) => Form::Raw(SecretString::new(s.to_owned())),
+        }))
+    }
+}
+
+impl Session {
+    /// The cookie's hard expiry: the earlier of the idle and absolute expiries.
+    pub fn expires_at(&self) -> i64 {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+
+    /// Encodes the session (the plaintext that gets sealed).
+    ///
+    /// # Errors
+    /// [`SessionError::Unencodable`] only if serialization itself fails.
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, SessionError> {
+        let claims = self.id_token.as_ref().and_then(Token::jws_payload);
+        let access = WireToken::from_token(&self.access_token);
+        let id_token = self
+            .id_token
+            .as_ref()
+            .map(|t| match (WireToken::from_token(t), &access) {
+                (WireToken::Dotted(id), WireToken::Dotted(acc)) if id[0] == acc[0] => {
+                    WireToken::DottedSharedHeader(id[1..].to_vec())
+                }
+                (other, _) => other,
+            });
+        let wire = Wire {
+            id: self.id.0,
+            provider: self.provider,
+            issued_at: self.issued_at,
+            last_seen: self.last_seen.wrapping_sub(self.issued_at),
+            idle_expires_at: self.idle_expires_at.wrapping_sub(self.issued_at),
+            absolute_expires_at: self.absolute_expires_at.wrapping_sub(self.issued_at),
+            access_expires_at: self
+                .access_expires_at
+                .map(|t| t.wrapping_sub(self.issued_at)),
+            sub: Text::new(&self.sub, claims),
+            sid: self.sid.as_deref().map(|s| Text::new(s, claims)),
+            access_token: access,
+            refresh_token: self.refresh_token.as_ref().map(WireToken::from_token),
+            id_token,
+        };
+        let size = postcard::experimental::serialized_size(&wire)
+            .map_err(|_| SessionError::Unencodable)?;
+        let mut out = Zeroizing::new(vec![0u8; size]);
+        postcard::to_slice(&wire, &mut out[..]).map_err(|_| SessionError::Unencodable)?;
+        Ok(out)
+    }
+
+    /// Decodes a session plaintext. Never panics; trailing bytes are an error.
+    ///
+    /// # Errors
+    /// [`SessionError::Malformed`] for anything that is not a session encoding.
+    pub fn decode(bytes: &[u8]) -> Result<Self, SessionError> {
+        let (w, rest): (Wire<'_>, _) =
+            postcard::take_from_bytes(bytes).map_err(|_| SessionError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(SessionError::Malformed);
+        }
+        let access_header = match &w.access_token {
+            WireToken::Dotted(s) => s.first().copied(),
+            _ => None,
+        };
+        let id_token = w
+            .id_token
+            .map(|t| t.into_token(access_header))
+            .transpose()?;
+        let claims = id_token.as_ref().and_then(Token::jws_payload);
+        let issued_at = w.issued_at;
+        Ok(Self {
+            id: SessionId(w.id),
+            provider: w.provider,
+            sub: w.sub.resolve(claims)?,
+            sid: w.sid.map(|s| s.resolve(claims)).transpose()?,
+            issued_at,
+            last_seen: issued_at.wrapping_add(w.last_seen),
+            idle_expires_at: issued_at.wrapping_add(w.idle_expires_at),
+            absolute_expires_at: issued_at.wrapping_add(w.absolute_expires_at),
+            access_expires_at: w.access_expires_at.map(|d| issued_at.wrapping_add(d)),
+            access_token: w.access_token.into_token(None)?,
+            refresh_token: w.refresh_token.map(|t| t.into_token(None)).transpose()?,
+            id_token,
+        })
+    }
+}
+
+impl<'a> Text<'a> {
+    fn new(value: &'a str, claims: Option<&[u8]>) -> Self {
+        let needle = value.as_bytes();
+        let found = claims.filter(|_| !needle.is_empty()).and_then(|c| {
+            c.windows(needle.len())
+                .position(|w| w == needle)
+                .and_then(|start| {
+                    Some((
+                        u32::try_from(start).ok()?,
+                        u32::try_from(needle.len()).ok()?,
+                    ))
+                })
+        });
+        match found {
+            Some((start, len)) => Text::InIdClaims { start, len },
+            None => Text::Inline(value),
+        }
+    }
+
+    fn resolve(self, claims: Option<&[u8]>) -> Result<String, SessionError> {
+        let bytes = match self {
+            Text::Inline(s) => return Ok(s.to_owned()),
+            Text::InIdClaims { start, len } => {
+                let start = usize::try_from(start).map_err(|_| SessionError::Malformed)?;
+                let end = start
+                    .checked_add(usize::try_from(len).map_err(|_| SessionError::Malformed)?)
+                    .ok_or(SessionError::Malformed)?;
+                claims
+                    .and_then(|c| c.get(start..end))
+                    .ok_or(SessionError::Malformed)?
+            }
+        };
+        String::from_utf8(bytes.to_vec()).map_err(|_| SessionError::Malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    pub(crate) fn sample() -> Session {
+        Session {
+            id: SessionId::from_bytes([9; 16]),
+            provider: 0,
+            sub: "248289761001".into(),
+            sid: Some("08a5019c-17e1-4977-8f42-65a12843ea02".into()),
+            issued_at: 1_800_000_000,
+            last_seen: 1_800_000_100,
+            idle_expires_at: 1_800_001_300,
+            absolute_expires_at: 1_800_028_800,
+            access_token: Token::from_issued(
+                "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIyNDgyODk3NjEwMDEifQ.c2ln",
+            ),
+            access_expires_at: Some(1_800_000_300),
+            refresh_token: Some(Token::from_issued("8xLOxBtZp8")),
+            id_token: Some(Token::from_issued(
+                "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIyNDgyODk3NjEwMDEiLCJzaWQiOiIwOGE1MDE5Yy0xN2UxLTQ5NzctOGY0Mi02NWExMjg0M2VhMDIifQ.c2ln",
+            )),
+        }
+    }
+
+    #[test]
+    fn round_trip_with_references() {
+        let s = sample();
+        let bytes = s.encode().unwrap();
+        assert_eq!(Session::decode(&bytes).unwrap(), s);
+        // sub and sid are references, not copies.
+        assert!(
+            !bytes.windows(12).any(|w| w == b"248289761001"[..].as_ref()) || {
+                // they still occur once, inside the ID token claims
+                bytes.windows(12).filter(|w| *w == b"248289761001").count() == 2
+            }
+        );
+        assert_eq!(
+            bytes
+                .windows(36)
+                .filter(|w| *w == s.sid.as_deref().unwrap().as_bytes())
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn round_trip_without_id_token() {
+        let mut s = sample();
+        s.id_token = None;
+        s.sid = None;
+        s.refresh_token = None;
+        s.access_expires_at = None;
+        let bytes = s.encode().unwrap();
+        assert_eq!(Session::decode(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn trailing_bytes_and_bad_references_are_malformed() {
+        let mut bytes = sample().encode().unwrap().to_vec();
+        bytes.push(0);
+        assert_eq!(Session::decode(&bytes), Err(SessionError::Malformed));
+        assert_eq!(Session::decode(&[]), Err(SessionError::Malformed));
+        let w = Wire {
+            id: [0; 16],
+            provider: 0,
+            issued_at: 0,
+            last_seen: 0,
+            idle_expires_at: 0,
+            absolute_expires_at: 0,
+            access_expires_at: None,
+            sub: Text::InIdClaims { start: 0, len: 4 },
+            sid: None,
+            access_token: WireToken::Raw("a"),
+            refresh_token: None,
+            id_token: None,
+        };
+        let bytes = postcard::to_allocvec(&w).unwrap();
+        assert_eq!(Session::decode(&bytes), Err(SessionError::Malformed));
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let s = sample();
+        let d = format!("{s:?}");
+        assert!(
+            !d.contains("eyJ") && !d.contains("8xLOxBtZp8") && !d.contains("9, 9"),
+            "{d}"
+        );
+    }
+
+    fn token() -> impl Strategy<Value = Token> {
+        prop_oneof![
+            "[A-Za-z0-9_-]{0,300}(\\.[A-Za-z0-9_-]{0,300}){0,5}",
+            "[ -~]{0,200}",
+        ]
+        .prop_map(|s| Token::from_issued(&s))
+    }
+
+    proptest! {
+        #[test]
+        fn any_session_round_trips(
+            id in any::<[u8; 16]>(),
+            provider in any::<u8>(),
+            sub in "[ -~]{0,40}",
+            sid in proptest::option::of("[ -~]{0,40}"),
+            times in any::<[i64; 5]>(),
+            access_exp in proptest::option::of(any::<i64>()),
+            access in token(),
+            refresh in proptest::option::of(token()),
+            id_token in proptest::option::of(token()),
+        ) {
+            let s = Session {
+                id: SessionId::from_bytes(id),
+                provider,
+                sub,
+                sid,
+                issued_at: times[0],
+                last_seen: times[1],
+                idle_expires_at: times[2],
+                absolute_expires_at: times[3],
+                access_token: access,
+                access_expires_at: access_exp,
+                refresh_token: refresh,
+                id_token,
+            };
+            let bytes = s.encode().unwrap();
+            prop_assert_eq!(Session::decode(&bytes).unwrap(), s);
+        }
+    }
+}

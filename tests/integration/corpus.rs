@@ -1,0 +1,154 @@
+//! Replays the committed fuzz corpus through the library's harness functions on stable Rust, so
+//! a fuzz regression fails `cargo test` even where libFuzzer is unavailable.
+//!
+//! `SEALGATE_WRITE_SEEDS=1 cargo test --test integration write_seed_corpus -- --ignored`
+//! regenerates the seed files (valid cookies sealed with the harness key, plus edge cases).
+
+use std::path::{Path, PathBuf};
+
+use sealgate::fuzzing::{self, FUZZ_COOKIE, FUZZ_KEY, FUZZ_NOW};
+use sealgate::seal::{Codec, CookieName, KeyRing, Purpose};
+use sealgate::session::{Session, SessionId};
+use sealgate::token::Token;
+
+type Harness = fn(&[u8]) -> bool;
+
+/// Every fuzz target and the harness it calls. Keep in step with `fuzz/Cargo.toml`.
+pub const TARGETS: &[(&str, Harness)] = &[
+    ("open_cookie_header", fuzzing::open_cookie_header),
+    ("open_chunk_set", fuzzing::open_chunk_set),
+    ("decode_session", fuzzing::decode_session),
+];
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+#[test]
+fn committed_corpus_replays_without_panics() {
+    for (target, harness) in TARGETS {
+        let dir = corpus_dir(target);
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            let opened = harness(&data);
+            // The valid seeds must reach the success path, or the fuzzer never explores it.
+            let name = path.file_name().unwrap().to_string_lossy();
+            if name == "small" || name == "multi_chunk" {
+                assert!(opened, "{target}/{name} no longer opens");
+            }
+            n += 1;
+        }
+        assert!(n >= 3, "{target}: only {n} corpus files");
+    }
+}
+
+#[test]
+fn every_fuzz_target_is_registered() {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/Cargo.toml"))
+            .unwrap();
+    let declared = manifest.matches("[[bin]]").count();
+    assert_eq!(
+        declared,
+        TARGETS.len(),
+        "fuzz/Cargo.toml and TARGETS disagree"
+    );
+    for (target, _) in TARGETS {
+        assert!(
+            manifest.contains(&format!("name = \"{target}\"")),
+            "{target}"
+        );
+    }
+}
+
+fn seed_session(access_len: usize) -> Session {
+    let pad = "x".repeat(access_len);
+    let claims = format!(r#"{{"sub":"user-1","sid":"sid-1","groups":"{pad}"}}"#);
+    let b64 = |s: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+    };
+    let jwt = format!(
+        "{}.{}.{}",
+        b64(br#"{"alg":"RS256"}"#),
+        b64(claims.as_bytes()),
+        b64(&[7; 256])
+    );
+    Session {
+        id: SessionId::from_bytes([1; 16]),
+        provider: 0,
+        sub: "user-1".into(),
+        sid: Some("sid-1".into()),
+        issued_at: FUZZ_NOW - 100,
+        last_seen: FUZZ_NOW - 10,
+        idle_expires_at: FUZZ_NOW + 1200,
+        absolute_expires_at: FUZZ_NOW + 28_000,
+        access_token: Token::from_issued(&jwt),
+        access_expires_at: Some(FUZZ_NOW + 300),
+        refresh_token: Some(Token::from_issued("opaque-refresh~token")),
+        id_token: Some(Token::from_issued(&jwt)),
+    }
+}
+
+#[test]
+#[ignore = "writes the seed corpus; run with SEALGATE_WRITE_SEEDS=1"]
+fn write_seed_corpus() {
+    if std::env::var_os("SEALGATE_WRITE_SEEDS").is_none() {
+        return;
+    }
+    let codec = Codec::new(KeyRing::from_bytes(&[FUZZ_KEY]).unwrap(), 4);
+    let name = CookieName::new(FUZZ_COOKIE).unwrap();
+    let write = |target: &str, file: &str, data: &[u8]| {
+        let dir = corpus_dir(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(file), data).unwrap();
+    };
+    for (label, len) in [("small", 10), ("multi_chunk", 4500)] {
+        let s = seed_session(len);
+        let pt = s.encode().unwrap();
+        write("decode_session", label, &pt);
+        let sealed = codec
+            .seal(Purpose::Session, &name, s.expires_at(), &pt)
+            .unwrap();
+        let pairs: Vec<String> = (0u8..)
+            .zip(&sealed.chunks)
+            .map(|(i, c)| format!("{}={c}", name.chunk(i)))
+            .collect();
+        write(
+            "open_cookie_header",
+            label,
+            format!("a=b; {}", pairs.join("; ")).as_bytes(),
+        );
+        write("open_chunk_set", label, pairs.join("\n").as_bytes());
+    }
+    let login = codec
+        .seal(Purpose::Login, &name, FUZZ_NOW + 600, b"login-flow")
+        .unwrap();
+    write(
+        "open_cookie_header",
+        "login",
+        format!("{}={}", name.chunk(0), login.chunks[0]).as_bytes(),
+    );
+    write(
+        "open_cookie_header",
+        "duplicate",
+        b"__Host-sealgate.0=AQ; __Host-sealgate.0=AQ",
+    );
+    write(
+        "open_cookie_header",
+        "stale",
+        b"__Host-sealgate.1=AAAA\n__Host-sealgate.3=AAAA; __Host-sealgate.200=x",
+    );
+    write(
+        "open_chunk_set",
+        "junk",
+        b"__Host-sealgate.0=AQEBAQ\n__Host-sealgate.x=1\n=\n",
+    );
+    write("open_chunk_set", "empty", b"");
+    write("decode_session", "empty", b"");
+    write("decode_session", "junk", &[0xff; 40]);
+}

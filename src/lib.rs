@@ -18,6 +18,18 @@
 //! back: [`session::Session::encode`] → [`seal::Codec::seal`] → [`seal::jar::set_cookies`].
 //! Everything here is pure (bytes and `now` in, values out); only nonces and ids come from
 //! the OS.
+//!
+//! ```
+//! use sealgate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
+//!
+//! let codec = Codec::new(KeyRing::from_bytes(&[[7; 32]])?, 4);
+//! let name = CookieName::new("__Host-demo")?;
+//! let sealed = codec.seal(Purpose::Session, &name, 2_000, b"payload")?;
+//! let header = format!("{}={}", name.chunk(0), sealed.chunks[0]);
+//! let set = ChunkSet::from_headers(&name, 4, [header.as_str()]);
+//! assert_eq!(codec.open(Purpose::Session, &name, &set, 1_000)?.payload(), b"payload");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod fuzzing;
 pub mod seal;

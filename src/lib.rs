@@ -31,7 +31,11 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod demo;
+pub mod config;
 pub mod fuzzing;
+pub mod oidc;
+pub mod return_url;
 pub mod seal;
 pub mod secret;
 pub mod session;

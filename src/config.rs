@@ -1,0 +1,582 @@
+//! Configuration: TOML parsed once, at start-up, into typed [`Settings`].
+//!
+//! Raw structs mirror the file (`deny_unknown_fields`, so a typo is an error naming the key);
+//! [`Settings::from_toml`] turns them into values that need no further checking: URLs parsed,
+//! durations parsed (`"20m"`, `"8h"`), secrets resolved from `env:NAME` or `file:PATH`, keys
+//! decoded into a [`KeyRing`]. Secrets are never accepted inline, so a config file can be
+//! committed or printed without leaking anything.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+
+use crate::seal::{CookieName, DEFAULT_MAX_CHUNKS, KeyError, KeyRing, NameError};
+use crate::secret::SecretString;
+
+/// Where secrets come from: the process environment in production, a map in tests.
+pub trait SecretSource {
+    /// The value of environment variable `name`.
+    fn env(&self, name: &str) -> Option<String>;
+}
+
+/// Reads secrets from the real process environment.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessEnv;
+
+impl SecretSource for ProcessEnv {
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> SecretSource for F {
+    fn env(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+/// A configuration problem, worded for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("config: {0}")]
+    Parse(String),
+    /// A value that parses but is not acceptable.
+    #[error("config: {key}: {problem}")]
+    Invalid {
+        /// The dotted key, e.g. `oidc.issuer`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A secret reference that could not be resolved.
+    #[error("config: {key}: {problem}")]
+    Secret {
+        /// The dotted key.
+        key: String,
+        /// What is wrong (never the secret itself).
+        problem: String,
+    },
+    /// A session key problem (which key, which problem).
+    #[error("config: session.keys: {0}")]
+    Key(#[from] KeyError),
+    /// A bad cookie name.
+    #[error("config: session.cookie_name: {0}")]
+    CookieName(#[from] NameError),
+}
+
+fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+// ----- raw file structure -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    server: RawServer,
+    oidc: RawOidc,
+    session: RawSession,
+    #[serde(default)]
+    bff: RawBff,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: String,
+    public_url: String,
+    max_connections: Option<usize>,
+    header_read_timeout: Option<String>,
+    max_header_bytes: Option<usize>,
+    shutdown_grace: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    client_id: String,
+    client_secret: String,
+    scopes: Option<Vec<String>>,
+    post_logout_redirect_uri: Option<String>,
+    timeout: Option<String>,
+    jwks_refetch_cooldown: Option<String>,
+    token_endpoint_auth: Option<String>,
+    use_userinfo: Option<bool>,
+    id_token_signing_algs: Option<Vec<String>>,
+    clock_skew: Option<String>,
+    max_id_token_age: Option<String>,
+    trusted_audiences: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    keys: Vec<String>,
+    cookie_name: Option<String>,
+    idle_timeout: Option<String>,
+    absolute_timeout: Option<String>,
+    login_timeout: Option<String>,
+    max_chunks: Option<u8>,
+    store_id_token: Option<bool>,
+    max_pending_logins: Option<usize>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBff {
+    prefix: Option<String>,
+    allowed_origins: Option<Vec<String>>,
+    csrf_header: Option<String>,
+    csrf_value: Option<String>,
+    user_claims: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    prefix: String,
+    upstream: String,
+    token: Option<String>,
+}
+
+// ----- typed settings -----------------------------------------------------------------------
+
+/// Everything sealgate needs, validated.
+#[derive(Debug)]
+pub struct Settings {
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[oidc]`.
+    pub oidc: OidcSettings,
+    /// `[session]`.
+    pub session: SessionSettings,
+    /// `[bff]`.
+    pub bff: BffSettings,
+    /// `[[routes]]`, longest prefix first.
+    pub routes: Vec<RouteSettings>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The origin the browser uses, e.g. `https://app.example.com` (no path).
+    pub public_url: Url,
+    /// Connections served at once; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted (larger: 431).
+    pub max_header_bytes: usize,
+    /// Time in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// How sealgate authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpointAuth {
+    /// HTTP Basic (`client_secret_basic`, the default).
+    Basic,
+    /// Form fields (`client_secret_post`).
+    Post,
+}
+
+/// `[oidc]`.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// The issuer identifier, exactly as configured; discovery must report exactly this.
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: SecretString,
+    /// Requested scopes (`openid` is always included).
+    pub scopes: Vec<String>,
+    /// Where the IdP sends the browser after RP-initiated logout.
+    pub post_logout_redirect_uri: Option<Url>,
+    /// Timeout of each request to the IdP.
+    pub timeout: Duration,
+    /// Least time between two JWKS refetches triggered by an unknown `kid`.
+    pub jwks_refetch_cooldown: Duration,
+    /// Client authentication at the token endpoint.
+    pub token_endpoint_auth: TokenEndpointAuth,
+    /// Whether to call the userinfo endpoint after login (its `sub` must match).
+    pub use_userinfo: bool,
+    /// Accepted ID token signature algorithms; asymmetric only.
+    pub id_token_signing_algs: Vec<String>,
+    /// Tolerated clock difference with the IdP.
+    pub clock_skew: Duration,
+    /// Oldest acceptable ID token `iat`.
+    pub max_id_token_age: Duration,
+    /// Audiences other than the client id that an ID token may also name.
+    pub trusted_audiences: Vec<String>,
+}
+
+/// `[session]`.
+#[derive(Debug)]
+pub struct SessionSettings {
+    /// The key ring; the first key seals.
+    pub keys: KeyRing,
+    /// Base name of the session cookie.
+    pub cookie_name: CookieName,
+    /// Sessions end after this long without a request.
+    pub idle_timeout: Duration,
+    /// Sessions end this long after login, whatever happens.
+    pub absolute_timeout: Duration,
+    /// A login must complete within this.
+    pub login_timeout: Duration,
+    /// Most cookie chunks per session.
+    pub max_chunks: u8,
+    /// Keep the ID token in the session (for `id_token_hint` and `/bff/user` claims).
+    pub store_id_token: bool,
+    /// Most login flows one browser may have pending.
+    pub max_pending_logins: usize,
+}
+
+/// `[bff]`.
+#[derive(Debug, Clone)]
+pub struct BffSettings {
+    /// Path prefix of the BFF endpoints, e.g. `/bff`.
+    pub prefix: String,
+    /// Exact origins allowed to call the BFF and the proxied routes cross-origin.
+    pub allowed_origins: Vec<String>,
+    /// Anti-forgery header name (lower case).
+    pub csrf_header: http::HeaderName,
+    /// Anti-forgery header value.
+    pub csrf_value: String,
+    /// ID token claims returned by `/bff/user` besides `sub`.
+    pub user_claims: Vec<String>,
+}
+
+/// Which token a route attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPolicy {
+    /// A session is required; its access token is attached.
+    User,
+    /// The access token is attached when there is a session.
+    Optional,
+    /// No token; the route is a plain reverse proxy.
+    None,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// Path prefix, e.g. `/api` (no trailing slash).
+    pub prefix: String,
+    /// Upstream base URL.
+    pub upstream: Url,
+    /// Token policy.
+    pub token: TokenPolicy,
+}
+
+/// Algorithms sealgate accepts for ID tokens: asymmetric only, so a token can never be forged
+/// by using a public key (or the client secret) as an HMAC key.
+pub const ASYMMETRIC_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+fn duration(key: &str, raw: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
+    let text = raw.unwrap_or(default);
+    let d = humantime::parse_duration(text)
+        .map_err(|e| invalid(key, format!("{text:?} is not a duration like \"20m\": {e}")))?;
+    if d.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(d)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Parses an absolute http(s) URL; `http` only for loopback hosts.
+fn web_url(key: &str, text: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(text).map_err(|e| invalid(key, format!("{text:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => return Err(invalid(key, "http:// is accepted only for loopback hosts; use https://")),
+        other => return Err(invalid(key, format!("unsupported scheme {other:?}"))),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(key, "must not contain user info"));
+    }
+    if url.fragment().is_some() {
+        return Err(invalid(key, "must not contain a fragment"));
+    }
+    Ok(url)
+}
+
+fn resolve_secret(key: &str, spec: &str, env: &dyn SecretSource) -> Result<SecretString, ConfigError> {
+    let secret_err = |problem: String| ConfigError::Secret {
+        key: key.to_owned(),
+        problem,
+    };
+    let value = if let Some(name) = spec.strip_prefix("env:") {
+        env.env(name)
+            .ok_or_else(|| secret_err(format!("environment variable {name} is not set")))?
+    } else if let Some(path) = spec.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map_err(|e| secret_err(format!("cannot read {path}: {e}")))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned()
+    } else {
+        return Err(secret_err(
+            "secrets must be given as \"env:NAME\" or \"file:PATH\", never inline".into(),
+        ));
+    };
+    if value.is_empty() {
+        return Err(secret_err("the secret is empty".into()));
+    }
+    Ok(SecretString::new(value))
+}
+
+fn path_prefix(key: &str, text: &str) -> Result<String, ConfigError> {
+    let trimmed = text.trim_end_matches('/');
+    let ok = trimmed.starts_with('/')
+        && !trimmed.contains("//")
+        && trimmed
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+        && !trimmed.split('/').any(|seg| seg == "." || seg == "..");
+    if ok || trimmed.is_empty() && text == "/" {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(invalid(
+            key,
+            format!("{text:?} must be a path like \"/api\" of letters, digits and -_.~"),
+        ))
+    }
+}
+
+impl Settings {
+    /// Reads and validates the file at `path`, resolving secrets from the process environment.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key and the problem.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, &ProcessEnv)
+    }
+
+    /// Parses and validates TOML text.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key and the problem.
+    pub fn from_toml(text: &str, env: &dyn SecretSource) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+
+        let s = raw.server;
+        let listen = s
+            .listen
+            .parse()
+            .map_err(|_| invalid("server.listen", format!("{:?} is not an address like 127.0.0.1:8080", s.listen)))?;
+        let public_url = web_url("server.public_url", &s.public_url)?;
+        if public_url.path() != "/" || public_url.query().is_some() {
+            return Err(invalid("server.public_url", "must be an origin without path or query"));
+        }
+        let server = ServerSettings {
+            listen,
+            public_url,
+            max_connections: s.max_connections.unwrap_or(4096).max(1),
+            header_read_timeout: duration("server.header_read_timeout", s.header_read_timeout.as_deref(), "10s")?,
+            max_header_bytes: s.max_header_bytes.unwrap_or(32 * 1024).clamp(8 * 1024, 1024 * 1024),
+            shutdown_grace: duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "10s")?,
+        };
+
+        let o = raw.oidc;
+        let issuer_url = web_url("oidc.issuer", &o.issuer)?;
+        if issuer_url.query().is_some() {
+            return Err(invalid("oidc.issuer", "must not contain a query"));
+        }
+        let issuer = o.issuer.clone();
+        if o.client_id.is_empty() {
+            return Err(invalid("oidc.client_id", "must not be empty"));
+        }
+        let mut scopes = o
+            .scopes
+            .unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
+        if let Some(bad) = scopes
+            .iter()
+            .find(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'))
+        {
+            return Err(invalid("oidc.scopes", format!("{bad:?} is not a valid scope token")));
+        }
+        if !scopes.iter().any(|s| s == "openid") {
+            scopes.insert(0, "openid".into());
+        }
+        let algs = o
+            .id_token_signing_algs
+            .unwrap_or_else(|| ASYMMETRIC_ALGS.iter().map(|s| (*s).to_owned()).collect());
+        if algs.is_empty() {
+            return Err(invalid("oidc.id_token_signing_algs", "must name at least one algorithm"));
+        }
+        if let Some(bad) = algs.iter().find(|a| !ASYMMETRIC_ALGS.contains(&a.as_str())) {
+            return Err(invalid(
+                "oidc.id_token_signing_algs",
+                format!("{bad:?} is not accepted; choose from {}", ASYMMETRIC_ALGS.join(", ")),
+            ));
+        }
+        let oidc = OidcSettings {
+            client_secret: resolve_secret("oidc.client_secret", &o.client_secret, env)?,
+            issuer,
+            client_id: o.client_id,
+            scopes,
+            post_logout_redirect_uri: o
+                .post_logout_redirect_uri
+                .as_deref()
+                .map(|u| web_url("oidc.post_logout_redirect_uri", u))
+                .transpose()?,
+            timeout: duration("oidc.timeout", o.timeout.as_deref(), "10s")?,
+            jwks_refetch_cooldown: duration("oidc.jwks_refetch_cooldown", o.jwks_refetch_cooldown.as_deref(), "30s")?,
+            token_endpoint_auth: match o.token_endpoint_auth.as_deref().unwrap_or("client_secret_basic") {
+                "client_secret_basic" => TokenEndpointAuth::Basic,
+                "client_secret_post" => TokenEndpointAuth::Post,
+                other => {
+                    return Err(invalid(
+                        "oidc.token_endpoint_auth",
+                        format!("{other:?}: use \"client_secret_basic\" or \"client_secret_post\""),
+                    ));
+                }
+            },
+            use_userinfo: o.use_userinfo.unwrap_or(false),
+            id_token_signing_algs: algs,
+            clock_skew: duration("oidc.clock_skew", o.clock_skew.as_deref(), "60s")?,
+            max_id_token_age: duration("oidc.max_id_token_age", o.max_id_token_age.as_deref(), "10m")?,
+            trusted_audiences: o.trusted_audiences.unwrap_or_default(),
+        };
+
+        let se = raw.session;
+        let max_chunks = se.max_chunks.unwrap_or(DEFAULT_MAX_CHUNKS);
+        if max_chunks == 0 {
+            return Err(invalid("session.max_chunks", "must be at least 1"));
+        }
+        let mut key_texts = Vec::with_capacity(se.keys.len());
+        for (i, spec) in se.keys.iter().enumerate() {
+            key_texts.push(resolve_secret(&format!("session.keys[{i}]"), spec, env)?);
+        }
+        let keys = KeyRing::from_base64(&key_texts.iter().map(SecretString::expose).collect::<Vec<_>>())?;
+        let session = SessionSettings {
+            keys,
+            cookie_name: CookieName::new(se.cookie_name.unwrap_or_else(|| "__Host-sealgate".into()))?,
+            idle_timeout: duration("session.idle_timeout", se.idle_timeout.as_deref(), "20m")?,
+            absolute_timeout: duration("session.absolute_timeout", se.absolute_timeout.as_deref(), "8h")?,
+            login_timeout: duration("session.login_timeout", se.login_timeout.as_deref(), "10m")?,
+            max_chunks,
+            store_id_token: se.store_id_token.unwrap_or(true),
+            max_pending_logins: se.max_pending_logins.unwrap_or(5).clamp(1, 32),
+        };
+        if session.idle_timeout > session.absolute_timeout {
+            return Err(invalid("session.idle_timeout", "must not exceed session.absolute_timeout"));
+        }
+
+        let b = raw.bff;
+        let prefix = path_prefix("bff.prefix", b.prefix.as_deref().unwrap_or("/bff"))?;
+        if prefix.is_empty() {
+            return Err(invalid("bff.prefix", "must not be \"/\""));
+        }
+        let mut allowed_origins = Vec::new();
+        for o in b.allowed_origins.unwrap_or_default() {
+            let url = web_url("bff.allowed_origins", &o)?;
+            if url.path() != "/" || url.query().is_some() {
+                return Err(invalid("bff.allowed_origins", format!("{o:?} must be an origin without a path")));
+            }
+            allowed_origins.push(url.origin().ascii_serialization());
+        }
+        let csrf_header = http::HeaderName::from_bytes(b.csrf_header.as_deref().unwrap_or("X-CSRF").as_bytes())
+            .map_err(|_| invalid("bff.csrf_header", "not a valid header name"))?;
+        let csrf_value = b.csrf_value.unwrap_or_else(|| "1".into());
+        if csrf_value.is_empty() || http::HeaderValue::from_str(&csrf_value).is_err() {
+            return Err(invalid("bff.csrf_value", "not a valid header value"));
+        }
+        let bff = BffSettings {
+            prefix,
+            allowed_origins,
+            csrf_header,
+            csrf_value,
+            user_claims: b
+                .user_claims
+                .unwrap_or_else(|| vec!["name".into(), "email".into(), "preferred_username".into()]),
+        };
+
+        let mut routes = Vec::new();
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let key = format!("routes[{i}]");
+            let prefix = path_prefix(&format!("{key}.prefix"), &r.prefix)?;
+            if prefix.is_empty() && r.prefix != "/" {
+                return Err(invalid(&format!("{key}.prefix"), "must be a path"));
+            }
+            if prefix == bff.prefix || prefix.starts_with(&format!("{}/", bff.prefix)) {
+                return Err(invalid(&format!("{key}.prefix"), "overlaps bff.prefix"));
+            }
+            let upstream = web_url(&format!("{key}.upstream"), &r.upstream)?;
+            if upstream.query().is_some() {
+                return Err(invalid(&format!("{key}.upstream"), "must not contain a query"));
+            }
+            let token = match r.token.as_deref().unwrap_or("user") {
+                "user" => TokenPolicy::User,
+                "optional" => TokenPolicy::Optional,
+                "none" => TokenPolicy::None,
+                other => {
+                    return Err(invalid(
+                        &format!("{key}.token"),
+                        format!("{other:?}: use \"user\", \"optional\" or \"none\""),
+                    ));
+                }
+            };
+            if routes.iter().any(|x: &RouteSettings| x.prefix == prefix) {
+                return Err(invalid(&format!("{key}.prefix"), "duplicates an earlier route"));
+            }
+            routes.push(RouteSettings {
+                prefix,
+                upstream,
+                token,
+            });
+        }
+        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+
+        Ok(Settings {
+            server,
+            oidc,
+            session,
+            bff,
+            routes,
+        })
+    }
+
+    /// The redirect URI registered at the IdP: `public_url` + `bff.prefix` + `/callback`.
+    pub fn redirect_uri(&self) -> String {
+        format!("{}{}/callback", self.server.public_url.origin().ascii_serialization(), self.bff.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests;

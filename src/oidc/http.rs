@@ -1,0 +1,127 @@
+//! The outbound HTTP client for talking to the IdP: hyper-util over rustls, with a timeout on
+//! every request, a cap on response bodies, and **no redirect following** (a redirect from an
+//! IdP endpoint is an error, never a hop to wherever it points: the SSRF warning in the
+//! openidconnect docs).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
+
+/// Largest IdP response body read (discovery documents and JWKS are a few KB).
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// An outbound request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Connecting or the exchange failed.
+    #[error("request to the identity provider failed: {0}")]
+    Transport(String),
+    /// No complete response within the timeout.
+    #[error("request to the identity provider timed out after {0:?}")]
+    Timeout(Duration),
+    /// The response body exceeded [`MAX_RESPONSE_BYTES`].
+    #[error("response from the identity provider is too large")]
+    TooLarge,
+    /// The response was a redirect, which is never followed.
+    #[error("identity provider answered with a redirect ({0}), which is not followed")]
+    Redirect(u16),
+}
+
+/// A cheap-to-clone HTTP client for the IdP.
+#[derive(Clone, Debug)]
+pub struct IdpHttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl IdpHttpClient {
+    /// A client whose every request must complete within `timeout`.
+    ///
+    /// # Errors
+    /// When no TLS trust roots can be loaded from the system.
+    pub fn new(timeout: Duration) -> Result<Self, HttpError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match builder.with_native_roots() {
+            Ok(b) => b,
+            Err(e) => {
+                // No system trust store (a minimal container): plain http to loopback still
+                // works; https fails verification with a clear error instead of at start-up.
+                tracing::warn!(error = %e, "no system CA certificates found; https to the IdP will fail");
+                let roots = rustls::RootCertStore::empty();
+                let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| HttpError::Transport(e.to_string()))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
+            }
+        };
+        let connector = builder
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Self { client, timeout })
+    }
+
+    /// Sends `request`, returning the whole response (body capped).
+    ///
+    /// # Errors
+    /// Transport failure, timeout, an oversized body, or a redirect.
+    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let (parts, body) = request.into_parts();
+        let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| HttpError::Transport(e.to_string()))?;
+            if response.status().is_redirection() {
+                return Err(HttpError::Redirect(response.status().as_u16()));
+            }
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                        HttpError::TooLarge
+                    } else {
+                        HttpError::Transport(e.to_string())
+                    }
+                })?
+                .to_bytes();
+            Ok(http::Response::from_parts(parts, body.to_vec()))
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| HttpError::Timeout(self.timeout))?
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for IdpHttpClient {
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(self.send(request))
+    }
+}

@@ -1,0 +1,172 @@
+//! Return URLs after login and logout: local paths only, re-serialized, never echoed.
+//!
+//! Accepted: one leading `/` followed by anything that is not `/` or `\`; no backslash
+//! anywhere; no control character, raw or percent-encoded, anywhere; at most 2,048 bytes. The
+//! value is then resolved against a placeholder origin with a WHATWG URL parser, must stay on
+//! that origin, and what goes into `Location` is the parsed path, query and fragment, so a
+//! parser differential between sealgate and a browser cannot turn it into another origin.
+
+use url::Url;
+
+/// Longest return URL accepted.
+pub const MAX_LEN: usize = 2048;
+const PLACEHOLDER: &str = "https://return-url.invalid";
+
+/// A validated local return path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnUrl(String);
+
+/// Why a return URL was refused (for the log; the browser gets a generic 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReturnUrlError {
+    /// Empty or longer than [`MAX_LEN`].
+    #[error("return URL empty or too long")]
+    Length,
+    /// Does not start with exactly one `/`, or starts with `/\`.
+    #[error("return URL is not a local path")]
+    NotLocal,
+    /// Contains a backslash.
+    #[error("return URL contains a backslash")]
+    Backslash,
+    /// Contains a control character, raw or percent-encoded.
+    #[error("return URL contains a control character")]
+    Control,
+    /// The parsed URL leaves the origin or does not parse.
+    #[error("return URL resolves elsewhere")]
+    Escapes,
+}
+
+impl ReturnUrl {
+    /// The root path `/`.
+    pub fn root() -> Self {
+        Self("/".into())
+    }
+
+    /// Validates `raw` (already query-decoded once).
+    ///
+    /// # Errors
+    /// A [`ReturnUrlError`] naming the rule broken.
+    pub fn parse(raw: &str) -> Result<Self, ReturnUrlError> {
+        if raw.is_empty() || raw.len() > MAX_LEN {
+            return Err(ReturnUrlError::Length);
+        }
+        let bytes = raw.as_bytes();
+        if bytes[0] != b'/' || matches!(bytes.get(1), Some(b'/' | b'\\')) {
+            return Err(ReturnUrlError::NotLocal);
+        }
+        if bytes.contains(&b'\\') {
+            return Err(ReturnUrlError::Backslash);
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(ReturnUrlError::Control);
+        }
+        // Percent-encoded: control bytes (%00-%1F, %7F), backslash (%5C), and slashes that
+        // would decode into a leading `//`.
+        for (i, w) in bytes.windows(3).enumerate() {
+            if w[0] == b'%' {
+                let decoded = std::str::from_utf8(&w[1..])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match decoded {
+                    Some(b) if b < 0x20 || b == 0x7f => return Err(ReturnUrlError::Control),
+                    Some(b'\\') => return Err(ReturnUrlError::Backslash),
+                    Some(b'/') if i == 1 => return Err(ReturnUrlError::NotLocal),
+                    _ => {}
+                }
+            }
+        }
+        // Also catch C1 controls and encoded non-ASCII control characters.
+        let decoded = percent_decode(raw);
+        if decoded.chars().any(char::is_control) {
+            return Err(ReturnUrlError::Control);
+        }
+        let base = Url::parse(PLACEHOLDER).map_err(|_| ReturnUrlError::Escapes)?;
+        let url = base.join(raw).map_err(|_| ReturnUrlError::Escapes)?;
+        if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
+            return Err(ReturnUrlError::Escapes);
+        }
+        let mut out = url.path().to_owned();
+        if out.starts_with("//") {
+            return Err(ReturnUrlError::NotLocal);
+        }
+        if let Some(q) = url.query() {
+            out.push('?');
+            out.push_str(q);
+        }
+        if let Some(f) = url.fragment() {
+            out.push('#');
+            out.push_str(f);
+        }
+        Ok(Self(out))
+    }
+
+    /// Parses an optional value, defaulting to `/`.
+    ///
+    /// # Errors
+    /// As [`ReturnUrl::parse`].
+    pub fn parse_or_root(raw: Option<&str>) -> Result<Self, ReturnUrlError> {
+        raw.map_or_else(|| Ok(Self::root()), Self::parse)
+    }
+
+    /// The path to put in `Location`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_paths_are_accepted_and_reserialized() {
+        for (raw, want) in [
+            ("/", "/"),
+            ("/app/orders?id=3#top", "/app/orders?id=3#top"),
+            ("/a b", "/a%20b"),
+            ("/a/../b", "/b"),
+            ("/@evil.example", "/@evil.example"),
+            ("/caf\u{e9}", "/caf%C3%A9"),
+            ("/x?next=//evil", "/x?next=//evil"),
+        ] {
+            assert_eq!(ReturnUrl::parse(raw).unwrap().as_str(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn bypass_classes_are_refused() {
+        use ReturnUrlError::*;
+        for (raw, why) in [
+            ("", Length),
+            ("//evil.example", NotLocal),
+            ("/\\evil.example", NotLocal),
+            ("\\\\evil.example", NotLocal),
+            ("/a\\b", Backslash),
+            ("https://evil.example", NotLocal),
+            ("javascript:alert(1)", NotLocal),
+            ("evil.example", NotLocal),
+            ("//user@evil.example", NotLocal),
+            ("/\t/evil.example", Control),
+            ("/\n/evil.example", Control),
+            ("/%09/evil.example", Control),
+            ("/%0d%0aSet-Cookie:x=y", Control),
+            ("/%00", Control),
+            ("/%7f", Control),
+            ("/%2F/evil.example", NotLocal),
+            ("/%2f%2fevil.example", NotLocal),
+            ("/%5Cevil.example", Backslash),
+            ("/%C2%85", Control),
+            ("/\u{85}", Control),
+        ] {
+            assert_eq!(ReturnUrl::parse(raw), Err(why), "{raw:?}");
+        }
+        assert_eq!(ReturnUrl::parse(&format!("/{}", "a".repeat(MAX_LEN))), Err(Length));
+    }
+}

@@ -1,4 +1,7 @@
 //! sealgate's integration tests: one test binary, one module per area.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod corpus;

@@ -320,7 +320,12 @@ fn web_url(key: &str, text: &str) -> Result<Url, ConfigError> {
     match url.scheme() {
         "https" => {}
         "http" if is_loopback(&url) => {}
-        "http" => return Err(invalid(key, "http:// is accepted only for loopback hosts; use https://")),
+        "http" => {
+            return Err(invalid(
+                key,
+                "http:// is accepted only for loopback hosts; use https://",
+            ));
+        }
         other => return Err(invalid(key, format!("unsupported scheme {other:?}"))),
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -332,7 +337,11 @@ fn web_url(key: &str, text: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-fn resolve_secret(key: &str, spec: &str, env: &dyn SecretSource) -> Result<SecretString, ConfigError> {
+fn resolve_secret(
+    key: &str,
+    spec: &str,
+    env: &dyn SecretSource,
+) -> Result<SecretString, ConfigError> {
     let secret_err = |problem: String| ConfigError::Secret {
         key: key.to_owned(),
         problem,
@@ -395,20 +404,32 @@ impl Settings {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
 
         let s = raw.server;
-        let listen = s
-            .listen
-            .parse()
-            .map_err(|_| invalid("server.listen", format!("{:?} is not an address like 127.0.0.1:8080", s.listen)))?;
+        let listen = s.listen.parse().map_err(|_| {
+            invalid(
+                "server.listen",
+                format!("{:?} is not an address like 127.0.0.1:8080", s.listen),
+            )
+        })?;
         let public_url = web_url("server.public_url", &s.public_url)?;
         if public_url.path() != "/" || public_url.query().is_some() {
-            return Err(invalid("server.public_url", "must be an origin without path or query"));
+            return Err(invalid(
+                "server.public_url",
+                "must be an origin without path or query",
+            ));
         }
         let server = ServerSettings {
             listen,
             public_url,
             max_connections: s.max_connections.unwrap_or(4096).max(1),
-            header_read_timeout: duration("server.header_read_timeout", s.header_read_timeout.as_deref(), "10s")?,
-            max_header_bytes: s.max_header_bytes.unwrap_or(32 * 1024).clamp(8 * 1024, 1024 * 1024),
+            header_read_timeout: duration(
+                "server.header_read_timeout",
+                s.header_read_timeout.as_deref(),
+                "10s",
+            )?,
+            max_header_bytes: s
+                .max_header_bytes
+                .unwrap_or(32 * 1024)
+                .clamp(8 * 1024, 1024 * 1024),
             shutdown_grace: duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "10s")?,
         };
 
@@ -424,11 +445,16 @@ impl Settings {
         let mut scopes = o
             .scopes
             .unwrap_or_else(|| vec!["openid".into(), "profile".into(), "email".into()]);
-        if let Some(bad) = scopes
-            .iter()
-            .find(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'))
-        {
-            return Err(invalid("oidc.scopes", format!("{bad:?} is not a valid scope token")));
+        if let Some(bad) = scopes.iter().find(|s| {
+            s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        }) {
+            return Err(invalid(
+                "oidc.scopes",
+                format!("{bad:?} is not a valid scope token"),
+            ));
         }
         if !scopes.iter().any(|s| s == "openid") {
             scopes.insert(0, "openid".into());
@@ -437,12 +463,18 @@ impl Settings {
             .id_token_signing_algs
             .unwrap_or_else(|| ASYMMETRIC_ALGS.iter().map(|s| (*s).to_owned()).collect());
         if algs.is_empty() {
-            return Err(invalid("oidc.id_token_signing_algs", "must name at least one algorithm"));
+            return Err(invalid(
+                "oidc.id_token_signing_algs",
+                "must name at least one algorithm",
+            ));
         }
         if let Some(bad) = algs.iter().find(|a| !ASYMMETRIC_ALGS.contains(&a.as_str())) {
             return Err(invalid(
                 "oidc.id_token_signing_algs",
-                format!("{bad:?} is not accepted; choose from {}", ASYMMETRIC_ALGS.join(", ")),
+                format!(
+                    "{bad:?} is not accepted; choose from {}",
+                    ASYMMETRIC_ALGS.join(", ")
+                ),
             ));
         }
         let oidc = OidcSettings {
@@ -456,8 +488,16 @@ impl Settings {
                 .map(|u| web_url("oidc.post_logout_redirect_uri", u))
                 .transpose()?,
             timeout: duration("oidc.timeout", o.timeout.as_deref(), "10s")?,
-            jwks_refetch_cooldown: duration("oidc.jwks_refetch_cooldown", o.jwks_refetch_cooldown.as_deref(), "30s")?,
-            token_endpoint_auth: match o.token_endpoint_auth.as_deref().unwrap_or("client_secret_basic") {
+            jwks_refetch_cooldown: duration(
+                "oidc.jwks_refetch_cooldown",
+                o.jwks_refetch_cooldown.as_deref(),
+                "30s",
+            )?,
+            token_endpoint_auth: match o
+                .token_endpoint_auth
+                .as_deref()
+                .unwrap_or("client_secret_basic")
+            {
                 "client_secret_basic" => TokenEndpointAuth::Basic,
                 "client_secret_post" => TokenEndpointAuth::Post,
                 other => {
@@ -470,7 +510,11 @@ impl Settings {
             use_userinfo: o.use_userinfo.unwrap_or(false),
             id_token_signing_algs: algs,
             clock_skew: duration("oidc.clock_skew", o.clock_skew.as_deref(), "60s")?,
-            max_id_token_age: duration("oidc.max_id_token_age", o.max_id_token_age.as_deref(), "10m")?,
+            max_id_token_age: duration(
+                "oidc.max_id_token_age",
+                o.max_id_token_age.as_deref(),
+                "10m",
+            )?,
             trusted_audiences: o.trusted_audiences.unwrap_or_default(),
         };
 
@@ -483,19 +527,33 @@ impl Settings {
         for (i, spec) in se.keys.iter().enumerate() {
             key_texts.push(resolve_secret(&format!("session.keys[{i}]"), spec, env)?);
         }
-        let keys = KeyRing::from_base64(&key_texts.iter().map(SecretString::expose).collect::<Vec<_>>())?;
+        let keys = KeyRing::from_base64(
+            &key_texts
+                .iter()
+                .map(SecretString::expose)
+                .collect::<Vec<_>>(),
+        )?;
         let session = SessionSettings {
             keys,
-            cookie_name: CookieName::new(se.cookie_name.unwrap_or_else(|| "__Host-sealgate".into()))?,
+            cookie_name: CookieName::new(
+                se.cookie_name.unwrap_or_else(|| "__Host-sealgate".into()),
+            )?,
             idle_timeout: duration("session.idle_timeout", se.idle_timeout.as_deref(), "20m")?,
-            absolute_timeout: duration("session.absolute_timeout", se.absolute_timeout.as_deref(), "8h")?,
+            absolute_timeout: duration(
+                "session.absolute_timeout",
+                se.absolute_timeout.as_deref(),
+                "8h",
+            )?,
             login_timeout: duration("session.login_timeout", se.login_timeout.as_deref(), "10m")?,
             max_chunks,
             store_id_token: se.store_id_token.unwrap_or(true),
             max_pending_logins: se.max_pending_logins.unwrap_or(5).clamp(1, 32),
         };
         if session.idle_timeout > session.absolute_timeout {
-            return Err(invalid("session.idle_timeout", "must not exceed session.absolute_timeout"));
+            return Err(invalid(
+                "session.idle_timeout",
+                "must not exceed session.absolute_timeout",
+            ));
         }
 
         let b = raw.bff;
@@ -507,12 +565,16 @@ impl Settings {
         for o in b.allowed_origins.unwrap_or_default() {
             let url = web_url("bff.allowed_origins", &o)?;
             if url.path() != "/" || url.query().is_some() {
-                return Err(invalid("bff.allowed_origins", format!("{o:?} must be an origin without a path")));
+                return Err(invalid(
+                    "bff.allowed_origins",
+                    format!("{o:?} must be an origin without a path"),
+                ));
             }
             allowed_origins.push(url.origin().ascii_serialization());
         }
-        let csrf_header = http::HeaderName::from_bytes(b.csrf_header.as_deref().unwrap_or("X-CSRF").as_bytes())
-            .map_err(|_| invalid("bff.csrf_header", "not a valid header name"))?;
+        let csrf_header =
+            http::HeaderName::from_bytes(b.csrf_header.as_deref().unwrap_or("X-CSRF").as_bytes())
+                .map_err(|_| invalid("bff.csrf_header", "not a valid header name"))?;
         let csrf_value = b.csrf_value.unwrap_or_else(|| "1".into());
         if csrf_value.is_empty() || http::HeaderValue::from_str(&csrf_value).is_err() {
             return Err(invalid("bff.csrf_value", "not a valid header value"));
@@ -522,9 +584,9 @@ impl Settings {
             allowed_origins,
             csrf_header,
             csrf_value,
-            user_claims: b
-                .user_claims
-                .unwrap_or_else(|| vec!["name".into(), "email".into(), "preferred_username".into()]),
+            user_claims: b.user_claims.unwrap_or_else(|| {
+                vec!["name".into(), "email".into(), "preferred_username".into()]
+            }),
         };
 
         let mut routes = Vec::new();
@@ -539,7 +601,10 @@ impl Settings {
             }
             let upstream = web_url(&format!("{key}.upstream"), &r.upstream)?;
             if upstream.query().is_some() {
-                return Err(invalid(&format!("{key}.upstream"), "must not contain a query"));
+                return Err(invalid(
+                    &format!("{key}.upstream"),
+                    "must not contain a query",
+                ));
             }
             let token = match r.token.as_deref().unwrap_or("user") {
                 "user" => TokenPolicy::User,
@@ -553,7 +618,10 @@ impl Settings {
                 }
             };
             if routes.iter().any(|x: &RouteSettings| x.prefix == prefix) {
-                return Err(invalid(&format!("{key}.prefix"), "duplicates an earlier route"));
+                return Err(invalid(
+                    &format!("{key}.prefix"),
+                    "duplicates an earlier route",
+                ));
             }
             routes.push(RouteSettings {
                 prefix,
@@ -561,7 +629,7 @@ impl Settings {
                 token,
             });
         }
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
 
         Ok(Settings {
             server,
@@ -574,7 +642,11 @@ impl Settings {
 
     /// The redirect URI registered at the IdP: `public_url` + `bff.prefix` + `/callback`.
     pub fn redirect_uri(&self) -> String {
-        format!("{}{}/callback", self.server.public_url.origin().ascii_serialization(), self.bff.prefix)
+        format!(
+            "{}{}/callback",
+            self.server.public_url.origin().ascii_serialization(),
+            self.bff.prefix
+        )
     }
 }
 

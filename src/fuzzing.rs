@@ -77,3 +77,40 @@ pub fn decode_session(data: &[u8]) -> bool {
     );
     true
 }
+
+/// Validates `data` as a return URL; an accepted one must be a local path that validates again
+/// to itself (re-serialization is stable) and never starts with `//` or `/\`.
+pub fn return_url(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let Ok(url) = crate::return_url::ReturnUrl::parse(text) else {
+        return false;
+    };
+    let s = url.as_str();
+    assert!(
+        s.starts_with('/') && !s.starts_with("//") && !s.starts_with("/\\"),
+        "{s:?}"
+    );
+    assert!(
+        !s.contains('\\') && !s.chars().any(char::is_control),
+        "{s:?}"
+    );
+    let again = crate::return_url::ReturnUrl::parse(s);
+    assert_eq!(again.as_ref().map(|u| u.as_str()), Ok(s), "not stable");
+    true
+}
+
+/// Parses `data` as a callback query string; an accepted one has exactly one of code / error
+/// and a bounded, non-empty state.
+pub fn callback_query(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let Ok(q) = crate::routes::callback::parse_callback_query(text) else {
+        return false;
+    };
+    assert!(!q.state.is_empty() && q.state.len() <= crate::routes::callback::MAX_STATE_LEN);
+    assert!(q.code.is_some() != q.error.is_some());
+    true
+}

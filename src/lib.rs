@@ -31,12 +31,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod demo;
+pub mod app;
+pub mod clock;
 pub mod config;
+pub mod csrf;
+pub mod demo;
+pub mod error;
 pub mod fuzzing;
 pub mod oidc;
+pub mod response;
 pub mod return_url;
+pub mod revocation;
+pub mod routes;
 pub mod seal;
 pub mod secret;
+pub mod server;
 pub mod session;
+pub mod telemetry;
 pub mod token;

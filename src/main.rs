@@ -1,5 +1,7 @@
-//! The `sealgate` command line.
+//! The `sealgate` command line: a thin shell over the library (parse, load, run, print one
+//! error line, exit non-zero).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -14,6 +16,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the BFF with a configuration file.
+    Serve {
+        /// The TOML configuration (see config.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a self-contained demo: sealgate, a development IdP and a demo API, on loopback.
+    Demo {
+        /// Port for sealgate (the page to open); the IdP and API use the next two.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// Print a new random 32-byte session key, base64-encoded, from the OS CSPRNG.
     Keygen,
 }
@@ -34,6 +48,22 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Keygen => {
             println!("{}", sealgate::seal::keys::generate_key_base64()?);
             Ok(())
+        }
+        Command::Serve { config } => {
+            let settings = sealgate::config::Settings::load(&config)?;
+            sealgate::telemetry::init();
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let running =
+                    sealgate::server::start(settings, sealgate::server::Options::default()).await?;
+                running.until_signal().await;
+                Ok::<(), Box<dyn std::error::Error>>(())
+            })
+        }
+        Command::Demo { port } => {
+            sealgate::telemetry::init();
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(sealgate::demo::run(port))
         }
     }
 }

@@ -167,6 +167,9 @@ mod tests {
         ] {
             assert_eq!(ReturnUrl::parse(raw), Err(why), "{raw:?}");
         }
-        assert_eq!(ReturnUrl::parse(&format!("/{}", "a".repeat(MAX_LEN))), Err(Length));
+        assert_eq!(
+            ReturnUrl::parse(&format!("/{}", "a".repeat(MAX_LEN))),
+            Err(Length)
+        );
     }
 }

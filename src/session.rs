@@ -166,7 +166,44 @@ impl<'a> WireToken<'a> {
     }
 }
 
+/// What the lifetime rules say about a session at a given time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    /// Valid; no need to write the cookie again.
+    Fresh,
+    /// Valid, and past half the idle window: re-seal with a new last-seen time.
+    Renew,
+    /// Past the idle expiry.
+    IdleExpired,
+    /// Past the absolute expiry.
+    AbsoluteExpired,
+}
+
 impl Session {
+    /// Applies the lifetime rules at `now`, from the sealed timestamps alone.
+    pub fn validity(&self, now: i64) -> Validity {
+        if now >= self.absolute_expires_at {
+            Validity::AbsoluteExpired
+        } else if now >= self.idle_expires_at {
+            Validity::IdleExpired
+        } else if now.saturating_sub(self.last_seen)
+            >= self.idle_expires_at.saturating_sub(self.last_seen) / 2
+        {
+            Validity::Renew
+        } else {
+            Validity::Fresh
+        }
+    }
+
+    /// Slides the idle window: last seen now, idle expiry `idle_timeout` seconds on, never past
+    /// the absolute expiry (which never moves).
+    pub fn renew(&mut self, now: i64, idle_timeout: i64) {
+        self.last_seen = now;
+        self.idle_expires_at = now
+            .saturating_add(idle_timeout)
+            .min(self.absolute_expires_at);
+    }
+
     /// The cookie's hard expiry: the earlier of the idle and absolute expiries.
     pub fn expires_at(&self) -> i64 {
         self.idle_expires_at.min(self.absolute_expires_at)
@@ -321,6 +358,26 @@ mod tests {
         let count = |needle: &[u8]| bytes.windows(needle.len()).filter(|w| *w == needle).count();
         assert_eq!(count(b"248289761001"), 2);
         assert_eq!(count(s.sid.as_deref().unwrap().as_bytes()), 1);
+    }
+
+    #[test]
+    fn lifetime_rules() {
+        let mut s = sample(); // issued 1_800_000_000, last seen +100, idle until +1300, absolute +28800
+        assert_eq!(s.validity(1_800_000_200), Validity::Fresh);
+        assert_eq!(s.validity(1_800_000_700), Validity::Renew);
+        assert_eq!(s.validity(1_800_001_300), Validity::IdleExpired);
+        s.renew(1_800_000_700, 1200);
+        assert_eq!(
+            (s.last_seen, s.idle_expires_at),
+            (1_800_000_700, 1_800_001_900)
+        );
+        assert_eq!(s.absolute_expires_at, 1_800_028_800);
+        s.renew(1_800_028_000, 1200);
+        assert_eq!(
+            s.idle_expires_at, 1_800_028_800,
+            "never past the absolute expiry"
+        );
+        assert_eq!(s.validity(1_800_028_800), Validity::AbsoluteExpired);
     }
 
     #[test]

@@ -52,7 +52,10 @@ fn example_parses_into_typed_settings() {
     assert_eq!(s.session.absolute_timeout, Duration::from_secs(8 * 3600));
     assert_eq!(s.redirect_uri(), "https://app.example.com/bff/callback");
     assert_eq!(s.routes[0].token, TokenPolicy::User);
-    assert_eq!(s.bff.allowed_origins, vec!["https://app.example.com".to_string()]);
+    assert_eq!(
+        s.bff.allowed_origins,
+        vec!["https://app.example.com".to_string()]
+    );
     assert_eq!(s.oidc.token_endpoint_auth, TokenEndpointAuth::Basic);
 }
 
@@ -73,17 +76,29 @@ fn unknown_keys_are_named() {
 fn inline_secrets_are_refused() {
     let text = EXAMPLE.replace("env:SEALGATE_CLIENT_SECRET", "hunter2");
     let err = parse(&text).unwrap_err().to_string();
-    assert!(err.contains("oidc.client_secret") && !err.contains("hunter2"), "{err}");
+    assert!(
+        err.contains("oidc.client_secret") && !err.contains("hunter2"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_env_and_bad_keys_name_the_key() {
     let text = EXAMPLE.replace("env:SEALGATE_KEY", "env:NOPE");
     let err = parse(&text).unwrap_err().to_string();
-    assert!(err.contains("session.keys[0]") && err.contains("NOPE"), "{err}");
-    let text = EXAMPLE.replace(r#"keys = ["env:SEALGATE_KEY"]"#, r#"keys = ["env:SEALGATE_KEY", "env:SHORT_KEY"]"#);
+    assert!(
+        err.contains("session.keys[0]") && err.contains("NOPE"),
+        "{err}"
+    );
+    let text = EXAMPLE.replace(
+        r#"keys = ["env:SEALGATE_KEY"]"#,
+        r#"keys = ["env:SEALGATE_KEY", "env:SHORT_KEY"]"#,
+    );
     let err = parse(&text).unwrap_err().to_string();
-    assert!(err.contains("session key 2") && err.contains("3 bytes"), "{err}");
+    assert!(
+        err.contains("session key 2") && err.contains("3 bytes"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -92,8 +107,14 @@ fn secrets_from_files() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("secret");
     std::fs::write(&path, "from-file\n").unwrap();
-    let text = EXAMPLE.replace("env:SEALGATE_CLIENT_SECRET", &format!("file:{}", path.display()));
-    assert_eq!(parse(&text).unwrap().oidc.client_secret.expose(), "from-file");
+    let text = EXAMPLE.replace(
+        "env:SEALGATE_CLIENT_SECRET",
+        &format!("file:{}", path.display()),
+    );
+    assert_eq!(
+        parse(&text).unwrap().oidc.client_secret.expose(),
+        "from-file"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -101,9 +122,17 @@ fn secrets_from_files() {
 fn plain_http_only_for_loopback() {
     let text = EXAMPLE.replace("https://idp.example.com", "http://idp.example.com");
     let err = parse(&text).unwrap_err().to_string();
-    assert!(err.contains("oidc.issuer") && err.contains("loopback"), "{err}");
+    assert!(
+        err.contains("oidc.issuer") && err.contains("loopback"),
+        "{err}"
+    );
     let text = EXAMPLE.replace("http://127.0.0.1:5001", "http://api.internal:5001");
-    assert!(parse(&text).unwrap_err().to_string().contains("routes[0].upstream"));
+    assert!(
+        parse(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("routes[0].upstream")
+    );
     let text = EXAMPLE.replace("https://idp.example.com", "http://localhost:9000");
     assert!(parse(&text).is_ok());
 }
@@ -111,13 +140,33 @@ fn plain_http_only_for_loopback() {
 #[test]
 fn bad_values_are_named() {
     for (from, to, key) in [
-        (r#"idle_timeout = "20m""#, r#"idle_timeout = "soon""#, "session.idle_timeout"),
-        (r#"idle_timeout = "20m""#, r#"idle_timeout = "9h""#, "session.idle_timeout"),
+        (
+            r#"idle_timeout = "20m""#,
+            r#"idle_timeout = "soon""#,
+            "session.idle_timeout",
+        ),
+        (
+            r#"idle_timeout = "20m""#,
+            r#"idle_timeout = "9h""#,
+            "session.idle_timeout",
+        ),
         ("__Host-sealgate", "sealgate", "session.cookie_name"),
-        (r#"prefix = "/api""#, r#"prefix = "/bff/x""#, "routes[0].prefix"),
-        (r#"prefix = "/api""#, r#"prefix = "/a/../b""#, "routes[0].prefix"),
+        (
+            r#"prefix = "/api""#,
+            r#"prefix = "/bff/x""#,
+            "routes[0].prefix",
+        ),
+        (
+            r#"prefix = "/api""#,
+            r#"prefix = "/a/../b""#,
+            "routes[0].prefix",
+        ),
         (r#"token = "user""#, r#"token = "admin""#, "routes[0].token"),
-        (r#"listen = "127.0.0.1:8080""#, r#"listen = "nowhere""#, "server.listen"),
+        (
+            r#"listen = "127.0.0.1:8080""#,
+            r#"listen = "nowhere""#,
+            "server.listen",
+        ),
         (
             r#"public_url = "https://app.example.com""#,
             r#"public_url = "https://app.example.com/x""#,

@@ -16,17 +16,15 @@ use std::time::Instant;
 
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreIdTokenVerifier,
-    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
-    CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType,
-    CoreRevocableToken, CoreSubjectIdentifierType,
+    CoreClientAuthMethod, CoreGrantType, CoreIdToken, CoreIdTokenVerifier, CoreJsonWebKey,
+    CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
     AdditionalProviderMetadata, AuthType, AuthorizationCode, ClaimsVerificationError, ClientId,
     ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
     OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl,
-    RefreshToken, RequestTokenError, RevocationUrl, Scope, SignatureVerificationError,
-    TokenResponse,
+    RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -184,7 +182,10 @@ impl Provider {
     /// # Errors
     /// When the IdP is unreachable, its issuer differs from the configured one, or an endpoint
     /// is unusable.
-    pub async fn discover(settings: &OidcSettings, redirect_uri: &str) -> Result<Self, DiscoveryError> {
+    pub async fn discover(
+        settings: &OidcSettings,
+        redirect_uri: &str,
+    ) -> Result<Self, DiscoveryError> {
         let http = IdpHttpClient::new(settings.timeout)?;
         let issuer = settings.issuer.clone();
         let disc_err = |reason: String| DiscoveryError::Discovery {
@@ -198,12 +199,24 @@ impl Provider {
             .map_err(|e| disc_err(error_chain(&e)))?;
         let extra = metadata.additional_metadata().clone();
         for (field, value) in [
-            ("authorization_endpoint", Some(metadata.authorization_endpoint().as_str())),
-            ("token_endpoint", metadata.token_endpoint().map(|u| u.as_str())),
+            (
+                "authorization_endpoint",
+                Some(metadata.authorization_endpoint().as_str()),
+            ),
+            (
+                "token_endpoint",
+                metadata.token_endpoint().map(|u| u.as_str()),
+            ),
             ("jwks_uri", Some(metadata.jwks_uri().as_str())),
-            ("userinfo_endpoint", metadata.userinfo_endpoint().map(|u| u.as_str())),
+            (
+                "userinfo_endpoint",
+                metadata.userinfo_endpoint().map(|u| u.as_str()),
+            ),
             ("revocation_endpoint", extra.revocation_endpoint.as_deref()),
-            ("end_session_endpoint", extra.end_session_endpoint.as_deref()),
+            (
+                "end_session_endpoint",
+                extra.end_session_endpoint.as_deref(),
+            ),
         ] {
             if let Some(v) = value {
                 endpoint_url(&issuer, field, v)?;
@@ -224,11 +237,14 @@ impl Provider {
             .collect();
         let jwks_uri = metadata.jwks_uri().clone();
         let jwks = metadata.jwks().clone();
-        let redirect = RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| disc_err(e.to_string()))?;
+        let redirect =
+            RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| disc_err(e.to_string()))?;
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(settings.client_id.clone()),
-            Some(ClientSecret::new(settings.client_secret.expose().to_owned())),
+            Some(ClientSecret::new(
+                settings.client_secret.expose().to_owned(),
+            )),
         )
         .set_redirect_uri(redirect)
         .set_auth_type(match settings.token_endpoint_auth {
@@ -256,7 +272,8 @@ impl Provider {
 
     /// Whether the IdP promises an `iss` parameter in authorization responses (RFC 9207).
     pub fn sends_iss_parameter(&self) -> bool {
-        self.metadata_extra.authorization_response_iss_parameter_supported
+        self.metadata_extra
+            .authorization_response_iss_parameter_supported
     }
 
     /// Whether the IdP has an RFC 7009 revocation endpoint.
@@ -265,7 +282,12 @@ impl Provider {
     }
 
     /// The authorization request URL for one login flow.
-    pub fn authorization_url(&self, state: &SecretString, nonce: &SecretString, verifier: &SecretString) -> Url {
+    pub fn authorization_url(
+        &self,
+        state: &SecretString,
+        nonce: &SecretString,
+        verifier: &SecretString,
+    ) -> Url {
         let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
             verifier.expose().to_owned(),
         ));
@@ -302,10 +324,15 @@ impl Provider {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| LoginError::TokenRequest(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
-        let response = request.request_async(&self.http).await.map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => LoginError::TokenEndpoint(r.error().to_string()),
-            other => LoginError::TokenRequest(error_chain(&other)),
-        })?;
+        let response = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r) => {
+                    LoginError::TokenEndpoint(r.error().to_string())
+                }
+                other => LoginError::TokenRequest(error_chain(&other)),
+            })?;
 
         let access = response.access_token().secret();
         if access.is_empty() {
@@ -327,7 +354,9 @@ impl Provider {
         Ok(LoginTokens {
             access_token: Token::from_issued(access),
             access_expires_at,
-            refresh_token: response.refresh_token().map(|r| Token::from_issued(r.secret())),
+            refresh_token: response
+                .refresh_token()
+                .map(|r| Token::from_issued(r.secret())),
             id_token: Token::from_issued(&id_token.to_string()),
             sub: verified.sub,
             sid: verified.sid,
@@ -356,7 +385,10 @@ impl Provider {
             if iat > now + skew {
                 Err(format!("issued {}s in the future", iat - now))
             } else if iat < now - max_age - skew {
-                Err(format!("issued {}s ago, more than the allowed age", now - iat))
+                Err(format!(
+                    "issued {}s ago, more than the allowed age",
+                    now - iat
+                ))
             } else {
                 Ok(())
             }
@@ -375,7 +407,9 @@ impl Provider {
         let verified = match first {
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
-            )) if self.refetch_jwks().await => self.verify_with_current_keys(id_token, &expected, now),
+            )) if self.refetch_jwks().await => {
+                self.verify_with_current_keys(id_token, &expected, now)
+            }
             other => other,
         }
         .map_err(|e| LoginError::IdToken(e.to_string()))?;
@@ -457,7 +491,10 @@ impl Provider {
     ) -> Result<(), LoginError> {
         let request = self
             .client
-            .user_info(access, Some(openidconnect::SubjectIdentifier::new(sub.to_owned())))
+            .user_info(
+                access,
+                Some(openidconnect::SubjectIdentifier::new(sub.to_owned())),
+            )
             .map_err(|e| LoginError::UserInfo(e.to_string()))?;
         let _claims: openidconnect::core::CoreUserInfoClaims = request
             .request_async(&self.http)
@@ -468,27 +505,71 @@ impl Provider {
 
     /// Revokes a refresh token at the IdP (RFC 7009), if it has a revocation endpoint.
     ///
+    /// Sent directly rather than through oauth2's revocation request, which refuses `http://`
+    /// endpoints even on loopback (where development IdPs live).
+    ///
     /// # Errors
     /// A description of the failure, for the log.
     pub async fn revoke_refresh_token(&self, token: &SecretString) -> Result<(), String> {
+        use base64::Engine as _;
         let Some(url) = &self.metadata_extra.revocation_endpoint else {
             return Ok(());
         };
-        let url = RevocationUrl::new(url.clone()).map_err(|e| e.to_string())?;
-        let client = self.client.clone().set_revocation_url(url);
-        let request = client
-            .revoke_token(CoreRevocableToken::from(RefreshToken::new(
-                token.expose().to_owned(),
-            )))
-            .map_err(|e| e.to_string())?;
-        request
-            .request_async(&self.http)
-            .await
-            .map_err(|e| error_chain(&e))
+        let request = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("token", token.expose());
+            form.append_pair("token_type_hint", "refresh_token");
+            let mut request = ::http::Request::post(url.as_str())
+                .header(
+                    ::http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .header(::http::header::ACCEPT, "application/json");
+            match self.settings.token_endpoint_auth {
+                TokenEndpointAuth::Basic => {
+                    // RFC 6749 2.3.1: form-encode id and secret before base64.
+                    let enc = |s: &str| {
+                        url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                    };
+                    let credentials = SecretString::new(format!(
+                        "{}:{}",
+                        enc(&self.settings.client_id),
+                        enc(self.settings.client_secret.expose())
+                    ));
+                    let value = SecretString::new(format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(credentials.expose())
+                    ));
+                    request = request.header(::http::header::AUTHORIZATION, value.expose());
+                }
+                TokenEndpointAuth::Post => {
+                    form.append_pair("client_id", &self.settings.client_id);
+                    form.append_pair("client_secret", self.settings.client_secret.expose());
+                }
+            }
+            let body = SecretString::new(form.finish());
+            let request = request
+                .body(body.expose().as_bytes().to_vec())
+                .map_err(|e| e.to_string())?;
+            request
+        };
+        let response = self.http.send(request).await.map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "revocation endpoint answered {}",
+                response.status()
+            ))
+        }
     }
 
     /// The RP-initiated logout URL, if the IdP has an end-session endpoint.
-    pub fn end_session_url(&self, id_token_hint: Option<&SecretString>, state: &str) -> Option<Url> {
+    pub fn end_session_url(
+        &self,
+        id_token_hint: Option<&SecretString>,
+        state: &str,
+    ) -> Option<Url> {
         let mut url = self.end_session.clone()?;
         {
             let mut q = url.query_pairs_mut();

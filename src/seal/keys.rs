@@ -51,6 +51,7 @@ pub enum KeyError {
 
 /// One key, ready to use: its id and the cipher keyed with it (wiped on drop by
 /// chacha20poly1305's `zeroize` feature).
+#[derive(Clone)]
 pub(crate) struct SealKey {
     pub(crate) id: u8,
     pub(crate) cipher: XChaCha20Poly1305,
@@ -58,6 +59,7 @@ pub(crate) struct SealKey {
 }
 
 /// The ordered set of keys: `current()` seals, all open.
+#[derive(Clone)]
 pub struct KeyRing {
     keys: Vec<SealKey>,
 }

@@ -18,6 +18,8 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("open_cookie_header", fuzzing::open_cookie_header),
     ("open_chunk_set", fuzzing::open_chunk_set),
     ("decode_session", fuzzing::decode_session),
+    ("return_url", fuzzing::return_url),
+    ("callback_query", fuzzing::callback_query),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -37,7 +39,7 @@ fn committed_corpus_replays_without_panics() {
             let opened = harness(&data);
             // The valid seeds must reach the success path, or the fuzzer never explores it.
             let name = path.file_name().unwrap().to_string_lossy();
-            if name == "small" || name == "multi_chunk" {
+            if name == "small" || name == "multi_chunk" || name == "unicode" || name == "error" {
                 assert!(opened, "{target}/{name} no longer opens");
             }
             n += 1;

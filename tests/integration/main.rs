@@ -5,3 +5,5 @@
 mod support;
 
 mod corpus;
+mod login;
+mod support_selftest;

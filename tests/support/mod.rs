@@ -1,3 +1,7 @@
 //! Shared helpers for the integration tests: an in-process fake IdP, a cookie-keeping HTTP
 //! client that behaves like a browser for redirects and cookies, and the sealgate harness.
 #![allow(dead_code)]
+
+pub mod app;
+pub mod browser;
+pub mod idp;

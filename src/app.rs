@@ -1,0 +1,229 @@
+//! Shared state of a running sealgate and the per-request session plumbing: reading the session
+//! cookie, applying the lifetime and revocation rules, and writing or clearing it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cookie::Cookie;
+use http::HeaderMap;
+use http::header::COOKIE;
+use sha2::{Digest, Sha256};
+
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::error::{Failure, Rejection};
+use crate::oidc::Provider;
+use crate::revocation::Denylist;
+use crate::seal::jar::{self, IndexSet};
+use crate::seal::{ChunkSet, Codec, CookieName, OpenError, Purpose, SealError};
+use crate::session::{Session, Validity};
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct App {
+    /// Validated configuration.
+    pub settings: Settings,
+    /// The cookie codec (key ring and chunk limit).
+    pub codec: Codec,
+    /// The IdP.
+    pub provider: Provider,
+    /// Revocations.
+    pub denylist: Arc<dyn Denylist>,
+    /// Time.
+    pub clock: Clock,
+    /// States of completed logins, so a replayed callback is refused before the IdP is asked.
+    pub used_states: Mutex<HashMap<[u8; 32], i64>>,
+    /// A page to serve at `/` (the demo), if any.
+    pub home_page: Option<&'static str>,
+}
+
+/// The session a request carries, after every rule was applied.
+#[derive(Debug)]
+pub enum SessionState {
+    /// No session cookie.
+    Anonymous {
+        /// Chunk indices present (stale leftovers to delete).
+        seen: IndexSet,
+    },
+    /// A valid session.
+    Active(Active),
+    /// A session cookie that is invalid, expired or revoked: answer with deletions only.
+    Rejected {
+        /// Chunk indices present.
+        seen: IndexSet,
+        /// Why, for the log.
+        why: String,
+    },
+}
+
+/// A valid session and what writing it back needs.
+#[derive(Debug)]
+pub struct Active {
+    /// The session (already renewed when `reseal`).
+    pub session: Session,
+    /// Chunk indices the browser sent.
+    pub seen: IndexSet,
+    /// Whether the cookie must be written again (renewal, or key rotation).
+    pub reseal: bool,
+}
+
+/// The values of all `Cookie` headers that are valid text.
+pub fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+}
+
+impl App {
+    /// Reads and judges the session cookie at time `now`.
+    pub fn load_session(&self, headers: &HeaderMap, now: i64) -> SessionState {
+        let name = &self.settings.session.cookie_name;
+        let set = ChunkSet::from_headers(name, self.codec.max_chunks(), cookie_headers(headers));
+        let seen = set.seen();
+        let opened = match self.codec.open(Purpose::Session, name, &set, now) {
+            Ok(o) => o,
+            Err(OpenError::Absent) if seen.is_empty() => return SessionState::Anonymous { seen },
+            Err(e) => {
+                return SessionState::Rejected {
+                    seen,
+                    why: format!("session cookie: {e}"),
+                };
+            }
+        };
+        let mut session = match Session::decode(opened.payload()) {
+            Ok(s) => s,
+            Err(e) => {
+                return SessionState::Rejected {
+                    seen,
+                    why: format!("session plaintext: {e}"),
+                };
+            }
+        };
+        let mut reseal = !opened.current_key;
+        match session.validity(now) {
+            Validity::IdleExpired | Validity::AbsoluteExpired => {
+                return SessionState::Rejected {
+                    seen,
+                    why: format!("session {:?} expired", session.id),
+                };
+            }
+            Validity::Renew => {
+                session.renew(now, self.idle_timeout_secs());
+                reseal = true;
+            }
+            Validity::Fresh => {}
+        }
+        if self.denylist.is_revoked(&session) {
+            return SessionState::Rejected {
+                seen,
+                why: format!("session {:?} revoked", session.id),
+            };
+        }
+        SessionState::Active(Active {
+            session,
+            seen,
+            reseal,
+        })
+    }
+
+    /// Idle timeout in seconds.
+    pub fn idle_timeout_secs(&self) -> i64 {
+        i64::try_from(self.settings.session.idle_timeout.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// Absolute timeout in seconds.
+    pub fn absolute_timeout_secs(&self) -> i64 {
+        i64::try_from(self.settings.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// `Set-Cookie`s for `session`, deleting chunks in `seen` it no longer uses.
+    ///
+    /// # Errors
+    /// When the session does not fit the cookie budget, or encoding fails.
+    pub fn session_cookies(
+        &self,
+        session: &Session,
+        now: i64,
+        seen: IndexSet,
+    ) -> Result<Vec<Cookie<'static>>, SessionCookieError> {
+        let name = &self.settings.session.cookie_name;
+        let plaintext = session.encode().map_err(|_| SessionCookieError::Encode)?;
+        let sealed = self
+            .codec
+            .seal(Purpose::Session, name, session.expires_at(), &plaintext)
+            .map_err(SessionCookieError::Seal)?;
+        Ok(jar::set_cookies(name, Purpose::Session, &sealed, now, seen))
+    }
+
+    /// Deletions for every chunk in `seen`.
+    pub fn clear_session(&self, seen: IndexSet) -> Vec<Cookie<'static>> {
+        jar::removal_cookies(
+            &self.settings.session.cookie_name,
+            Purpose::Session,
+            seen.iter(),
+        )
+    }
+
+    /// Deletions for every chunk the session could use, plus any other seen (logout).
+    pub fn clear_session_everywhere(&self, seen: IndexSet) -> Vec<Cookie<'static>> {
+        let mut all = seen;
+        for i in 0..self.codec.max_chunks() {
+            all.insert(i);
+        }
+        self.clear_session(all)
+    }
+
+    /// The base name of the login cookie for the flow with `state`.
+    pub fn login_cookie_name(&self, state: &str) -> Option<CookieName> {
+        let digest = Sha256::digest(state.as_bytes());
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        CookieName::new(format!("{}-login-{hex}", self.settings.session.cookie_name)).ok()
+    }
+
+    /// The `Cookie` names of pending login flows in a request (base names).
+    pub fn pending_login_names<'h>(&self, headers: &'h HeaderMap) -> Vec<&'h str> {
+        let prefix = format!("{}-login-", self.settings.session.cookie_name);
+        let mut names: Vec<&str> = cookie_headers(headers)
+            .flat_map(Cookie::split_parse)
+            .filter_map(|c| c.ok().and_then(|c| c.name_raw()))
+            .filter(|n| n.starts_with(&prefix))
+            .filter_map(|n| n.strip_suffix(".0"))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Where "start again" links point.
+    pub fn login_href(&self) -> String {
+        format!("{}/login", self.settings.bff.prefix)
+    }
+
+    /// Records a completed login's state; returns false if it was already used.
+    pub fn mark_state_used(&self, state: &str, until: i64, now: i64) -> bool {
+        let key: [u8; 32] = Sha256::digest(state.as_bytes()).into();
+        let Ok(mut used) = self.used_states.lock() else {
+            return false;
+        };
+        used.retain(|_, t| *t > now);
+        used.insert(key, until).is_none()
+    }
+}
+
+/// The session could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionCookieError {
+    /// It does not fit in the configured chunks.
+    #[error(transparent)]
+    Seal(SealError),
+    /// Encoding failed.
+    #[error("session encoding failed")]
+    Encode,
+}
+
+impl From<SessionCookieError> for Failure {
+    fn from(e: SessionCookieError) -> Self {
+        Failure::new(Rejection::Internal, e.to_string())
+    }
+}

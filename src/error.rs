@@ -1,0 +1,133 @@
+//! The one place where failures become HTTP responses (linkerd2-proxy's "rescue").
+//!
+//! Handlers return `Result<Response, Failure>`; [`Failure::into_response`] logs the detail and
+//! answers with a short generic body: a problem JSON for API calls, a plain page for browser
+//! navigations. Nothing a failure carries for the log ever reaches the client.
+
+use cookie::Cookie;
+use http::{Response, StatusCode};
+
+use crate::response::{self, Body};
+
+/// What went wrong, as the client may learn it.
+#[derive(Debug)]
+pub enum Rejection {
+    /// No valid session (401 JSON).
+    Unauthenticated,
+    /// Missing anti-forgery header or a disallowed origin (403 JSON).
+    Forbidden,
+    /// A login started by `fetch`/XHR instead of a navigation (401 JSON).
+    NotNavigation,
+    /// No such endpoint (404 JSON).
+    NotFound,
+    /// Wrong method (405 JSON).
+    MethodNotAllowed,
+    /// A malformed API request (400 JSON).
+    BadRequest,
+    /// A bad return URL on a navigation (400 page).
+    BadReturnUrl,
+    /// A login that cannot complete (page with a link to start again).
+    LoginFailed {
+        /// 400 for the browser's request, 502 when the IdP misbehaved.
+        status: StatusCode,
+        /// A short message for the user (no detail).
+        message: &'static str,
+    },
+    /// A forged or stale logout link (403 page); the session stays alive.
+    LogoutRefused,
+    /// The upstream could not be reached (502 JSON).
+    BadGateway,
+    /// The upstream did not answer in time (504 JSON).
+    GatewayTimeout,
+    /// A revocation could not be stored; the logout did not happen (503 page).
+    Unavailable,
+    /// A bug or an environment failure (500).
+    Internal,
+}
+
+/// A rejection, the detail for the log, and cookies to set anyway (clearing ones).
+#[derive(Debug)]
+pub struct Failure {
+    /// What the client learns.
+    pub rejection: Rejection,
+    /// What the log learns (never a secret).
+    pub detail: String,
+    /// `Set-Cookie`s to send with the error (deletions).
+    pub cookies: Vec<Cookie<'static>>,
+}
+
+impl Failure {
+    /// A failure with a log detail and no cookies.
+    pub fn new(rejection: Rejection, detail: impl Into<String>) -> Self {
+        Self {
+            rejection,
+            detail: detail.into(),
+            cookies: Vec::new(),
+        }
+    }
+
+    /// Adds cookies to send with the error response.
+    #[must_use]
+    pub fn with_cookies(mut self, cookies: impl IntoIterator<Item = Cookie<'static>>) -> Self {
+        self.cookies.extend(cookies);
+        self
+    }
+
+    /// Logs and renders. `login_href` is where "start again" links point.
+    pub fn into_response(self, login_href: &str) -> Response<Body> {
+        use Rejection::*;
+        let status = match &self.rejection {
+            Unauthenticated | NotNavigation => StatusCode::UNAUTHORIZED,
+            Forbidden | LogoutRefused => StatusCode::FORBIDDEN,
+            NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            BadRequest | BadReturnUrl => StatusCode::BAD_REQUEST,
+            LoginFailed { status, .. } => *status,
+            BadGateway => StatusCode::BAD_GATEWAY,
+            GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), detail = %self.detail, "request failed");
+        } else {
+            tracing::info!(status = status.as_u16(), detail = %self.detail, "request rejected");
+        }
+        let r = match self.rejection {
+            Unauthenticated => response::problem(status, "unauthenticated"),
+            NotNavigation => response::problem(status, "login must be a top-level navigation"),
+            Forbidden => response::problem(status, "forbidden"),
+            NotFound => response::problem(status, "not found"),
+            MethodNotAllowed => response::problem(status, "method not allowed"),
+            BadRequest => response::problem(status, "bad request"),
+            BadGateway => response::problem(status, "upstream unavailable"),
+            GatewayTimeout => response::problem(status, "upstream timed out"),
+            Internal => response::problem(status, "internal error"),
+            BadReturnUrl => response::page(
+                status,
+                "Bad request",
+                "The return address is not allowed.",
+                None,
+            ),
+            LoginFailed { message, .. } => response::page(
+                status,
+                "Sign-in failed",
+                message,
+                Some((login_href, "Start again")),
+            ),
+            LogoutRefused => response::page(
+                status,
+                "Sign-out not confirmed",
+                "This sign-out link is not valid for your session. You are still signed in.",
+                None,
+            ),
+            Unavailable => response::page(
+                status,
+                "Try again",
+                "Sign-out could not be recorded. You are still signed in; please try again.",
+                None,
+            ),
+        };
+        response::with_cookies(r, &self.cookies)
+    }
+}

@@ -1,0 +1,290 @@
+//! `GET /bff/callback`: completes a login.
+//!
+//! Order matters: the query is parsed strictly; the login cookie named after `state` must open
+//! (so a callback carrying someone else's state finds nothing: login CSRF fails); its state must
+//! equal the query's (constant time); the RFC 9207 `iss` is checked before any token request;
+//! only then is the code exchanged and the ID token validated. The new session always gets a
+//! fresh id and replaces whatever session cookie the browser had (no fixation). Every failure
+//! clears the login cookie and shows a short page with a link to start again: never a redirect,
+//! so never a loop, and nothing from a failed response is kept.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use subtle::ConstantTimeEq;
+
+use super::login::LoginFlow;
+use crate::app::{App, SessionState};
+use crate::error::{Failure, Rejection};
+use crate::response::{self, Body};
+use crate::return_url::ReturnUrl;
+use crate::seal::jar;
+use crate::seal::{ChunkSet, Purpose, SealError};
+use crate::secret::SecretString;
+use crate::session::{Session, SessionId};
+
+/// Longest accepted `code`.
+pub const MAX_CODE_LEN: usize = 4096;
+/// Longest accepted `state` (sealgate's are 43 characters).
+pub const MAX_STATE_LEN: usize = 256;
+
+/// The parameters of an authorization response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackQuery {
+    /// `state` (required).
+    pub state: String,
+    /// `code`, on success.
+    pub code: Option<String>,
+    /// `iss` (RFC 9207).
+    pub iss: Option<String>,
+    /// `error`, on failure at the IdP.
+    pub error: Option<String>,
+}
+
+/// Why a callback query was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackQueryError {
+    /// A parameter appeared twice.
+    #[error("repeated parameter")]
+    Repeated,
+    /// `state` is missing or empty.
+    #[error("missing state")]
+    MissingState,
+    /// Neither `code` nor `error`, or both.
+    #[error("need exactly one of code and error")]
+    CodeXorError,
+    /// A value is too long.
+    #[error("parameter too long")]
+    TooLong,
+}
+
+/// Parses a callback query string. Pure; fuzzed.
+///
+/// # Errors
+/// A [`CallbackQueryError`] for anything but exactly one `state` and one of `code` / `error`.
+pub fn parse_callback_query(query: &str) -> Result<CallbackQuery, CallbackQueryError> {
+    let (mut state, mut code, mut iss, mut error) = (None, None, None, None);
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        let slot = match k.as_ref() {
+            "state" => &mut state,
+            "code" => &mut code,
+            "iss" => &mut iss,
+            "error" => &mut error,
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(CallbackQueryError::Repeated);
+        }
+        if v.len() > MAX_CODE_LEN {
+            return Err(CallbackQueryError::TooLong);
+        }
+        *slot = Some(v.into_owned());
+    }
+    let state = state
+        .filter(|s| !s.is_empty())
+        .ok_or(CallbackQueryError::MissingState)?;
+    if state.len() > MAX_STATE_LEN {
+        return Err(CallbackQueryError::TooLong);
+    }
+    let code = code.filter(|c| !c.is_empty());
+    if code.is_some() == error.is_some() {
+        return Err(CallbackQueryError::CodeXorError);
+    }
+    Ok(CallbackQuery {
+        state,
+        code,
+        iss,
+        error,
+    })
+}
+
+fn fail(message: &'static str, status: StatusCode, detail: String) -> Failure {
+    Failure::new(Rejection::LoginFailed { status, message }, detail)
+}
+
+const EXPIRED: &str = "This sign-in link has expired or was already used. Please start again.";
+const FAILED: &str = "Sign-in could not be completed. Please start again.";
+
+/// Handles the callback.
+pub async fn callback(
+    app: &App,
+    req: &Request<Incoming>,
+    now: i64,
+) -> Result<Response<Body>, Failure> {
+    let query = parse_callback_query(req.uri().query().unwrap_or("")).map_err(|e| {
+        fail(
+            EXPIRED,
+            StatusCode::BAD_REQUEST,
+            format!("callback query: {e}"),
+        )
+    })?;
+
+    // The login cookie for this state; a foreign or replayed state finds none.
+    let name = app
+        .login_cookie_name(&query.state)
+        .ok_or_else(|| Failure::new(Rejection::Internal, "login cookie name"))?;
+    let clear_login = jar::removal_cookies(&name, Purpose::Login, [0]);
+    let headers = req.headers();
+    let set = ChunkSet::from_headers(&name, 1, crate::app::cookie_headers(headers));
+    let opened = app
+        .codec
+        .open(Purpose::Login, &name, &set, now)
+        .map_err(|e| {
+            fail(
+                EXPIRED,
+                StatusCode::BAD_REQUEST,
+                format!("login cookie: {e}"),
+            )
+        })?;
+    let flow: LoginFlow<'_> = postcard::from_bytes(opened.payload()).map_err(|e| {
+        fail(
+            FAILED,
+            StatusCode::BAD_REQUEST,
+            format!("login cookie payload: {e}"),
+        )
+        .with_cookies(clear_login.clone())
+    })?;
+    if !bool::from(flow.state.as_bytes().ct_eq(query.state.as_bytes())) {
+        return Err(
+            fail(EXPIRED, StatusCode::BAD_REQUEST, "state mismatch".into())
+                .with_cookies(clear_login),
+        );
+    }
+    let login_secs = i64::try_from(app.settings.session.login_timeout.as_secs()).unwrap_or(600);
+    if !app.mark_state_used(&query.state, now.saturating_add(login_secs), now) {
+        return Err(
+            fail(EXPIRED, StatusCode::BAD_REQUEST, "callback replay".into())
+                .with_cookies(clear_login),
+        );
+    }
+
+    // RFC 9207: a mix-up attack shows as a wrong or missing `iss`.
+    match (&query.iss, app.provider.sends_iss_parameter()) {
+        (Some(iss), _) if iss != app.provider.issuer() => {
+            return Err(fail(
+                FAILED,
+                StatusCode::BAD_REQUEST,
+                "authorization response iss mismatch".into(),
+            )
+            .with_cookies(clear_login));
+        }
+        (None, true) => {
+            return Err(fail(
+                FAILED,
+                StatusCode::BAD_REQUEST,
+                "authorization response lacks iss".into(),
+            )
+            .with_cookies(clear_login));
+        }
+        _ => {}
+    }
+    if let Some(error) = &query.error {
+        let error: String = error
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(64)
+            .collect();
+        return Err(fail(
+            FAILED,
+            StatusCode::BAD_REQUEST,
+            format!("IdP returned error {error}"),
+        )
+        .with_cookies(clear_login));
+    }
+    let Some(code) = &query.code else {
+        return Err(
+            fail(FAILED, StatusCode::BAD_REQUEST, "no code".into()).with_cookies(clear_login)
+        );
+    };
+
+    let tokens = app
+        .provider
+        .exchange_code(
+            code,
+            &SecretString::new(flow.verifier.to_owned()),
+            &SecretString::new(flow.nonce.to_owned()),
+            now,
+        )
+        .await
+        .map_err(|e| {
+            fail(FAILED, StatusCode::BAD_GATEWAY, format!("login: {e}"))
+                .with_cookies(clear_login.clone())
+        })?;
+
+    let id = SessionId::generate().map_err(|e| Failure::new(Rejection::Internal, e.to_string()))?;
+    let absolute = now.saturating_add(app.absolute_timeout_secs());
+    let session = Session {
+        id,
+        provider: 0,
+        sub: tokens.sub,
+        sid: tokens.sid,
+        issued_at: now,
+        last_seen: now,
+        idle_expires_at: now.saturating_add(app.idle_timeout_secs()).min(absolute),
+        absolute_expires_at: absolute,
+        access_token: tokens.access_token,
+        access_expires_at: tokens.access_expires_at,
+        refresh_token: tokens.refresh_token,
+        id_token: app
+            .settings
+            .session
+            .store_id_token
+            .then_some(tokens.id_token),
+    };
+
+    // Whatever session cookie the browser had (planted or its own) is replaced wholesale.
+    let seen = match app.load_session(headers, now) {
+        SessionState::Active(a) => a.seen,
+        SessionState::Anonymous { seen } | SessionState::Rejected { seen, .. } => seen,
+    };
+    let mut cookies = app
+        .session_cookies(&session, now, seen)
+        .map_err(|e| match e {
+            crate::app::SessionCookieError::Seal(SealError::TooLarge {
+                needed_bytes,
+                max_chunks,
+            }) => fail(
+                "Your account's tokens are too large for this application's session cookie. \
+             An administrator can allow more cookie chunks or stop storing the ID token.",
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("session too large: {needed_bytes} bytes > {max_chunks} chunks"),
+            )
+            .with_cookies(clear_login.clone()),
+            other => Failure::from(other).with_cookies(clear_login.clone()),
+        })?;
+    cookies.extend(clear_login);
+    tracing::info!(session = ?session.id, "login completed");
+    // Sealed at login after validation; validated again so Location is always re-serialized.
+    let target = ReturnUrl::parse(flow.return_url).unwrap_or_else(|_| ReturnUrl::root());
+    Ok(response::with_cookies(
+        response::redirect(target.as_str()),
+        &cookies,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_query_parsing() {
+        let ok = parse_callback_query("code=abc&state=xyz&iss=https%3A%2F%2Fidp&session_state=1")
+            .unwrap();
+        assert_eq!(ok.code.as_deref(), Some("abc"));
+        assert_eq!(ok.iss.as_deref(), Some("https://idp"));
+        let err = parse_callback_query("error=access_denied&state=xyz").unwrap();
+        assert_eq!(err.error.as_deref(), Some("access_denied"));
+        use CallbackQueryError::*;
+        for (q, e) in [
+            ("code=a&state=x&state=y", Repeated),
+            ("code=a&code=b&state=x", Repeated),
+            ("code=a", MissingState),
+            ("code=a&state=", MissingState),
+            ("state=x", CodeXorError),
+            ("state=x&code=a&error=e", CodeXorError),
+        ] {
+            assert_eq!(parse_callback_query(q), Err(e), "{q}");
+        }
+        let long = format!("code={}&state=x", "a".repeat(MAX_CODE_LEN + 1));
+        assert_eq!(parse_callback_query(&long), Err(TooLong));
+    }
+}

@@ -1,0 +1,90 @@
+//! `POST /bff/logout` (anti-forgery header) or `GET /bff/logout?sid=…&returnUrl=…`.
+//!
+//! The session id goes on the denylist first: if that fails, nothing else happens and the user is
+//! told they are still signed in (a revocation is never dropped). Then the refresh token is
+//! revoked at the IdP (RFC 7009, best effort, logged), every chunk is cleared with identical
+//! attributes, and the browser goes to the IdP's end-session endpoint (with `id_token_hint`,
+//! `post_logout_redirect_uri` and `state`) when there is one, else to the validated return URL.
+//! A logout without a valid session still clears cookies; a GET whose `sid` does not match the
+//! session is refused and leaves it alive.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use subtle::ConstantTimeEq;
+
+use super::single_param;
+use super::user::logout_sid;
+use crate::app::{App, SessionState};
+use crate::csrf;
+use crate::error::{Failure, Rejection};
+use crate::response::{self, Body};
+use crate::return_url::ReturnUrl;
+use crate::secret::fill_random;
+
+/// Handles logout.
+pub async fn logout(
+    app: &App,
+    req: &Request<Incoming>,
+    now: i64,
+) -> Result<Response<Body>, Failure> {
+    let query = req.uri().query();
+    let raw_return = single_param(query, "returnUrl")
+        .map_err(|()| Failure::new(Rejection::BadReturnUrl, "repeated returnUrl"))?;
+    let return_url = ReturnUrl::parse_or_root(raw_return.as_deref())
+        .map_err(|e| Failure::new(Rejection::BadReturnUrl, format!("logout: {e}")))?;
+    let post = req.method() == Method::POST;
+    if post {
+        csrf::check_api_request(&app.settings, req.headers())
+            .map_err(|e| Failure::new(Rejection::Forbidden, format!("logout: {e}")))?;
+    }
+
+    let (session, seen) = match app.load_session(req.headers(), now) {
+        SessionState::Active(a) => (Some(a.session), a.seen),
+        SessionState::Anonymous { seen } | SessionState::Rejected { seen, .. } => (None, seen),
+    };
+    let clear = app.clear_session_everywhere(seen);
+    let Some(session) = session else {
+        return Ok(response::with_cookies(
+            response::redirect(return_url.as_str()),
+            &clear,
+        ));
+    };
+    if !post {
+        let sid = single_param(query, "sid")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if !bool::from(sid.as_bytes().ct_eq(logout_sid(&session).as_bytes())) {
+            return Err(Failure::new(
+                Rejection::LogoutRefused,
+                "logout sid mismatch",
+            ));
+        }
+    }
+
+    app.denylist
+        .revoke_session(&session.id, session.absolute_expires_at, now)
+        .map_err(|e| Failure::new(Rejection::Unavailable, e.to_string()))?;
+    tracing::info!(session = ?session.id, "logged out");
+
+    if let Some(refresh) = &session.refresh_token
+        && app.provider.can_revoke()
+        && let Err(e) = app.provider.revoke_refresh_token(&refresh.expose()).await
+    {
+        tracing::warn!(session = ?session.id, error = %e, "refresh token revocation failed");
+    }
+
+    let mut state = [0u8; 16];
+    fill_random(&mut state).map_err(|e| Failure::new(Rejection::Internal, e.to_string()))?;
+    let hint = session.id_token.as_ref().map(|t| t.expose());
+    let location = app
+        .provider
+        .end_session_url(hint.as_ref(), &URL_SAFE_NO_PAD.encode(state))
+        .map_or_else(|| return_url.as_str().to_owned(), String::from);
+    Ok(response::with_cookies(
+        response::redirect(&location),
+        &clear,
+    ))
+}

@@ -1,0 +1,99 @@
+//! Request routing: one file per endpoint. Every handler returns `Result<Response, Failure>`;
+//! [`handle`] turns failures into responses in one place, so hyper never sees an error.
+
+pub mod callback;
+pub mod login;
+pub mod logout;
+pub mod proxy;
+pub mod user;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::error::{Failure, Rejection};
+use crate::response::{self, Body};
+
+/// Serves one request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let now = app.clock.now();
+    let result = route(&app, req, now).await;
+    Ok(result.unwrap_or_else(|failure| failure.into_response(&app.login_href())))
+}
+
+async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<Body>, Failure> {
+    let path = req.uri().path();
+    let prefix = app.settings.bff.prefix.as_str();
+    if let Some(endpoint) = path
+        .strip_prefix(prefix)
+        .filter(|rest| rest.starts_with('/'))
+    {
+        return match (endpoint, req.method()) {
+            ("/login", &Method::GET) => login::login(app, &req, now),
+            ("/callback", &Method::GET) => callback::callback(app, &req, now).await,
+            ("/user", &Method::GET) => user::user(app, &req, now),
+            ("/logout", &Method::GET | &Method::POST) => logout::logout(app, &req, now).await,
+            ("/login" | "/callback" | "/user" | "/logout", _) => Err(Failure::new(
+                Rejection::MethodNotAllowed,
+                format!("{} {path}", req.method()),
+            )),
+            _ => Err(Failure::new(Rejection::NotFound, path.to_owned())),
+        };
+    }
+    match path {
+        "/healthz" => {
+            return Ok(response::json(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok"}),
+            ));
+        }
+        "/" if app.home_page.is_some() && req.method() == Method::GET => {
+            if let Some(page) = app.home_page {
+                return Ok(home(page));
+            }
+        }
+        _ => {}
+    }
+    if let Some(route) = proxy::match_route(&app.settings.routes, path) {
+        let route = route.clone();
+        return proxy::forward(app, &route, req, now).await;
+    }
+    Err(Failure::new(Rejection::NotFound, path.to_owned()))
+}
+
+fn home(page: &'static str) -> Response<Body> {
+    let mut r = Response::new(response::full(page));
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        http::HeaderValue::from_static(
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    r
+}
+
+/// The single value of query parameter `name`; `Err` if it appears more than once.
+pub(crate) fn single_param(query: Option<&str>, name: &str) -> Result<Option<String>, ()> {
+    let mut found = None;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        if k == name {
+            if found.is_some() {
+                return Err(());
+            }
+            found = Some(v.into_owned());
+        }
+    }
+    Ok(found)
+}

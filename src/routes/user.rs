@@ -1,0 +1,73 @@
+//! `GET /bff/user`: who is signed in. Requires the anti-forgery header; never returns a token.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{Map, Value, json};
+
+use crate::app::{App, SessionState};
+use crate::csrf;
+use crate::error::{Failure, Rejection};
+use crate::response::{self, Body};
+use crate::session::Session;
+
+/// Handles `/bff/user`.
+pub fn user(app: &App, req: &Request<Incoming>, now: i64) -> Result<Response<Body>, Failure> {
+    csrf::check_api_request(&app.settings, req.headers())
+        .map_err(|e| Failure::new(Rejection::Forbidden, format!("/user: {e}")))?;
+    let active = match app.load_session(req.headers(), now) {
+        SessionState::Active(a) => a,
+        SessionState::Anonymous { seen } => {
+            return Err(Failure::new(Rejection::Unauthenticated, "anonymous")
+                .with_cookies(app.clear_session(seen)));
+        }
+        SessionState::Rejected { seen, why } => {
+            return Err(
+                Failure::new(Rejection::Unauthenticated, why).with_cookies(app.clear_session(seen))
+            );
+        }
+    };
+    let s = &active.session;
+    let body = json!({
+        "sub": s.sub,
+        "claims": selected_claims(s, &app.settings.bff.user_claims),
+        "session": {
+            "issued_at": s.issued_at,
+            "idle_expires_at": s.idle_expires_at,
+            "absolute_expires_at": s.absolute_expires_at,
+        },
+        "logout_url": format!("{}/logout?sid={}", app.settings.bff.prefix, logout_sid(s)),
+    });
+    let r = response::json(StatusCode::OK, &body);
+    if active.reseal {
+        let cookies = app.session_cookies(s, now, active.seen)?;
+        return Ok(response::with_cookies(r, &cookies));
+    }
+    Ok(r)
+}
+
+/// The configured claims from the ID token (validated at login), when it is stored.
+fn selected_claims(s: &Session, names: &[String]) -> Value {
+    let claims: Map<String, Value> = s
+        .id_token
+        .as_ref()
+        .and_then(|t| t.jws_payload())
+        .and_then(|p| serde_json::from_slice::<Map<String, Value>>(p).ok())
+        .unwrap_or_default();
+    Value::Object(
+        names
+            .iter()
+            .filter_map(|n| claims.get(n).map(|v| (n.clone(), v.clone())))
+            .collect(),
+    )
+}
+
+/// The value a `GET /bff/logout?sid=` link must carry for this session: a hash of the session
+/// id, unguessable without the cookie, so a cross-site page cannot log the user out.
+pub fn logout_sid(s: &Session) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"sealgate logout v1");
+    h.update(s.id.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&h.finalize()[..16])
+}

@@ -1,0 +1,203 @@
+//! The listener: hyper 1 through hyper-util's auto connection builder (HTTP/1.1 and h2c), with a
+//! header read timeout, a request-head size limit (431 beyond it), a connection cap, and a
+//! graceful shutdown that gives in-flight requests a deadline.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::app::App;
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::oidc::{DiscoveryError, Provider};
+use crate::revocation::{Denylist, MemoryDenylist};
+use crate::routes;
+use crate::seal::Codec;
+
+/// Why sealgate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// OIDC discovery failed.
+    #[error(transparent)]
+    Discovery(#[from] DiscoveryError),
+}
+
+/// Options beyond the configuration file (used by the demo and tests).
+#[derive(Debug, Default)]
+pub struct Options {
+    /// The clock; the system clock by default.
+    pub clock: Clock,
+    /// A page served at `/`.
+    pub home_page: Option<&'static str>,
+    /// A listener already bound (tests bind 127.0.0.1:0 first).
+    pub listener: Option<std::net::TcpListener>,
+}
+
+/// A running sealgate.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Shared state (tests inspect it).
+    pub app: Arc<App>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    pub async fn until_signal(self) {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs discovery, binds, and starts serving in the background.
+///
+/// # Errors
+/// A [`StartError`] naming what could not be set up.
+pub async fn start(settings: Settings, options: Options) -> Result<Running, StartError> {
+    let provider = Provider::discover(&settings.oidc, &settings.redirect_uri()).await?;
+    let listen = settings.server.listen;
+    let listener = match options.listener {
+        Some(l) => l
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(l))
+            .map_err(|source| StartError::Bind {
+                addr: listen,
+                source,
+            })?,
+        None => TcpListener::bind(listen)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: listen,
+                source,
+            })?,
+    };
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen,
+        source,
+    })?;
+    let codec = Codec::new(settings.session.keys.clone(), settings.session.max_chunks);
+    let denylist: Arc<dyn Denylist> = Arc::new(MemoryDenylist::default());
+    let app = Arc::new(App {
+        codec,
+        provider,
+        denylist,
+        clock: options.clock,
+        used_states: Mutex::new(HashMap::new()),
+        home_page: options.home_page,
+        settings,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let task = tokio::spawn(serve(listener, app.clone(), stopped));
+    tracing::info!(%addr, "sealgate listening");
+    Ok(Running {
+        addr,
+        app,
+        stop,
+        task,
+    })
+}
+
+async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+    let server = &app.settings.server;
+    let limit = Arc::new(Semaphore::new(server.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout)
+        .max_buf_size(server.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
+    loop {
+        let permit = tokio::select! {
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stopped.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |req| routes::handle(app.clone(), req));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let grace = app.settings.server.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "shutdown grace period over; dropping remaining connections"
+        );
+    }
+}

@@ -1,0 +1,1109 @@
+//! An in-process fake OpenID Provider that misbehaves on demand.
+//!
+//! [`FakeIdp::start`] binds `127.0.0.1:0` and serves discovery, JWKS, `/authorize` (approves at
+//! once, no login page), `/token` (authorization-code with PKCE S256, refresh with rotation),
+//! `/userinfo`, `/revoke` and `/end-session`. Tests change its [`Behaviour`] at any time with
+//! [`FakeIdp::set`]; a [`Fault`] breaks exactly one thing in the ID tokens it issues, so each
+//! rule of OIDC Core 3.1.3.7 can be shown to be enforced. Every request is logged
+//! ([`FakeIdp::requests`]) after its form body is read.
+//!
+//! Tokens are minted from the behaviour *at the time they are issued* (subject, claims, `sid`,
+//! fault), including on refresh: to test "a refresh that changes `sub`", change `user_sub` and
+//! refresh. Time is the real clock plus [`Behaviour::clock_offset`].
+//!
+//! The signing keys are the committed test-only keys in `tests/support/keys/`.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use rsa::RsaPrivateKey;
+use rsa::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _, LineEnding};
+use rsa::traits::PublicKeyParts as _;
+use serde_json::{Map, Value, json};
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use url::Url;
+
+/// The `iss` that [`Fault::WrongIss`] and [`IssParam::Wrong`] put in place of the real one.
+pub const EVIL_ISSUER: &str = "https://evil.example";
+/// The nonce that [`Fault::WrongNonce`] puts in the ID token.
+pub const WRONG_NONCE: &str = "wrong-nonce";
+/// The `aud` that [`Fault::WrongAud`] puts in the ID token.
+pub const WRONG_AUD: &str = "someone-else";
+/// The second audience of [`Fault::ExtraAudNoAzp`] and [`Fault::ExtraAudWithAzp`].
+pub const OTHER_CLIENT: &str = "other-client";
+/// The `aud` of every access token the fake IdP issues.
+pub const ACCESS_TOKEN_AUD: &str = "api";
+/// The `events` member that marks a back-channel logout token.
+pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+// ---------------------------------------------------------------------------------------------
+// Test keys
+// ---------------------------------------------------------------------------------------------
+
+/// One of the committed TEST-ONLY RSA-2048 signing keys, ready to sign with and to publish.
+pub struct TestKey {
+    /// The `kid` the fake IdP puts in token headers and the JWKS.
+    pub kid: &'static str,
+    /// The private key, PKCS#8 PEM, as committed.
+    pub private_pem: &'static str,
+    /// The public key as SPKI PEM (`-----BEGIN PUBLIC KEY-----`, LF line endings): the bytes a
+    /// confused verifier would use as an HMAC secret (see [`Fault::Hs256WithPublicKey`]).
+    pub public_pem: String,
+    /// The modulus, base64url without padding (JWK `n`).
+    pub n: String,
+    /// The public exponent, base64url without padding (JWK `e`).
+    pub e: String,
+    encoding: EncodingKey,
+}
+
+impl TestKey {
+    fn load(kid: &'static str, private_pem: &'static str) -> TestKey {
+        let private = RsaPrivateKey::from_pkcs8_pem(private_pem).expect("test key is PKCS#8 PEM");
+        let public = private.to_public_key();
+        TestKey {
+            kid,
+            private_pem,
+            public_pem: public
+                .to_public_key_pem(LineEnding::LF)
+                .expect("public key encodes as PEM"),
+            n: URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
+            e: URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
+            encoding: EncodingKey::from_rsa_pem(private_pem.as_bytes())
+                .expect("jsonwebtoken accepts the test key"),
+        }
+    }
+
+    /// The public key as a JWK, as `/jwks` serves it.
+    pub fn jwk(&self) -> Value {
+        json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": self.n, "e": self.e })
+    }
+}
+
+impl fmt::Debug for TestKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The fake IdP's initial signing key. TEST ONLY.
+pub static RSA1: LazyLock<TestKey> =
+    LazyLock::new(|| TestKey::load("test-rsa1", include_str!("keys/rsa1.pem")));
+/// The key [`FakeIdp::rotate_key`] switches to. TEST ONLY.
+pub static RSA2: LazyLock<TestKey> =
+    LazyLock::new(|| TestKey::load("test-rsa2", include_str!("keys/rsa2.pem")));
+
+// ---------------------------------------------------------------------------------------------
+// Behaviour
+// ---------------------------------------------------------------------------------------------
+
+/// How the token endpoint (and `/revoke`) expects the client to authenticate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `client_secret_basic`: `Authorization: Basic base64(urlenc(id):urlenc(secret))`.
+    Basic,
+    /// `client_secret_post`: `client_id` and `client_secret` in the form body.
+    Post,
+}
+
+/// What `/authorize` puts in the RFC 9207 `iss` response parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssParam {
+    /// The real issuer.
+    Correct,
+    /// [`EVIL_ISSUER`].
+    Wrong,
+    /// No `iss` parameter at all.
+    Missing,
+}
+
+/// The one thing wrong with the ID tokens the fake IdP issues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A valid ID token.
+    None,
+    /// RS256, correct key, one byte of the signature flipped.
+    BadSignature,
+    /// Header `{"alg":"none"}` and an empty signature.
+    AlgNone,
+    /// HS256 keyed with the SPKI PEM of the RSA *public* key (the key-confusion attack); the
+    /// header keeps the real `kid`.
+    Hs256WithPublicKey,
+    /// `iss` is [`EVIL_ISSUER`].
+    WrongIss,
+    /// No `iss`.
+    MissingIss,
+    /// `aud` is [`WRONG_AUD`].
+    WrongAud,
+    /// No `aud`.
+    MissingAud,
+    /// `aud` is `[client_id, OTHER_CLIENT]` and there is no `azp`.
+    ExtraAudNoAzp,
+    /// `aud` is `[client_id, OTHER_CLIENT]` and `azp` is `client_id` (valid per OIDC Core).
+    ExtraAudWithAzp,
+    /// `exp` is 600 s ago, `iat` 900 s ago.
+    Expired,
+    /// No `exp`.
+    MissingExp,
+    /// `iat` is an hour ahead, `exp` 4000 s ahead.
+    IatInFuture,
+    /// `nonce` is [`WRONG_NONCE`] (also on refresh, where there would otherwise be none).
+    WrongNonce,
+    /// No `nonce`.
+    MissingNonce,
+    /// No `sub`.
+    MissingSub,
+    /// Signed with the key the JWKS does *not* serve, with that key's `kid` (`test-rsa2` before
+    /// any rotation).
+    UnknownKid,
+}
+
+impl Fault {
+    /// Every fault except [`Fault::None`], for table-driven tests.
+    pub const ALL: [Fault; 16] = [
+        Fault::BadSignature,
+        Fault::AlgNone,
+        Fault::Hs256WithPublicKey,
+        Fault::WrongIss,
+        Fault::MissingIss,
+        Fault::WrongAud,
+        Fault::MissingAud,
+        Fault::ExtraAudNoAzp,
+        Fault::ExtraAudWithAzp,
+        Fault::Expired,
+        Fault::MissingExp,
+        Fault::IatInFuture,
+        Fault::WrongNonce,
+        Fault::MissingNonce,
+        Fault::MissingSub,
+        Fault::UnknownKid,
+    ];
+}
+
+/// Everything about the fake IdP a test can change at run time with [`FakeIdp::set`].
+#[derive(Clone, Debug)]
+pub struct Behaviour {
+    /// The only client the IdP knows. Default `spa-bff`.
+    pub client_id: String,
+    /// Its secret. Default `test-secret`.
+    pub client_secret: String,
+    /// The client authentication `/token` and `/revoke` accept. Default [`AuthMethod::Basic`].
+    pub auth_method: AuthMethod,
+    /// `sub` of the user who "logs in". Default `alice`.
+    pub user_sub: String,
+    /// Merged into the ID token and the userinfo response (standard claims and faults win).
+    /// Default `{"name": "Alice", "email": "alice@example.test"}`.
+    pub extra_claims: Map<String, Value>,
+    /// The IdP session id (`sid`) claim. Default `Some("idp-sid-1")`.
+    pub sid: Option<String>,
+    /// Metadata `authorization_response_iss_parameter_supported`. Default true.
+    pub advertise_iss_param: bool,
+    /// What `/authorize` puts in `iss`. Default [`IssParam::Correct`].
+    pub iss_param: IssParam,
+    /// Overrides `issuer` in discovery only (tokens keep the real issuer). Default `None`.
+    pub discovery_issuer: Option<String>,
+    /// What is wrong with issued ID tokens. Default [`Fault::None`].
+    pub fault: Fault,
+    /// Leave `id_token` out of token responses.
+    pub omit_id_token: bool,
+    /// Leave `access_token` out of token responses.
+    pub omit_access_token: bool,
+    /// Include an `id_token` in refresh responses too (most IdPs do). Default true.
+    pub id_token_on_refresh: bool,
+    /// Advertise and serve `/revoke`. Default true.
+    pub revocation_endpoint: bool,
+    /// Advertise and serve `/end-session`. Default true.
+    pub end_session_endpoint: bool,
+    /// `/userinfo` answers with this `sub` instead of the token's. Default `None`.
+    pub userinfo_sub: Option<String>,
+    /// Access-token lifetime in seconds (`expires_in` and the JWT's `exp`). Default 300.
+    pub access_token_lifetime: u64,
+    /// Issue refresh tokens; each refresh then rotates (the old one becomes `invalid_grant`).
+    /// When false, refreshing with an earlier token still works and returns no new one.
+    /// Default true.
+    pub refresh_tokens: bool,
+    /// When set, `/token` answers 400 `{"error": <this>}` to every request.
+    pub token_error: Option<String>,
+    /// When set, `/authorize` redirects back with `error=<this>` (e.g. `access_denied`).
+    pub authorize_error: Option<String>,
+    /// Seconds added to the real clock for every `iat`/`exp` the IdP writes or checks.
+    pub clock_offset: i64,
+    /// Every endpoint answers 503 (the IdP is "down"); requests are still logged.
+    pub unavailable: bool,
+    /// Every response is held back this long (outbound-timeout tests; honours
+    /// `tokio::time::pause`).
+    pub response_delay: Option<Duration>,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        let mut extra_claims = Map::new();
+        extra_claims.insert("name".into(), json!("Alice"));
+        extra_claims.insert("email".into(), json!("alice@example.test"));
+        Behaviour {
+            client_id: "spa-bff".into(),
+            client_secret: "test-secret".into(),
+            auth_method: AuthMethod::Basic,
+            user_sub: "alice".into(),
+            extra_claims,
+            sid: Some("idp-sid-1".into()),
+            advertise_iss_param: true,
+            iss_param: IssParam::Correct,
+            discovery_issuer: None,
+            fault: Fault::None,
+            omit_id_token: false,
+            omit_access_token: false,
+            id_token_on_refresh: true,
+            revocation_endpoint: true,
+            end_session_endpoint: true,
+            userinfo_sub: None,
+            access_token_lifetime: 300,
+            refresh_tokens: true,
+            token_error: None,
+            authorize_error: None,
+            clock_offset: 0,
+            unavailable: false,
+            response_delay: None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request log
+// ---------------------------------------------------------------------------------------------
+
+/// One request the fake IdP received.
+#[derive(Clone, Debug)]
+pub struct Logged {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path without the query.
+    pub path: String,
+    /// Decoded query parameters, in order.
+    pub query: Vec<(String, String)>,
+    /// Decoded `application/x-www-form-urlencoded` body parameters of a POST, in order.
+    pub form: Vec<(String, String)>,
+    /// The `Authorization` header, verbatim.
+    pub authorization: Option<String>,
+}
+
+impl Logged {
+    /// The first query parameter called `name`.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        find(&self.query, name)
+    }
+
+    /// The first form parameter called `name`.
+    pub fn form_param(&self, name: &str) -> Option<&str> {
+        find(&self.form, name)
+    }
+}
+
+fn find<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn parse_pairs(input: &[u8]) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(input)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server
+// ---------------------------------------------------------------------------------------------
+
+/// A handle to a running fake IdP. Clones share it; the server stops accepting connections
+/// when the last clone is dropped.
+#[derive(Clone)]
+pub struct FakeIdp {
+    state: Arc<Mutex<State>>,
+    addr: SocketAddr,
+    _server: Arc<ServerTask>,
+}
+
+impl fmt::Debug for FakeIdp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeIdp")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+struct ServerTask(JoinHandle<()>);
+
+impl Drop for ServerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct PendingCode {
+    client_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    nonce: Option<String>,
+    scope: String,
+}
+
+struct AccessGrant {
+    sub: String,
+    exp: i64,
+}
+
+struct RefreshGrant {
+    client_id: String,
+    scope: String,
+}
+
+struct State {
+    issuer: String,
+    behaviour: Behaviour,
+    /// Signing with [`RSA2`] instead of [`RSA1`].
+    rotated: bool,
+    codes: HashMap<String, PendingCode>,
+    refresh_tokens: HashMap<String, RefreshGrant>,
+    access_tokens: HashMap<String, AccessGrant>,
+    log: Vec<Logged>,
+    serial: u64,
+}
+
+impl FakeIdp {
+    /// Binds `127.0.0.1:0` and serves until the last handle is dropped (or the runtime ends).
+    pub async fn start() -> FakeIdp {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake IdP");
+        let addr = listener.local_addr().expect("fake IdP address");
+        let state = Arc::new(Mutex::new(State {
+            issuer: format!("http://{addr}"),
+            behaviour: Behaviour::default(),
+            rotated: false,
+            codes: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            access_tokens: HashMap::new(),
+            log: Vec::new(),
+            serial: 0,
+        }));
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| handle(Arc::clone(&shared), req));
+                    // A client hanging up mid-request is not the IdP's problem.
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeIdp {
+            state,
+            addr,
+            _server: Arc::new(ServerTask(task)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub fn issuer(&self) -> String {
+        self.lock().issuer.clone()
+    }
+
+    /// The address the IdP listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Changes the behaviour; takes effect for the next request.
+    pub fn set(&self, f: impl FnOnce(&mut Behaviour)) {
+        f(&mut self.lock().behaviour);
+    }
+
+    /// A copy of the current behaviour.
+    pub fn behaviour(&self) -> Behaviour {
+        self.lock().behaviour.clone()
+    }
+
+    /// Every request so far, in the order received.
+    pub fn requests(&self) -> Vec<Logged> {
+        self.lock().log.clone()
+    }
+
+    /// The requests to one path (e.g. `/token`), in order.
+    pub fn requests_to(&self, path: &str) -> Vec<Logged> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|l| l.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the request log.
+    pub fn clear_requests(&self) {
+        self.lock().log.clear();
+    }
+
+    /// Switches the signing key to the other test key (first call: [`RSA2`], new `kid`); the
+    /// JWKS then serves only the new key. A second call switches back.
+    pub fn rotate_key(&self) {
+        let mut state = self.lock();
+        state.rotated = !state.rotated;
+    }
+
+    /// The key the IdP signs with and its JWKS serves.
+    pub fn current_key(&self) -> &'static TestKey {
+        self.lock().current_key()
+    }
+
+    /// The current key's `kid`.
+    pub fn current_kid(&self) -> String {
+        self.current_key().kid.to_owned()
+    }
+
+    /// The current key's public SPKI PEM (the HS256 secret of [`Fault::Hs256WithPublicKey`]).
+    pub fn public_key_pem(&self) -> String {
+        self.current_key().public_pem.clone()
+    }
+
+    /// An ID token exactly as `/token` would issue it now (current behaviour and fault).
+    pub fn id_token(&self, nonce: Option<&str>) -> String {
+        self.lock().id_token(nonce)
+    }
+
+    /// Signs arbitrary claims with the current key (RS256, `typ` JWT, current `kid`).
+    pub fn sign_claims(&self, claims: &Value) -> String {
+        let key = self.current_key();
+        sign_rs256(key, "JWT", claims)
+    }
+
+    /// A valid OIDC Back-Channel Logout token for the current user and `sid` (`typ`
+    /// `logout+jwt`, fresh `jti`, 2-minute `exp`), after `edit` has changed its claims
+    /// (remove `sid` to log out by `sub` only, add `nonce` to make it invalid, ...).
+    pub fn logout_token(&self, edit: impl FnOnce(&mut Map<String, Value>)) -> String {
+        let (key, mut claims) = {
+            let mut state = self.lock();
+            let now = state.now();
+            let jti = state.fresh("jti");
+            let b = &state.behaviour;
+            let mut claims = Map::new();
+            claims.insert("iss".into(), json!(state.issuer));
+            claims.insert("aud".into(), json!(b.client_id));
+            claims.insert("sub".into(), json!(b.user_sub));
+            if let Some(sid) = &b.sid {
+                claims.insert("sid".into(), json!(sid));
+            }
+            claims.insert("iat".into(), json!(now));
+            claims.insert("exp".into(), json!(now + 120));
+            claims.insert("jti".into(), json!(jti));
+            claims.insert("events".into(), json!({ BACKCHANNEL_LOGOUT_EVENT: {} }));
+            (state.current_key(), claims)
+        };
+        edit(&mut claims);
+        sign_rs256(key, "logout+jwt", &Value::Object(claims))
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panicking test thread must not take every later assertion down with it.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn handle(
+    shared: Arc<Mutex<State>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let logged = Logged {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_owned(),
+        query: parse_pairs(parts.uri.query().unwrap_or_default().as_bytes()),
+        form: if parts.method == Method::POST {
+            parse_pairs(&body)
+        } else {
+            Vec::new()
+        },
+        authorization: parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    };
+    let (response, delay) = {
+        let mut state = lock(&shared);
+        state.log.push(logged.clone());
+        let delay = state.behaviour.response_delay;
+        let response = if state.behaviour.unavailable {
+            text(StatusCode::SERVICE_UNAVAILABLE, "fake IdP is down")
+        } else {
+            state.route(&parts.method, &logged)
+        };
+        (response, delay)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints
+// ---------------------------------------------------------------------------------------------
+
+impl State {
+    fn current_key(&self) -> &'static TestKey {
+        if self.rotated { &RSA2 } else { &RSA1 }
+    }
+
+    fn other_key(&self) -> &'static TestKey {
+        if self.rotated { &RSA1 } else { &RSA2 }
+    }
+
+    fn now(&self) -> i64 {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_secs();
+        i64::try_from(secs).expect("seconds fit i64") + self.behaviour.clock_offset
+    }
+
+    /// An unguessable-looking, unique token value.
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.serial += 1;
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let digest = Sha256::digest(format!("{}|{}|{nanos}", self.issuer, self.serial));
+        format!("{prefix}-{}", URL_SAFE_NO_PAD.encode(&digest[..18]))
+    }
+
+    fn route(&mut self, method: &Method, req: &Logged) -> Response<Full<Bytes>> {
+        let get = method == Method::GET;
+        let post = method == Method::POST;
+        match req.path.as_str() {
+            "/.well-known/openid-configuration" if get => {
+                json_response(StatusCode::OK, &self.discovery())
+            }
+            "/jwks" if get => json_response(
+                StatusCode::OK,
+                &json!({ "keys": [self.current_key().jwk()] }),
+            ),
+            "/authorize" if get => self.authorize(req),
+            "/token" if post => self.token(req),
+            "/userinfo" if get || post => self.userinfo(req),
+            "/revoke" if post && self.behaviour.revocation_endpoint => self.revoke(req),
+            "/end-session" if (get || post) && self.behaviour.end_session_endpoint => {
+                end_session(req)
+            }
+            "/.well-known/openid-configuration"
+            | "/jwks"
+            | "/authorize"
+            | "/token"
+            | "/userinfo" => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"),
+            _ => text(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    fn discovery(&self) -> Value {
+        let b = &self.behaviour;
+        let issuer = &self.issuer;
+        let mut doc = json!({
+            "issuer": b.discovery_issuer.as_deref().unwrap_or(issuer),
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "userinfo_endpoint": format!("{issuer}/userinfo"),
+            "jwks_uri": format!("{issuer}/jwks"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "token_endpoint_auth_methods_supported": [match b.auth_method {
+                AuthMethod::Basic => "client_secret_basic",
+                AuthMethod::Post => "client_secret_post",
+            }],
+            "code_challenge_methods_supported": ["S256"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "sid", "name", "email"],
+            "authorization_response_iss_parameter_supported": b.advertise_iss_param,
+            "backchannel_logout_supported": true,
+            "backchannel_logout_session_supported": true,
+        });
+        if b.revocation_endpoint {
+            doc["revocation_endpoint"] = json!(format!("{issuer}/revoke"));
+        }
+        if b.end_session_endpoint {
+            doc["end_session_endpoint"] = json!(format!("{issuer}/end-session"));
+        }
+        doc
+    }
+
+    /// Approves at once. Errors about the client or its redirect URI are shown to the "user"
+    /// (400); the others go back to the client, as RFC 6749 4.1.2.1 says.
+    fn authorize(&mut self, req: &Logged) -> Response<Full<Bytes>> {
+        if req.query_param("client_id") != Some(self.behaviour.client_id.as_str()) {
+            return text(StatusCode::BAD_REQUEST, "unknown client_id");
+        }
+        let Some(redirect_uri) = req.query_param("redirect_uri") else {
+            return text(StatusCode::BAD_REQUEST, "missing redirect_uri");
+        };
+        let Ok(target) = Url::parse(redirect_uri) else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "redirect_uri is not an absolute URL",
+            );
+        };
+        let state_param = req.query_param("state");
+        let challenge = req.query_param("code_challenge").unwrap_or_default();
+        let scope = req.query_param("scope").unwrap_or_default();
+        let error = if req.query_param("response_type") != Some("code") {
+            Some("unsupported_response_type".to_owned())
+        } else if req.query_param("code_challenge_method") != Some("S256") || challenge.len() != 43
+        {
+            Some("invalid_request".to_owned())
+        } else if !scope.split(' ').any(|s| s == "openid") {
+            Some("invalid_scope".to_owned())
+        } else {
+            self.behaviour.authorize_error.clone()
+        };
+        let mut params: Vec<(&str, String)> = Vec::new();
+        if let Some(error) = error {
+            params.push(("error", error));
+        } else {
+            let code = self.fresh("code");
+            self.codes.insert(
+                code.clone(),
+                PendingCode {
+                    client_id: self.behaviour.client_id.clone(),
+                    redirect_uri: redirect_uri.to_owned(),
+                    code_challenge: challenge.to_owned(),
+                    nonce: req.query_param("nonce").map(str::to_owned),
+                    scope: scope.to_owned(),
+                },
+            );
+            params.push(("code", code));
+        }
+        if let Some(state) = state_param {
+            params.push(("state", state.to_owned()));
+        }
+        match self.behaviour.iss_param {
+            IssParam::Correct => params.push(("iss", self.issuer.clone())),
+            IssParam::Wrong => params.push(("iss", EVIL_ISSUER.to_owned())),
+            IssParam::Missing => {}
+        }
+        redirect(with_params(target, &params).as_str())
+    }
+
+    fn token(&mut self, req: &Logged) -> Response<Full<Bytes>> {
+        if let Some(error) = &self.behaviour.token_error {
+            return oauth_error(StatusCode::BAD_REQUEST, error);
+        }
+        if let Some(response) = self.client_auth_error(req) {
+            return response;
+        }
+        match req.form_param("grant_type") {
+            Some("authorization_code") => self.code_grant(req),
+            Some("refresh_token") => self.refresh_grant(req),
+            _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
+        }
+    }
+
+    /// Checks client authentication per [`Behaviour::auth_method`]; `Some` is the error
+    /// response.
+    fn client_auth_error(&self, req: &Logged) -> Option<Response<Full<Bytes>>> {
+        let b = &self.behaviour;
+        let basic = req
+            .authorization
+            .as_deref()
+            .and_then(|a| a.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .map(|(_, creds)| creds.trim());
+        let post_secret = req.form_param("client_secret");
+        if basic.is_some() && post_secret.is_some() {
+            // RFC 6749 2.3: a client MUST NOT use more than one method in a request.
+            return Some(oauth_error(StatusCode::BAD_REQUEST, "invalid_request"));
+        }
+        let ok = match b.auth_method {
+            AuthMethod::Basic => basic.and_then(decode_basic).is_some_and(|(id, secret)| {
+                id == b.client_id
+                    && secret == b.client_secret
+                    && req.form_param("client_id").is_none_or(|f| f == b.client_id)
+            }),
+            AuthMethod::Post => {
+                basic.is_none()
+                    && req.form_param("client_id") == Some(b.client_id.as_str())
+                    && post_secret == Some(b.client_secret.as_str())
+            }
+        };
+        if ok {
+            return None;
+        }
+        let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"fake-idp\""),
+        );
+        Some(response)
+    }
+
+    fn code_grant(&mut self, req: &Logged) -> Response<Full<Bytes>> {
+        // Removed before any check: a code is single-use even when the exchange fails.
+        let Some(pending) = req.form_param("code").and_then(|c| self.codes.remove(c)) else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+        };
+        let verifier = req.form_param("code_verifier").unwrap_or_default();
+        let verifier_ok = (43..=128).contains(&verifier.len())
+            && verifier
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
+            && pkce_s256(verifier) == pending.code_challenge;
+        if pending.client_id != self.behaviour.client_id
+            || req.form_param("redirect_uri") != Some(pending.redirect_uri.as_str())
+            || !verifier_ok
+        {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+        }
+        self.issue(pending.nonce.as_deref(), &pending.scope, true)
+    }
+
+    fn refresh_grant(&mut self, req: &Logged) -> Response<Full<Bytes>> {
+        let Some(old) = req.form_param("refresh_token") else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        };
+        let Some(grant) = self.refresh_tokens.get(old) else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+        };
+        if grant.client_id != self.behaviour.client_id {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+        }
+        let scope = grant.scope.clone();
+        if self.behaviour.refresh_tokens {
+            // Rotation: the presented refresh token is spent.
+            self.refresh_tokens.remove(old);
+        }
+        self.issue(None, &scope, self.behaviour.id_token_on_refresh)
+    }
+
+    fn issue(
+        &mut self,
+        nonce: Option<&str>,
+        scope: &str,
+        with_id_token: bool,
+    ) -> Response<Full<Bytes>> {
+        let now = self.now();
+        let lifetime = self.behaviour.access_token_lifetime;
+        let exp = now + i64::try_from(lifetime).expect("lifetime fits i64");
+        let jti = self.fresh("at");
+        let sub = self.behaviour.user_sub.clone();
+        let access_token = sign_rs256(
+            self.current_key(),
+            "at+jwt",
+            &json!({
+                "iss": self.issuer,
+                "sub": sub,
+                "aud": ACCESS_TOKEN_AUD,
+                "client_id": self.behaviour.client_id,
+                "scope": scope,
+                "iat": now,
+                "exp": exp,
+                "jti": jti,
+            }),
+        );
+        self.access_tokens
+            .insert(access_token.clone(), AccessGrant { sub, exp });
+        let mut body = json!({
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": scope,
+        });
+        if !self.behaviour.omit_access_token {
+            body["access_token"] = json!(access_token);
+        }
+        if self.behaviour.refresh_tokens {
+            let refresh = self.fresh("rt");
+            self.refresh_tokens.insert(
+                refresh.clone(),
+                RefreshGrant {
+                    client_id: self.behaviour.client_id.clone(),
+                    scope: scope.to_owned(),
+                },
+            );
+            body["refresh_token"] = json!(refresh);
+        }
+        if with_id_token && !self.behaviour.omit_id_token {
+            body["id_token"] = json!(self.id_token(nonce));
+        }
+        let mut response = json_response(StatusCode::OK, &body);
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+
+    fn userinfo(&self, req: &Logged) -> Response<Full<Bytes>> {
+        let token = req
+            .authorization
+            .as_deref()
+            .and_then(|a| a.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        let grant = token
+            .and_then(|t| self.access_tokens.get(t))
+            .filter(|g| g.exp > self.now());
+        let Some(grant) = grant else {
+            let mut response = oauth_error(StatusCode::UNAUTHORIZED, "invalid_token");
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            return response;
+        };
+        let mut claims = self.behaviour.extra_claims.clone();
+        let sub = self.behaviour.userinfo_sub.as_ref().unwrap_or(&grant.sub);
+        claims.insert("sub".into(), json!(sub));
+        json_response(StatusCode::OK, &Value::Object(claims))
+    }
+
+    /// RFC 7009: authenticated; forgets the token; 200 whether or not it was known.
+    fn revoke(&mut self, req: &Logged) -> Response<Full<Bytes>> {
+        if let Some(response) = self.client_auth_error(req) {
+            return response;
+        }
+        let Some(token) = req.form_param("token") else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        };
+        self.refresh_tokens.remove(token);
+        self.access_tokens.remove(token);
+        text(StatusCode::OK, "")
+    }
+
+    /// The ID token for the current behaviour, with its [`Fault`] applied.
+    fn id_token(&self, nonce: Option<&str>) -> String {
+        let b = &self.behaviour;
+        let now = self.now();
+        let mut c = b.extra_claims.clone();
+        c.insert("iss".into(), json!(self.issuer));
+        c.insert("sub".into(), json!(b.user_sub));
+        c.insert("aud".into(), json!(b.client_id));
+        c.insert("exp".into(), json!(now + 300));
+        c.insert("iat".into(), json!(now));
+        match nonce {
+            Some(nonce) => c.insert("nonce".into(), json!(nonce)),
+            None => c.remove("nonce"),
+        };
+        match &b.sid {
+            Some(sid) => c.insert("sid".into(), json!(sid)),
+            None => c.remove("sid"),
+        };
+        let mut key = self.current_key();
+        match b.fault {
+            Fault::WrongIss => {
+                c.insert("iss".into(), json!(EVIL_ISSUER));
+            }
+            Fault::MissingIss => {
+                c.remove("iss");
+            }
+            Fault::WrongAud => {
+                c.insert("aud".into(), json!(WRONG_AUD));
+            }
+            Fault::MissingAud => {
+                c.remove("aud");
+            }
+            Fault::ExtraAudNoAzp => {
+                c.insert("aud".into(), json!([b.client_id, OTHER_CLIENT]));
+                c.remove("azp");
+            }
+            Fault::ExtraAudWithAzp => {
+                c.insert("aud".into(), json!([b.client_id, OTHER_CLIENT]));
+                c.insert("azp".into(), json!(b.client_id));
+            }
+            Fault::Expired => {
+                c.insert("exp".into(), json!(now - 600));
+                c.insert("iat".into(), json!(now - 900));
+            }
+            Fault::MissingExp => {
+                c.remove("exp");
+            }
+            Fault::IatInFuture => {
+                c.insert("iat".into(), json!(now + 3600));
+                c.insert("exp".into(), json!(now + 4000));
+            }
+            Fault::WrongNonce => {
+                c.insert("nonce".into(), json!(WRONG_NONCE));
+            }
+            Fault::MissingNonce => {
+                c.remove("nonce");
+            }
+            Fault::MissingSub => {
+                c.remove("sub");
+            }
+            Fault::UnknownKid => key = self.other_key(),
+            Fault::None | Fault::BadSignature | Fault::AlgNone | Fault::Hs256WithPublicKey => {}
+        }
+        let claims = Value::Object(c);
+        match b.fault {
+            Fault::AlgNone => format!(
+                "{}.{}.",
+                b64_json(&json!({ "alg": "none" })),
+                b64_json(&claims)
+            ),
+            Fault::Hs256WithPublicKey => {
+                let header = json!({ "alg": "HS256", "typ": "JWT", "kid": key.kid });
+                let secret = EncodingKey::from_secret(key.public_pem.as_bytes());
+                sign_compact(&header, &claims, &secret, Algorithm::HS256)
+            }
+            Fault::BadSignature => {
+                let token = sign_rs256(key, "JWT", &claims);
+                let (message, signature) = token.rsplit_once('.').expect("compact JWS");
+                let mut bytes = URL_SAFE_NO_PAD
+                    .decode(signature)
+                    .expect("base64url signature");
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x01;
+                format!("{message}.{}", URL_SAFE_NO_PAD.encode(bytes))
+            }
+            _ => sign_rs256(key, "JWT", &claims),
+        }
+    }
+}
+
+fn end_session(req: &Logged) -> Response<Full<Bytes>> {
+    let target = req
+        .query_param("post_logout_redirect_uri")
+        .or_else(|| req.form_param("post_logout_redirect_uri"));
+    let Some(target) = target else {
+        return text(StatusCode::OK, "You are signed out of the fake IdP.");
+    };
+    let Ok(url) = Url::parse(target) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "post_logout_redirect_uri is not an absolute URL",
+        );
+    };
+    let state = req.query_param("state").or_else(|| req.form_param("state"));
+    let params: Vec<(&str, String)> = state.map(|s| ("state", s.to_owned())).into_iter().collect();
+    redirect(with_params(url, &params).as_str())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// `BASE64URL(SHA-256(verifier))`, the RFC 7636 S256 code challenge.
+pub fn pkce_s256(verifier: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// Splits `Basic` credentials into the form-urldecoded client id and secret (RFC 6749 2.3.1).
+fn decode_basic(credentials: &str) -> Option<(String, String)> {
+    let raw = String::from_utf8(STANDARD.decode(credentials).ok()?).ok()?;
+    let (id, secret) = raw.split_once(':')?;
+    let decode = |s: &str| -> String {
+        url::form_urlencoded::parse(format!("v={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((decode(id), decode(secret)))
+}
+
+fn with_params(mut url: Url, params: &[(&str, String)]) -> Url {
+    if !params.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in params {
+            pairs.append_pair(k, v);
+        }
+    }
+    url
+}
+
+fn b64_json(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("JSON serializes"))
+}
+
+fn sign_compact(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+    let message = format!("{}.{}", b64_json(header), b64_json(claims));
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).expect("signing a test token");
+    format!("{message}.{signature}")
+}
+
+fn sign_rs256(key: &TestKey, typ: &str, claims: &Value) -> String {
+    let header = json!({ "alg": "RS256", "typ": typ, "kid": key.kid });
+    sign_compact(&header, claims, &key.encoding, Algorithm::RS256)
+}
+
+/// Splits a compact JWT into its decoded header and claims (no verification), for assertions.
+pub fn peek_jwt(token: &str) -> (Value, Value) {
+    let mut parts = token.split('.');
+    let mut next = || -> Value {
+        let part = parts.next().expect("JWT has three parts");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url part"))
+            .expect("JSON part")
+    };
+    (next(), next())
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .expect("static response parts are valid")
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(body).expect("JSON serializes"),
+        )))
+        .expect("static response parts are valid")
+}
+
+fn oauth_error(status: StatusCode, error: &str) -> Response<Full<Bytes>> {
+    json_response(status, &json!({ "error": error }))
+}
+
+fn redirect(location: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::LOCATION, location)
+        .body(Full::new(Bytes::new()))
+        .expect("a URL is a valid Location")
+}

@@ -1010,14 +1010,13 @@ impl Idp {
         }
     }
 
+    /// Discovery and JWKS: public, and revalidated on every use (the key changes per start).
     fn static_json(&self, body: Bytes) -> Response<Full<Bytes>> {
-        let mut response = Response::new(Full::new(body));
+        let mut response = respond(StatusCode::OK, "application/json", Vec::new());
+        *response.body_mut() = Full::new(body);
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        headers.remove(header::PRAGMA);
         response
     }
 

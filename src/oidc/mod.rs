@@ -548,10 +548,9 @@ impl Provider {
                 }
             }
             let body = SecretString::new(form.finish());
-            let request = request
-                .body(body.expose().as_bytes().to_vec())
-                .map_err(|e| e.to_string())?;
             request
+                .body(body.expose().as_bytes().to_vec())
+                .map_err(|e| e.to_string())?
         };
         let response = self.http.send(request).await.map_err(|e| e.to_string())?;
         if response.status().is_success() {

@@ -5,5 +5,6 @@
 mod support;
 
 mod corpus;
+mod demo;
 mod login;
 mod support_selftest;

@@ -106,7 +106,10 @@ pub enum LoginError {
     /// The token endpoint answered with an OAuth error (`invalid_grant`, …).
     #[error("token endpoint error: {0}")]
     TokenEndpoint(String),
-    /// The token endpoint could not be reached or answered nonsense.
+    /// The token endpoint could not be reached or timed out.
+    #[error("token endpoint unreachable: {0}")]
+    Unreachable(String),
+    /// The token request could not be made, or the response did not parse.
     #[error("token request failed: {0}")]
     TokenRequest(String),
     /// The token response lacks a required token.
@@ -331,6 +334,7 @@ impl Provider {
                 RequestTokenError::ServerResponse(r) => {
                     LoginError::TokenEndpoint(r.error().to_string())
                 }
+                RequestTokenError::Request(e) => LoginError::Unreachable(error_chain(&e)),
                 other => LoginError::TokenRequest(error_chain(&other)),
             })?;
 

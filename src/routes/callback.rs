@@ -206,8 +206,13 @@ pub async fn callback(
         )
         .await
         .map_err(|e| {
-            fail(FAILED, StatusCode::BAD_GATEWAY, format!("login: {e}"))
-                .with_cookies(clear_login.clone())
+            // An unreachable IdP is a gateway failure; anything it answered that does not
+            // validate fails this login attempt as a bad request.
+            let status = match e {
+                crate::oidc::LoginError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            fail(FAILED, status, format!("login: {e}")).with_cookies(clear_login.clone())
         })?;
 
     let id = SessionId::generate().map_err(|e| Failure::new(Rejection::Internal, e.to_string()))?;

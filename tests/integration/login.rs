@@ -418,8 +418,12 @@ async fn session_too_large_fails_login_with_a_clear_message() {
     .await;
     let mut b = h.browser();
     let r = h.login(&mut b).await;
-    assert_login_failed(&r, &b);
+    assert_eq!(
+        r.status, 500,
+        "not the browser's fault, and never a cookie the browser drops"
+    );
     assert!(r.body.contains("too large"), "{}", r.body);
+    assert!(session_cookie_set(&r).is_none());
 }
 
 #[tokio::test]
@@ -635,4 +639,30 @@ async fn logout_without_end_session_endpoint_goes_to_the_return_url() {
         .await;
     assert_eq!(r.location().as_deref(), Some("/bye"));
     assert!(!h.idp.requests().iter().any(|r| r.path == "/revoke"));
+}
+
+#[tokio::test]
+async fn idp_timing_out_at_callback_is_a_502_page_not_a_loop() {
+    let h = Harness::start_with(|_| {}, r#"oidc.timeout = "1s""#).await;
+    let mut b = h.browser();
+    let auth = h.begin_login(&mut b, "/").await;
+    let cb = h.authorize(&mut b, &auth).await;
+    h.idp
+        .set(|b| b.response_delay = Some(std::time::Duration::from_secs(3)));
+    let r = b.get(&cb, &[]).await;
+    assert_eq!(r.status, 502);
+    assert!(r.body.contains("Start again"));
+    assert!(session_cookie_set(&r).is_none());
+}
+
+#[tokio::test]
+async fn trusted_extra_audience_without_azp_is_still_rejected() {
+    // The audience is trusted, so only the azp rule (OIDC Core 3.1.3.7 step 4) can refuse it.
+    let h = Harness::start_with(
+        |b| b.fault = Fault::ExtraAudNoAzp,
+        r#"oidc.trusted_audiences = ["other-client"]"#,
+    )
+    .await;
+    let mut b = h.browser();
+    assert_login_failed(&h.login(&mut b).await, &b);
 }

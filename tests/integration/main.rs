@@ -7,4 +7,5 @@ mod support;
 mod corpus;
 mod demo;
 mod login;
+mod server;
 mod support_selftest;

@@ -1,0 +1,159 @@
+//! The listener and the command line: h2c, request-head limits, start-up errors.
+
+use std::io::{Read, Write};
+use std::process::Command;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::support::app::Harness;
+
+#[tokio::test]
+async fn serves_http2_prior_knowledge() {
+    let h = Harness::start().await;
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<Empty<Bytes>>();
+    let uri: http::Uri = format!("{}/bff/user", h.actual).parse().unwrap();
+    let r = client
+        .request(
+            http::Request::get(uri)
+                .header("x-csrf", "1")
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    assert_eq!(r.status(), 401);
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("unauthenticated"));
+}
+
+#[tokio::test]
+async fn oversized_request_head_gets_431() {
+    let h = Harness::start().await;
+    let addr = h.running.addr;
+    let status = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let big = "a".repeat(64 * 1024);
+        let req = format!("GET /bff/user HTTP/1.1\r\nHost: x\r\nCookie: junk={big}\r\n\r\n");
+        let _ = s.write_all(req.as_bytes());
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+}
+
+#[tokio::test]
+async fn hostile_cookie_headers_get_401_not_500() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    for junk in [
+        "__Host-sealgate.0=AQEB",
+        "__Host-sealgate.0=!!!!; __Host-sealgate.1=x",
+        "__Host-sealgate.0=a; __Host-sealgate.0=b",
+        "__Host-sealgate.3=AAAA",
+        "__Host-sealgate.0=\"quoted\"",
+        "=; ;;; __Host-sealgate.0",
+    ] {
+        let r = b
+            .get(
+                &Harness::url("/bff/user"),
+                &[("x-csrf", "1"), ("cookie", junk)],
+            )
+            .await;
+        assert_eq!(r.status, 401, "{junk}");
+        assert!(
+            r.set_cookies().iter().all(|c| c.value().is_empty()),
+            "deletions only: {junk}"
+        );
+    }
+}
+
+fn sealgate(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn keygen_prints_a_fresh_32_byte_key() {
+    let a = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .arg("keygen")
+        .output()
+        .unwrap();
+    let b = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .arg("keygen")
+        .output()
+        .unwrap();
+    let (a, b) = (
+        String::from_utf8(a.stdout).unwrap(),
+        String::from_utf8(b.stdout).unwrap(),
+    );
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(a.trim())
+        .unwrap();
+    assert_eq!(bytes.len(), 32);
+    assert_ne!(a, b);
+}
+
+#[test]
+fn start_up_errors_are_one_line_naming_the_problem() {
+    let dir = std::env::temp_dir().join(format!("sealgate-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    let base = crate::support::app::config_toml("http://127.0.0.1:9", "")
+        .replace("env:SECRET", "env:T_SECRET")
+        .replace("env:KEY", "env:T_KEY");
+    std::fs::write(&path, &base).unwrap();
+    let p = path.to_str().unwrap();
+
+    // A short key: names which key and what is wrong.
+    let (code, err) = sealgate(
+        &["serve", "--config", p],
+        &[("T_SECRET", "s"), ("T_KEY", "AAAA")],
+    );
+    assert_ne!(code, 0);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("session key 1") && err.contains("32"), "{err}");
+
+    // An unset secret.
+    let (code, err) = sealgate(
+        &["serve", "--config", p],
+        &[("T_KEY", crate::support::app::KEY)],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("T_SECRET") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+
+    // An unreachable IdP: discovery fails, refusing to start.
+    let (code, err) = sealgate(
+        &["serve", "--config", p],
+        &[
+            ("T_SECRET", "s"),
+            ("T_KEY", crate::support::app::KEY),
+            ("RUST_LOG", "off"),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("discovery") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -47,48 +47,13 @@ impl ReturnUrl {
     /// # Errors
     /// A [`ReturnUrlError`] naming the rule broken.
     pub fn parse(raw: &str) -> Result<Self, ReturnUrlError> {
-        if raw.is_empty() || raw.len() > MAX_LEN {
-            return Err(ReturnUrlError::Length);
-        }
-        let bytes = raw.as_bytes();
-        if bytes[0] != b'/' || matches!(bytes.get(1), Some(b'/' | b'\\')) {
-            return Err(ReturnUrlError::NotLocal);
-        }
-        if bytes.contains(&b'\\') {
-            return Err(ReturnUrlError::Backslash);
-        }
-        if raw.chars().any(char::is_control) {
-            return Err(ReturnUrlError::Control);
-        }
-        // Percent-encoded: control bytes (%00-%1F, %7F), backslash (%5C), and slashes that
-        // would decode into a leading `//`.
-        for (i, w) in bytes.windows(3).enumerate() {
-            if w[0] == b'%' {
-                let decoded = std::str::from_utf8(&w[1..])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match decoded {
-                    Some(b) if b < 0x20 || b == 0x7f => return Err(ReturnUrlError::Control),
-                    Some(b'\\') => return Err(ReturnUrlError::Backslash),
-                    Some(b'/') if i == 1 => return Err(ReturnUrlError::NotLocal),
-                    _ => {}
-                }
-            }
-        }
-        // Also catch C1 controls and encoded non-ASCII control characters.
-        let decoded = percent_decode(raw);
-        if decoded.chars().any(char::is_control) {
-            return Err(ReturnUrlError::Control);
-        }
+        check_text(raw)?;
         let base = Url::parse(PLACEHOLDER).map_err(|_| ReturnUrlError::Escapes)?;
         let url = base.join(raw).map_err(|_| ReturnUrlError::Escapes)?;
         if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
             return Err(ReturnUrlError::Escapes);
         }
         let mut out = url.path().to_owned();
-        if out.starts_with("//") {
-            return Err(ReturnUrlError::NotLocal);
-        }
         if let Some(q) = url.query() {
             out.push('?');
             out.push_str(q);
@@ -97,6 +62,9 @@ impl ReturnUrl {
             out.push('#');
             out.push_str(f);
         }
+        // The parser resolves dot segments (`/a/%2E%2E/%2F…` becomes `/%2F…`): the serialized
+        // value must pass the same rules, so what is sent is what would be accepted.
+        check_text(&out)?;
         Ok(Self(out))
     }
 
@@ -112,6 +80,44 @@ impl ReturnUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// The textual rules, applied to the input and again to the serialized result.
+fn check_text(raw: &str) -> Result<(), ReturnUrlError> {
+    if raw.is_empty() || raw.len() > MAX_LEN {
+        return Err(ReturnUrlError::Length);
+    }
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') || matches!(bytes.get(1), Some(b'/' | b'\\')) {
+        return Err(ReturnUrlError::NotLocal);
+    }
+    if bytes.contains(&b'\\') {
+        return Err(ReturnUrlError::Backslash);
+    }
+    if raw.chars().any(char::is_control) {
+        return Err(ReturnUrlError::Control);
+    }
+    // Percent-encoded: control bytes (%00-%1F, %7F), backslash (%5C), and slashes that
+    // would decode into a leading `//`.
+    for (i, w) in bytes.windows(3).enumerate() {
+        if w[0] == b'%' {
+            let decoded = std::str::from_utf8(&w[1..])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match decoded {
+                Some(b) if b < 0x20 || b == 0x7f => return Err(ReturnUrlError::Control),
+                Some(b'\\') => return Err(ReturnUrlError::Backslash),
+                Some(b'/') if i == 1 => return Err(ReturnUrlError::NotLocal),
+                _ => {}
+            }
+        }
+    }
+    // Also catch C1 controls and encoded non-ASCII control characters.
+    let decoded = percent_decode(raw);
+    if decoded.chars().any(char::is_control) {
+        return Err(ReturnUrlError::Control);
+    }
+    Ok(())
 }
 
 fn percent_decode(s: &str) -> String {
@@ -163,6 +169,7 @@ mod tests {
             ("/%2f%2fevil.example", NotLocal),
             ("/%5Cevil.example", Backslash),
             ("/%C2%85", Control),
+            ("/e/%2E%2E/%2F%2/Fx", NotLocal),
             ("/\u{85}", Control),
         ] {
             assert_eq!(ReturnUrl::parse(raw), Err(why), "{raw:?}");

@@ -1,7 +1,7 @@
 //! Shared state of a running sealgate and the per-request session plumbing: reading the session
 //! cookie, applying the lifetime and revocation rules, and writing or clearing it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use cookie::Cookie;
@@ -32,7 +32,7 @@ pub struct App {
     /// Time.
     pub clock: Clock,
     /// States of completed logins, so a replayed callback is refused before the IdP is asked.
-    pub used_states: Mutex<HashMap<[u8; 32], i64>>,
+    pub used_states: Mutex<UsedStates>,
     /// A page to serve at `/` (the demo), if any.
     pub home_page: Option<&'static str>,
 }
@@ -156,6 +156,22 @@ impl App {
         Ok(jar::set_cookies(name, Purpose::Session, &sealed, now, seen))
     }
 
+    /// `Set-Cookie`s re-sealing a renewed or rotated session. A failure here must not fail the
+    /// request the session is valid for: it is logged and the browser keeps its current cookie
+    /// (which stays valid until its own idle expiry).
+    pub fn renewal_cookies(
+        &self,
+        session: &Session,
+        now: i64,
+        seen: IndexSet,
+    ) -> Vec<Cookie<'static>> {
+        self.session_cookies(session, now, seen)
+            .unwrap_or_else(|e| {
+                tracing::warn!(session = ?session.id, error = %e, "session not re-sealed");
+                Vec::new()
+            })
+    }
+
     /// Deletions for every chunk in `seen`.
     pub fn clear_session(&self, seen: IndexSet) -> Vec<Cookie<'static>> {
         jar::removal_cookies(
@@ -200,14 +216,59 @@ impl App {
         format!("{}/login", self.settings.bff.prefix)
     }
 
-    /// Records a completed login's state; returns false if it was already used.
-    pub fn mark_state_used(&self, state: &str, until: i64, now: i64) -> bool {
+    /// Records a login's state as used until `until`.
+    ///
+    /// # Errors
+    /// [`StateUse::Replayed`] when it was used before; [`StateUse::Full`] when the table is
+    /// full of unexpired entries (entries are never dropped early: that would re-open replays).
+    pub fn mark_state_used(&self, state: &str, until: i64, now: i64) -> Result<(), StateUse> {
         let key: [u8; 32] = Sha256::digest(state.as_bytes()).into();
         let Ok(mut used) = self.used_states.lock() else {
-            return false;
+            return Err(StateUse::Full);
         };
-        used.retain(|_, t| *t > now);
-        used.insert(key, until).is_none()
+        used.insert(key, until, now)
+    }
+}
+
+/// Why a callback's state could not be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateUse {
+    /// Already used: a replay.
+    Replayed,
+    /// The table holds [`UsedStates::CAPACITY`] live entries.
+    Full,
+}
+
+/// Hashes of used login states, each kept until its flow would have expired anyway. Expiry is
+/// a queue walk (entries arrive in expiry order, as `login_timeout` is fixed), so every insert
+/// costs O(1) amortized, and the table is capped.
+#[derive(Debug, Default)]
+pub struct UsedStates {
+    set: HashMap<[u8; 32], i64>,
+    order: VecDeque<([u8; 32], i64)>,
+}
+
+impl UsedStates {
+    /// Most live entries (a login flow per entry, within `login_timeout`).
+    pub const CAPACITY: usize = 100_000;
+
+    fn insert(&mut self, key: [u8; 32], until: i64, now: i64) -> Result<(), StateUse> {
+        while let Some(&(k, t)) = self.order.front() {
+            if t > now {
+                break;
+            }
+            self.order.pop_front();
+            self.set.remove(&k);
+        }
+        if self.set.contains_key(&key) {
+            return Err(StateUse::Replayed);
+        }
+        if self.set.len() >= Self::CAPACITY {
+            return Err(StateUse::Full);
+        }
+        self.set.insert(key, until);
+        self.order.push_back((key, until));
+        Ok(())
     }
 }
 
@@ -225,5 +286,36 @@ pub enum SessionCookieError {
 impl From<SessionCookieError> for Failure {
     fn from(e: SessionCookieError) -> Self {
         Failure::new(Rejection::Internal, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn used_states_refuse_replays_expire_and_cap() {
+        let mut u = UsedStates::default();
+        assert_eq!(u.insert([1; 32], 100, 0), Ok(()));
+        assert_eq!(u.insert([1; 32], 100, 50), Err(StateUse::Replayed));
+        // After its expiry the entry is gone (a replay then fails on the expired login cookie).
+        assert_eq!(u.insert([2; 32], 200, 100), Ok(()));
+        assert!(!u.set.contains_key(&[1; 32]));
+        for i in 0..UsedStates::CAPACITY - 1 {
+            let mut k = [0u8; 32];
+            k[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            k[31] = 9;
+            assert_eq!(u.insert(k, 300, 100), Ok(()));
+        }
+        assert_eq!(
+            u.insert([3; 32], 300, 100),
+            Err(StateUse::Full),
+            "never evicted early"
+        );
+        assert_eq!(
+            u.insert([3; 32], 500, 300),
+            Ok(()),
+            "room again once entries expire"
+        );
     }
 }

@@ -295,6 +295,9 @@ pub const ASYMMETRIC_ALGS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
+/// Longest `session.cookie_name`: login cookie names derived from it must stay valid.
+pub const MAX_COOKIE_NAME_LEN: usize = 64;
+
 fn duration(key: &str, raw: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
     let text = raw.unwrap_or(default);
     let d = humantime::parse_duration(text)
@@ -549,6 +552,24 @@ impl Settings {
             store_id_token: se.store_id_token.unwrap_or(true),
             max_pending_logins: se.max_pending_logins.unwrap_or(5).clamp(1, 32),
         };
+        if session.cookie_name.as_str().len() > MAX_COOKIE_NAME_LEN {
+            return Err(invalid(
+                "session.cookie_name",
+                format!(
+                    "at most {MAX_COOKIE_NAME_LEN} characters (login cookies append \"-login-\" and 16 hex digits)"
+                ),
+            ));
+        }
+        let cookie_budget = usize::from(max_chunks) * crate::seal::MAX_COOKIE_BYTES + 1024;
+        if cookie_budget > server.max_header_bytes {
+            return Err(invalid(
+                "session.max_chunks",
+                format!(
+                    "{max_chunks} chunks need request heads of {cookie_budget} bytes, more than server.max_header_bytes ({}): browsers would get 431 after login",
+                    server.max_header_bytes
+                ),
+            ));
+        }
         if session.idle_timeout > session.absolute_timeout {
             return Err(invalid(
                 "session.idle_timeout",

@@ -39,7 +39,7 @@ pub enum Rejection {
     BadGateway,
     /// The upstream did not answer in time (504 JSON).
     GatewayTimeout,
-    /// A revocation could not be stored; the logout did not happen (503 page).
+    /// A revocation (or a used login state) could not be stored; nothing happened (503 page).
     Unavailable,
     /// A bug or an environment failure (500).
     Internal,
@@ -124,7 +124,7 @@ impl Failure {
             Unavailable => response::page(
                 status,
                 "Try again",
-                "Sign-out could not be recorded. You are still signed in; please try again.",
+                "This could not be completed right now and nothing has changed. Please try again.",
                 None,
             ),
         };

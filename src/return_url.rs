@@ -76,6 +76,15 @@ impl ReturnUrl {
         raw.map_or_else(|| Ok(Self::root()), Self::parse)
     }
 
+    /// Whether the path is `prefix` or below it (the BFF's own endpoints are never a return
+    /// target: `/bff/login` would chain logins, `/bff/logout` would undo one).
+    pub fn is_under(&self, prefix: &str) -> bool {
+        let path = self.0.split(['?', '#']).next().unwrap_or("");
+        let path = path.to_ascii_lowercase();
+        let prefix = prefix.to_ascii_lowercase();
+        path == prefix || path.starts_with(&format!("{prefix}/"))
+    }
+
     /// The path to put in `Location`.
     pub fn as_str(&self) -> &str {
         &self.0

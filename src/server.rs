@@ -2,7 +2,6 @@
 //! header read timeout, a request-head size limit (431 beyond it), a connection cap, and a
 //! graceful shutdown that gives in-flight requests a deadline.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -130,7 +129,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         provider,
         denylist,
         clock: options.clock,
-        used_states: Mutex::new(HashMap::new()),
+        used_states: Mutex::new(crate::app::UsedStates::default()),
         home_page: options.home_page,
         settings,
     });
@@ -158,6 +157,8 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receive
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
+        .keep_alive_timeout(std::time::Duration::from_secs(10))
         .max_header_list_size(u32::try_from(server.max_header_bytes).unwrap_or(u32::MAX));
     loop {
         let permit = tokio::select! {
@@ -177,13 +178,26 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receive
         };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
-        let service = service_fn(move |req| routes::handle(app.clone(), req));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let first_byte_timeout = app.settings.server.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            // The protocol sniffing of the auto builder reads without a timeout; a client that
+            // connects and sends nothing must not hold a connection slot forever.
+            let mut probe = [0u8; 1];
+            match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => {
+                    tracing::debug!(%peer, "connection closed: nothing sent in time");
+                    drop(permit);
+                    return;
+                }
+            }
+            let service = service_fn(move |req| routes::handle(app.clone(), req));
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

@@ -178,6 +178,15 @@ fn bad_values_are_named() {
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains(key), "{key}: {err}");
     }
+    let text = EXAMPLE.replace("login_timeout", "max_chunks = 9\nlogin_timeout");
+    assert!(parse(&text).unwrap_err().to_string().contains("431"));
+    let text = EXAMPLE.replace("__Host-sealgate", &format!("__Host-{}", "s".repeat(60)));
+    assert!(
+        parse(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("session.cookie_name")
+    );
     let text = EXAMPLE.replace("[oidc]", "[oidc]\nid_token_signing_algs = [\"HS256\"]");
     assert!(parse(&text).unwrap_err().to_string().contains("HS256"));
 }

@@ -17,7 +17,7 @@ use crate::app::{App, SessionState};
 use crate::error::{Failure, Rejection};
 use crate::response::{self, Body};
 use crate::return_url::ReturnUrl;
-use crate::seal::jar;
+use crate::seal::jar::{self, IndexSet};
 use crate::seal::{ChunkSet, Purpose, SealError};
 use crate::secret::SecretString;
 use crate::session::{Session, SessionId};
@@ -27,8 +27,8 @@ pub const MAX_CODE_LEN: usize = 4096;
 /// Longest accepted `state` (sealgate's are 43 characters).
 pub const MAX_STATE_LEN: usize = 256;
 
-/// The parameters of an authorization response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The parameters of an authorization response. `Debug` redacts `code` and `state`.
+#[derive(Clone, PartialEq, Eq)]
 pub struct CallbackQuery {
     /// `state` (required).
     pub state: String,
@@ -38,6 +38,17 @@ pub struct CallbackQuery {
     pub iss: Option<String>,
     /// `error`, on failure at the IdP.
     pub error: Option<String>,
+}
+
+impl std::fmt::Debug for CallbackQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackQuery")
+            .field("state", &"<redacted>")
+            .field("code", &self.code.as_ref().map(|_| "<redacted>"))
+            .field("iss", &self.iss)
+            .field("error", &self.error)
+            .finish()
+    }
 }
 
 /// Why a callback query was refused.
@@ -134,6 +145,7 @@ pub async fn callback(
                 StatusCode::BAD_REQUEST,
                 format!("login cookie: {e}"),
             )
+            .with_cookies(clear_login.clone())
         })?;
     let flow: LoginFlow<'_> = postcard::from_bytes(opened.payload()).map_err(|e| {
         fail(
@@ -150,11 +162,20 @@ pub async fn callback(
         );
     }
     let login_secs = i64::try_from(app.settings.session.login_timeout.as_secs()).unwrap_or(600);
-    if !app.mark_state_used(&query.state, now.saturating_add(login_secs), now) {
-        return Err(
-            fail(EXPIRED, StatusCode::BAD_REQUEST, "callback replay".into())
-                .with_cookies(clear_login),
-        );
+    match app.mark_state_used(&query.state, now.saturating_add(login_secs), now) {
+        Ok(()) => {}
+        Err(crate::app::StateUse::Replayed) => {
+            return Err(
+                fail(EXPIRED, StatusCode::BAD_REQUEST, "callback replay".into())
+                    .with_cookies(clear_login),
+            );
+        }
+        Err(crate::app::StateUse::Full) => {
+            return Err(
+                Failure::new(Rejection::Unavailable, "used-state table full")
+                    .with_cookies(clear_login),
+            );
+        }
     }
 
     // RFC 9207: a mix-up attack shows as a wrong or missing `iss`.
@@ -236,26 +257,46 @@ pub async fn callback(
             .then_some(tokens.id_token),
     };
 
-    // Whatever session cookie the browser had (planted or its own) is replaced wholesale.
+    // Whatever session cookie the browser had (planted or its own) is replaced wholesale; a
+    // valid earlier session is also revoked, so a copy of its cookie dies with it.
     let seen = match app.load_session(headers, now) {
-        SessionState::Active(a) => a.seen,
+        SessionState::Active(a) => {
+            if let Err(e) =
+                app.denylist
+                    .revoke_session(&a.session.id, a.session.absolute_expires_at, now)
+            {
+                return Err(
+                    Failure::new(Rejection::Unavailable, e.to_string()).with_cookies(clear_login)
+                );
+            }
+            a.seen
+        }
         SessionState::Anonymous { seen } | SessionState::Rejected { seen, .. } => seen,
     };
-    let mut cookies = app
-        .session_cookies(&session, now, seen)
-        .map_err(|e| match e {
-            crate::app::SessionCookieError::Seal(SealError::TooLarge {
-                needed_bytes,
-                max_chunks,
-            }) => fail(
-                "Your account's tokens are too large for this application's session cookie. \
+    let too_large = |needed_bytes: usize, max_chunks: u8| {
+        fail(
+            "Your account's tokens are too large for this application's session cookie. \
              An administrator can allow more cookie chunks or stop storing the ID token.",
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("session too large: {needed_bytes} bytes > {max_chunks} chunks"),
-            )
-            .with_cookies(clear_login.clone()),
-            other => Failure::from(other).with_cookies(clear_login.clone()),
-        })?;
+            StatusCode::BAD_REQUEST,
+            format!("session too large: {needed_bytes} bytes > {max_chunks} chunks"),
+        )
+        .with_cookies(clear_login.clone())
+    };
+    let map_err = |e| match e {
+        crate::app::SessionCookieError::Seal(SealError::TooLarge {
+            needed_bytes,
+            max_chunks,
+        }) => too_large(needed_bytes, max_chunks),
+        other => Failure::from(other).with_cookies(clear_login.clone()),
+    };
+    // Renewal later moves last-seen and the idle expiry as far as the absolute expiry; their
+    // encoded deltas then grow by a few bytes. Check the largest form now, so a session that
+    // fits at login never stops fitting.
+    let mut widest = session.clone();
+    widest.renew(absolute.saturating_sub(1), app.idle_timeout_secs());
+    app.session_cookies(&widest, now, IndexSet::default())
+        .map_err(map_err)?;
+    let mut cookies = app.session_cookies(&session, now, seen).map_err(map_err)?;
     cookies.extend(clear_login);
     tracing::info!(session = ?session.id, "login completed");
     // Sealed at login after validation; validated again so Location is always re-serialized.

@@ -51,6 +51,12 @@ pub fn login(app: &App, req: &Request<Incoming>, now: i64) -> Result<Response<Bo
         .map_err(|()| Failure::new(Rejection::BadReturnUrl, "repeated returnUrl"))?;
     let return_url = ReturnUrl::parse_or_root(raw.as_deref())
         .map_err(|e| Failure::new(Rejection::BadReturnUrl, format!("login: {e}")))?;
+    if return_url.is_under(&app.settings.bff.prefix) {
+        return Err(Failure::new(
+            Rejection::BadReturnUrl,
+            "login: return URL under the BFF prefix",
+        ));
+    }
 
     let (state, nonce, verifier) = (random_token()?, random_token()?, random_token()?);
     let flow = LoginFlow {

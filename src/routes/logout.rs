@@ -5,8 +5,11 @@
 //! revoked at the IdP (RFC 7009, best effort, logged), every chunk is cleared with identical
 //! attributes, and the browser goes to the IdP's end-session endpoint (with `id_token_hint`,
 //! `post_logout_redirect_uri` and `state`) when there is one, else to the validated return URL.
-//! A logout without a valid session still clears cookies; a GET whose `sid` does not match the
-//! session is refused and leaves it alive.
+//! A logout without a session cookie deletes nothing (a cross-site navigation carries no
+//! `SameSite=Strict` cookie, and must not be able to log anyone out); one with invalid cookies
+//! deletes just those; a GET whose `sid` does not match the session is refused and leaves it
+//! alive. A `POST` with `Accept: application/json` gets `200 {"location": …}` instead of the
+//! 302, because `fetch` cannot follow a cross-origin redirect to the IdP.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -34,23 +37,38 @@ pub async fn logout(
         .map_err(|()| Failure::new(Rejection::BadReturnUrl, "repeated returnUrl"))?;
     let return_url = ReturnUrl::parse_or_root(raw_return.as_deref())
         .map_err(|e| Failure::new(Rejection::BadReturnUrl, format!("logout: {e}")))?;
+    if return_url.is_under(&app.settings.bff.prefix) {
+        return Err(Failure::new(
+            Rejection::BadReturnUrl,
+            "logout: return URL under the BFF prefix",
+        ));
+    }
     let post = req.method() == Method::POST;
     if post {
         csrf::check_api_request(&app.settings, req.headers())
             .map_err(|e| Failure::new(Rejection::Forbidden, format!("logout: {e}")))?;
     }
+    let wants_json = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    let json = post && wants_json;
 
     let (session, seen) = match app.load_session(req.headers(), now) {
-        SessionState::Active(a) => (Some(a.session), a.seen),
-        SessionState::Anonymous { seen } | SessionState::Rejected { seen, .. } => (None, seen),
+        SessionState::Active(a) => (a.session, a.seen),
+        // No session cookie arrived. That is also what a cross-site navigation to this URL
+        // looks like (the session cookie is SameSite=Strict), so nothing is deleted: deleting
+        // would let any site log the user out.
+        SessionState::Anonymous { .. } => {
+            return Ok(answer(json, return_url.as_str(), &[]));
+        }
+        // Cookies that arrived but are invalid, expired or revoked: only those are deleted.
+        SessionState::Rejected { seen, .. } => {
+            return Ok(answer(json, return_url.as_str(), &app.clear_session(seen)));
+        }
     };
     let clear = app.clear_session_everywhere(seen);
-    let Some(session) = session else {
-        return Ok(response::with_cookies(
-            response::redirect(return_url.as_str()),
-            &clear,
-        ));
-    };
     if !post {
         let sid = single_param(query, "sid")
             .ok()
@@ -83,8 +101,21 @@ pub async fn logout(
         .provider
         .end_session_url(hint.as_ref(), &URL_SAFE_NO_PAD.encode(state))
         .map_or_else(|| return_url.as_str().to_owned(), String::from);
-    Ok(response::with_cookies(
-        response::redirect(&location),
-        &clear,
-    ))
+    Ok(answer(json, &location, &clear))
+}
+
+/// Where the browser goes next. A `POST` comes from `fetch` (only scripts can add the
+/// anti-forgery header), and `fetch` cannot follow a cross-origin redirect to the IdP; so a POST
+/// asking for JSON (`Accept: application/json`) gets `200 {"location": …}` to navigate to, and
+/// everything else gets the 302.
+fn answer(json: bool, location: &str, cookies: &[cookie::Cookie<'static>]) -> Response<Body> {
+    let r = if json {
+        response::json(
+            http::StatusCode::OK,
+            &serde_json::json!({ "location": location }),
+        )
+    } else {
+        response::redirect(location)
+    };
+    response::with_cookies(r, cookies)
 }

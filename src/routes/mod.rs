@@ -10,7 +10,7 @@ pub mod user;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
@@ -20,8 +20,65 @@ use crate::response::{self, Body};
 /// Serves one request.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let now = app.clock.now();
+    let origin = cors_origin(&app, &req);
+    if req.method() == Method::OPTIONS
+        && req.headers().contains_key("access-control-request-method")
+    {
+        return Ok(preflight(&app, origin));
+    }
     let result = route(&app, req, now).await;
-    Ok(result.unwrap_or_else(|failure| failure.into_response(&app.login_href())))
+    let mut response = result.unwrap_or_else(|failure| failure.into_response(&app.login_href()));
+    if let Some(origin) = origin {
+        allow_origin(&mut response, origin);
+    }
+    Ok(response)
+}
+
+/// The request's `Origin` when it is an allowed *other* origin (same-origin requests need no
+/// CORS headers). Never a reflected arbitrary origin, never `*`.
+fn cors_origin(app: &App, req: &Request<Incoming>) -> Option<HeaderValue> {
+    let origin = req.headers().get(http::header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    app.settings
+        .bff
+        .allowed_origins
+        .iter()
+        .any(|o| o == text)
+        .then(|| origin.clone())
+}
+
+fn allow_origin(response: &mut Response<Body>, origin: HeaderValue) {
+    let h = response.headers_mut();
+    h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    h.insert(
+        http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    h.append(http::header::VARY, HeaderValue::from_static("Origin"));
+}
+
+/// A CORS preflight: 204 with the exact origin for allowed origins, 403 otherwise.
+fn preflight(app: &App, origin: Option<HeaderValue>) -> Response<Body> {
+    let Some(origin) = origin else {
+        return response::problem(StatusCode::FORBIDDEN, "forbidden");
+    };
+    let mut r = Response::new(response::full(""));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    allow_origin(&mut r, origin);
+    let allowed_headers = format!("{}, content-type", app.settings.bff.csrf_header.as_str());
+    let h = r.headers_mut();
+    h.insert(
+        http::header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&allowed_headers) {
+        h.insert(http::header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+    }
+    h.insert(
+        http::header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    r
 }
 
 async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<Body>, Failure> {
@@ -69,15 +126,15 @@ fn home(page: &'static str) -> Response<Body> {
     let h = r.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/html; charset=utf-8"),
+        HeaderValue::from_static("text/html; charset=utf-8"),
     );
     h.insert(
         http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-store"),
+        HeaderValue::from_static("no-store"),
     );
     h.insert(
         http::header::CONTENT_SECURITY_POLICY,
-        http::HeaderValue::from_static(
+        HeaderValue::from_static(
             "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
         ),
     );

@@ -145,7 +145,7 @@ pub async fn forward(
         (_, SessionState::Active(a)) => {
             let bearer = a.session.access_token.expose();
             if a.reseal {
-                reseal = Some(app.session_cookies(&a.session, now, a.seen)?);
+                reseal = Some(app.renewal_cookies(&a.session, now, a.seen));
             }
             Some(bearer)
         }

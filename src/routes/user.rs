@@ -39,7 +39,7 @@ pub fn user(app: &App, req: &Request<Incoming>, now: i64) -> Result<Response<Bod
     });
     let r = response::json(StatusCode::OK, &body);
     if active.reseal {
-        let cookies = app.session_cookies(s, now, active.seen)?;
+        let cookies = app.renewal_cookies(s, now, active.seen);
         return Ok(response::with_cookies(r, &cookies));
     }
     Ok(r)

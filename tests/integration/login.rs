@@ -418,12 +418,8 @@ async fn session_too_large_fails_login_with_a_clear_message() {
     .await;
     let mut b = h.browser();
     let r = h.login(&mut b).await;
-    assert_eq!(
-        r.status, 500,
-        "not the browser's fault, and never a cookie the browser drops"
-    );
+    assert_login_failed(&r, &b);
     assert!(r.body.contains("too large"), "{}", r.body);
-    assert!(session_cookie_set(&r).is_none());
 }
 
 #[tokio::test]
@@ -665,4 +661,156 @@ async fn trusted_extra_audience_without_azp_is_still_rejected() {
     .await;
     let mut b = h.browser();
     assert_login_failed(&h.login(&mut b).await, &b);
+}
+
+#[tokio::test]
+async fn cross_site_logout_navigation_deletes_nothing() {
+    // A SameSite=Strict session cookie is not sent on a cross-site navigation: the request
+    // arrives without cookies and must not answer with deletions that would log the user out.
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let r = b
+        .get(
+            &Harness::url("/bff/logout"),
+            &[("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(r.status, 302);
+    assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());
+}
+
+#[tokio::test]
+async fn post_logout_asking_for_json_gets_the_location() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let r = b
+        .post(
+            &Harness::url("/bff/logout"),
+            &[("x-csrf", "1"), ("accept", "application/json")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let location = r.json()["location"].as_str().unwrap().to_owned();
+    assert!(location.starts_with(&format!("{}/end-session?", h.idp.issuer())));
+    assert!(
+        r.set_cookies()
+            .iter()
+            .any(|c| c.name() == SESSION0 && c.value().is_empty())
+    );
+    assert_eq!(h.user(&mut b).await.status, 401);
+}
+
+#[tokio::test]
+async fn return_urls_into_the_bff_are_refused() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    for bad in ["/bff/login?returnUrl=/x", "/bff/logout", "/BFF/user"] {
+        let url = format!(
+            "/bff/login?returnUrl={}",
+            crate::support::app::urlencode(bad)
+        );
+        let r = b
+            .get(&Harness::url(&url), &[("sec-fetch-mode", "navigate")])
+            .await;
+        assert_eq!(r.status, 400, "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn logging_in_again_revokes_the_previous_session() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let old = b.export_cookies(PUBLIC);
+    h.login(&mut b).await;
+    assert_eq!(h.user(&mut b).await.status, 200);
+    let mut copy = h.browser();
+    copy.import_cookies(PUBLIC, old);
+    assert_eq!(h.user(&mut copy).await.status, 401);
+}
+
+#[tokio::test]
+async fn id_token_older_than_the_maximum_age_is_rejected() {
+    let h = Harness::start_with(|b| b.clock_offset = -180, r#"oidc.max_id_token_age = "1m""#).await;
+    let mut b = h.browser();
+    assert_login_failed(&h.login(&mut b).await, &b);
+}
+
+#[tokio::test]
+async fn pending_login_flows_are_bounded() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let pending = |b: &Browser| {
+        b.cookie_names(PUBLIC)
+            .iter()
+            .filter(|n| n.contains("-login-"))
+            .count()
+    };
+    for i in 1..=5 {
+        h.begin_login(&mut b, "/").await;
+        assert_eq!(pending(&b), i);
+    }
+    h.begin_login(&mut b, "/").await;
+    assert_eq!(
+        pending(&b),
+        1,
+        "the five open flows were cleared; the newest remains"
+    );
+}
+
+#[tokio::test]
+async fn cors_is_an_exact_origin_allowlist() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let pre = |origin: &'static str| {
+        [
+            ("origin", origin),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "x-csrf"),
+        ]
+    };
+    let r = b
+        .request(
+            http::Method::OPTIONS,
+            &Harness::url("/bff/user"),
+            &pre("https://spa.example.com"),
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://spa.example.com"
+    );
+    assert_eq!(r.headers["access-control-allow-credentials"], "true");
+    assert!(
+        r.headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-csrf")
+    );
+    let r = b
+        .request(
+            http::Method::OPTIONS,
+            &Harness::url("/bff/user"),
+            &pre("https://evil.example"),
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(r.headers.get("access-control-allow-origin").is_none());
+    h.login(&mut b).await;
+    let r = b
+        .get(
+            &Harness::url("/bff/user"),
+            &[("x-csrf", "1"), ("origin", "https://spa.example.com")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.headers["access-control-allow-origin"],
+        "https://spa.example.com"
+    );
 }

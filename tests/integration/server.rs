@@ -157,3 +157,74 @@ fn start_up_errors_are_one_line_naming_the_problem() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn idp_client_never_follows_redirects() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let client =
+        sealgate::oidc::http::IdpHttpClient::new(std::time::Duration::from_secs(2)).unwrap();
+    let req = http::Request::get(format!("http://{addr}/.well-known/openid-configuration"))
+        .body(Vec::new())
+        .unwrap();
+    let err = client.send(req).await.unwrap_err();
+    assert!(
+        matches!(err, sealgate::oidc::http::HttpError::Redirect(302)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn idp_client_times_out() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s); // accept, never answer
+        }
+    });
+    let client =
+        sealgate::oidc::http::IdpHttpClient::new(std::time::Duration::from_millis(300)).unwrap();
+    let req = http::Request::get(format!("http://{addr}/"))
+        .body(Vec::new())
+        .unwrap();
+    let err = client.send(req).await.unwrap_err();
+    assert!(
+        matches!(err, sealgate::oidc::http::HttpError::Timeout(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn silent_connections_do_not_hold_connection_slots() {
+    let h = Harness::start_with(
+        |_| {},
+        "server.max_connections = 3\nserver.header_read_timeout = \"1s\"",
+    )
+    .await;
+    let addr = h.running.addr;
+    let silent: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut b = h.browser();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        b.get(&Harness::url("/healthz"), &[]),
+    )
+    .await
+    .expect("served once the silent connections timed out");
+    assert_eq!(r.status, 200);
+    drop(silent);
+}

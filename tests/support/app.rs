@@ -27,6 +27,7 @@ pub fn config_toml(issuer: &str, extra: &str) -> String {
 [server]
 listen = "127.0.0.1:0"
 public_url = "{PUBLIC}"
+{server_extra}
 [oidc]
 issuer = "{issuer}"
 client_id = "spa-bff"
@@ -39,13 +40,14 @@ jwks_refetch_cooldown = "30s"
 keys = ["env:KEY"]
 {session_extra}
 [bff]
-allowed_origins = ["{PUBLIC}"]
+allowed_origins = ["{PUBLIC}", "https://spa.example.com"]
 [[routes]]
 prefix = "/api"
 upstream = "http://127.0.0.1:9"
 "#,
         oidc_extra = section(extra, "oidc"),
         session_extra = section(extra, "session"),
+        server_extra = section(extra, "server"),
     )
 }
 

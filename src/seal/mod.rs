@@ -368,17 +368,30 @@ impl Codec {
             return Err(OpenError::TooManyChunks);
         }
 
-        let mut encoded = String::with_capacity(usize::from(count) * 4000);
-        for i in 0..count {
-            let chunk = chunks.get(i).ok_or(OpenError::MissingChunk)?;
-            let last = i + 1 == count;
-            let cap = name.chunk_capacity(i);
-            // Canonical chunking: full chunks except the last, which is non-empty.
-            if (!last && chunk.len() != cap) || (last && (chunk.is_empty() || chunk.len() > cap)) {
+        // One chunk (the common case) is decoded in place; several are joined first.
+        let joined;
+        let encoded: &str = if count == 1 {
+            if first.len() > name.chunk_capacity(0) {
                 return Err(OpenError::Malformed);
             }
-            encoded.push_str(chunk);
-        }
+            first
+        } else {
+            let mut all = String::with_capacity(usize::from(count) * MAX_COOKIE_BYTES);
+            for i in 0..count {
+                let chunk = chunks.get(i).ok_or(OpenError::MissingChunk)?;
+                let last = i + 1 == count;
+                let cap = name.chunk_capacity(i);
+                // Canonical chunking: full chunks except the last, which is non-empty.
+                if (!last && chunk.len() != cap)
+                    || (last && (chunk.is_empty() || chunk.len() > cap))
+                {
+                    return Err(OpenError::Malformed);
+                }
+                all.push_str(chunk);
+            }
+            joined = all;
+            &joined
+        };
 
         let mut wire = Zeroizing::new(vec![0u8; encoded.len() * 3 / 4 + 3]);
         let len = URL_SAFE_NO_PAD

@@ -205,7 +205,11 @@ fn main() {
             b.iter(|| ChunkSet::from_headers(&name, 4, [black_box(header.as_str())]).seen());
         });
         g.bench_function("part_base64_decode", |b| {
-            b.iter(|| URL_SAFE_NO_PAD.decode(black_box(&sealed.chunks[0])).unwrap());
+            b.iter(|| {
+                URL_SAFE_NO_PAD
+                    .decode(black_box(&sealed.chunks[0]))
+                    .unwrap()
+            });
         });
         g.bench_function("part_session_decode", |b| {
             b.iter(|| Session::decode(black_box(&plaintext)).unwrap());

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::error::{Failure, Rejection};
-use crate::oidc::Provider;
+use crate::oidc::{Provider, RefreshError, Refreshed};
 use crate::revocation::Denylist;
 use crate::seal::jar::{self, IndexSet};
 use crate::seal::{ChunkSet, Codec, CookieName, OpenError, Purpose, SealError};
@@ -35,6 +35,39 @@ pub struct App {
     pub used_states: Mutex<UsedStates>,
     /// A page to serve at `/` (the demo), if any.
     pub home_page: Option<&'static str>,
+    /// Refreshes in flight or within their grace window.
+    pub refreshes: Refreshes,
+    /// The pooled client for proxied routes.
+    pub upstream: crate::routes::proxy::UpstreamClient,
+}
+
+type RefreshCell = Arc<tokio::sync::OnceCell<Result<Refreshed, RefreshError>>>;
+
+/// Single-flight refresh per refresh token, with a grace window.
+///
+/// Keyed by a hash of the refresh token being redeemed: concurrent requests of one session
+/// await the same token-endpoint call, and requests that arrive within the grace window still
+/// carrying the pre-refresh cookie get the same new tokens (and the new cookie) instead of
+/// replaying a rotated refresh token, which a reuse-detecting IdP would punish by revoking the
+/// whole family. Per instance; several instances behind a load balancer without stickiness can
+/// each refresh once.
+#[derive(Debug, Default)]
+pub struct Refreshes {
+    map: Mutex<HashMap<[u8; 32], (i64, RefreshCell)>>,
+}
+
+/// What the lifetime rules and a possible refresh made of an active session.
+#[derive(Debug)]
+pub enum RefreshOutcome {
+    /// Nothing to do, or the session was refreshed (then it must be re-sealed).
+    Ready {
+        /// Whether tokens changed.
+        refreshed: bool,
+    },
+    /// The IdP refused the refresh token: the session is over.
+    Ended,
+    /// The refresh failed and the access token has expired.
+    Failed(String),
 }
 
 /// The session a request carries, after every rule was applied.
@@ -125,6 +158,74 @@ impl App {
             seen,
             reseal,
         })
+    }
+
+    /// Refreshes the session's tokens if its access token expires within `refresh_before`.
+    pub async fn refresh_if_due(&self, session: &mut Session, now: i64) -> RefreshOutcome {
+        let before = i64::try_from(self.settings.session.refresh_before.as_secs()).unwrap_or(30);
+        let due = session
+            .access_expires_at
+            .is_some_and(|exp| exp.saturating_sub(before) <= now);
+        let Some(refresh) = session.refresh_token.as_ref().filter(|_| due) else {
+            return RefreshOutcome::Ready { refreshed: false };
+        };
+        let secret = refresh.expose();
+        let key: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
+        let grace = i64::try_from(self.settings.session.refresh_grace.as_secs()).unwrap_or(30);
+        let cell = {
+            let Ok(mut map) = self.refreshes.map.lock() else {
+                return RefreshOutcome::Failed("refresh table lock poisoned".into());
+            };
+            map.retain(|_, (started, _)| started.saturating_add(grace) > now);
+            map.entry(key)
+                .or_insert_with(|| (now, Arc::default()))
+                .1
+                .clone()
+        };
+        let previous_id = session.id_token.clone();
+        let result = cell
+            .get_or_init(|| async {
+                let r = self
+                    .provider
+                    .refresh(&secret, previous_id.as_ref(), now)
+                    .await;
+                match &r {
+                    Ok(_) => tracing::info!(session = ?session.id, "tokens refreshed"),
+                    Err(e) => tracing::warn!(session = ?session.id, error = %e, "refresh failed"),
+                }
+                r
+            })
+            .await;
+        match result {
+            Ok(new) => {
+                session.access_token = new.access_token.clone();
+                session.access_expires_at = new.access_expires_at;
+                if let Some(r) = &new.refresh_token {
+                    session.refresh_token = Some(r.clone());
+                }
+                if let Some(id) = &new.id_token
+                    && self.settings.session.store_id_token
+                {
+                    session.id_token = Some(id.clone());
+                }
+                RefreshOutcome::Ready { refreshed: true }
+            }
+            Err(RefreshError::InvalidGrant) => RefreshOutcome::Ended,
+            Err(RefreshError::Failed(e)) => {
+                // A transient failure is not kept for the grace window: the next request retries.
+                if let Ok(mut map) = self.refreshes.map.lock()
+                    && map.get(&key).is_some_and(|(_, c)| Arc::ptr_eq(c, &cell))
+                {
+                    map.remove(&key);
+                }
+                if session.access_expires_at.is_some_and(|exp| exp > now) {
+                    // Still valid for a while: use it, try again on a later request.
+                    RefreshOutcome::Ready { refreshed: false }
+                } else {
+                    RefreshOutcome::Failed(e.clone())
+                }
+            }
+        }
     }
 
     /// Idle timeout in seconds.

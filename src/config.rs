@@ -137,6 +137,8 @@ struct RawSession {
     max_chunks: Option<u8>,
     store_id_token: Option<bool>,
     max_pending_logins: Option<usize>,
+    refresh_before: Option<String>,
+    refresh_grace: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -250,6 +252,10 @@ pub struct SessionSettings {
     pub store_id_token: bool,
     /// Most login flows one browser may have pending.
     pub max_pending_logins: usize,
+    /// Refresh when the access token expires within this.
+    pub refresh_before: Duration,
+    /// How long a refresh result is reused for requests carrying the pre-refresh cookie.
+    pub refresh_grace: Duration,
 }
 
 /// `[bff]`.
@@ -551,6 +557,12 @@ impl Settings {
             max_chunks,
             store_id_token: se.store_id_token.unwrap_or(true),
             max_pending_logins: se.max_pending_logins.unwrap_or(5).clamp(1, 32),
+            refresh_before: duration(
+                "session.refresh_before",
+                se.refresh_before.as_deref(),
+                "30s",
+            )?,
+            refresh_grace: duration("session.refresh_grace", se.refresh_grace.as_deref(), "30s")?,
         };
         if session.cookie_name.as_str().len() > MAX_COOKIE_NAME_LEN {
             return Err(invalid(

@@ -131,6 +131,8 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         clock: options.clock,
         used_states: Mutex::new(crate::app::UsedStates::default()),
         home_page: options.home_page,
+        refreshes: crate::app::Refreshes::default(),
+        upstream: routes::proxy::upstream_client(),
         settings,
     });
     let (stop, stopped) = watch::channel(false);

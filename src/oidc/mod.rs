@@ -24,7 +24,7 @@ use openidconnect::{
     AdditionalProviderMetadata, AuthType, AuthorizationCode, ClaimsVerificationError, ClientId,
     ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce,
     OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl,
-    RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
+    RefreshToken, RequestTokenError, Scope, SignatureVerificationError, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -345,7 +345,7 @@ impl Provider {
         let id_token = response
             .id_token()
             .ok_or(LoginError::MissingToken("id_token"))?;
-        let verified = self.verify_id_token(id_token, nonce, now).await?;
+        let verified = self.verify_id_token(id_token, Some(nonce), now).await?;
 
         if self.settings.use_userinfo {
             self.check_userinfo(response.access_token().clone(), &verified.sub)
@@ -403,16 +403,16 @@ impl Provider {
     async fn verify_id_token(
         &self,
         id_token: &CoreIdToken,
-        nonce: &SecretString,
+        nonce: Option<&SecretString>,
         now: i64,
     ) -> Result<Verified, LoginError> {
-        let expected = Nonce::new(nonce.expose().to_owned());
-        let first = self.verify_with_current_keys(id_token, &expected, now);
+        let expected = nonce.map(|n| Nonce::new(n.expose().to_owned()));
+        let first = self.verify_with_current_keys(id_token, expected.as_ref(), now);
         let verified = match first {
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
             )) if self.refetch_jwks().await => {
-                self.verify_with_current_keys(id_token, &expected, now)
+                self.verify_with_current_keys(id_token, expected.as_ref(), now)
             }
             other => other,
         }
@@ -423,11 +423,15 @@ impl Provider {
     fn verify_with_current_keys(
         &self,
         id_token: &CoreIdToken,
-        nonce: &Nonce,
+        nonce: Option<&Nonce>,
         now: i64,
     ) -> Result<Verified, ClaimsVerificationError> {
         let verifier = self.verifier(now);
-        let claims = id_token.claims(&verifier, nonce)?;
+        // A refreshed ID token carries no nonce of ours (OIDC Core 12.2): None skips the check.
+        let claims = match nonce {
+            Some(n) => id_token.claims(&verifier, n)?,
+            None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(()))?,
+        };
         // OIDC Core 3.1.3.7 steps 4-5, which openidconnect leaves to the client.
         let client_id = self.settings.client_id.as_str();
         match claims.authorized_party() {
@@ -486,6 +490,73 @@ impl Provider {
                 false
             }
         }
+    }
+
+    /// Redeems `refresh` at the token endpoint. A new ID token, if any, is validated and must
+    /// keep the `iss`, `sub` and `aud` of `previous_id_token` (OIDC Core 12.2).
+    ///
+    /// # Errors
+    /// [`RefreshError::InvalidGrant`] when the IdP refuses the grant (the session is over);
+    /// [`RefreshError::Failed`] for anything else.
+    pub async fn refresh(
+        &self,
+        refresh: &SecretString,
+        previous_id_token: Option<&Token>,
+        now: i64,
+    ) -> Result<Refreshed, RefreshError> {
+        let token = RefreshToken::new(refresh.expose().to_owned());
+        let request = self
+            .client
+            .exchange_refresh_token(&token)
+            .map_err(|e| RefreshError::Failed(e.to_string()))?;
+        let response = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r)
+                    if matches!(
+                        r.error(),
+                        openidconnect::core::CoreErrorResponseType::InvalidGrant
+                    ) =>
+                {
+                    RefreshError::InvalidGrant
+                }
+                other => RefreshError::Failed(error_chain(&other)),
+            })?;
+        let access = response.access_token().secret();
+        if access.is_empty() {
+            return Err(RefreshError::Failed(
+                "token response has no access_token".into(),
+            ));
+        }
+        let id_token = match response.id_token() {
+            Some(id) => {
+                self.verify_id_token(id, None, now)
+                    .await
+                    .map_err(|e| RefreshError::Failed(e.to_string()))?;
+                let new = Token::from_issued(&id.to_string());
+                if let Some(old) = previous_id_token
+                    && !same_identity(old, &new)
+                {
+                    return Err(RefreshError::Failed(
+                        "refreshed ID token changes iss, sub or aud".into(),
+                    ));
+                }
+                Some(new)
+            }
+            None => None,
+        };
+        Ok(Refreshed {
+            access_token: Token::from_issued(access),
+            access_expires_at: response
+                .expires_in()
+                .and_then(|d| i64::try_from(d.as_secs()).ok())
+                .map(|s| now.saturating_add(s)),
+            refresh_token: response
+                .refresh_token()
+                .map(|r| Token::from_issued(r.secret())),
+            id_token,
+        })
     }
 
     async fn check_userinfo(
@@ -587,6 +658,54 @@ impl Provider {
         }
         Some(url)
     }
+}
+
+/// The outcome of a refresh.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    /// The new access token.
+    pub access_token: Token,
+    /// Its expiry.
+    pub access_expires_at: Option<i64>,
+    /// The rotated refresh token, when the IdP rotates.
+    pub refresh_token: Option<Token>,
+    /// A new ID token, when the IdP sent one (validated, same identity).
+    pub id_token: Option<Token>,
+}
+
+/// A refresh that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RefreshError {
+    /// `invalid_grant`: the refresh token is no longer valid; the session is over.
+    #[error("refresh token rejected (invalid_grant)")]
+    InvalidGrant,
+    /// Anything else (unreachable IdP, invalid response).
+    #[error("refresh failed: {0}")]
+    Failed(String),
+}
+
+/// Whether two ID tokens name the same `iss`, `sub` and `aud` (audiences as a set).
+fn same_identity(old: &Token, new: &Token) -> bool {
+    #[derive(Deserialize)]
+    struct Identity {
+        iss: Option<String>,
+        sub: Option<String>,
+        aud: Option<serde_json::Value>,
+    }
+    let read = |t: &Token| {
+        let id: Identity = serde_json::from_slice(t.jws_payload()?).ok()?;
+        let mut aud: Vec<String> = match id.aud? {
+            serde_json::Value::String(s) => vec![s],
+            serde_json::Value::Array(a) => a
+                .into_iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => return None,
+        };
+        aud.sort();
+        Some((id.iss?, id.sub?, aud))
+    };
+    matches!((read(old), read(new)), (Some(a), Some(b)) if a == b)
 }
 
 #[derive(Debug)]

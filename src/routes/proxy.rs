@@ -7,7 +7,6 @@
 //! with sealgate's cookie names are dropped. (This is the basic proxy the demo needs; token
 //! refresh and WebSocket upgrades come with the proxy issue.)
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, SET_COOKIE};
@@ -19,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::app::{App, SessionState};
+use crate::app::{App, RefreshOutcome, SessionState};
 use crate::config::{RouteSettings, TokenPolicy};
 use crate::csrf;
 use crate::error::{Failure, Rejection};
@@ -63,43 +62,40 @@ pub fn safe_rest(rest: &str) -> bool {
         && !rest.split('/').any(|seg| seg == "." || seg == "..")
 }
 
-fn client() -> &'static Client<HttpsConnector<HttpConnector>, Body> {
-    static CLIENT: OnceLock<Client<HttpsConnector<HttpConnector>, Body>> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        http.set_nodelay(true);
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .unwrap_or_else(|_| {
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                        rustls::crypto::ring::default_provider(),
-                    ))
-                    .with_protocol_versions(rustls::DEFAULT_VERSIONS)
-                    .map_or_else(
-                        |_| unreachable_config(),
-                        |b| {
-                            b.with_root_certificates(rustls::RootCertStore::empty())
-                                .with_no_client_auth()
-                        },
-                    ),
-                )
-            })
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        Client::builder(TokioExecutor::new()).build(tls)
-    })
-}
+/// The pooled client for upstreams (HTTP/1.1 over plain TCP or rustls). One per running server,
+/// so connection pools never outlive the runtime that drives them.
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-fn unreachable_config() -> rustls::ClientConfig {
-    // ring supports the default protocol versions, so building the config above cannot fail;
-    // fall back to the process default provider regardless.
-    rustls::ClientConfig::builder()
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth()
+/// Builds the upstream client.
+pub fn upstream_client() -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    http.set_nodelay(true);
+    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "no system CA certificates found; https upstreams will fail");
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                b.with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth()
+            });
+            match config {
+                Ok(c) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(c),
+                Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                    rustls::ClientConfig::builder()
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth(),
+                ),
+            }
+        }
+    };
+    let tls = builder.https_or_http().enable_http1().wrap_connector(http);
+    Client::builder(TokioExecutor::new()).build(tls)
 }
 
 fn is_sealgate_cookie(app: &App, name: &str) -> bool {
@@ -142,7 +138,19 @@ pub async fn forward(
     let mut reseal = None;
     let token = match (route.token, app.load_session(req.headers(), now)) {
         (TokenPolicy::None, _) => None,
-        (_, SessionState::Active(a)) => {
+        (_, SessionState::Active(mut a)) => {
+            match app.refresh_if_due(&mut a.session, now).await {
+                RefreshOutcome::Ready { refreshed } => a.reseal |= refreshed,
+                RefreshOutcome::Ended => {
+                    return Err(
+                        Failure::new(Rejection::Unauthenticated, "refresh token rejected")
+                            .with_cookies(app.clear_session(a.seen)),
+                    );
+                }
+                RefreshOutcome::Failed(e) => {
+                    return Err(Failure::new(Rejection::BadGateway, format!("refresh: {e}")));
+                }
+            }
             let bearer = a.session.access_token.expose();
             if a.reseal {
                 reseal = Some(app.renewal_cookies(&a.session, now, a.seen));
@@ -206,7 +214,7 @@ pub async fn forward(
     parts.version = http::Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
 
-    let response = tokio::time::timeout(UPSTREAM_TIMEOUT, client().request(upstream_req))
+    let response = tokio::time::timeout(UPSTREAM_TIMEOUT, app.upstream.request(upstream_req))
         .await
         .map_err(|_| {
             Failure::new(
@@ -217,7 +225,11 @@ pub async fn forward(
         .map_err(|e| {
             Failure::new(
                 Rejection::BadGateway,
-                format!("upstream {}: {e}", route.prefix),
+                format!(
+                    "upstream {}: {}",
+                    route.prefix,
+                    crate::oidc::error_chain(&e)
+                ),
             )
         })?;
 

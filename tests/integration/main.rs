@@ -7,5 +7,6 @@ mod support;
 mod corpus;
 mod demo;
 mod login;
+mod refresh;
 mod server;
 mod support_selftest;

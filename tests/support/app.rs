@@ -21,6 +21,10 @@ pub struct Harness {
 }
 
 pub fn config_toml(issuer: &str, extra: &str) -> String {
+    config_toml_with_upstream(issuer, extra, "127.0.0.1:9")
+}
+
+pub fn config_toml_with_upstream(issuer: &str, extra: &str, upstream: &str) -> String {
     // `extra` is inserted into [oidc]/[session] via section-qualified keys, appended at the end.
     format!(
         r#"
@@ -43,7 +47,7 @@ keys = ["env:KEY"]
 allowed_origins = ["{PUBLIC}", "https://spa.example.com"]
 [[routes]]
 prefix = "/api"
-upstream = "http://127.0.0.1:9"
+upstream = "http://{upstream}"
 "#,
         oidc_extra = section(extra, "oidc"),
         session_extra = section(extra, "session"),
@@ -80,8 +84,9 @@ pub fn init_logs() {
 
 pub async fn try_start(idp: &FakeIdp, extra: &str, clock: Clock) -> Result<Running, StartError> {
     init_logs();
-    let settings =
-        Settings::from_toml(&config_toml(&idp.issuer(), extra), &env).expect("test config");
+    let upstream = super::upstream::start().await;
+    let toml = config_toml_with_upstream(&idp.issuer(), extra, &upstream.to_string());
+    let settings = Settings::from_toml(&toml, &env).expect("test config");
     sealgate::server::start(
         settings,
         Options {

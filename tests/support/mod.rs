@@ -5,3 +5,4 @@
 pub mod app;
 pub mod browser;
 pub mod idp;
+pub mod upstream;

@@ -1,0 +1,116 @@
+//! Refresh through the proxy: single-flight, the grace window, invalid_grant, OIDC Core 12.2.
+
+use crate::support::app::{Harness, PUBLIC};
+use crate::support::browser::Browser;
+
+fn refreshes(h: &Harness) -> usize {
+    h.idp
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/token" && r.form_param("grant_type") == Some("refresh_token"))
+        .count()
+}
+
+async fn api(_h: &Harness, b: &mut Browser) -> crate::support::browser::Resp {
+    b.get(&Harness::url("/api/orders"), &[("x-csrf", "1")])
+        .await
+}
+
+#[tokio::test]
+async fn proxy_attaches_the_token_and_keeps_sealgate_cookies_away() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    b.set_cookie(PUBLIC, "theme", "dark");
+    let r = api(&h, &mut b).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert!(
+        j["authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer eyJ")
+    );
+    assert_eq!(j["cookie"], "theme=dark");
+    assert_eq!(j["path"], "/orders");
+    assert_eq!(refreshes(&h), 0, "a fresh access token is not refreshed");
+}
+
+#[tokio::test]
+async fn fifty_concurrent_requests_share_one_refresh() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let before = api(&h, &mut b).await.json()["authorization"].clone();
+    let cookies = b.export_cookies(PUBLIC);
+    h.clock.advance(290); // the 300 s access token is within refresh_before (30 s)
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let mut b = h.browser();
+        b.import_cookies(PUBLIC, cookies.clone());
+        tasks.spawn(async move {
+            b.get(&Harness::url("/api/orders"), &[("x-csrf", "1")])
+                .await
+        });
+    }
+    let mut tokens = std::collections::HashSet::new();
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.set_cookies()
+                .iter()
+                .any(|c| c.name() == "__Host-sealgate.0" && !c.value().is_empty())
+        );
+        tokens.insert(r.json()["authorization"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(refreshes(&h), 1, "exactly one token-endpoint call");
+    assert_eq!(tokens.len(), 1, "every request got the same new token");
+    assert!(!tokens.contains(before.as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn pre_refresh_cookie_within_the_grace_window_reuses_the_refresh() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let old = b.export_cookies(PUBLIC);
+    let absolute = h.user(&mut b).await.json()["session"]["absolute_expires_at"].clone();
+    h.clock.advance(290);
+    assert_eq!(api(&h, &mut b).await.status, 200);
+    assert_eq!(refreshes(&h), 1);
+    // Another tab still holding the pre-refresh cookie, 10 s later.
+    h.clock.advance(10);
+    let mut tab = h.browser();
+    tab.import_cookies(PUBLIC, old.clone());
+    let r = api(&h, &mut tab).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        refreshes(&h),
+        1,
+        "no second refresh inside the grace window"
+    );
+    assert_eq!(
+        h.user(&mut b).await.json()["session"]["absolute_expires_at"],
+        absolute
+    );
+    // After the grace window the old cookie's rotated refresh token is refused: a clean 401.
+    h.clock.advance(60);
+    let mut late = h.browser();
+    late.import_cookies(PUBLIC, old);
+    let r = api(&h, &mut late).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert!(r.set_cookies().iter().all(|c| c.value().is_empty()));
+}
+
+#[tokio::test]
+async fn refreshed_id_token_for_another_subject_is_refused() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    h.idp.set(|b| b.user_sub = "mallory".into());
+    h.clock.advance(301);
+    let r = api(&h, &mut b).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(h.user(&mut b).await.json()["sub"], "alice");
+}

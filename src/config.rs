@@ -157,6 +157,9 @@ struct RawRoute {
     prefix: String,
     upstream: String,
     token: Option<String>,
+    strip_prefix: Option<bool>,
+    methods: Option<Vec<String>>,
+    timeout: Option<String>,
 }
 
 // ----- typed settings -----------------------------------------------------------------------
@@ -293,6 +296,13 @@ pub struct RouteSettings {
     pub upstream: Url,
     /// Token policy.
     pub token: TokenPolicy,
+    /// Whether the prefix is removed before appending the path to the upstream base URL
+    /// (`/api/x` → `upstream/x`, the default) or kept (`/api/x` → `upstream/api/x`).
+    pub strip_prefix: bool,
+    /// Allowed methods; empty means any.
+    pub methods: Vec<http::Method>,
+    /// Time the upstream has to send its response head (502/504 beyond).
+    pub timeout: Duration,
 }
 
 /// Algorithms sealgate accepts for ID tokens: asymmetric only, so a token can never be forged
@@ -656,10 +666,26 @@ impl Settings {
                     "duplicates an earlier route",
                 ));
             }
+            let mut methods = Vec::new();
+            for m in r.methods.unwrap_or_default() {
+                let method = http::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .ok()
+                    .filter(|m| *m != http::Method::CONNECT)
+                    .ok_or_else(|| {
+                        invalid(
+                            &format!("{key}.methods"),
+                            format!("{m:?} is not an allowed method"),
+                        )
+                    })?;
+                methods.push(method);
+            }
             routes.push(RouteSettings {
                 prefix,
                 upstream,
                 token,
+                strip_prefix: r.strip_prefix.unwrap_or(true),
+                methods,
+                timeout: duration(&format!("{key}.timeout"), r.timeout.as_deref(), "30s")?,
             });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

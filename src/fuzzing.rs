@@ -114,3 +114,36 @@ pub fn callback_query(data: &[u8]) -> bool {
     assert!(q.code.is_some() != q.error.is_some());
     true
 }
+
+/// Treats `data` as a request path under the route `/api` → `http://upstream.invalid/base`: a
+/// path the proxy accepts must produce an upstream URL on the same host, under `/base`, even
+/// after a URL parser resolves it (no dot segment or encoding escapes the route).
+pub fn proxy_path(data: &[u8]) -> bool {
+    let Ok(path) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let routes = [crate::config::RouteSettings {
+        prefix: "/api".into(),
+        upstream: match url::Url::parse("http://upstream.invalid/base") {
+            Ok(u) => u,
+            Err(_) => return false,
+        },
+        token: crate::config::TokenPolicy::None,
+        strip_prefix: true,
+        methods: Vec::new(),
+        timeout: std::time::Duration::from_secs(1),
+    }];
+    let Some(route) = crate::routes::proxy::match_route(&routes, path) else {
+        return false;
+    };
+    let Some(joined) = crate::routes::proxy::upstream_url(route, path) else {
+        return false;
+    };
+    assert_eq!(joined.host_str(), Some("upstream.invalid"), "{path:?}");
+    assert!(
+        joined.path() == "/base" || joined.path().starts_with("/base/"),
+        "{path:?} escaped to {}",
+        joined.path()
+    );
+    true
+}

@@ -195,7 +195,7 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receive
                     return;
                 }
             }
-            let service = service_fn(move |req| routes::handle(app.clone(), req));
+            let service = service_fn(move |req| routes::handle(app.clone(), req, peer));
             let conn = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .into_owned();

@@ -18,8 +18,21 @@ use crate::error::{Failure, Rejection};
 use crate::response::{self, Body};
 
 /// Serves one request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    app: Arc<App>,
+    mut req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Result<Response<Body>, Infallible> {
     let now = app.clock.now();
+    req.extensions_mut().insert(Peer(peer));
+    // Only origin-form targets: an absolute-form target or CONNECT would let a client name
+    // another host (HTTP/2 always carries :authority, so only HTTP/1 is checked).
+    if req.method() == Method::CONNECT
+        || (req.version() < http::Version::HTTP_2 && req.uri().authority().is_some())
+    {
+        let f = Failure::new(Rejection::BadRequest, "absolute-form target or CONNECT");
+        return Ok(f.into_response(&app.login_href()));
+    }
     let origin = cors_origin(&app, &req);
     if req.method() == Method::OPTIONS
         && req.headers().contains_key("access-control-request-method")
@@ -140,6 +153,10 @@ fn home(page: &'static str) -> Response<Body> {
     );
     r
 }
+
+/// The client's address, as seen by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
 
 /// The single value of query parameter `name`; `Err` if it appears more than once.
 pub(crate) fn single_param(query: Option<&str>, name: &str) -> Result<Option<String>, ()> {

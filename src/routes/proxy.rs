@@ -24,9 +24,6 @@ use crate::csrf;
 use crate::error::{Failure, Rejection};
 use crate::response::{self, Body};
 
-/// Time an upstream has to send its response head.
-pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
-
 const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
@@ -50,15 +47,34 @@ pub fn match_route<'a>(routes: &'a [RouteSettings], path: &str) -> Option<&'a Ro
     })
 }
 
+/// The upstream URL (without query) for request `path` on `route`, or `None` when the path is
+/// unsafe. Pure; fuzzed.
+pub fn upstream_url(route: &RouteSettings, path: &str) -> Option<url::Url> {
+    let rest = path.get(route.prefix.len()..)?;
+    if !safe_rest(rest) {
+        return None;
+    }
+    let forward = if route.strip_prefix { rest } else { path };
+    let mut target = route.upstream.clone();
+    let base_path = target.path().trim_end_matches('/').to_owned();
+    target.set_path(&format!("{base_path}{forward}"));
+    Some(target)
+}
+
 /// Whether the part of a path after the route prefix is safe to append to the upstream path.
 pub fn safe_rest(rest: &str) -> bool {
     let lower = rest.to_ascii_lowercase();
-    !rest.contains('\\')
+    // Control characters and spaces first: URL parsers silently drop tabs and newlines, which
+    // would turn `\n..` into a dot segment (the http crate refuses them; this does not rely on it).
+    !rest.bytes().any(|b| b <= b' ' || b == 0x7f)
+        && !rest.contains('\\')
         && !rest.contains("//")
         && !lower.contains("%2f")
         && !lower.contains("%5c")
         && !lower.contains("%2e")
         && !lower.contains("%00")
+        // Double encodings of the above, which a second decoder upstream would undo.
+        && !["%252e", "%252f", "%255c", "%2500"].iter().any(|d| lower.contains(d))
         && !rest.split('/').any(|seg| seg == "." || seg == "..")
 }
 
@@ -129,11 +145,14 @@ pub async fn forward(
 ) -> Result<Response<Body>, Failure> {
     csrf::check_api_request(&app.settings, req.headers())
         .map_err(|e| Failure::new(Rejection::Forbidden, format!("proxy: {e}")))?;
-    let path = req.uri().path();
-    let rest = &path[route.prefix.len().min(path.len())..];
-    if !safe_rest(rest) {
-        return Err(Failure::new(Rejection::BadRequest, "proxy: unsafe path"));
+    if !route.methods.is_empty() && !route.methods.contains(req.method()) {
+        return Err(Failure::new(
+            Rejection::MethodNotAllowed,
+            format!("proxy: {}", req.method()),
+        ));
     }
+    let mut target = upstream_url(route, req.uri().path())
+        .ok_or_else(|| Failure::new(Rejection::BadRequest, "proxy: unsafe path"))?;
 
     let mut reseal = None;
     let token = match (route.token, app.load_session(req.headers(), now)) {
@@ -169,9 +188,6 @@ pub async fn forward(
         }
     };
 
-    let mut target = route.upstream.clone();
-    let base_path = target.path().trim_end_matches('/').to_owned();
-    target.set_path(&format!("{base_path}{rest}"));
     target.set_query(req.uri().query());
     let uri: Uri = target
         .as_str()
@@ -204,6 +220,24 @@ pub async fn forward(
     {
         parts.headers.insert(COOKIE, v);
     }
+    // sealgate's own forwarding headers (the client's were removed above).
+    let public = &app.settings.server.public_url;
+    if let Some(peer) = parts.extensions.get::<super::Peer>()
+        && let Ok(v) = HeaderValue::from_str(&peer.0.ip().to_string())
+    {
+        parts.headers.insert("x-forwarded-for", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(public.scheme()) {
+        parts.headers.insert("x-forwarded-proto", v);
+    }
+    if let Some(host) = public.host_str()
+        && let Ok(v) = HeaderValue::from_str(&match public.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        })
+    {
+        parts.headers.insert("x-forwarded-host", v);
+    }
     if let Some(bearer) = &token {
         let mut v = HeaderValue::from_str(&format!("Bearer {}", bearer.expose()))
             .map_err(|_| Failure::new(Rejection::Internal, "access token is not a header value"))?;
@@ -214,7 +248,7 @@ pub async fn forward(
     parts.version = http::Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
 
-    let response = tokio::time::timeout(UPSTREAM_TIMEOUT, app.upstream.request(upstream_req))
+    let response = tokio::time::timeout(route.timeout, app.upstream.request(upstream_req))
         .await
         .map_err(|_| {
             Failure::new(
@@ -268,6 +302,11 @@ mod tests {
             assert!(safe_rest(ok), "{ok}");
         }
         for bad in [
+            "/\n../x",
+            "/\t..",
+            "/a b",
+            "/%252e%252e/x",
+            "/a%252Fb",
             "/..",
             "/a/../b",
             "/%2e%2e/x",

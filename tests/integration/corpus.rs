@@ -20,6 +20,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("decode_session", fuzzing::decode_session),
     ("return_url", fuzzing::return_url),
     ("callback_query", fuzzing::callback_query),
+    ("proxy_path", fuzzing::proxy_path),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {

@@ -7,6 +7,7 @@ mod support;
 mod corpus;
 mod demo;
 mod login;
+mod proxy;
 mod refresh;
 mod server;
 mod support_selftest;

@@ -48,6 +48,17 @@ allowed_origins = ["{PUBLIC}", "https://spa.example.com"]
 [[routes]]
 prefix = "/api"
 upstream = "http://{upstream}"
+[[routes]]
+prefix = "/kept"
+upstream = "http://{upstream}/base"
+strip_prefix = false
+methods = ["GET"]
+timeout = "1s"
+token = "optional"
+[[routes]]
+prefix = "/down"
+upstream = "http://127.0.0.1:9"
+token = "none"
 "#,
         oidc_extra = section(extra, "oidc"),
         session_extra = section(extra, "session"),

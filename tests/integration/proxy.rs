@@ -1,0 +1,135 @@
+//! The proxy: what is and is not forwarded, path safety, methods, upstream failures.
+
+use std::io::{Read, Write};
+
+use crate::support::app::{Harness, PUBLIC};
+
+fn raw(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn escaping_paths_absolute_targets_and_connect_are_400() {
+    let h = Harness::start().await;
+    let addr = h.running.addr;
+    let answers = tokio::task::spawn_blocking(move || {
+        [
+            "GET /api/../bff/user HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n",
+            "GET /api/%2e%2e/x HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n",
+            "GET /api/a%2fb HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n",
+            "GET /api/a%5c..%5cb HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n",
+            "GET /api//evil HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n",
+            "GET /api/%252e%252e/x HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n",
+            "GET http://evil.example/api/x HTTP/1.1\r\nHost: evil.example\r\nX-CSRF: 1\r\n\r\n",
+            "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+        ]
+        .map(|r| (r, raw(addr, r)))
+    })
+    .await
+    .unwrap();
+    for (req, answer) in answers {
+        assert!(answer.starts_with("HTTP/1.1 400"), "{req:?} → {answer}");
+    }
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_sealgates_own() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let r = b
+        .get(
+            &Harness::url("/api/x"),
+            &[
+                ("x-csrf", "1"),
+                ("authorization", "Bearer from-the-browser"),
+                ("x-forwarded-for", "6.6.6.6"),
+                ("x-forwarded-host", "evil.example"),
+                ("forwarded", "for=6.6.6.6"),
+                ("connection", "authorization, x-custom"),
+                ("x-custom", "hop"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    let auth = j["authorization"].as_str().unwrap();
+    assert!(
+        auth.starts_with("Bearer eyJ"),
+        "the browser's Authorization is replaced: {auth}"
+    );
+    assert_eq!(j["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(j["x-forwarded-host"], "app.example.com");
+    assert_eq!(j["x-forwarded-proto"], "https");
+    assert!(j["forwarded"].is_null());
+    assert!(
+        j["x-custom"].is_null(),
+        "headers named in Connection are hop-by-hop"
+    );
+}
+
+#[tokio::test]
+async fn upstream_set_cookie_with_sealgate_names_is_dropped() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let r = b
+        .get(&Harness::url("/api/set-cookie"), &[("x-csrf", "1")])
+        .await;
+    assert_eq!(r.status, 200);
+    let names: Vec<String> = r
+        .set_cookies()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    assert_eq!(names, vec!["app".to_string()]);
+    assert_eq!(h.user(&mut b).await.status, 200, "the session survives");
+}
+
+#[tokio::test]
+async fn routes_keep_prefixes_limit_methods_and_allow_optional_tokens() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let r = b.get(&Harness::url("/kept/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 200, "optional token: anonymous is fine");
+    assert_eq!(r.json()["path"], "/base/kept/x");
+    assert!(r.json()["authorization"].is_null());
+    let r = b
+        .post(&Harness::url("/kept/x"), &[("x-csrf", "1")], "")
+        .await;
+    assert_eq!(r.status, 405);
+    h.login(&mut b).await;
+    let r = b.get(&Harness::url("/kept/x"), &[("x-csrf", "1")]).await;
+    assert!(
+        r.json()["authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+    let r = b.get(&Harness::url("/api/x"), &[]).await;
+    assert_eq!(r.status, 403, "no anti-forgery header: not forwarded");
+    let mut anon = h.browser();
+    assert_eq!(
+        anon.get(&Harness::url("/api/x"), &[("x-csrf", "1")])
+            .await
+            .status,
+        401
+    );
+    let _ = PUBLIC;
+}
+
+#[tokio::test]
+async fn upstream_failures_are_502_and_504_problems() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let r = b.get(&Harness::url("/down/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 502);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    let r = b.get(&Harness::url("/kept/slow"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 504);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+}

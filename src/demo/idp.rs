@@ -719,18 +719,7 @@ fn random_token<const N: usize>() -> Result<String, RandomError> {
 
 /// Escapes text for HTML element content and quoted attribute values.
 fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
+    crate::response::escape(text)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -35,6 +35,31 @@ pub enum HttpError {
     Redirect(u16),
 }
 
+/// The TLS part of every outbound connector (IdP and upstreams): the system's trust roots, or,
+/// where there are none (a minimal container), an empty store, so that plain http to loopback
+/// still works and https fails verification with a clear error rather than at start-up.
+///
+/// # Errors
+/// Only if rustls cannot build a configuration with its default protocol versions.
+pub fn tls_roots()
+-> Result<hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>, HttpError>
+{
+    match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "no system CA certificates found; outbound https will fail");
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HttpError::Transport(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+            Ok(hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config))
+        }
+    }
+}
+
 /// A cheap-to-clone HTTP client for the IdP.
 #[derive(Clone, Debug)]
 pub struct IdpHttpClient {
@@ -52,24 +77,7 @@ impl IdpHttpClient {
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
         http.set_nodelay(true);
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let builder = match builder.with_native_roots() {
-            Ok(b) => b,
-            Err(e) => {
-                // No system trust store (a minimal container): plain http to loopback still
-                // works; https fails verification with a clear error instead of at start-up.
-                tracing::warn!(error = %e, "no system CA certificates found; https to the IdP will fail");
-                let roots = rustls::RootCertStore::empty();
-                let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| HttpError::Transport(e.to_string()))?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config)
-            }
-        };
+        let builder = tls_roots()?;
         let connector = builder
             .https_or_http()
             .enable_http1()

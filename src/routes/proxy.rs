@@ -83,35 +83,17 @@ pub fn safe_rest(rest: &str) -> bool {
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// Builds the upstream client.
-pub fn upstream_client() -> UpstreamClient {
+///
+/// # Errors
+/// When no TLS configuration can be built.
+pub fn upstream_client() -> Result<UpstreamClient, crate::oidc::http::HttpError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(10)));
     http.set_nodelay(true);
-    let builder = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, "no system CA certificates found; https upstreams will fail");
-            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map(|b| {
-                b.with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth()
-            });
-            match config {
-                Ok(c) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(c),
-                Err(_) => hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
-                    rustls::ClientConfig::builder()
-                        .with_root_certificates(rustls::RootCertStore::empty())
-                        .with_no_client_auth(),
-                ),
-            }
-        }
-    };
+    let builder = crate::oidc::http::tls_roots()?;
     let tls = builder.https_or_http().enable_http1().wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(tls)
+    Ok(Client::builder(TokioExecutor::new()).build(tls))
 }
 
 fn is_sealgate_cookie(app: &App, name: &str) -> bool {

@@ -361,7 +361,7 @@ impl Provider {
             refresh_token: response
                 .refresh_token()
                 .map(|r| Token::from_issued(r.secret())),
-            id_token: Token::from_issued(&id_token.to_string()),
+            id_token: verified.token,
             sub: verified.sub,
             sid: verified.sid,
         })
@@ -452,14 +452,15 @@ impl Provider {
             return Err(ClaimsVerificationError::Other("empty sub".into()));
         }
         // `sid` is not among openidconnect's core claims; read it from the verified payload.
-        let payload = Token::from_issued(&id_token.to_string());
-        let sid = payload
+        let token = Token::from_issued(&id_token.to_string());
+        let sid = token
             .jws_payload()
             .and_then(|p| serde_json::from_slice::<SidClaim>(p).ok())
             .and_then(|c| c.sid);
         Ok(Verified {
             sub: claims.subject().as_str().to_owned(),
             sid,
+            token,
         })
     }
 
@@ -531,10 +532,11 @@ impl Provider {
         }
         let id_token = match response.id_token() {
             Some(id) => {
-                self.verify_id_token(id, None, now)
+                let new = self
+                    .verify_id_token(id, None, now)
                     .await
-                    .map_err(|e| RefreshError::Failed(e.to_string()))?;
-                let new = Token::from_issued(&id.to_string());
+                    .map_err(|e| RefreshError::Failed(e.to_string()))?
+                    .token;
                 if let Some(old) = previous_id_token
                     && !same_identity(old, &new)
                 {
@@ -712,6 +714,8 @@ fn same_identity(old: &Token, new: &Token) -> bool {
 struct Verified {
     sub: String,
     sid: Option<String>,
+    /// The validated ID token in its compact form (built once, used for `sid` and storage).
+    token: Token,
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,7 @@ mod support;
 
 mod corpus;
 mod demo;
+mod hardening;
 mod login;
 mod proxy;
 mod refresh;

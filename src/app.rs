@@ -10,7 +10,7 @@ use http::header::COOKIE;
 use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::config::{CsrfMode, Settings};
 use crate::error::{Failure, Rejection};
 use crate::oidc::{Provider, RefreshError, Refreshed};
 use crate::revocation::Denylist;
@@ -39,6 +39,8 @@ pub struct App {
     pub refreshes: Refreshes,
     /// The pooled client for proxied routes.
     pub upstream: crate::routes::proxy::UpstreamClient,
+    /// Slots for open WebSocket tunnels (`server.max_connections` of them).
+    pub tunnels: Arc<tokio::sync::Semaphore>,
 }
 
 type RefreshCell = Arc<tokio::sync::OnceCell<Result<Refreshed, RefreshError>>>;
@@ -98,6 +100,16 @@ pub struct Active {
     pub seen: IndexSet,
     /// Whether the cookie must be written again (renewal, or key rotation).
     pub reseal: bool,
+}
+
+impl SessionState {
+    /// The valid session, if there is one.
+    pub fn session(&self) -> Option<&Session> {
+        match self {
+            Self::Active(a) => Some(&a.session),
+            _ => None,
+        }
+    }
 }
 
 /// The values of all `Cookie` headers that are valid text.
@@ -254,7 +266,11 @@ impl App {
             .codec
             .seal(Purpose::Session, name, session.expires_at(), &plaintext)
             .map_err(SessionCookieError::Seal)?;
-        Ok(jar::set_cookies(name, Purpose::Session, &sealed, now, seen))
+        let mut cookies = jar::set_cookies(name, Purpose::Session, &sealed, now, seen);
+        if self.settings.bff.csrf_mode == CsrfMode::DoubleSubmit {
+            cookies.push(crate::csrf::cookie(&self.settings, session, now));
+        }
+        Ok(cookies)
     }
 
     /// `Set-Cookie`s re-sealing a renewed or rotated session. A failure here must not fail the
@@ -275,11 +291,15 @@ impl App {
 
     /// Deletions for every chunk in `seen`.
     pub fn clear_session(&self, seen: IndexSet) -> Vec<Cookie<'static>> {
-        jar::removal_cookies(
+        let mut cookies = jar::removal_cookies(
             &self.settings.session.cookie_name,
             Purpose::Session,
             seen.iter(),
-        )
+        );
+        if self.settings.bff.csrf_mode == CsrfMode::DoubleSubmit && !seen.is_empty() {
+            cookies.push(crate::csrf::removal_cookie(&self.settings));
+        }
+        cookies
     }
 
     /// Deletions for every chunk the session could use, plus any other seen (logout).

@@ -148,6 +148,7 @@ struct RawBff {
     allowed_origins: Option<Vec<String>>,
     csrf_header: Option<String>,
     csrf_value: Option<String>,
+    csrf_mode: Option<String>,
     user_claims: Option<Vec<String>>,
 }
 
@@ -160,6 +161,16 @@ struct RawRoute {
     strip_prefix: Option<bool>,
     methods: Option<Vec<String>>,
     timeout: Option<String>,
+    websocket: Option<bool>,
+    forward_cookies: Option<RawCookieForwarding>,
+}
+
+/// `forward_cookies = "all" | "none" | ["name", …]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCookieForwarding {
+    Keyword(String),
+    Names(Vec<String>),
 }
 
 // ----- typed settings -----------------------------------------------------------------------
@@ -194,6 +205,18 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+}
+
+/// How the anti-forgery header of API requests is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfMode {
+    /// The header must carry the static `csrf_value` (default `X-CSRF: 1`): a custom header
+    /// forces a CORS preflight, which only allowed origins pass.
+    Header,
+    /// Double-submit: the header must carry the session-bound token sealgate sets in a
+    /// JavaScript-readable `__Host-` cookie (`<cookie_name>-csrf`), compared in constant time.
+    /// Requests without a session need the header with any non-empty value.
+    DoubleSubmit,
 }
 
 /// How sealgate authenticates to the token endpoint.
@@ -270,8 +293,10 @@ pub struct BffSettings {
     pub allowed_origins: Vec<String>,
     /// Anti-forgery header name (lower case).
     pub csrf_header: http::HeaderName,
-    /// Anti-forgery header value.
+    /// Anti-forgery header value (in [`CsrfMode::Header`]).
     pub csrf_value: String,
+    /// How the anti-forgery header is checked.
+    pub csrf_mode: CsrfMode,
     /// ID token claims returned by `/bff/user` besides `sub`.
     pub user_claims: Vec<String>,
 }
@@ -303,6 +328,35 @@ pub struct RouteSettings {
     pub methods: Vec<http::Method>,
     /// Time the upstream has to send its response head (502/504 beyond).
     pub timeout: Duration,
+    /// Whether WebSocket upgrades are proxied (HTTP/1.1 `Upgrade: websocket`).
+    pub websocket: bool,
+    /// Which of the browser's other cookies reach the upstream (sealgate's never do).
+    pub forward_cookies: CookieForwarding,
+}
+
+/// Which browser cookies a route forwards. sealgate's own cookies are never forwarded.
+///
+/// The default is [`CookieForwarding::None`]: the upstream authenticates the bearer token, and
+/// every cookie it is sent is one more credential a confused upstream might honour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieForwarding {
+    /// Every cookie except sealgate's.
+    All,
+    /// No cookie.
+    None,
+    /// Only cookies with these exact names.
+    Only(Vec<String>),
+}
+
+impl CookieForwarding {
+    /// Whether a cookie named `name` (already known not to be sealgate's) is forwarded.
+    pub fn allows(&self, name: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::None => false,
+            Self::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
 }
 
 /// Algorithms sealgate accepts for ID tokens: asymmetric only, so a token can never be forged
@@ -622,11 +676,22 @@ impl Settings {
         if csrf_value.is_empty() || http::HeaderValue::from_str(&csrf_value).is_err() {
             return Err(invalid("bff.csrf_value", "not a valid header value"));
         }
+        let csrf_mode = match b.csrf_mode.as_deref().unwrap_or("header") {
+            "header" => CsrfMode::Header,
+            "double-submit" => CsrfMode::DoubleSubmit,
+            other => {
+                return Err(invalid(
+                    "bff.csrf_mode",
+                    format!("{other:?}: use \"header\" or \"double-submit\""),
+                ));
+            }
+        };
         let bff = BffSettings {
             prefix,
             allowed_origins,
             csrf_header,
             csrf_value,
+            csrf_mode,
             user_claims: b.user_claims.unwrap_or_else(|| {
                 vec!["name".into(), "email".into(), "preferred_username".into()]
             }),
@@ -679,6 +744,31 @@ impl Settings {
                     })?;
                 methods.push(method);
             }
+            let forward_cookies = match r.forward_cookies {
+                None => CookieForwarding::None,
+                Some(RawCookieForwarding::Keyword(k)) if k == "all" => CookieForwarding::All,
+                Some(RawCookieForwarding::Keyword(k)) if k == "none" => CookieForwarding::None,
+                Some(RawCookieForwarding::Keyword(k)) => {
+                    return Err(invalid(
+                        &format!("{key}.forward_cookies"),
+                        format!("{k:?}: use \"all\", \"none\" or a list of cookie names"),
+                    ));
+                }
+                Some(RawCookieForwarding::Names(names)) => {
+                    if let Some(bad) = names.iter().find(|n| {
+                        n.is_empty()
+                            || !n.bytes().all(|b| {
+                                b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
+                            })
+                    }) {
+                        return Err(invalid(
+                            &format!("{key}.forward_cookies"),
+                            format!("{bad:?} is not a cookie name"),
+                        ));
+                    }
+                    CookieForwarding::Only(names)
+                }
+            };
             routes.push(RouteSettings {
                 prefix,
                 upstream,
@@ -686,6 +776,8 @@ impl Settings {
                 strip_prefix: r.strip_prefix.unwrap_or(true),
                 methods,
                 timeout: duration(&format!("{key}.timeout"), r.timeout.as_deref(), "30s")?,
+                websocket: r.websocket.unwrap_or(false),
+                forward_cookies,
             });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

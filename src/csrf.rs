@@ -1,10 +1,23 @@
-//! Anti-forgery for API calls: a static custom header (forcing a CORS preflight cross-origin),
-//! plus `Origin` and `Sec-Fetch-Site` checks against an exact allowlist.
+//! Anti-forgery for API calls: a custom header (forcing a CORS preflight cross-origin), plus
+//! `Origin` and `Sec-Fetch-Site` checks against an exact allowlist.
+//!
+//! The header carries either a static value ([`CsrfMode::Header`], default `X-CSRF: 1`) or, in
+//! [`CsrfMode::DoubleSubmit`], a session-bound token that sealgate also puts in a
+//! JavaScript-readable `__Host-` cookie for the SPA to echo. The token is a hash of the session
+//! id with a purpose label: unguessable without the sealed cookie (the id never leaves it),
+//! different from every other value derived from the id, and stable for the session's life.
+//! WebSocket upgrades cannot carry a custom header; they get [`check_websocket_origin`].
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use cookie::{Cookie, SameSite};
 use http::HeaderMap;
 use http::header::ORIGIN;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use crate::config::Settings;
+use crate::config::{CsrfMode, Settings};
+use crate::session::Session;
 
 /// Why an API request was refused as possibly forged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +31,44 @@ pub enum CsrfError {
     /// `Sec-Fetch-Site: cross-site` without an allowed `Origin`.
     #[error("cross-site request")]
     CrossSite,
+    /// A WebSocket upgrade without an `Origin` header.
+    #[error("WebSocket upgrade without Origin")]
+    NoOrigin,
+}
+
+/// The double-submit token of `session`: 128 bits of SHA-256 over a label and the session id.
+pub fn token(session: &Session) -> String {
+    let mut h = Sha256::new();
+    h.update(b"sealgate csrf v1");
+    h.update(session.id.as_bytes());
+    URL_SAFE_NO_PAD.encode(&h.finalize()[..16])
+}
+
+/// The name of the double-submit cookie: the session cookie's base name + `-csrf`.
+pub fn cookie_name(settings: &Settings) -> String {
+    format!("{}-csrf", settings.session.cookie_name)
+}
+
+/// The double-submit cookie for `session`: `__Host-`, `Secure`, `Path=/`, `SameSite=Strict`,
+/// and deliberately *not* `HttpOnly` (the SPA reads it); it expires with the session.
+pub fn cookie(settings: &Settings, session: &Session, now: i64) -> Cookie<'static> {
+    let max_age = session.expires_at().saturating_sub(now).max(0);
+    Cookie::build((cookie_name(settings), token(session)))
+        .secure(true)
+        .path("/")
+        .same_site(SameSite::Strict)
+        .max_age(time::Duration::seconds(max_age))
+        .build()
+}
+
+/// Deletes the double-submit cookie (same attributes, so the browser replaces it).
+pub fn removal_cookie(settings: &Settings) -> Cookie<'static> {
+    Cookie::build((cookie_name(settings), ""))
+        .secure(true)
+        .path("/")
+        .same_site(SameSite::Strict)
+        .max_age(time::Duration::ZERO)
+        .build()
 }
 
 /// Whether `origin` (serialized) may call sealgate: the public origin or an allowed one.
@@ -26,16 +77,38 @@ pub fn origin_allowed(settings: &Settings, origin: &str) -> bool {
         || settings.bff.allowed_origins.iter().any(|o| o == origin)
 }
 
-/// Checks an API request (`/bff/user`, `POST /bff/logout`, proxied routes).
+/// Checks an API request (`/bff/user`, `POST /bff/logout`, proxied routes); `session` is the
+/// request's valid session, if any (double-submit tokens are bound to it).
 ///
 /// # Errors
 /// A [`CsrfError`] when the request may be forged.
-pub fn check_api_request(settings: &Settings, headers: &HeaderMap) -> Result<(), CsrfError> {
-    let header_ok = headers
-        .get(&settings.bff.csrf_header)
-        .is_some_and(|v| v.as_bytes() == settings.bff.csrf_value.as_bytes());
+pub fn check_api_request(
+    settings: &Settings,
+    headers: &HeaderMap,
+    session: Option<&Session>,
+) -> Result<(), CsrfError> {
+    let sent = headers.get(&settings.bff.csrf_header).map(|v| v.as_bytes());
+    let header_ok = match (settings.bff.csrf_mode, sent, session) {
+        (_, None, _) => false,
+        (CsrfMode::Header, Some(v), _) => v == settings.bff.csrf_value.as_bytes(),
+        (CsrfMode::DoubleSubmit, Some(v), Some(s)) => bool::from(v.ct_eq(token(s).as_bytes())),
+        // No session to bind to: nothing to forge; the custom header still forces a preflight.
+        (CsrfMode::DoubleSubmit, Some(v), None) => !v.is_empty(),
+    };
     if !header_ok {
         return Err(CsrfError::MissingHeader);
+    }
+    check_origin(settings, headers)
+}
+
+/// Checks a WebSocket upgrade: browsers always send `Origin` on one, so it is required, and it
+/// must be allowed.
+///
+/// # Errors
+/// A [`CsrfError`] when the origin is missing or not allowed.
+pub fn check_websocket_origin(settings: &Settings, headers: &HeaderMap) -> Result<(), CsrfError> {
+    if !headers.contains_key(ORIGIN) {
+        return Err(CsrfError::NoOrigin);
     }
     check_origin(settings, headers)
 }

@@ -41,6 +41,8 @@ pub enum Rejection {
     GatewayTimeout,
     /// A revocation (or a used login state) could not be stored; nothing happened (503 page).
     Unavailable,
+    /// A limit is reached (e.g. open WebSocket tunnels); try later (503 JSON).
+    Overloaded,
     /// A bug or an environment failure (500).
     Internal,
 }
@@ -85,7 +87,7 @@ impl Failure {
             LoginFailed { status, .. } => *status,
             BadGateway => StatusCode::BAD_GATEWAY,
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Unavailable | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
@@ -102,6 +104,7 @@ impl Failure {
             BadRequest => response::problem(status, "bad request"),
             BadGateway => response::problem(status, "upstream unavailable"),
             GatewayTimeout => response::problem(status, "upstream timed out"),
+            Overloaded => response::problem(status, "overloaded"),
             Internal => response::problem(status, "internal error"),
             BadReturnUrl => response::page(
                 status,

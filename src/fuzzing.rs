@@ -132,6 +132,8 @@ pub fn proxy_path(data: &[u8]) -> bool {
         strip_prefix: true,
         methods: Vec::new(),
         timeout: std::time::Duration::from_secs(1),
+        websocket: false,
+        forward_cookies: crate::config::CookieForwarding::None,
     }];
     let Some(route) = crate::routes::proxy::match_route(&routes, path) else {
         return false;

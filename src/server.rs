@@ -133,6 +133,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         home_page: options.home_page,
         refreshes: crate::app::Refreshes::default(),
         upstream: routes::proxy::upstream_client().map_err(DiscoveryError::Http)?,
+        tunnels: Arc::new(Semaphore::new(settings.server.max_connections)),
         settings,
     });
     let (stop, stopped) = watch::channel(false);

@@ -172,6 +172,24 @@ fn bad_values_are_named() {
             r#"public_url = "https://app.example.com/x""#,
             "server.public_url",
         ),
+        (
+            r#"token = "user""#,
+            r#"token = "user"
+forward_cookies = "some""#,
+            "routes[0].forward_cookies",
+        ),
+        (
+            r#"token = "user""#,
+            r#"token = "user"
+forward_cookies = ["a;b"]"#,
+            "routes[0].forward_cookies",
+        ),
+        (
+            r#"prefix = "/bff""#,
+            r#"prefix = "/bff"
+csrf_mode = "cookie""#,
+            "bff.csrf_mode",
+        ),
     ] {
         let text = EXAMPLE.replacen(from, to, 1);
         assert_ne!(text, EXAMPLE, "{from}");
@@ -189,6 +207,36 @@ fn bad_values_are_named() {
     );
     let text = EXAMPLE.replace("[oidc]", "[oidc]\nid_token_signing_algs = [\"HS256\"]");
     assert!(parse(&text).unwrap_err().to_string().contains("HS256"));
+}
+
+#[test]
+fn route_and_anti_forgery_options() {
+    let s = parse(EXAMPLE).unwrap();
+    assert_eq!(s.routes[0].forward_cookies, CookieForwarding::None);
+    assert!(!s.routes[0].websocket);
+    assert_eq!(s.bff.csrf_mode, CsrfMode::Header);
+    let text = EXAMPLE
+        .replace(
+            r#"token = "user""#,
+            "token = \"user\"\nwebsocket = true\nforward_cookies = [\"theme\", \"lang\"]",
+        )
+        .replace(
+            r#"prefix = "/bff""#,
+            "prefix = \"/bff\"\ncsrf_mode = \"double-submit\"",
+        );
+    let s = parse(&text).unwrap();
+    assert!(s.routes[0].websocket);
+    assert!(s.routes[0].forward_cookies.allows("lang"));
+    assert!(!s.routes[0].forward_cookies.allows("other"));
+    assert_eq!(s.bff.csrf_mode, CsrfMode::DoubleSubmit);
+    let all = EXAMPLE.replace(
+        r#"token = "user""#,
+        "token = \"user\"\nforward_cookies = \"all\"",
+    );
+    assert_eq!(
+        parse(&all).unwrap().routes[0].forward_cookies,
+        CookieForwarding::All
+    );
 }
 
 #[test]

@@ -44,8 +44,9 @@ pub async fn logout(
         ));
     }
     let post = req.method() == Method::POST;
+    let state = app.load_session(req.headers(), now);
     if post {
-        csrf::check_api_request(&app.settings, req.headers())
+        csrf::check_api_request(&app.settings, req.headers(), state.session())
             .map_err(|e| Failure::new(Rejection::Forbidden, format!("logout: {e}")))?;
     }
     let wants_json = req
@@ -55,7 +56,7 @@ pub async fn logout(
         .is_some_and(|v| v.contains("application/json"));
     let json = post && wants_json;
 
-    let (session, seen) = match app.load_session(req.headers(), now) {
+    let (session, seen) = match state {
         SessionState::Active(a) => (a.session, a.seen),
         // No session cookie arrived. That is also what a cross-site navigation to this URL
         // looks like (the session cookie is SameSite=Strict), so nothing is deleted: deleting

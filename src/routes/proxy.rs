@@ -4,25 +4,31 @@
 //! Never forwarded: sealgate's cookies, a browser-supplied `Authorization`, hop-by-hop headers,
 //! client-supplied `Forwarded` / `X-Forwarded-*`. Paths that could escape the route (`..`,
 //! encoded slashes or dots, backslashes, empty segments) are refused. Upstream `Set-Cookie`s
-//! with sealgate's cookie names are dropped. (This is the basic proxy the demo needs; token
-//! refresh and WebSocket upgrades come with the proxy issue.)
+//! with sealgate's cookie names are dropped. Other browser cookies reach the upstream only as
+//! the route's `forward_cookies` allows (none by default).
+//!
+//! WebSocket upgrades (routes with `websocket = true`, HTTP/1.1 only) are checked by `Origin`
+//! instead of the anti-forgery header, get the token attached like any request, and become a
+//! byte tunnel counted against `server.max_connections`; the tunnel closes when the session is
+//! revoked or reaches its absolute expiry.
 
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, SET_COOKIE};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
+use http::header::{AUTHORIZATION, CONNECTION, COOKIE, HOST, SET_COOKIE, UPGRADE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::app::{App, RefreshOutcome, SessionState};
-use crate::config::{RouteSettings, TokenPolicy};
+use crate::config::{CookieForwarding, CsrfMode, RouteSettings, TokenPolicy};
 use crate::csrf;
 use crate::error::{Failure, Rejection};
 use crate::response::{self, Body};
+use crate::seal::jar::IndexSet;
 
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -98,8 +104,9 @@ pub fn upstream_client() -> Result<UpstreamClient, crate::oidc::http::HttpError>
 
 fn is_sealgate_cookie(app: &App, name: &str) -> bool {
     let base = app.settings.session.cookie_name.as_str();
-    name.strip_prefix(base)
-        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with("-login-"))
+    name.strip_prefix(base).is_some_and(|rest| {
+        rest.is_empty() || rest.starts_with('.') || rest.starts_with("-login-") || rest == "-csrf"
+    })
 }
 
 fn strip_headers(headers: &mut HeaderMap) {
@@ -118,15 +125,57 @@ fn strip_headers(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether `req` asks for a WebSocket upgrade (HTTP/1.1 `Upgrade: websocket` with
+/// `Connection: upgrade`; RFC 6455 §4.1).
+pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    let has_token = |name: HeaderName, token: &str| {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    req.version() == http::Version::HTTP_11
+        && req.method() == Method::GET
+        && has_token(UPGRADE, "websocket")
+        && has_token(CONNECTION, "upgrade")
+}
+
 /// Forwards one request.
 pub async fn forward(
     app: &App,
     route: &RouteSettings,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     now: i64,
 ) -> Result<Response<Body>, Failure> {
-    csrf::check_api_request(&app.settings, req.headers())
-        .map_err(|e| Failure::new(Rejection::Forbidden, format!("proxy: {e}")))?;
+    let websocket = is_websocket_upgrade(&req);
+    if websocket && !route.websocket {
+        return Err(Failure::new(
+            Rejection::BadRequest,
+            format!(
+                "proxy: WebSocket upgrade on {} (websocket = false)",
+                route.prefix
+            ),
+        ));
+    }
+    // The session is read before the anti-forgery check (a double-submit token is bound to it)
+    // but nothing is done with it, and no refresh happens, until the request has passed.
+    let needs_session = route.token != TokenPolicy::None
+        || (app.settings.bff.csrf_mode == CsrfMode::DoubleSubmit && !websocket);
+    let state = if needs_session {
+        app.load_session(req.headers(), now)
+    } else {
+        SessionState::Anonymous {
+            seen: IndexSet::default(),
+        }
+    };
+    let checked = if websocket {
+        csrf::check_websocket_origin(&app.settings, req.headers())
+    } else {
+        csrf::check_api_request(&app.settings, req.headers(), state.session())
+    };
+    checked.map_err(|e| Failure::new(Rejection::Forbidden, format!("proxy: {e}")))?;
     if !route.methods.is_empty() && !route.methods.contains(req.method()) {
         return Err(Failure::new(
             Rejection::MethodNotAllowed,
@@ -137,7 +186,8 @@ pub async fn forward(
         .ok_or_else(|| Failure::new(Rejection::BadRequest, "proxy: unsafe path"))?;
 
     let mut reseal = None;
-    let token = match (route.token, app.load_session(req.headers(), now)) {
+    let mut tunnel_session = None;
+    let token = match (route.token, state) {
         (TokenPolicy::None, _) => None,
         (_, SessionState::Active(mut a)) => {
             match app.refresh_if_due(&mut a.session, now).await {
@@ -155,6 +205,9 @@ pub async fn forward(
             let bearer = a.session.access_token.expose();
             if a.reseal {
                 reseal = Some(app.renewal_cookies(&a.session, now, a.seen));
+            }
+            if websocket {
+                tunnel_session = Some(a.session);
             }
             Some(bearer)
         }
@@ -176,6 +229,20 @@ pub async fn forward(
         .parse()
         .map_err(|_| Failure::new(Rejection::BadRequest, "proxy: bad target URI"))?;
 
+    // A tunnel slot is taken before anything is sent upstream, so a flood of upgrades cannot
+    // open unbounded upstream connections.
+    let (client_upgrade, slot) = if websocket {
+        let slot = app.tunnels.clone().try_acquire_owned().map_err(|_| {
+            Failure::new(
+                Rejection::Overloaded,
+                "proxy: WebSocket tunnel limit reached",
+            )
+        })?;
+        (Some(hyper::upgrade::on(&mut req)), Some(slot))
+    } else {
+        (None, None)
+    };
+
     let (mut parts, body) = req.into_parts();
     strip_headers(&mut parts.headers);
     parts.headers.remove(HOST);
@@ -190,12 +257,18 @@ pub async fn forward(
     for k in forwarded {
         parts.headers.remove(k);
     }
-    let kept_cookies: Vec<String> = crate::app::cookie_headers(&parts.headers)
-        .flat_map(cookie::Cookie::split_parse)
-        .filter_map(Result::ok)
-        .filter(|c| !is_sealgate_cookie(app, c.name()))
-        .map(|c| format!("{}={}", c.name(), c.value()))
-        .collect();
+    let kept_cookies: Vec<String> = if route.forward_cookies == CookieForwarding::None {
+        Vec::new()
+    } else {
+        crate::app::cookie_headers(&parts.headers)
+            .flat_map(cookie::Cookie::split_parse)
+            .filter_map(Result::ok)
+            .filter(|c| {
+                !is_sealgate_cookie(app, c.name()) && route.forward_cookies.allows(c.name())
+            })
+            .map(|c| format!("{}={}", c.name(), c.value()))
+            .collect()
+    };
     parts.headers.remove(COOKIE);
     if !kept_cookies.is_empty()
         && let Ok(v) = HeaderValue::from_str(&kept_cookies.join("; "))
@@ -220,17 +293,26 @@ pub async fn forward(
     {
         parts.headers.insert("x-forwarded-host", v);
     }
+    // Inserted after the hop-by-hop removal, so no `Connection` list can take it away.
     if let Some(bearer) = &token {
         let mut v = HeaderValue::from_str(&format!("Bearer {}", bearer.expose()))
             .map_err(|_| Failure::new(Rejection::Internal, "access token is not a header value"))?;
         v.set_sensitive(true);
         parts.headers.insert(AUTHORIZATION, v);
     }
+    if websocket {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+    }
     parts.uri = uri;
     parts.version = http::Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
 
-    let response = tokio::time::timeout(route.timeout, app.upstream.request(upstream_req))
+    let mut response = tokio::time::timeout(route.timeout, app.upstream.request(upstream_req))
         .await
         .map_err(|_| {
             Failure::new(
@@ -249,8 +331,21 @@ pub async fn forward(
             )
         })?;
 
+    let switching = websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching && let (Some(client), Some(slot)) = (client_upgrade, slot) {
+        let upstream = hyper::upgrade::on(&mut response);
+        tunnel(app, route, client, upstream, tunnel_session, slot);
+    }
     let (mut parts, body) = response.into_parts();
     strip_headers(&mut parts.headers);
+    if switching {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts
+            .headers
+            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+    }
     let upstream_cookies: Vec<HeaderValue> =
         parts.headers.get_all(SET_COOKIE).iter().cloned().collect();
     parts.headers.remove(SET_COOKIE);
@@ -261,7 +356,7 @@ pub async fn forward(
             .and_then(|s| s.split('=').next())
             .map(str::trim)
             .unwrap_or("");
-        if is_sealgate_cookie(app, name) || name == app.settings.session.cookie_name.as_str() {
+        if is_sealgate_cookie(app, name) {
             tracing::warn!(route = %route.prefix, "dropped an upstream Set-Cookie with sealgate's name");
             continue;
         }
@@ -272,6 +367,58 @@ pub async fn forward(
         Some(cookies) => response::with_cookies(r, &cookies),
         None => r,
     })
+}
+
+/// How often an open WebSocket tunnel re-checks its session (revoked or expired: closed).
+const TUNNEL_CHECK: Duration = Duration::from_secs(2);
+
+/// Copies bytes both ways between the browser's and the upstream's upgraded connections, in
+/// the background. A tunnel opened with a session is closed once that session is revoked or
+/// reaches its absolute expiry: logout ends WebSockets too.
+fn tunnel(
+    app: &App,
+    route: &RouteSettings,
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    session: Option<crate::session::Session>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let denylist = app.denylist.clone();
+    let clock = app.clock.clone();
+    let prefix = route.prefix.clone();
+    tokio::spawn(async move {
+        let _slot = slot;
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::debug!(route = %prefix, error = %e, "WebSocket upgrade did not complete");
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+        tokio::pin!(copy);
+        let mut ticks = tokio::time::interval(TUNNEL_CHECK);
+        loop {
+            tokio::select! {
+                done = &mut copy => {
+                    if let Err(e) = done {
+                        tracing::debug!(route = %prefix, error = %e, "WebSocket tunnel ended");
+                    }
+                    return;
+                }
+                _ = ticks.tick() => {
+                    if let Some(s) = &session
+                        && (denylist.is_revoked(s) || clock.now() >= s.absolute_expires_at)
+                    {
+                        tracing::info!(route = %prefix, session = ?s.id, "WebSocket closed: session ended");
+                        return;
+                    }
+                }
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ use crate::session::Session;
 
 /// Handles `/bff/user`.
 pub fn user(app: &App, req: &Request<Incoming>, now: i64) -> Result<Response<Body>, Failure> {
-    csrf::check_api_request(&app.settings, req.headers())
+    let state = app.load_session(req.headers(), now);
+    csrf::check_api_request(&app.settings, req.headers(), state.session())
         .map_err(|e| Failure::new(Rejection::Forbidden, format!("/user: {e}")))?;
-    let active = match app.load_session(req.headers(), now) {
+    let active = match state {
         SessionState::Active(a) => a,
         SessionState::Anonymous { seen } => {
             return Err(Failure::new(Rejection::Unauthenticated, "anonymous")

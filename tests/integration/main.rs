@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod antiforgery;
 mod corpus;
 mod demo;
 mod hardening;
@@ -12,3 +13,4 @@ mod proxy;
 mod refresh;
 mod server;
 mod support_selftest;
+mod websocket;

@@ -133,3 +133,36 @@ async fn upstream_failures_are_502_and_504_problems() {
     assert_eq!(r.status, 504);
     assert_eq!(r.headers["content-type"], "application/problem+json");
 }
+
+#[tokio::test]
+async fn other_cookies_are_forwarded_only_as_the_route_allows() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    b.set_cookie(PUBLIC, "theme", "dark");
+    b.set_cookie(PUBLIC, "tracking", "1");
+    // Look-alikes of sealgate's own cookies are never forwarded, whatever the route says.
+    b.set_cookie(PUBLIC, "__Host-sealgate-csrf", "x");
+    b.set_cookie(PUBLIC, "__Host-sealgate-login-0011223344556677.0", "x");
+    let cookie_seen = |r: &crate::support::browser::Resp| r.json()["cookie"].clone();
+
+    // `forward_cookies = ["theme"]`.
+    let r = b.get(&Harness::url("/api/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(cookie_seen(&r), "theme=dark");
+    // `forward_cookies = "all"`: everything but sealgate's.
+    let r = b.get(&Harness::url("/kept/x"), &[("x-csrf", "1")]).await;
+    let all = cookie_seen(&r);
+    let mut names: Vec<&str> = all
+        .as_str()
+        .unwrap()
+        .split("; ")
+        .map(|c| c.split('=').next().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["theme", "tracking"]);
+    // The default: none.
+    let r = b.get(&Harness::url("/open/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 200);
+    assert!(cookie_seen(&r).is_null(), "{}", r.body);
+}

@@ -45,9 +45,11 @@ keys = ["env:KEY"]
 {session_extra}
 [bff]
 allowed_origins = ["{PUBLIC}", "https://spa.example.com"]
+{bff_extra}
 [[routes]]
 prefix = "/api"
 upstream = "http://{upstream}"
+forward_cookies = ["theme"]
 [[routes]]
 prefix = "/kept"
 upstream = "http://{upstream}/base"
@@ -55,18 +57,27 @@ strip_prefix = false
 methods = ["GET"]
 timeout = "1s"
 token = "optional"
+forward_cookies = "all"
+[[routes]]
+prefix = "/open"
+upstream = "http://{upstream}"
+token = "none"
 [[routes]]
 prefix = "/down"
 upstream = "http://127.0.0.1:9"
 token = "none"
+{toml_extra}
 "#,
         oidc_extra = section(extra, "oidc"),
         session_extra = section(extra, "session"),
         server_extra = section(extra, "server"),
+        bff_extra = section(extra, "bff"),
+        toml_extra = section(extra, "toml"),
     )
 }
 
-/// Lines of `extra` written as `oidc.key = value` / `session.key = value`, for that section.
+/// Lines of `extra` written as `oidc.key = value` / `session.key = value`, for that section;
+/// `toml.` lines are appended verbatim at the end (e.g. `toml.[[routes]]`).
 fn section(extra: &str, name: &str) -> String {
     extra
         .lines()

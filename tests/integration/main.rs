@@ -12,5 +12,6 @@ mod login;
 mod proxy;
 mod refresh;
 mod server;
+mod streaming;
 mod support_selftest;
 mod websocket;

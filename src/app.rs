@@ -38,7 +38,7 @@ pub struct App {
     /// Refreshes in flight or within their grace window.
     pub refreshes: Refreshes,
     /// The pooled client for proxied routes.
-    pub upstream: crate::routes::proxy::UpstreamClient,
+    pub upstream: crate::routes::proxy::UpstreamClients,
     /// Slots for open WebSocket tunnels (`server.max_connections` of them).
     pub tunnels: Arc<tokio::sync::Semaphore>,
 }

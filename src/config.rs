@@ -163,6 +163,7 @@ struct RawRoute {
     timeout: Option<String>,
     websocket: Option<bool>,
     forward_cookies: Option<RawCookieForwarding>,
+    http2: Option<bool>,
 }
 
 /// `forward_cookies = "all" | "none" | ["name", …]`.
@@ -332,6 +333,9 @@ pub struct RouteSettings {
     pub websocket: bool,
     /// Which of the browser's other cookies reach the upstream (sealgate's never do).
     pub forward_cookies: CookieForwarding,
+    /// HTTP/2 only to the upstream (h2c with prior knowledge over `http://`); otherwise
+    /// HTTP/1.1, or h2 when a TLS upstream offers it by ALPN.
+    pub http2: bool,
 }
 
 /// Which browser cookies a route forwards. sealgate's own cookies are never forwarded.
@@ -778,6 +782,7 @@ impl Settings {
                 timeout: duration(&format!("{key}.timeout"), r.timeout.as_deref(), "30s")?,
                 websocket: r.websocket.unwrap_or(false),
                 forward_cookies,
+                http2: r.http2.unwrap_or(false),
             });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));

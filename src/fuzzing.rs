@@ -115,35 +115,65 @@ pub fn callback_query(data: &[u8]) -> bool {
     true
 }
 
-/// Treats `data` as a request path under the route `/api` → `http://upstream.invalid/base`: a
-/// path the proxy accepts must produce an upstream URL on the same host, under `/base`, even
-/// after a URL parser resolves it (no dot segment or encoding escapes the route).
+/// Treats `data` as a request path against three routes: `/api` → `http://upstream.invalid/base`
+/// (prefix stripped), `/api/v2` → `http://v2.invalid/` (prefix kept) and `/` → `http://spa.invalid/`.
+/// The chosen route must be the longest prefix that matches at a segment boundary, and a path
+/// the proxy accepts must produce an upstream URL on that route's host, under its base path,
+/// even after a URL parser resolves it (no dot segment or encoding escapes the route).
 pub fn proxy_path(data: &[u8]) -> bool {
     let Ok(path) = std::str::from_utf8(data) else {
         return false;
     };
-    let routes = [crate::config::RouteSettings {
-        prefix: "/api".into(),
-        upstream: match url::Url::parse("http://upstream.invalid/base") {
-            Ok(u) => u,
-            Err(_) => return false,
-        },
-        token: crate::config::TokenPolicy::None,
-        strip_prefix: true,
-        methods: Vec::new(),
-        timeout: std::time::Duration::from_secs(1),
-        websocket: false,
-        forward_cookies: crate::config::CookieForwarding::None,
-    }];
-    let Some(route) = crate::routes::proxy::match_route(&routes, path) else {
+    let route = |prefix: &str, upstream: &str, strip_prefix: bool| {
+        url::Url::parse(upstream)
+            .ok()
+            .map(|upstream| crate::config::RouteSettings {
+                prefix: prefix.into(),
+                upstream,
+                token: crate::config::TokenPolicy::None,
+                strip_prefix,
+                methods: Vec::new(),
+                timeout: std::time::Duration::from_secs(1),
+                websocket: false,
+                forward_cookies: crate::config::CookieForwarding::None,
+                http2: false,
+            })
+    };
+    // Longest prefix first, as `Settings` sorts them; "/" is stored as the empty prefix.
+    let (Some(v2), Some(api), Some(root)) = (
+        route("/api/v2", "http://v2.invalid/", false),
+        route("/api", "http://upstream.invalid/base", true),
+        route("", "http://spa.invalid/", true),
+    ) else {
         return false;
     };
-    let Some(joined) = crate::routes::proxy::upstream_url(route, path) else {
+    let routes = [v2, api, root];
+    let Some(matched) = crate::routes::proxy::match_route(&routes, path) else {
         return false;
     };
-    assert_eq!(joined.host_str(), Some("upstream.invalid"), "{path:?}");
+    let at_boundary = |p: &str| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    };
+    let expected = if at_boundary("/api/v2") {
+        "/api/v2"
+    } else if at_boundary("/api") {
+        "/api"
+    } else {
+        ""
+    };
+    assert_eq!(matched.prefix, expected, "{path:?} matched the wrong route");
+    let Some(joined) = crate::routes::proxy::upstream_url(matched, path) else {
+        return false;
+    };
+    let (host, base) = match expected {
+        "/api/v2" => ("v2.invalid", "/api/v2"),
+        "/api" => ("upstream.invalid", "/base"),
+        _ => ("spa.invalid", ""),
+    };
+    assert_eq!(joined.host_str(), Some(host), "{path:?}");
     assert!(
-        joined.path() == "/base" || joined.path().starts_with("/base/"),
+        joined.path() == base || joined.path().starts_with(&format!("{base}/")),
         "{path:?} escaped to {}",
         joined.path()
     );

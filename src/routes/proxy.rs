@@ -84,22 +84,65 @@ pub fn safe_rest(rest: &str) -> bool {
         && !rest.split('/').any(|seg| seg == "." || seg == "..")
 }
 
-/// The pooled client for upstreams (HTTP/1.1 over plain TCP or rustls). One per running server,
-/// so connection pools never outlive the runtime that drives them.
+/// One pooled upstream client.
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
-/// Builds the upstream client.
-///
-/// # Errors
-/// When no TLS configuration can be built.
-pub fn upstream_client() -> Result<UpstreamClient, crate::oidc::http::HttpError> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    http.set_nodelay(true);
-    let builder = crate::oidc::http::tls_roots()?;
-    let tls = builder.https_or_http().enable_http1().wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(tls))
+/// The pooled clients for upstreams, one per running server (so connection pools never outlive
+/// the runtime that drives them):
+/// - `default`: HTTP/1.1 over plain TCP; over TLS, h2 when the upstream offers it by ALPN;
+/// - `http2`: HTTP/2 only (`http2 = true` routes): h2c with prior knowledge, or h2 over TLS;
+/// - `http1`: HTTP/1.1 only, for WebSocket upgrades (RFC 6455 needs HTTP/1.1).
+#[derive(Debug, Clone)]
+pub struct UpstreamClients {
+    default: UpstreamClient,
+    http2: UpstreamClient,
+    http1: UpstreamClient,
+}
+
+impl UpstreamClients {
+    /// Builds the clients.
+    ///
+    /// # Errors
+    /// When no TLS configuration can be built.
+    pub fn new() -> Result<Self, crate::oidc::http::HttpError> {
+        let tcp = || {
+            let mut http = HttpConnector::new();
+            http.enforce_http(false);
+            http.set_connect_timeout(Some(Duration::from_secs(10)));
+            http.set_nodelay(true);
+            http
+        };
+        let roots = crate::oidc::http::tls_roots;
+        let default = roots()?
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(tcp());
+        let http2 = roots()?
+            .https_or_http()
+            .enable_http2()
+            .wrap_connector(tcp());
+        let http1 = roots()?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp());
+        Ok(Self {
+            default: Client::builder(TokioExecutor::new()).build(default),
+            http2: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build(http2),
+            http1: Client::builder(TokioExecutor::new()).build(http1),
+        })
+    }
+
+    fn for_request(&self, route: &RouteSettings, websocket: bool) -> &UpstreamClient {
+        if websocket {
+            &self.http1
+        } else if route.http2 {
+            &self.http2
+        } else {
+            &self.default
+        }
+    }
 }
 
 fn is_sealgate_cookie(app: &App, name: &str) -> bool {
@@ -309,10 +352,15 @@ pub async fn forward(
             .insert(UPGRADE, HeaderValue::from_static("websocket"));
     }
     parts.uri = uri;
-    parts.version = http::Version::HTTP_11;
+    parts.version = if route.http2 && !websocket {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
     let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
+    let client = app.upstream.for_request(route, websocket);
 
-    let mut response = tokio::time::timeout(route.timeout, app.upstream.request(upstream_req))
+    let mut response = tokio::time::timeout(route.timeout, client.request(upstream_req))
         .await
         .map_err(|_| {
             Failure::new(

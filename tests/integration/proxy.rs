@@ -166,3 +166,39 @@ async fn other_cookies_are_forwarded_only_as_the_route_allows() {
     assert_eq!(r.status, 200);
     assert!(cookie_seen(&r).is_null(), "{}", r.body);
 }
+
+#[tokio::test]
+async fn upstreams_get_http1_or_http2_as_the_route_says() {
+    // A second route to the same (h1 + h2c) upstream, HTTP/2 with prior knowledge.
+    let h = Harness::start().await;
+    let upstream = {
+        // The harness' routes all point at one upstream; read it from the /api route.
+        let api = h
+            .running
+            .app
+            .settings
+            .routes
+            .iter()
+            .find(|r| r.prefix == "/api")
+            .unwrap();
+        api.upstream.clone()
+    };
+    drop(h);
+    let extra = format!(
+        "toml.[[routes]]\ntoml.prefix = \"/h2\"\ntoml.upstream = \"{upstream}\"\ntoml.http2 = true"
+    );
+    let h = Harness::start_with(|_| {}, &extra).await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let r = b.get(&Harness::url("/api/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.json()["version"], "HTTP/1.1");
+    let r = b.get(&Harness::url("/h2/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["version"], "HTTP/2.0");
+    assert!(
+        r.json()["authorization"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bearer eyJ")
+    );
+}

@@ -22,6 +22,7 @@ async fn answer(
     };
     let body = serde_json::json!({
         "path": req.uri().path(),
+        "version": format!("{:?}", req.version()),
         "authorization": h("authorization"),
         "cookie": h("cookie"),
         "x-forwarded-for": h("x-forwarded-for"),

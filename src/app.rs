@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::config::{CsrfMode, Settings};
 use crate::error::{Failure, Rejection};
 use crate::oidc::{Provider, RefreshError, Refreshed};
-use crate::revocation::Denylist;
+use crate::revocation::{Denylist, Revocation, RevocationError};
 use crate::seal::jar::{self, IndexSet};
 use crate::seal::{ChunkSet, Codec, CookieName, OpenError, Purpose, SealError};
 use crate::session::{Session, Validity};
@@ -28,7 +28,7 @@ pub struct App {
     /// The IdP.
     pub provider: Provider,
     /// Revocations.
-    pub denylist: Arc<dyn Denylist>,
+    pub denylist: Arc<Denylist>,
     /// Time.
     pub clock: Clock,
     /// States of completed logins, so a replayed callback is refused before the IdP is asked.
@@ -159,7 +159,7 @@ impl App {
             }
             Validity::Fresh => {}
         }
-        if self.denylist.is_revoked(&session) {
+        if self.denylist.is_revoked(&session, self.provider.issuer()) {
             return SessionState::Rejected {
                 seen,
                 why: format!("session {:?} revoked", session.id),
@@ -238,6 +238,16 @@ impl App {
                 }
             }
         }
+    }
+
+    /// Records a revocation: in memory now (every later check on this instance sees it).
+    ///
+    /// # Errors
+    /// When it could not be recorded; the caller reports that nothing happened.
+    pub async fn revoke(&self, r: Revocation, now: i64) -> Result<(), RevocationError> {
+        let recorded = self.denylist.apply(r, now)?;
+        tracing::info!(revocation = ?recorded, "revoked");
+        Ok(())
     }
 
     /// Idle timeout in seconds.

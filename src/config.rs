@@ -95,6 +95,15 @@ struct RawConfig {
     bff: RawBff,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(default)]
+    revocation: RawRevocation,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRevocation {
+    journal: Option<String>,
+    capacity: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -189,6 +198,17 @@ pub struct Settings {
     pub bff: BffSettings,
     /// `[[routes]]`, longest prefix first.
     pub routes: Vec<RouteSettings>,
+    /// `[revocation]`.
+    pub revocation: RevocationSettings,
+}
+
+/// `[revocation]`.
+#[derive(Debug, Clone)]
+pub struct RevocationSettings {
+    /// The append-only journal that makes revocations survive a restart; none: memory only.
+    pub journal: Option<std::path::PathBuf>,
+    /// Most entries held; beyond it a revocation becomes a global not-before.
+    pub capacity: usize,
 }
 
 /// `[server]`.
@@ -787,12 +807,26 @@ impl Settings {
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
 
+        let rv = raw.revocation;
+        if rv.journal.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("revocation.journal", "must be a file path"));
+        }
+        let revocation = RevocationSettings {
+            journal: rv.journal.map(Into::into),
+            capacity: match rv.capacity {
+                Some(0) => return Err(invalid("revocation.capacity", "must be at least 1")),
+                Some(c) => c,
+                None => 1_000_000,
+            },
+        };
+
         Ok(Settings {
             server,
             oidc,
             session,
             bff,
             routes,
+            revocation,
         })
     }
 

@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::oidc::{DiscoveryError, Provider};
-use crate::revocation::{Denylist, MemoryDenylist};
+use crate::revocation::Denylist;
 use crate::routes;
 use crate::seal::Codec;
 
@@ -123,7 +123,10 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         source,
     })?;
     let codec = Codec::new(settings.session.keys.clone(), settings.session.max_chunks);
-    let denylist: Arc<dyn Denylist> = Arc::new(MemoryDenylist::default());
+    let denylist = Arc::new(Denylist::new(
+        settings.revocation.capacity,
+        i64::try_from(settings.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX),
+    ));
     let app = Arc::new(App {
         codec,
         provider,

@@ -17,6 +17,7 @@ use crate::app::{App, SessionState};
 use crate::error::{Failure, Rejection};
 use crate::response::{self, Body};
 use crate::return_url::ReturnUrl;
+use crate::revocation::Revocation;
 use crate::seal::jar::{self, IndexSet};
 use crate::seal::{ChunkSet, Purpose, SealError};
 use crate::secret::SecretString;
@@ -261,10 +262,7 @@ pub async fn callback(
     // valid earlier session is also revoked, so a copy of its cookie dies with it.
     let seen = match app.load_session(headers, now) {
         SessionState::Active(a) => {
-            if let Err(e) =
-                app.denylist
-                    .revoke_session(&a.session.id, a.session.absolute_expires_at, now)
-            {
+            if let Err(e) = app.revoke(Revocation::of_session(&a.session), now).await {
                 return Err(
                     Failure::new(Rejection::Unavailable, e.to_string()).with_cookies(clear_login)
                 );

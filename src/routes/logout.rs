@@ -24,6 +24,7 @@ use crate::csrf;
 use crate::error::{Failure, Rejection};
 use crate::response::{self, Body};
 use crate::return_url::ReturnUrl;
+use crate::revocation::Revocation;
 use crate::secret::fill_random;
 
 /// Handles logout.
@@ -83,8 +84,8 @@ pub async fn logout(
         }
     }
 
-    app.denylist
-        .revoke_session(&session.id, session.absolute_expires_at, now)
+    app.revoke(Revocation::of_session(&session), now)
+        .await
         .map_err(|e| Failure::new(Rejection::Unavailable, e.to_string()))?;
     tracing::info!(session = ?session.id, "logged out");
 

@@ -432,6 +432,7 @@ fn tunnel(
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let denylist = app.denylist.clone();
+    let issuer = app.provider.issuer().to_owned();
     let clock = app.clock.clone();
     let prefix = route.prefix.clone();
     tokio::spawn(async move {
@@ -458,7 +459,7 @@ fn tunnel(
                 }
                 _ = ticks.tick() => {
                     if let Some(s) = &session
-                        && (denylist.is_revoked(s) || clock.now() >= s.absolute_expires_at)
+                        && (denylist.is_revoked(s, &issuer) || clock.now() >= s.absolute_expires_at)
                     {
                         tracing::info!(route = %prefix, session = ?s.id, "WebSocket closed: session ended");
                         return;

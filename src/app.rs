@@ -39,6 +39,8 @@ pub struct App {
     pub refreshes: Refreshes,
     /// The pooled client for proxied routes.
     pub upstream: crate::routes::proxy::UpstreamClients,
+    /// The Redis side of a cluster, when `[cluster]` is configured.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Slots for open WebSocket tunnels (`server.max_connections` of them).
     pub tunnels: Arc<tokio::sync::Semaphore>,
 }
@@ -82,6 +84,10 @@ pub enum SessionState {
     },
     /// A valid session.
     Active(Active),
+    /// A session that is valid as far as this instance knows, while the cluster store is
+    /// unreachable and the policy is `refuse`: API calls get 503, cookies are left alone (an
+    /// outage must not log anyone out); logout still works.
+    Unverified(Active),
     /// A session cookie that is invalid, expired or revoked: answer with deletions only.
     Rejected {
         /// Chunk indices present.
@@ -106,7 +112,7 @@ impl SessionState {
     /// The valid session, if there is one.
     pub fn session(&self) -> Option<&Session> {
         match self {
-            Self::Active(a) => Some(&a.session),
+            Self::Active(a) | Self::Unverified(a) => Some(&a.session),
             _ => None,
         }
     }
@@ -165,11 +171,15 @@ impl App {
                 why: format!("session {:?} revoked", session.id),
             };
         }
-        SessionState::Active(Active {
+        let active = Active {
             session,
             seen,
             reseal,
-        })
+        };
+        if self.cluster.as_ref().is_some_and(|c| c.refuses()) {
+            return SessionState::Unverified(active);
+        }
+        SessionState::Active(active)
     }
 
     /// Refreshes the session's tokens if its access token expires within `refresh_before`.
@@ -197,10 +207,21 @@ impl App {
         let previous_id = session.id_token.clone();
         let result = cell
             .get_or_init(|| async {
-                let r = self
-                    .provider
-                    .refresh(&secret, previous_id.as_ref(), now)
-                    .await;
+                // In a cluster, one instance redeems the refresh token for all; without Redis
+                // (or while it is unreachable) this instance's single flight is all there is.
+                let redeem = || self.provider.refresh(&secret, previous_id.as_ref(), now);
+                let shared = match &self.cluster {
+                    Some(c) => c.refresh_once(&key, redeem).await,
+                    None => None,
+                };
+                let r = match shared {
+                    Some(r) => r,
+                    None => {
+                        self.provider
+                            .refresh(&secret, previous_id.as_ref(), now)
+                            .await
+                    }
+                };
                 match &r {
                     Ok(_) => tracing::info!(session = ?session.id, "tokens refreshed"),
                     Err(e) => tracing::warn!(session = ?session.id, error = %e, "refresh failed"),
@@ -247,6 +268,9 @@ impl App {
     pub async fn revoke(&self, r: Revocation, now: i64) -> Result<(), RevocationError> {
         let recorded = self.denylist.apply(r, now)?;
         tracing::info!(revocation = ?recorded, "revoked");
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(&recorded).await;
+        }
         Ok(())
     }
 

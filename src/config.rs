@@ -97,6 +97,15 @@ struct RawConfig {
     routes: Vec<RawRoute>,
     #[serde(default)]
     revocation: RawRevocation,
+    cluster: Option<RawCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    redis_url: String,
+    on_store_unavailable: Option<String>,
+    key_prefix: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -200,6 +209,28 @@ pub struct Settings {
     pub routes: Vec<RouteSettings>,
     /// `[revocation]`.
     pub revocation: RevocationSettings,
+    /// `[cluster]`: several instances sharing revocations and refreshes through Redis.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// What authenticated requests get while the cluster store is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorePolicy {
+    /// Refused with 503 (a revocation made elsewhere meanwhile cannot be missed). Default.
+    Refuse,
+    /// Served, checked against the revocations known so far.
+    Allow,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `redis://host:port/db` (the URL may carry a password, so it is a secret when it does).
+    pub redis_url: SecretString,
+    /// The policy while Redis is unreachable.
+    pub on_store_unavailable: StorePolicy,
+    /// Prefix of every Redis key and channel (several deployments can share one Redis).
+    pub key_prefix: String,
 }
 
 /// `[revocation]`.
@@ -820,6 +851,62 @@ impl Settings {
             },
         };
 
+        let cluster = match raw.cluster {
+            None => None,
+            Some(c) => {
+                // A URL with a password is a secret: env:/file: only. One without may be inline.
+                let url = if c.redis_url.starts_with("env:") || c.redis_url.starts_with("file:") {
+                    resolve_secret("cluster.redis_url", &c.redis_url, env)?
+                } else {
+                    let parsed = Url::parse(&c.redis_url)
+                        .map_err(|e| invalid("cluster.redis_url", format!("not a URL: {e}")))?;
+                    if parsed.password().is_some() {
+                        return Err(ConfigError::Secret {
+                            key: "cluster.redis_url".into(),
+                            problem: "a URL with a password must be given as \"env:NAME\" or \"file:PATH\"".into(),
+                        });
+                    }
+                    SecretString::new(c.redis_url)
+                };
+                let scheme_ok = Url::parse(url.expose())
+                    .ok()
+                    .is_some_and(|u| matches!(u.scheme(), "redis" | "redis+unix"));
+                if !scheme_ok {
+                    return Err(invalid(
+                        "cluster.redis_url",
+                        "must be a redis:// URL (TLS to Redis is not supported yet)",
+                    ));
+                }
+                let on_store_unavailable =
+                    match c.on_store_unavailable.as_deref().unwrap_or("refuse") {
+                        "refuse" => StorePolicy::Refuse,
+                        "allow" => StorePolicy::Allow,
+                        other => {
+                            return Err(invalid(
+                                "cluster.on_store_unavailable",
+                                format!("{other:?}: use \"refuse\" or \"allow\""),
+                            ));
+                        }
+                    };
+                let key_prefix = c.key_prefix.unwrap_or_else(|| "sealgate".into());
+                if key_prefix.is_empty()
+                    || !key_prefix
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                {
+                    return Err(invalid(
+                        "cluster.key_prefix",
+                        "use ASCII letters, digits, '-', '_', '.', ':'",
+                    ));
+                }
+                Some(ClusterSettings {
+                    redis_url: url,
+                    on_store_unavailable,
+                    key_prefix,
+                })
+            }
+        };
+
         Ok(Settings {
             server,
             oidc,
@@ -827,6 +914,7 @@ impl Settings {
             bff,
             routes,
             revocation,
+            cluster,
         })
     }
 

@@ -43,6 +43,8 @@ pub enum Rejection {
     Unavailable,
     /// A limit is reached (e.g. open WebSocket tunnels); try later (503 JSON).
     Overloaded,
+    /// The cluster store is unreachable and the policy refuses sessions meanwhile (503 JSON).
+    StoreUnavailable,
     /// A bug or an environment failure (500).
     Internal,
 }
@@ -87,7 +89,7 @@ impl Failure {
             LoginFailed { status, .. } => *status,
             BadGateway => StatusCode::BAD_GATEWAY,
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Unavailable | Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Unavailable | Overloaded | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
@@ -105,6 +107,7 @@ impl Failure {
             BadGateway => response::problem(status, "upstream unavailable"),
             GatewayTimeout => response::problem(status, "upstream timed out"),
             Overloaded => response::problem(status, "overloaded"),
+            StoreUnavailable => response::problem(status, "temporarily unavailable"),
             Internal => response::problem(status, "internal error"),
             BadReturnUrl => response::page(
                 status,

@@ -33,6 +33,7 @@
 
 pub mod app;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod csrf;
 pub mod demo;

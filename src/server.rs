@@ -35,6 +35,9 @@ pub enum StartError {
     /// OIDC discovery failed.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// The cluster store cannot be used.
+    #[error(transparent)]
+    Cluster(crate::cluster::ClusterError),
 }
 
 /// Options beyond the configuration file (used by the demo and tests).
@@ -127,10 +130,24 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         settings.revocation.capacity,
         i64::try_from(settings.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX),
     ));
+    let cluster = match &settings.cluster {
+        Some(c) => Some(
+            crate::cluster::Cluster::start(
+                c,
+                denylist.clone(),
+                options.clock.clone(),
+                settings.session.keys.clone(),
+                settings.session.refresh_grace,
+            )
+            .map_err(StartError::Cluster)?,
+        ),
+        None => None,
+    };
     let app = Arc::new(App {
         codec,
         provider,
         denylist,
+        cluster,
         clock: options.clock,
         used_states: Mutex::new(crate::app::UsedStates::default()),
         home_page: options.home_page,

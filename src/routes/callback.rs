@@ -261,7 +261,7 @@ pub async fn callback(
     // Whatever session cookie the browser had (planted or its own) is replaced wholesale; a
     // valid earlier session is also revoked, so a copy of its cookie dies with it.
     let seen = match app.load_session(headers, now) {
-        SessionState::Active(a) => {
+        SessionState::Active(a) | SessionState::Unverified(a) => {
             if let Err(e) = app.revoke(Revocation::of_session(&a.session), now).await {
                 return Err(
                     Failure::new(Rejection::Unavailable, e.to_string()).with_cookies(clear_login)

@@ -58,7 +58,8 @@ pub async fn logout(
     let json = post && wants_json;
 
     let (session, seen) = match state {
-        SessionState::Active(a) => (a.session, a.seen),
+        // Logging out cannot hurt while revocations elsewhere are unknown.
+        SessionState::Active(a) | SessionState::Unverified(a) => (a.session, a.seen),
         // No session cookie arrived. That is also what a cross-site navigation to this URL
         // looks like (the session cookie is SameSite=Strict), so nothing is deleted: deleting
         // would let any site log the user out.

@@ -120,6 +120,7 @@ async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<B
                 &serde_json::json!({"status": "ok"}),
             ));
         }
+        "/readyz" => return Ok(readiness(app)),
         "/" if app.home_page.is_some() && req.method() == Method::GET => {
             if let Some(page) = app.home_page {
                 return Ok(home(page));
@@ -132,6 +133,28 @@ async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<B
         return proxy::forward(app, &route, req, now).await;
     }
     Err(Failure::new(Rejection::NotFound, path.to_owned()))
+}
+
+/// Ready when the IdP's metadata is loaded (always, once started: discovery happens before the
+/// listener opens) and, in a cluster, the Redis store is reachable and synchronised.
+fn readiness(app: &App) -> Response<Body> {
+    let cluster = app.cluster.as_ref().map(|c| c.healthy());
+    let ready = cluster.unwrap_or(true);
+    let body = serde_json::json!({
+        "status": if ready { "ready" } else { "unavailable" },
+        "idp": "ok",
+        "cluster": match cluster {
+            None => "not configured",
+            Some(true) => "ok",
+            Some(false) => "unavailable",
+        },
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    response::json(status, &body)
 }
 
 fn home(page: &'static str) -> Response<Body> {

@@ -254,6 +254,12 @@ pub async fn forward(
             }
             Some(bearer)
         }
+        (_, SessionState::Unverified(_)) => {
+            return Err(Failure::new(
+                Rejection::StoreUnavailable,
+                "proxy: cluster store unavailable",
+            ));
+        }
         (TokenPolicy::Optional, _) => None,
         (TokenPolicy::User, SessionState::Anonymous { seen }) => {
             return Err(Failure::new(Rejection::Unauthenticated, "proxy: anonymous")

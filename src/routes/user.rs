@@ -17,6 +17,12 @@ pub fn user(app: &App, req: &Request<Incoming>, now: i64) -> Result<Response<Bod
         .map_err(|e| Failure::new(Rejection::Forbidden, format!("/user: {e}")))?;
     let active = match state {
         SessionState::Active(a) => a,
+        SessionState::Unverified(_) => {
+            return Err(Failure::new(
+                Rejection::StoreUnavailable,
+                "/user: cluster store unavailable",
+            ));
+        }
         SessionState::Anonymous { seen } => {
             return Err(Failure::new(Rejection::Unauthenticated, "anonymous")
                 .with_cookies(app.clear_session(seen)));

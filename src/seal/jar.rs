@@ -138,7 +138,7 @@ fn base_cookie(name: String, value: String, purpose: Purpose) -> Cookie<'static>
         .secure(true)
         .http_only(true)
         .same_site(match purpose {
-            Purpose::Session => SameSite::Strict,
+            Purpose::Session | Purpose::Refresh => SameSite::Strict,
             Purpose::Login => SameSite::Lax,
         })
         .build()

@@ -59,6 +59,8 @@ pub enum Purpose {
     Session,
     /// A pending login flow (`SameSite=Lax`: the callback is a cross-site top-level GET).
     Login,
+    /// A refresh result shared between instances through Redis (never a cookie).
+    Refresh,
 }
 
 impl Purpose {
@@ -66,6 +68,7 @@ impl Purpose {
         match self {
             Purpose::Session => b"session",
             Purpose::Login => b"login",
+            Purpose::Refresh => b"refresh",
         }
     }
 }

@@ -5,6 +5,7 @@
 mod support;
 
 mod antiforgery;
+mod cluster;
 mod corpus;
 mod demo;
 mod hardening;

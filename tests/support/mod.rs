@@ -5,4 +5,5 @@
 pub mod app;
 pub mod browser;
 pub mod idp;
+pub mod redis;
 pub mod upstream;

@@ -1,0 +1,261 @@
+//! Two sealgate instances sharing keys and a real `redis-server`: revocations reach the other
+//! instance, survive its restart, one refresh for the cluster, and the store-unavailable policy.
+//!
+//! These need the `redis-server` binary, so they are ignored by a plain `cargo test`; `.ci/run`
+//! installs Redis and runs them with `cargo test --test integration cluster:: -- --ignored`.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use sealgate::clock::Clock;
+use sealgate::server::Running;
+
+use crate::support::app::{Harness, PUBLIC, try_start};
+use crate::support::browser::Browser;
+use crate::support::idp::FakeIdp;
+use crate::support::redis::Redis;
+
+struct Pair {
+    idp: FakeIdp,
+    redis: Redis,
+    clock: Clock,
+    a: Running,
+    b: Running,
+    policy: &'static str,
+}
+
+fn cluster_lines(redis: &Redis, policy: &str) -> String {
+    format!(
+        "toml.[cluster]\ntoml.redis_url = \"{}\"\ntoml.on_store_unavailable = \"{policy}\"",
+        redis.url()
+    )
+}
+
+async fn instance(idp: &FakeIdp, redis: &Redis, policy: &str, clock: &Clock) -> Running {
+    let running = try_start(idp, &cluster_lines(redis, policy), clock.clone())
+        .await
+        .expect("sealgate starts");
+    let cluster = running.app.cluster.clone().expect("cluster configured");
+    assert!(
+        cluster.wait_healthy(Duration::from_secs(10)).await,
+        "synchronised with Redis"
+    );
+    running
+}
+
+impl Pair {
+    async fn start(policy: &'static str) -> Pair {
+        let idp = FakeIdp::start().await;
+        let redis = Redis::start();
+        let clock = Clock::system();
+        let a = instance(&idp, &redis, policy, &clock).await;
+        let b = instance(&idp, &redis, policy, &clock).await;
+        Pair {
+            idp,
+            redis,
+            clock,
+            a,
+            b,
+            policy,
+        }
+    }
+
+    fn browser(running: &Running) -> Browser {
+        let mut b = Browser::new();
+        b.map_origin(PUBLIC, &format!("http://{}", running.addr));
+        b
+    }
+
+    /// Logs in through A; returns the session cookies.
+    async fn login(&self) -> Vec<(String, String)> {
+        let mut b = Self::browser(&self.a);
+        let r = b
+            .get(
+                &Harness::url("/bff/login?returnUrl=%2F"),
+                &[("sec-fetch-mode", "navigate")],
+            )
+            .await;
+        let authorize = r.location().unwrap();
+        let callback = b.get(&authorize, &[]).await.location().unwrap();
+        assert_eq!(b.get(&callback, &[]).await.status, 302);
+        b.export_cookies(PUBLIC)
+    }
+
+    fn on(running: &Running, cookies: &[(String, String)]) -> Browser {
+        let mut b = Self::browser(running);
+        b.import_cookies(PUBLIC, cookies.to_vec());
+        b
+    }
+}
+
+async fn user_status(running: &Running, cookies: &[(String, String)]) -> u16 {
+    Pair::on(running, cookies)
+        .get(&Harness::url("/bff/user"), &[("x-csrf", "1")])
+        .await
+        .status
+        .as_u16()
+}
+
+/// Polls until `f` returns `want`, up to `within`; returns how long it took.
+async fn eventually<F, Fut>(within: Duration, want: u16, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = u16>,
+{
+    let start = Instant::now();
+    loop {
+        let got = f().await;
+        if got == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "still {got} after {within:?} (wanted {want})"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+async fn logout(running: &Running, cookies: &[(String, String)]) {
+    let r = Pair::on(running, cookies)
+        .post(&Harness::url("/bff/logout"), &[("x-csrf", "1")], "")
+        .await;
+    assert_eq!(r.status, 302, "{}", r.body);
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run by .ci/run"]
+async fn a_logout_on_one_instance_is_refused_on_the_other_within_a_second_and_after_restart() {
+    let p = Pair::start("refuse").await;
+    let cookies = p.login().await;
+    assert_eq!(
+        user_status(&p.b, &cookies).await,
+        200,
+        "any instance serves it"
+    );
+    logout(&p.a, &cookies).await;
+    let took = eventually(Duration::from_secs(1), 401, || user_status(&p.b, &cookies)).await;
+    eprintln!("revocation reached the other instance in {took:?}");
+
+    // B restarts: it loads the revocation from Redis before it serves sessions.
+    let Pair {
+        idp,
+        redis,
+        clock,
+        a,
+        b,
+        policy,
+    } = p;
+    b.shutdown().await;
+    let b = instance(&idp, &redis, policy, &clock).await;
+    assert_eq!(user_status(&b, &cookies).await, 401);
+    // A fresh login still works everywhere.
+    let p = Pair {
+        idp,
+        redis,
+        clock,
+        a,
+        b,
+        policy,
+    };
+    let fresh = p.login().await;
+    assert_eq!(user_status(&p.b, &fresh).await, 200);
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run by .ci/run"]
+async fn twenty_parallel_requests_across_instances_share_one_refresh() {
+    let p = Pair::start("refuse").await;
+    let cookies = p.login().await;
+    p.clock.advance(290); // the 300 s access token is due for refresh
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let mut b = Pair::on(if i % 2 == 0 { &p.a } else { &p.b }, &cookies);
+        tasks.spawn(async move {
+            b.get(&Harness::url("/api/orders"), &[("x-csrf", "1")])
+                .await
+        });
+    }
+    let mut tokens = std::collections::HashSet::new();
+    while let Some(r) = tasks.join_next().await {
+        let r = r.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        tokens.insert(r.json()["authorization"].as_str().unwrap().to_owned());
+    }
+    let refreshes = p
+        .idp
+        .requests_to("/token")
+        .iter()
+        .filter(|r| r.form_param("grant_type") == Some("refresh_token"))
+        .count();
+    assert_eq!(
+        refreshes, 1,
+        "exactly one refresh at the IdP for the cluster"
+    );
+    assert_eq!(tokens.len(), 1, "every request carried the same new token");
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run by .ci/run"]
+async fn with_redis_down_refuse_answers_503_and_keeps_cookies_then_recovers() {
+    let mut p = Pair::start("refuse").await;
+    let cookies = p.login().await;
+    p.redis.stop();
+    let b = &p.b;
+    eventually(Duration::from_secs(5), 503, || user_status(b, &cookies)).await;
+    let mut browser = Pair::on(&p.b, &cookies);
+    let r = browser
+        .get(&Harness::url("/bff/user"), &[("x-csrf", "1")])
+        .await;
+    assert!(r.set_cookies().is_empty(), "an outage logs nobody out");
+    let r = browser
+        .get(&Harness::url("/api/x"), &[("x-csrf", "1")])
+        .await;
+    assert_eq!(r.status, 503);
+    let ready = browser.get(&Harness::url("/readyz"), &[]).await;
+    assert_eq!(ready.status, 503);
+    assert_eq!(ready.json()["cluster"], "unavailable");
+    assert_eq!(
+        browser.get(&Harness::url("/healthz"), &[]).await.status,
+        200
+    );
+
+    // A logout on A while Redis is down is kept, and reaches B once Redis is back (even
+    // though the restarted Redis lost everything).
+    logout(&p.a, &cookies).await;
+    p.redis.restart();
+    eventually(Duration::from_secs(10), 401, || user_status(b, &cookies)).await;
+    let ready = Pair::browser(&p.b).get(&Harness::url("/readyz"), &[]).await;
+    assert_eq!(ready.status, 200);
+    let fresh = p.login().await;
+    assert_eq!(user_status(&p.b, &fresh).await, 200);
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run by .ci/run"]
+async fn with_redis_down_allow_serves_known_sessions_and_resynchronises() {
+    let mut p = Pair::start("allow").await;
+    let cookies = p.login().await;
+    let other = p.login().await;
+    p.redis.stop();
+    let b = &p.b;
+    let ready = || async {
+        Pair::browser(b)
+            .get(&Harness::url("/readyz"), &[])
+            .await
+            .status
+            .as_u16()
+    };
+    eventually(Duration::from_secs(5), 503, ready).await;
+    assert_eq!(user_status(&p.b, &cookies).await, 200, "policy allow");
+    // Revocations made on B itself still hold on B.
+    logout(&p.b, &other).await;
+    assert_eq!(user_status(&p.b, &other).await, 401);
+    // A logout on A cannot reach B now; once Redis is back it does.
+    logout(&p.a, &cookies).await;
+    p.redis.restart();
+    eventually(Duration::from_secs(10), 401, || user_status(b, &cookies)).await;
+    eventually(Duration::from_secs(10), 200, ready).await;
+    // And what B revoked while alone reached A.
+    assert_eq!(user_status(&p.a, &other).await, 401);
+}

@@ -5,6 +5,7 @@ pub mod callback;
 pub mod login;
 pub mod logout;
 pub mod proxy;
+pub mod static_files;
 pub mod user;
 
 use std::convert::Infallible;
@@ -130,6 +131,10 @@ async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<B
     if let Some(route) = proxy::match_route(&app.settings.routes, path) {
         let route = route.clone();
         return proxy::forward(app, &route, req, now).await;
+    }
+    // Last: the SPA's files, for whatever nothing above handles.
+    if let Some(site) = &app.settings.static_files {
+        return static_files::serve(site, &req).await;
     }
     Err(Failure::new(Rejection::NotFound, path.to_owned()))
 }

@@ -10,4 +10,5 @@ mod login;
 mod proxy;
 mod refresh;
 mod server;
+mod static_files;
 mod support_selftest;

@@ -25,7 +25,14 @@ pub fn config_toml(issuer: &str, extra: &str) -> String {
 }
 
 pub fn config_toml_with_upstream(issuer: &str, extra: &str, upstream: &str) -> String {
-    // `extra` is inserted into [oidc]/[session] via section-qualified keys, appended at the end.
+    // `extra` holds section-qualified keys (`oidc.x = …`), each written into its section;
+    // `static.*` keys create a `[static]` table.
+    let static_keys = section(extra, "static");
+    let static_table = if static_keys.is_empty() {
+        String::new()
+    } else {
+        format!("[static]\n{static_keys}\n")
+    };
     format!(
         r#"
 [server]
@@ -59,14 +66,14 @@ token = "optional"
 prefix = "/down"
 upstream = "http://127.0.0.1:9"
 token = "none"
-"#,
+{static_table}"#,
         oidc_extra = section(extra, "oidc"),
         session_extra = section(extra, "session"),
         server_extra = section(extra, "server"),
     )
 }
 
-/// Lines of `extra` written as `oidc.key = value` / `session.key = value`, for that section.
+/// Lines of `extra` written as `oidc.key = value` / `session.key = value` / …, for that section.
 fn section(extra: &str, name: &str) -> String {
     extra
         .lines()

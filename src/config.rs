@@ -5,6 +5,11 @@
 //! durations parsed (`"20m"`, `"8h"`), secrets resolved from `env:NAME` or `file:PATH`, keys
 //! decoded into a [`KeyRing`]. Secrets are never accepted inline, so a config file can be
 //! committed or printed without leaking anything.
+//!
+//! The optional `[static]` table (field `static_files`, `static` being a Rust keyword) is
+//! checked here too: `dir` must exist, be a directory and hold the index file; it is
+//! canonicalized once, so request handling compares canonical paths without re-resolving the
+//! root. A relative `dir` is resolved against the working directory.
 
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};

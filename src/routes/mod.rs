@@ -1,5 +1,9 @@
 //! Request routing: one file per endpoint. Every handler returns `Result<Response, Failure>`;
 //! [`handle`] turns failures into responses in one place, so hyper never sees an error.
+//!
+//! Routing order: the BFF endpoints (everything at or under `bff.prefix`), `/healthz`, the
+//! demo's page at `/`, the proxied routes (longest prefix first), and last, when `[static]` is
+//! configured, the SPA's files ([`static_files`]); otherwise a 404 problem.
 
 pub mod callback;
 pub mod login;
@@ -98,9 +102,10 @@ fn preflight(app: &App, origin: Option<HeaderValue>) -> Response<Body> {
 async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<Body>, Failure> {
     let path = req.uri().path();
     let prefix = app.settings.bff.prefix.as_str();
+    // The prefix itself belongs to the BFF too: `/bff` never reaches the static files.
     if let Some(endpoint) = path
         .strip_prefix(prefix)
-        .filter(|rest| rest.starts_with('/'))
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
     {
         return match (endpoint, req.method()) {
             ("/login", &Method::GET) => login::login(app, &req, now),

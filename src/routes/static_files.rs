@@ -1,7 +1,8 @@
 //! SPA hosting (`[static] dir`): the single-page application's build output, served from the
-//! same origin as the BFF and the proxied APIs. It is the *last* fallback of
-//! [`super::route`]: BFF endpoints, `/healthz`, the demo page and every proxy route win; only a
-//! path none of them handles gets here. Without `[static]` such paths stay a 404 problem.
+//! same origin as the BFF and the proxied APIs. It is the *last* fallback of routing
+//! ([`super::handle`]): BFF endpoints, `/healthz`, the demo page and every proxy route win;
+//! only a path none of them handles gets here. Without `[static]` such paths stay a 404
+//! problem.
 //!
 //! Decisions:
 //! - **Methods**: `GET` and `HEAD` only; anything else is 405 with `Allow: GET, HEAD`. `HEAD`

@@ -5,9 +5,14 @@
 //! durations parsed (`"20m"`, `"8h"`), secrets resolved from `env:NAME` or `file:PATH`, keys
 //! decoded into a [`KeyRing`]. Secrets are never accepted inline, so a config file can be
 //! committed or printed without leaking anything.
+//!
+//! The optional `[static]` table (field `static_files`, `static` being a Rust keyword) is
+//! checked here too: `dir` must exist, be a directory and hold the index file; it is
+//! canonicalized once, so request handling compares canonical paths without re-resolving the
+//! root. A relative `dir` is resolved against the working directory.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -95,6 +100,8 @@ struct RawConfig {
     bff: RawBff,
     #[serde(default)]
     routes: Vec<RawRoute>,
+    #[serde(rename = "static")]
+    static_files: Option<RawStatic>,
     #[serde(default)]
     revocation: RawRevocation,
     cluster: Option<RawCluster>,
@@ -192,6 +199,14 @@ enum RawCookieForwarding {
     Names(Vec<String>),
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatic {
+    dir: String,
+    index: Option<String>,
+    csp: Option<String>,
+}
+
 // ----- typed settings -----------------------------------------------------------------------
 
 /// Everything sealgate needs, validated.
@@ -207,6 +222,8 @@ pub struct Settings {
     pub bff: BffSettings,
     /// `[[routes]]`, longest prefix first.
     pub routes: Vec<RouteSettings>,
+    /// `[static]`: the SPA's files, when sealgate hosts them.
+    pub static_files: Option<StaticSettings>,
     /// `[revocation]`.
     pub revocation: RevocationSettings,
     /// `[cluster]`: several instances sharing revocations and refreshes through Redis.
@@ -237,7 +254,7 @@ pub struct ClusterSettings {
 #[derive(Debug, Clone)]
 pub struct RevocationSettings {
     /// The append-only journal that makes revocations survive a restart; none: memory only.
-    pub journal: Option<std::path::PathBuf>,
+    pub journal: Option<PathBuf>,
     /// Most entries held; beyond it a revocation becomes a global not-before.
     pub capacity: usize,
 }
@@ -414,6 +431,25 @@ impl CookieForwarding {
     }
 }
 
+/// `[static]`: the directory of the SPA's build output, served for paths nothing else handles.
+#[derive(Debug, Clone)]
+pub struct StaticSettings {
+    /// The directory, canonicalized at start-up (absolute, symlinks resolved); every file served
+    /// must canonicalize to a path inside it.
+    pub root: PathBuf,
+    /// File name of the entry page in `root`, served at `/` and for client-side routes.
+    pub index: String,
+    /// The `Content-Security-Policy` sent with HTML (and SVG).
+    pub csp: http::HeaderValue,
+}
+
+/// The Content-Security-Policy sent with the SPA's HTML unless `static.csp` replaces it: only
+/// same-origin scripts, styles, fonts and connections, no plugins, no `<base>` hijacking, forms
+/// only to this origin, never framed.
+pub const DEFAULT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
+    base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
 /// Algorithms sealgate accepts for ID tokens: asymmetric only, so a token can never be forged
 /// by using a public key (or the client secret) as an HMAC key.
 pub const ASYMMETRIC_ALGS: &[&str] = &[
@@ -509,6 +545,59 @@ fn path_prefix(key: &str, text: &str) -> Result<String, ConfigError> {
             format!("{text:?} must be a path like \"/api\" of letters, digits and -_.~"),
         ))
     }
+}
+
+/// Whether `name` is a single, plain file name: one normal path component, not hidden.
+fn plain_file_name(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    matches!(components.next(), Some(Component::Normal(c)) if c == name)
+        && components.next().is_none()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
+}
+
+/// `[static]`: the directory must exist, be a directory other than `/`, and hold the index file
+/// (itself inside the directory once symlinks are resolved).
+fn static_settings(raw: RawStatic) -> Result<StaticSettings, ConfigError> {
+    let index = raw.index.unwrap_or_else(|| "index.html".into());
+    if !plain_file_name(&index) {
+        return Err(invalid(
+            "static.index",
+            format!("{index:?} must be a file name like \"index.html\" (no path, not hidden)"),
+        ));
+    }
+    if raw.dir.is_empty() {
+        return Err(invalid("static.dir", "must not be empty"));
+    }
+    let root = std::fs::canonicalize(&raw.dir)
+        .map_err(|e| invalid("static.dir", format!("cannot open {:?}: {e}", raw.dir)))?;
+    if !root.is_dir() {
+        return Err(invalid(
+            "static.dir",
+            format!("{:?} is not a directory", raw.dir),
+        ));
+    }
+    if root.parent().is_none() {
+        return Err(invalid(
+            "static.dir",
+            "refusing to serve the root of the file system",
+        ));
+    }
+    let index_ok = std::fs::canonicalize(root.join(&index))
+        .is_ok_and(|p| p.starts_with(&root) && p != root && p.is_file());
+    if !index_ok {
+        return Err(invalid(
+            "static.dir",
+            format!("{:?} contains no file {index:?}", raw.dir),
+        ));
+    }
+    let csp_text = raw.csp.unwrap_or_else(|| DEFAULT_CSP.to_owned());
+    let csp = http::HeaderValue::from_str(csp_text.trim())
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| invalid("static.csp", "must be a non-empty header value"))?;
+    Ok(StaticSettings { root, index, csp })
 }
 
 impl Settings {
@@ -906,6 +995,13 @@ impl Settings {
                 })
             }
         };
+        let static_files = raw.static_files.map(static_settings).transpose()?;
+        if static_files.is_some() && routes.iter().any(|r| r.prefix.is_empty()) {
+            return Err(invalid(
+                "static.dir",
+                "a [[routes]] entry with prefix \"/\" takes every path, so no static file would be served",
+            ));
+        }
 
         Ok(Settings {
             server,
@@ -915,6 +1011,7 @@ impl Settings {
             routes,
             revocation,
             cluster,
+            static_files,
         })
     }
 

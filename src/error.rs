@@ -5,7 +5,7 @@
 //! navigations. Nothing a failure carries for the log ever reaches the client.
 
 use cookie::Cookie;
-use http::{Response, StatusCode};
+use http::{HeaderValue, Response, StatusCode};
 
 use crate::response::{self, Body};
 
@@ -58,6 +58,8 @@ pub struct Failure {
     pub detail: String,
     /// `Set-Cookie`s to send with the error (deletions).
     pub cookies: Vec<Cookie<'static>>,
+    /// The `Allow` header of a 405 (RFC 9110 15.5.6), e.g. `GET, HEAD`.
+    pub allow: Option<&'static str>,
 }
 
 impl Failure {
@@ -67,7 +69,15 @@ impl Failure {
             rejection,
             detail: detail.into(),
             cookies: Vec::new(),
+            allow: None,
         }
+    }
+
+    /// Names the methods the resource does allow (sent as `Allow`).
+    #[must_use]
+    pub fn with_allow(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
+        self
     }
 
     /// Adds cookies to send with the error response.
@@ -134,6 +144,11 @@ impl Failure {
                 None,
             ),
         };
-        response::with_cookies(r, &self.cookies)
+        let mut r = response::with_cookies(r, &self.cookies);
+        if let Some(allow) = self.allow {
+            r.headers_mut()
+                .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+        }
+        r
     }
 }

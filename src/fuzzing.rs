@@ -179,3 +179,34 @@ pub fn proxy_path(data: &[u8]) -> bool {
     );
     true
 }
+
+/// Treats `data` as a request path for `[static]`: every segment of an accepted path is one
+/// plain, visible file name, so joined onto a root it stays under that root (no `..`, no
+/// absolute or drive component, no separator, no control character).
+pub fn static_path(data: &[u8]) -> bool {
+    let Ok(path) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let Ok(parsed) = crate::routes::static_files::parse_path(path) else {
+        return false;
+    };
+    let root = std::path::Path::new("/srv/site");
+    let mut joined = root.to_path_buf();
+    for segment in &parsed.segments {
+        assert!(
+            !segment.is_empty()
+                && !segment.starts_with('.')
+                && !segment.contains(['/', '\\'])
+                && !segment.chars().any(char::is_control),
+            "{path:?} gave segment {segment:?}"
+        );
+        joined.push(segment);
+    }
+    assert!(joined.starts_with(root), "{path:?} escaped to {joined:?}");
+    assert_eq!(
+        joined.components().count(),
+        root.components().count() + parsed.segments.len(),
+        "{path:?}: a segment was not exactly one path component"
+    );
+    true
+}

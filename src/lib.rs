@@ -12,6 +12,12 @@
 //! - [`seal`]: the sealed-cookie codec: key ring ([`seal::keys`]), XChaCha20-Poly1305 wire
 //!   format and chunking ([`seal`]), `Cookie` / `Set-Cookie` handling ([`seal::jar`]).
 //! - [`fuzzing`]: harness functions shared by the `fuzz/` targets and the corpus replay test.
+//! - [`config`]: the TOML file parsed once into typed [`config::Settings`].
+//! - [`server`] accepts connections and hands each request to [`routes::handle`], which routes
+//!   it, in this order, to the BFF endpoints (one file each under [`routes`]), `/healthz`, the
+//!   proxied APIs ([`routes::proxy`]), and last, with `[static]` configured, the SPA's own files
+//!   ([`routes::static_files`]: index fallback for client-side routes, caching and security
+//!   headers, path containment). Failures become responses in one place ([`error`]).
 //!
 //! A request's cookie flows: `Cookie` header → [`seal::ChunkSet`] → [`seal::Codec::open`]
 //! (authenticated decryption, expiry) → [`session::Session::decode`]. A response's cookie flows

@@ -245,3 +245,142 @@ fn debug_does_not_print_secrets() {
     let d = format!("{s:?}");
     assert!(!d.contains("s3cret") && !d.contains(KEY), "{d}");
 }
+
+/// A scratch directory for `[static]` tests, removed on drop.
+struct StaticDir(PathBuf);
+
+impl StaticDir {
+    fn new(name: &str, index: Option<&str>) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("sealgate-cfg-static-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(index) = index {
+            std::fs::write(dir.join(index), "<!doctype html>").unwrap();
+        }
+        Self(dir)
+    }
+
+    fn config(&self, extra: &str) -> String {
+        format!(
+            "{EXAMPLE}\n[static]\ndir = {:?}\n{extra}",
+            self.0.display().to_string()
+        )
+    }
+}
+
+impl Drop for StaticDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn static_is_off_unless_configured() {
+    assert!(parse(EXAMPLE).unwrap().static_files.is_none());
+}
+
+#[test]
+fn static_dir_is_canonicalized_with_defaults() {
+    let d = StaticDir::new("defaults", Some("index.html"));
+    // A non-canonical spelling of the same directory.
+    let spelled = d.0.join("..").join(d.0.file_name().unwrap());
+    let text = format!(
+        "{EXAMPLE}\n[static]\ndir = {:?}\n",
+        spelled.display().to_string()
+    );
+    let s = parse(&text).unwrap().static_files.unwrap();
+    assert_eq!(s.root, std::fs::canonicalize(&d.0).unwrap());
+    assert!(s.root.is_absolute());
+    assert_eq!(s.index, "index.html");
+    assert_eq!(s.csp.to_str().unwrap(), DEFAULT_CSP);
+    assert!(DEFAULT_CSP.contains("frame-ancestors 'none'") && !DEFAULT_CSP.contains("  "));
+}
+
+#[test]
+fn static_index_and_csp_can_be_changed() {
+    let d = StaticDir::new("custom", Some("index.csr.html"));
+    let s = parse(&d.config(
+        "index = \"index.csr.html\"\ncsp = \"default-src 'self'; style-src 'self' 'unsafe-inline'\"",
+    ))
+    .unwrap()
+    .static_files
+    .unwrap();
+    assert_eq!(s.index, "index.csr.html");
+    assert_eq!(
+        s.csp.to_str().unwrap(),
+        "default-src 'self'; style-src 'self' 'unsafe-inline'"
+    );
+}
+
+#[test]
+fn static_problems_are_named() {
+    let no_index = StaticDir::new("no-index", None);
+    let err = parse(&no_index.config("")).unwrap_err().to_string();
+    assert!(
+        err.contains("static.dir") && err.contains("index.html"),
+        "{err}"
+    );
+
+    let missing = no_index.0.join("nope");
+    let text = format!(
+        "{EXAMPLE}\n[static]\ndir = {:?}\n",
+        missing.display().to_string()
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("static.dir"), "{err}");
+
+    let file = StaticDir::new("file", Some("index.html"));
+    let text = format!(
+        "{EXAMPLE}\n[static]\ndir = {:?}\n",
+        file.0.join("index.html").display().to_string()
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("static.dir") && err.contains("not a directory"),
+        "{err}"
+    );
+
+    let err = parse(&format!("{EXAMPLE}\n[static]\nindex = \"index.html\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("dir"), "the table needs dir: {err}");
+    let err = parse(&format!("{EXAMPLE}\n[static]\ndir = \"/\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("static.dir"), "{err}");
+
+    let d = StaticDir::new("bad-values", Some("index.html"));
+    for (extra, key) in [
+        ("fallback = true", "fallback"),
+        ("index = \"../index.html\"", "static.index"),
+        ("index = \"a/index.html\"", "static.index"),
+        ("index = \".index.html\"", "static.index"),
+        ("index = \"missing.html\"", "static.dir"),
+        ("csp = \"\"", "static.csp"),
+        ("csp = \"default-src 'self'\\nX-Evil: 1\"", "static.csp"),
+    ] {
+        let err = parse(&d.config(extra)).unwrap_err().to_string();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn static_index_symlinked_outside_is_refused() {
+    let outside = StaticDir::new("outside", Some("index.html"));
+    let d = StaticDir::new("symlinked-index", None);
+    std::os::unix::fs::symlink(outside.0.join("index.html"), d.0.join("index.html")).unwrap();
+    let err = parse(&d.config("")).unwrap_err().to_string();
+    assert!(err.contains("static.dir"), "{err}");
+}
+
+#[test]
+fn static_and_a_catch_all_route_conflict() {
+    let d = StaticDir::new("catch-all", Some("index.html"));
+    let text = d
+        .config("")
+        .replace(r#"prefix = "/api""#, r#"prefix = "/""#);
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("static.dir") && err.contains("\"/\""), "{err}");
+}

@@ -1,10 +1,15 @@
 //! Request routing: one file per endpoint. Every handler returns `Result<Response, Failure>`;
 //! [`handle`] turns failures into responses in one place, so hyper never sees an error.
+//!
+//! Routing order: the BFF endpoints (everything at or under `bff.prefix`), `/healthz`, the
+//! demo's page at `/`, the proxied routes (longest prefix first), and last, when `[static]` is
+//! configured, the SPA's files ([`static_files`]); otherwise a 404 problem.
 
 pub mod callback;
 pub mod login;
 pub mod logout;
 pub mod proxy;
+pub mod static_files;
 pub mod user;
 
 use std::convert::Infallible;
@@ -97,9 +102,10 @@ fn preflight(app: &App, origin: Option<HeaderValue>) -> Response<Body> {
 async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<Body>, Failure> {
     let path = req.uri().path();
     let prefix = app.settings.bff.prefix.as_str();
+    // The prefix itself belongs to the BFF too: `/bff` never reaches the static files.
     if let Some(endpoint) = path
         .strip_prefix(prefix)
-        .filter(|rest| rest.starts_with('/'))
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'))
     {
         return match (endpoint, req.method()) {
             ("/login", &Method::GET) => login::login(app, &req, now),
@@ -131,6 +137,10 @@ async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<B
     if let Some(route) = proxy::match_route(&app.settings.routes, path) {
         let route = route.clone();
         return proxy::forward(app, &route, req, now).await;
+    }
+    // Last: the SPA's files, for whatever nothing above handles.
+    if let Some(site) = &app.settings.static_files {
+        return static_files::serve(site, &req).await;
     }
     Err(Failure::new(Rejection::NotFound, path.to_owned()))
 }

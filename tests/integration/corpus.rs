@@ -21,6 +21,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("return_url", fuzzing::return_url),
     ("callback_query", fuzzing::callback_query),
     ("proxy_path", fuzzing::proxy_path),
+    ("static_path", fuzzing::static_path),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {

@@ -13,6 +13,7 @@ mod login;
 mod proxy;
 mod refresh;
 mod server;
+mod static_files;
 mod streaming;
 mod support_selftest;
 mod websocket;

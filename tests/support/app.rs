@@ -25,7 +25,14 @@ pub fn config_toml(issuer: &str, extra: &str) -> String {
 }
 
 pub fn config_toml_with_upstream(issuer: &str, extra: &str, upstream: &str) -> String {
-    // `extra` is inserted into [oidc]/[session] via section-qualified keys, appended at the end.
+    // `extra` holds section-qualified keys (`oidc.x = …`), each written into its section;
+    // `static.*` keys create a `[static]` table.
+    let static_keys = section(extra, "static");
+    let static_table = if static_keys.is_empty() {
+        String::new()
+    } else {
+        format!("[static]\n{static_keys}\n")
+    };
     format!(
         r#"
 [server]
@@ -66,6 +73,7 @@ token = "none"
 prefix = "/down"
 upstream = "http://127.0.0.1:9"
 token = "none"
+{static_table}
 {toml_extra}
 "#,
         oidc_extra = section(extra, "oidc"),
@@ -76,7 +84,7 @@ token = "none"
     )
 }
 
-/// Lines of `extra` written as `oidc.key = value` / `session.key = value`, for that section;
+/// Lines of `extra` written as `oidc.key = value` / `session.key = value` / …, for that section;
 /// `toml.` lines are appended verbatim at the end (e.g. `toml.[[routes]]`).
 fn section(extra: &str, name: &str) -> String {
     extra

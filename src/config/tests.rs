@@ -384,3 +384,39 @@ fn static_and_a_catch_all_route_conflict() {
     let err = parse(&text).unwrap_err().to_string();
     assert!(err.contains("static.dir") && err.contains("\"/\""), "{err}");
 }
+
+#[test]
+fn cluster_settings() {
+    assert!(parse(EXAMPLE).unwrap().cluster.is_none());
+    let with = |table: &str| parse(&format!("{EXAMPLE}\n[cluster]\n{table}"));
+    let c = with("redis_url = \"redis://127.0.0.1:6379/0\"")
+        .unwrap()
+        .cluster
+        .unwrap();
+    assert_eq!(c.on_store_unavailable, StorePolicy::Refuse);
+    assert_eq!(c.key_prefix, "sealgate");
+    let c = with("redis_url = \"env:SEALGATE_CLIENT_SECRET\"\non_store_unavailable = \"allow\"");
+    // The env var holds no URL: refused as not a redis:// URL, after being resolved.
+    assert!(c.unwrap_err().to_string().contains("cluster.redis_url"));
+    for (table, key) in [
+        (
+            "redis_url = \"redis://:hunter2@127.0.0.1/0\"",
+            "cluster.redis_url",
+        ),
+        ("redis_url = \"rediss://127.0.0.1/0\"", "cluster.redis_url"),
+        ("redis_url = \"http://127.0.0.1/\"", "cluster.redis_url"),
+        ("redis_url = \"env:UNSET\"", "cluster.redis_url"),
+        (
+            "redis_url = \"redis://127.0.0.1/0\"\non_store_unavailable = \"maybe\"",
+            "cluster.on_store_unavailable",
+        ),
+        (
+            "redis_url = \"redis://127.0.0.1/0\"\nkey_prefix = \"a b\"",
+            "cluster.key_prefix",
+        ),
+    ] {
+        let err = with(table).unwrap_err().to_string();
+        assert!(err.contains(key), "{table}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

@@ -350,12 +350,7 @@ pub async fn forward(
         parts.headers.insert(AUTHORIZATION, v);
     }
     if websocket {
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts
-            .headers
-            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        set_websocket_upgrade(&mut parts.headers);
     }
     parts.uri = uri;
     parts.version = if route.http2 && !websocket {
@@ -393,12 +388,7 @@ pub async fn forward(
     let (mut parts, body) = response.into_parts();
     strip_headers(&mut parts.headers);
     if switching {
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts
-            .headers
-            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        set_websocket_upgrade(&mut parts.headers);
     }
     let upstream_cookies: Vec<HeaderValue> =
         parts.headers.get_all(SET_COOKIE).iter().cloned().collect();
@@ -421,6 +411,12 @@ pub async fn forward(
         Some(cookies) => response::with_cookies(r, &cookies),
         None => r,
     })
+}
+
+/// The upgrade headers of a WebSocket handshake (hop-by-hop, so re-added after stripping).
+fn set_websocket_upgrade(headers: &mut HeaderMap) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
 }
 
 /// How often an open WebSocket tunnel re-checks its session (revoked or expired: closed).

@@ -66,6 +66,26 @@ fn the_committed_example_file_parses() {
 }
 
 #[test]
+fn the_kubernetes_example_config_parses() {
+    let yaml = include_str!("../../deploy/kubernetes/sealgate.yaml");
+    let text: String = yaml
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("config.toml: |"))
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let env = |name: &str| match name {
+        "SEALGATE_CLIENT_SECRET" => Some("s".to_owned()),
+        "SEALGATE_KEY" => Some(KEY.to_owned()),
+        _ => None,
+    };
+    let s = Settings::from_toml(&text, &env).unwrap();
+    assert!(s.cluster.is_some(), "the example runs several replicas");
+    assert_eq!(s.routes.len(), 1);
+}
+
+#[test]
 fn unknown_keys_are_named() {
     let text = EXAMPLE.replace("login_timeout", "login_timeuot");
     let err = parse(&text).unwrap_err().to_string();

@@ -105,6 +105,15 @@ struct RawConfig {
     #[serde(default)]
     revocation: RawRevocation,
     cluster: Option<RawCluster>,
+    #[serde(default)]
+    metrics: RawMetrics,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    enabled: Option<bool>,
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +237,24 @@ pub struct Settings {
     pub revocation: RevocationSettings,
     /// `[cluster]`: several instances sharing revocations and refreshes through Redis.
     pub cluster: Option<ClusterSettings>,
+    /// `[metrics]`.
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`: Prometheus text on `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsSettings {
+    /// Whether `/metrics` is served at all.
+    pub enabled: bool,
+    /// A separate address for `/metrics` (then not on the main listener).
+    pub listen: Option<SocketAddr>,
+}
+
+impl MetricsSettings {
+    /// Whether the main listener serves `/metrics`.
+    pub fn on_main_listener(&self) -> bool {
+        self.enabled && self.listen.is_none()
+    }
 }
 
 /// What authenticated requests get while the cluster store is unreachable.
@@ -1003,6 +1030,19 @@ impl Settings {
             ));
         }
 
+        let metrics = MetricsSettings {
+            enabled: raw.metrics.enabled.unwrap_or(true),
+            listen: raw
+                .metrics
+                .listen
+                .map(|l| {
+                    l.parse().map_err(|_| {
+                        invalid("metrics.listen", format!("{l:?} is not an address:port"))
+                    })
+                })
+                .transpose()?,
+        };
+
         Ok(Settings {
             server,
             oidc,
@@ -1012,6 +1052,7 @@ impl Settings {
             revocation,
             cluster,
             static_files,
+            metrics,
         })
     }
 

@@ -45,6 +45,7 @@ pub mod csrf;
 pub mod demo;
 pub mod error;
 pub mod fuzzing;
+pub mod metrics;
 pub mod oidc;
 pub mod response;
 pub mod return_url;

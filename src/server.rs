@@ -157,6 +157,17 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         settings,
     });
     let (stop, stopped) = watch::channel(false);
+    if let (true, Some(addr)) = (app.settings.metrics.enabled, app.settings.metrics.listen) {
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        tracing::info!(%addr, "metrics listening");
+        tokio::spawn(serve_metrics(
+            metrics_listener,
+            app.clone(),
+            stopped.clone(),
+        ));
+    }
     let task = tokio::spawn(serve(listener, app.clone(), stopped));
     tracing::info!(%addr, "sealgate listening");
     Ok(Running {
@@ -165,6 +176,42 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         stop,
         task,
     })
+}
+
+/// The separate metrics listener: `GET /metrics` only, HTTP/1.1, until shutdown.
+async fn serve_metrics(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
+                            routes::metrics_page(&app)
+                        } else {
+                            crate::response::problem(http::StatusCode::NOT_FOUND, "not found")
+                        },
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receiver<bool>) {

@@ -361,8 +361,15 @@ pub async fn forward(
     let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
     let client = app.upstream.for_request(route, websocket);
 
-    let mut response = tokio::time::timeout(route.timeout, client.request(upstream_req))
-        .await
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(route.timeout, client.request(upstream_req)).await;
+    crate::metrics::metrics()
+        .upstream_duration
+        .get_or_create(&crate::metrics::RouteLabel {
+            route: route.prefix.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    let mut response = answer
         .map_err(|_| {
             Failure::new(
                 Rejection::GatewayTimeout,

@@ -107,6 +107,15 @@ struct RawConfig {
     cluster: Option<RawCluster>,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -239,6 +248,28 @@ pub struct Settings {
     pub cluster: Option<ClusterSettings>,
     /// `[metrics]`.
     pub metrics: MetricsSettings,
+    /// `[log]`.
+    pub log: LogSettings,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the request span's fields.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    /// Text or JSON.
+    pub format: LogFormat,
+    /// A `tracing` filter (`RUST_LOG` syntax); `RUST_LOG` overrides it. Default
+    /// `sealgate=info,warn`.
+    pub level: Option<String>,
 }
 
 /// `[metrics]`: Prometheus text on `/metrics`.
@@ -1043,6 +1074,28 @@ impl Settings {
                 .transpose()?,
         };
 
+        let log = LogSettings {
+            format: match raw.log.format.as_deref().unwrap_or("text") {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(invalid(
+                        "log.format",
+                        format!("{other:?}: use \"text\" or \"json\""),
+                    ));
+                }
+            },
+            level: match raw.log.level {
+                Some(l) if tracing_subscriber::EnvFilter::try_new(&l).is_err() => {
+                    return Err(invalid(
+                        "log.level",
+                        format!("{l:?} is not a tracing filter"),
+                    ));
+                }
+                l => l,
+            },
+        };
+
         Ok(Settings {
             server,
             oidc,
@@ -1053,6 +1106,7 @@ impl Settings {
             cluster,
             static_files,
             metrics,
+            log,
         })
     }
 

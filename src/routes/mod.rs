@@ -19,9 +19,12 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
+use tracing::Instrument as _;
+
 use crate::error::{Failure, Rejection};
 use crate::metrics::{RequestLabels, StatusClass, metrics};
 use crate::response::{self, Body};
+use crate::telemetry::RequestId;
 
 /// Serves one request.
 pub async fn handle(
@@ -46,10 +49,17 @@ pub async fn handle(
         return Ok(preflight(&app, origin));
     }
     let label = route_label(&app, req.uri().path());
-    let result = route(&app, req, now).await;
+    let id = RequestId::for_request(req.headers());
+    let span = tracing::info_span!("request", id = %id.0, method = %req.method(), route = %label);
+    let header = HeaderValue::from_str(&id.0).ok();
+    req.extensions_mut().insert(id);
+    let result = route(&app, req, now).instrument(span).await;
     let mut response = result.unwrap_or_else(|failure| failure.into_response(&app.login_href()));
     if let Some(origin) = origin {
         allow_origin(&mut response, origin);
+    }
+    if let Some(v) = header {
+        response.headers_mut().insert("x-request-id", v);
     }
     metrics()
         .requests

@@ -352,6 +352,12 @@ pub async fn forward(
     if websocket {
         set_websocket_upgrade(&mut parts.headers);
     }
+    // The request's correlation id goes upstream too (the client's, if it sent a valid one).
+    if let Some(id) = parts.extensions.get::<crate::telemetry::RequestId>()
+        && let Ok(v) = HeaderValue::from_str(&id.0)
+    {
+        parts.headers.insert("x-request-id", v);
+    }
     parts.uri = uri;
     parts.version = if route.http2 && !websocket {
         http::Version::HTTP_2

@@ -10,6 +10,7 @@ mod corpus;
 mod demo;
 mod hardening;
 mod login;
+mod logs;
 mod observability;
 mod proxy;
 mod refresh;

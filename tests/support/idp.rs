@@ -479,6 +479,17 @@ impl FakeIdp {
         state.rotated = !state.rotated;
     }
 
+    /// Every refresh and access token currently valid at the IdP (for leak checks).
+    pub fn live_tokens(&self) -> Vec<String> {
+        let state = self.lock();
+        state
+            .refresh_tokens
+            .keys()
+            .chain(state.access_tokens.keys())
+            .cloned()
+            .collect()
+    }
+
     /// The key the IdP signs with and its JWKS serves.
     pub fn current_key(&self) -> &'static TestKey {
         self.lock().current_key()

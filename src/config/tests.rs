@@ -85,6 +85,46 @@ fn the_kubernetes_example_config_parses() {
     assert_eq!(s.routes.len(), 1);
 }
 
+/// The `(section, key)` pairs of `config.example.toml`, commented-out tables and keys included.
+fn example_keys() -> Vec<(String, String)> {
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in include_str!("../../config.example.toml").lines() {
+        let line = line.trim_start_matches('#').trim();
+        if line.starts_with('[') {
+            section = line.split(']').next().unwrap_or("").trim_start_matches('[').to_owned();
+            continue;
+        }
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if !section.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            keys.push((section.clone(), key.to_owned()));
+        }
+    }
+    keys
+}
+
+#[test]
+fn every_example_key_is_documented() {
+    let readme = include_str!("../../README.md");
+    let keys = example_keys();
+    assert!(keys.len() > 50, "{keys:?}");
+    for (section, key) in keys {
+        let row = readme
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("| `[{section}]`"))
+                    || l.starts_with(&format!("| `[[{section}]]`"))
+            })
+            .unwrap_or_else(|| panic!("README's configuration table has no row for [{section}]"));
+        assert!(
+            row.contains(&format!("`{key}`")),
+            "README's [{section}] row does not document `{key}`"
+        );
+    }
+}
+
 #[test]
 fn unknown_keys_are_named() {
     let text = EXAMPLE.replace("login_timeout", "login_timeuot");

@@ -149,6 +149,8 @@ struct RawServer {
     header_read_timeout: Option<String>,
     max_header_bytes: Option<usize>,
     shutdown_grace: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -332,6 +334,17 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate chain and key.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[server] tls_cert` / `tls_key`: PEM files, re-read on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// How the anti-forgery header of API requests is checked.
@@ -706,6 +719,19 @@ impl Settings {
                 .unwrap_or(32 * 1024)
                 .clamp(8 * 1024, 1024 * 1024),
             shutdown_grace: duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "10s")?,
+            tls: match (s.tls_cert, s.tls_key) {
+                (None, None) => None,
+                (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
+                    Some(TlsSettings {
+                        cert: cert.into(),
+                        key: key.into(),
+                    })
+                }
+                (None, Some(_)) => {
+                    return Err(invalid("server.tls_cert", "missing (tls_key is set)"));
+                }
+                _ => return Err(invalid("server.tls_key", "missing (tls_cert is set)")),
+            },
         };
 
         let o = raw.oidc;

@@ -56,4 +56,5 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tls;
 pub mod token;

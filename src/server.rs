@@ -35,6 +35,9 @@ pub enum StartError {
     /// OIDC discovery failed.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The cluster store cannot be used.
     #[error(transparent)]
     Cluster(crate::cluster::ClusterError),
@@ -58,6 +61,7 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Shared state (tests inspect it).
     pub app: Arc<App>,
+    certificate: Option<Arc<crate::tls::Certificate>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -69,8 +73,40 @@ impl Running {
         let _ = self.task.await;
     }
 
-    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    /// Re-reads the TLS certificate and key (what SIGHUP does); without TLS, nothing.
+    ///
+    /// # Errors
+    /// When the new pair does not load (the current one stays).
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        match &self.certificate {
+            Some(c) => c.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully. SIGHUP reloads the TLS
+    /// certificate.
     pub async fn until_signal(self) {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut hup) = signal(SignalKind::hangup()) {
+                let stop = wait_for_signal();
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        () = &mut stop => break,
+                        _ = hup.recv() => match self.reload_tls() {
+                            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; keeping the current one"),
+                        },
+                    }
+                }
+                tracing::info!("shutting down");
+                self.shutdown().await;
+                return;
+            }
+        }
         wait_for_signal().await;
         tracing::info!("shutting down");
         self.shutdown().await;
@@ -168,11 +204,23 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
             stopped.clone(),
         ));
     }
-    let task = tokio::spawn(serve(listener, app.clone(), stopped));
+    let (certificate, acceptor) = match &app.settings.server.tls {
+        Some(tls) => {
+            let certificate = crate::tls::Certificate::load(tls)?;
+            let config = certificate.server_config()?;
+            (
+                Some(certificate),
+                Some(tokio_rustls::TlsAcceptor::from(config)),
+            )
+        }
+        None => (None, None),
+    };
+    let task = tokio::spawn(serve(listener, app.clone(), acceptor, stopped));
     tracing::info!(%addr, "sealgate listening");
     Ok(Running {
         addr,
         app,
+        certificate,
         stop,
         task,
     })
@@ -214,7 +262,12 @@ async fn serve_metrics(listener: TcpListener, app: Arc<App>, mut stopped: watch:
     }
 }
 
-async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let server = &app.settings.server;
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let graceful = GracefulShutdown::new();
@@ -251,6 +304,7 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receive
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let first_byte_timeout = app.settings.server.header_read_timeout;
+        let tls = acceptor.clone();
         tokio::spawn(async move {
             // The protocol sniffing of the auto builder reads without a timeout; a client that
             // connects and sends nothing must not hold a connection slot forever.
@@ -264,10 +318,39 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receive
                 }
             }
             let service = service_fn(move |req| routes::handle(app.clone(), req, peer));
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
+            let result = match tls {
+                None => {
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+                Some(acceptor) => {
+                    // The handshake shares the header read timeout: a silent TLS client is a
+                    // slowloris too.
+                    let stream =
+                        match tokio::time::timeout(first_byte_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                drop(permit);
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                drop(permit);
+                                return;
+                            }
+                        };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

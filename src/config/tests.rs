@@ -92,7 +92,12 @@ fn example_keys() -> Vec<(String, String)> {
     for line in include_str!("../../config.example.toml").lines() {
         let line = line.trim_start_matches('#').trim();
         if line.starts_with('[') {
-            section = line.split(']').next().unwrap_or("").trim_start_matches('[').to_owned();
+            section = line
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .to_owned();
             continue;
         }
         let Some((key, _)) = line.split_once(" = ") else {

@@ -18,4 +18,5 @@ mod server;
 mod static_files;
 mod streaming;
 mod support_selftest;
+mod tls;
 mod websocket;

@@ -121,6 +121,11 @@ impl Sealgate {
         kb * 1024
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, as in a crash.
     pub fn kill(mut self) {
         let _ = self.child.kill();

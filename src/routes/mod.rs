@@ -1,6 +1,7 @@
 //! Request routing: one file per endpoint. Every handler returns `Result<Response, Failure>`;
 //! [`handle`] turns failures into responses in one place, so hyper never sees an error.
 
+pub mod backchannel;
 pub mod callback;
 pub mod login;
 pub mod logout;
@@ -106,10 +107,15 @@ async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<B
             ("/callback", &Method::GET) => callback::callback(app, &req, now).await,
             ("/user", &Method::GET) => user::user(app, &req, now),
             ("/logout", &Method::GET | &Method::POST) => logout::logout(app, &req, now).await,
-            ("/login" | "/callback" | "/user" | "/logout", _) => Err(Failure::new(
-                Rejection::MethodNotAllowed,
-                format!("{} {path}", req.method()),
-            )),
+            ("/backchannel-logout", &Method::POST) => {
+                backchannel::backchannel_logout(app, req, now).await
+            }
+            ("/login" | "/callback" | "/user" | "/logout" | "/backchannel-logout", _) => {
+                Err(Failure::new(
+                    Rejection::MethodNotAllowed,
+                    format!("{} {path}", req.method()),
+                ))
+            }
             _ => Err(Failure::new(Rejection::NotFound, path.to_owned())),
         };
     }

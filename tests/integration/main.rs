@@ -5,6 +5,7 @@
 mod support;
 
 mod antiforgery;
+mod backchannel;
 mod corpus;
 mod demo;
 mod hardening;

@@ -44,6 +44,8 @@ pub struct App {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Slots for open WebSocket tunnels (`server.max_connections` of them).
     pub tunnels: Arc<tokio::sync::Semaphore>,
+    /// `iss`+`jti` of accepted back-channel logout tokens, so a replay changes nothing.
+    pub logout_tokens: Mutex<crate::oidc::logout_token::ReplayCache>,
 }
 
 type RefreshCell = Arc<tokio::sync::OnceCell<Result<Refreshed, RefreshError>>>;

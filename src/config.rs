@@ -169,6 +169,8 @@ struct RawOidc {
     clock_skew: Option<String>,
     max_id_token_age: Option<String>,
     trusted_audiences: Option<Vec<String>>,
+    max_logout_token_age: Option<String>,
+    strict_logout_token_typ: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -395,8 +397,13 @@ pub struct OidcSettings {
     pub clock_skew: Duration,
     /// Oldest acceptable ID token `iat`.
     pub max_id_token_age: Duration,
-    /// Audiences other than the client id that an ID token may also name.
+    /// Audiences other than the client id that an ID token (or a logout token) may also name.
     pub trusted_audiences: Vec<String>,
+    /// Oldest acceptable back-channel logout token `iat`. It also bounds how long a logout
+    /// token's `jti` must be remembered to refuse its replay.
+    pub max_logout_token_age: Duration,
+    /// Refuse logout tokens whose header `typ` is `JWT` or absent (accept only `logout+jwt`).
+    pub strict_logout_token_typ: bool,
 }
 
 /// `[session]`.
@@ -526,6 +533,9 @@ pub const DEFAULT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 
 pub const ASYMMETRIC_ALGS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
+
+/// Largest `oidc.max_logout_token_age`.
+pub const MAX_LOGOUT_TOKEN_AGE: Duration = Duration::from_secs(3600);
 
 /// Longest `session.cookie_name`: login cookie names derived from it must stay valid.
 pub const MAX_COOKIE_NAME_LEN: usize = 64;
@@ -817,7 +827,19 @@ impl Settings {
                 "10m",
             )?,
             trusted_audiences: o.trusted_audiences.unwrap_or_default(),
+            max_logout_token_age: duration(
+                "oidc.max_logout_token_age",
+                o.max_logout_token_age.as_deref(),
+                "5m",
+            )?,
+            strict_logout_token_typ: o.strict_logout_token_typ.unwrap_or(false),
         };
+        if oidc.max_logout_token_age > MAX_LOGOUT_TOKEN_AGE {
+            return Err(invalid(
+                "oidc.max_logout_token_age",
+                "at most 1h: logout tokens are short-lived (OIDC Back-Channel Logout 2.4)",
+            ));
+        }
 
         let se = raw.session;
         let max_chunks = se.max_chunks.unwrap_or(DEFAULT_MAX_CHUNKS);

@@ -190,6 +190,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         refreshes: crate::app::Refreshes::default(),
         upstream: routes::proxy::UpstreamClients::new().map_err(DiscoveryError::Http)?,
         tunnels: Arc::new(Semaphore::new(settings.server.max_connections)),
+        logout_tokens: Mutex::new(crate::oidc::logout_token::ReplayCache::default()),
         settings,
     });
     let (stop, stopped) = watch::channel(false);

@@ -275,6 +275,23 @@ csrf_mode = "cookie""#,
 }
 
 #[test]
+fn logout_token_settings_default_and_bounds() {
+    let s = parse(EXAMPLE).unwrap();
+    assert_eq!(s.oidc.max_logout_token_age, Duration::from_secs(300));
+    assert!(!s.oidc.strict_logout_token_typ);
+    let text = EXAMPLE.replace(
+        "[oidc]",
+        "[oidc]\nmax_logout_token_age = \"2m\"\nstrict_logout_token_typ = true",
+    );
+    let s = parse(&text).unwrap();
+    assert_eq!(s.oidc.max_logout_token_age, Duration::from_secs(120));
+    assert!(s.oidc.strict_logout_token_typ);
+    let text = EXAMPLE.replace("[oidc]", "[oidc]\nmax_logout_token_age = \"2h\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("oidc.max_logout_token_age"), "{err}");
+}
+
+#[test]
 fn route_and_anti_forgery_options() {
     let s = parse(EXAMPLE).unwrap();
     assert_eq!(s.routes[0].forward_cookies, CookieForwarding::None);

@@ -5,6 +5,7 @@
 //! demo's page at `/`, the proxied routes (longest prefix first), and last, when `[static]` is
 //! configured, the SPA's files ([`static_files`]); otherwise a 404 problem.
 
+pub mod backchannel;
 pub mod callback;
 pub mod login;
 pub mod logout;
@@ -89,7 +90,12 @@ fn count_outcome(
             Rejection::LoginFailed { .. } => "rejected",
             Rejection::LogoutRefused => "sid_mismatch",
             Rejection::Forbidden => "forbidden",
-            Rejection::Unavailable | Rejection::StoreUnavailable => "store_unavailable",
+            Rejection::Unavailable | Rejection::StoreUnavailable | Rejection::RetryLater => {
+                "store_unavailable"
+            }
+            Rejection::InvalidLogoutRequest => "invalid_request",
+            Rejection::PayloadTooLarge => "too_large",
+            Rejection::BodyTimeout => "body_timeout",
             Rejection::Internal => "internal",
             _ => "bad_request",
         },
@@ -195,10 +201,17 @@ async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<B
                 count_outcome(&metrics().logouts, &r);
                 r
             }
-            ("/login" | "/callback" | "/user" | "/logout", _) => Err(Failure::new(
-                Rejection::MethodNotAllowed,
-                format!("{} {path}", req.method()),
-            )),
+            ("/backchannel-logout", &Method::POST) => {
+                let r = backchannel::backchannel_logout(app, req, now).await;
+                count_outcome(&metrics().backchannel_logouts, &r);
+                r
+            }
+            ("/login" | "/callback" | "/user" | "/logout" | "/backchannel-logout", _) => {
+                Err(Failure::new(
+                    Rejection::MethodNotAllowed,
+                    format!("{} {path}", req.method()),
+                ))
+            }
             _ => Err(Failure::new(Rejection::NotFound, path.to_owned())),
         };
     }

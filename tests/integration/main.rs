@@ -5,6 +5,7 @@
 mod support;
 
 mod antiforgery;
+mod backchannel;
 mod cluster;
 mod corpus;
 mod demo;

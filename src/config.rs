@@ -81,6 +81,136 @@ pub enum ConfigError {
     CookieName(#[from] NameError),
 }
 
+/// The 1-based line of dotted `key` (`server.listen`, `routes[2].upstream`) in TOML `text`, if
+/// it appears there (for error messages; a best-effort text search).
+pub fn line_of(text: &str, key: &str) -> Option<usize> {
+    let (section, rest) = key.split_once('.')?;
+    let field = rest.split(['.', '[']).next()?;
+    let (table, nth) = match section.split_once('[') {
+        Some((name, index)) => (name, index.trim_end_matches(']').parse::<usize>().ok()?),
+        None => (section, 0),
+    };
+    let header = |l: &str| {
+        let l = l.trim();
+        l == format!("[{table}]") || l.starts_with(&format!("[[{table}]]"))
+    };
+    let mut seen = 0;
+    let mut inside = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            inside = header(t) && {
+                seen += 1;
+                seen == nth + 1
+            };
+            continue;
+        }
+        if inside && t.split_once('=').is_some_and(|(k, _)| k.trim() == field) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// Environment variables starting with this override configuration keys.
+pub const ENV_PREFIX: &str = "SEALGATE__";
+
+/// Applies environment overrides to the parsed file: `SEALGATE__SERVER__LISTEN=0.0.0.0:8080`
+/// sets `[server] listen`; `SEALGATE__ROUTES__0__UPSTREAM` sets the first route's `upstream`.
+/// Names are the key path in upper case, joined by `__`; array elements by index. A value that
+/// parses as a TOML value (`true`, `4096`, `["a", "b"]`, `"x"`) is used as such, anything else as
+/// a string. Secrets still go through `env:`/`file:` references. Missing tables are created; an
+/// unknown key is an error like any other unknown key.
+///
+/// # Errors
+/// A [`ConfigError`] naming the variable.
+pub fn apply_overrides(
+    table: &mut toml::Table,
+    overrides: &[(String, String)],
+) -> Result<(), ConfigError> {
+    let mut sorted: Vec<&(String, String)> = overrides.iter().collect();
+    sorted.sort();
+    'vars: for (name, value) in sorted {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let bad = |problem: &str| invalid(name, problem.to_owned());
+        let parts: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if parts.iter().any(String::is_empty) {
+            return Err(bad("not a key path (SEALGATE__SECTION__KEY)"));
+        }
+        let parsed: toml::Value = format!("v = {value}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        let (last, parents) = parts.split_last().ok_or_else(|| bad("empty key path"))?;
+        let mut node = &mut *table;
+        for part in parents {
+            let next = if let Ok(index) = part.parse::<usize>() {
+                return Err(bad(&format!(
+                    "an index ({index}) must follow an array name"
+                )));
+            } else {
+                node.entry(part.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            };
+            node = match next {
+                toml::Value::Table(t) => t,
+                toml::Value::Array(items) => {
+                    // SECTION__<index>__KEY: the next part is the index.
+                    set_in_array(items, &parts, part, parsed, name)?;
+                    continue 'vars;
+                }
+                _ => return Err(bad(&format!("{part} is not a table"))),
+            };
+        }
+        node.insert(last.clone(), parsed);
+    }
+    Ok(())
+}
+
+/// `SEALGATE__ROUTES__<i>__KEY`: sets `KEY` in element `i` of the array named `array`.
+fn set_in_array(
+    items: &mut [toml::Value],
+    parts: &[String],
+    array: &str,
+    value: toml::Value,
+    name: &str,
+) -> Result<(), ConfigError> {
+    let bad = |problem: String| invalid(name, problem);
+    let at = parts.iter().position(|p| p == array).unwrap_or(0);
+    let (Some(index), Some(key), None) = (parts.get(at + 1), parts.get(at + 2), parts.get(at + 3))
+    else {
+        return Err(bad(format!(
+            "use {ENV_PREFIX}{}__<index>__<KEY>",
+            array.to_ascii_uppercase()
+        )));
+    };
+    let index: usize = index
+        .parse()
+        .map_err(|_| bad(format!("{index:?} is not an index into [[{array}]]")))?;
+    match items.get_mut(index) {
+        Some(toml::Value::Table(t)) => {
+            t.insert(key.clone(), value);
+            Ok(())
+        }
+        _ => Err(bad(format!("[[{array}]] has no element {index}"))),
+    }
+}
+
+impl ConfigError {
+    /// The dotted key the problem is about, when there is one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Self::Invalid { key, .. } | Self::Secret { key, .. } => Some(key),
+            Self::Key(_) => Some("session.keys"),
+            Self::CookieName(_) => Some("session.cookie_name"),
+            Self::Read { .. } | Self::Parse(_) => None,
+        }
+    }
+}
+
 fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
@@ -482,6 +612,8 @@ pub struct RouteSettings {
     /// HTTP/2 only to the upstream (h2c with prior knowledge over `http://`); otherwise
     /// HTTP/1.1, or h2 when a TLS upstream offers it by ALPN.
     pub http2: bool,
+    /// Where it is in the file, `routes[i]` (routes are kept longest prefix first).
+    pub key: String,
 }
 
 /// Which browser cookies a route forwards. sealgate's own cookies are never forwarded.
@@ -691,7 +823,10 @@ impl Settings {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text, &ProcessEnv)
+        let overrides: Vec<(String, String)> = std::env::vars()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        Self::from_toml_with_overrides(&text, &ProcessEnv, &overrides)
     }
 
     /// Parses and validates TOML text.
@@ -699,7 +834,26 @@ impl Settings {
     /// # Errors
     /// A [`ConfigError`] naming the key and the problem.
     pub fn from_toml(text: &str, env: &dyn SecretSource) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        Self::from_toml_with_overrides(text, env, &[])
+    }
+
+    /// Parses TOML text, applies environment overrides (`SEALGATE__SECTION__KEY=value`, see
+    /// [`apply_overrides`]), and validates the result.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key (or the variable) and the problem.
+    pub fn from_toml_with_overrides(
+        text: &str,
+        env: &dyn SecretSource,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        apply_overrides(&mut table, overrides)?;
+        let raw: RawConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
 
         let s = raw.server;
         let listen = s.listen.parse().map_err(|_| {
@@ -1029,6 +1183,7 @@ impl Settings {
                 websocket: r.websocket.unwrap_or(false),
                 forward_cookies,
                 http2: r.http2.unwrap_or(false),
+                key: key.clone(),
             });
         }
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
@@ -1156,6 +1311,64 @@ impl Settings {
             metrics,
             log,
         })
+    }
+
+    /// Risky but valid choices, as `(key, why)`, for `sealgate check-config` and start-up logs.
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        let mut w = Vec::new();
+        let mut warn = |key: &str, why: &str| w.push((key.to_owned(), why.to_owned()));
+        if self.revocation.journal.is_none() && self.cluster.is_none() {
+            warn(
+                "revocation.journal",
+                "not set: a restart forgets every logout (set a journal path, or [cluster])",
+            );
+        }
+        if let Some(c) = &self.cluster
+            && c.on_store_unavailable == StorePolicy::Allow
+        {
+            warn(
+                "cluster.on_store_unavailable",
+                "\"allow\": while Redis is unreachable, a logout on another instance is not seen here",
+            );
+        }
+        if self.metrics.on_main_listener() {
+            warn(
+                "metrics.listen",
+                "not set: /metrics is served on the public listener (set a separate address or block it at the edge)",
+            );
+        }
+        if self.server.tls.is_none() && self.server.public_url.scheme() == "http" {
+            warn(
+                "server.public_url",
+                "http:// (loopback only): cookies are Secure, so only a browser's localhost exception makes this work",
+            );
+        }
+        for r in &self.routes {
+            if r.forward_cookies == CookieForwarding::All {
+                warn(
+                    &format!("{}.forward_cookies", r.key),
+                    "\"all\": every browser cookie but sealgate's reaches this upstream",
+                );
+            }
+            if r.token != TokenPolicy::None {
+                continue;
+            }
+            for other in &self.routes {
+                let shadows = other.prefix.len() < r.prefix.len()
+                    && (other.prefix.is_empty()
+                        || r.prefix.starts_with(&format!("{}/", other.prefix)));
+                if shadows && other.token != TokenPolicy::None {
+                    warn(
+                        &format!("{}.prefix", r.key),
+                        &format!(
+                            "{:?} has token = \"none\" and takes its paths from {:?}, which attaches tokens",
+                            r.prefix, other.prefix
+                        ),
+                    );
+                }
+            }
+        }
+        w
     }
 
     /// The redirect URI registered at the IdP: `public_url` + `bff.prefix` + `/callback`.

@@ -142,6 +142,7 @@ pub fn proxy_path(data: &[u8]) -> bool {
                 websocket: false,
                 forward_cookies: crate::config::CookieForwarding::None,
                 http2: false,
+                key: format!("routes[{prefix}]"),
             })
     };
     // Longest prefix first, as `Settings` sorts them; "/" is stored as the empty prefix.

@@ -502,3 +502,68 @@ fn cluster_settings() {
         assert!(!err.contains("hunter2"), "{err}");
     }
 }
+
+#[test]
+fn environment_overrides_every_key_by_path() {
+    let vars = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let s = Settings::from_toml_with_overrides(
+        EXAMPLE,
+        &env,
+        &vars(&[
+            ("SEALGATE__SERVER__LISTEN", "0.0.0.0:9000"),
+            ("SEALGATE__SERVER__MAX_CONNECTIONS", "12"),
+            ("SEALGATE__SESSION__IDLE_TIMEOUT", "5m"),
+            (
+                "SEALGATE__BFF__ALLOWED_ORIGINS",
+                r#"["https://a.example", "https://b.example"]"#,
+            ),
+            ("SEALGATE__ROUTES__0__UPSTREAM", "http://127.0.0.1:7000"),
+            ("SEALGATE__ROUTES__0__WEBSOCKET", "true"),
+            ("SEALGATE__LOG__FORMAT", "json"),
+            ("SEALGATE__METRICS__LISTEN", "127.0.0.1:9090"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.server.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(s.server.max_connections, 12);
+    assert_eq!(s.session.idle_timeout, Duration::from_secs(300));
+    assert_eq!(s.bff.allowed_origins.len(), 2);
+    assert_eq!(s.routes[0].upstream.as_str(), "http://127.0.0.1:7000/");
+    assert!(s.routes[0].websocket);
+    assert_eq!(s.log.format, LogFormat::Json);
+    assert!(s.metrics.listen.is_some());
+
+    for (name, value, says) in [
+        ("SEALGATE__SERVER__LISTN", "x", "listn"),
+        (
+            "SEALGATE__ROUTES__3__UPSTREAM",
+            "http://127.0.0.1:1",
+            "SEALGATE__ROUTES__3__UPSTREAM",
+        ),
+        (
+            "SEALGATE__ROUTES__UPSTREAM",
+            "http://127.0.0.1:1",
+            "SEALGATE__ROUTES__UPSTREAM",
+        ),
+        (
+            "SEALGATE__SERVER____LISTEN",
+            "x",
+            "SEALGATE__SERVER____LISTEN",
+        ),
+        (
+            "SEALGATE__SERVER__LISTEN__X",
+            "1",
+            "SEALGATE__SERVER__LISTEN__X",
+        ),
+    ] {
+        let err = Settings::from_toml_with_overrides(EXAMPLE, &env, &vars(&[(name, value)]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{name}: {err}");
+    }
+}

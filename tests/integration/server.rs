@@ -228,3 +228,63 @@ async fn silent_connections_do_not_hold_connection_slots() {
     assert_eq!(r.status, 200);
     drop(silent);
 }
+
+#[test]
+fn check_config_reports_errors_with_key_and_line_and_warns_about_risky_settings() {
+    let run = |path: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .arg("check-config")
+            .arg(path)
+            .env_remove("SEALGATE_KEY")
+            .env_remove("SEALGATE_CLIENT_SECRET")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let (code, out, _) = run(&example);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("config.example.toml: ok"), "{out}");
+    assert!(out.contains("SEALGATE_KEY is not set here"), "{out}");
+
+    let dir = std::env::temp_dir().join(format!("sealgate-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(&example).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        text.replace("idle_timeout = \"20m\"", "idle_timeout = \"9h\""),
+    )
+    .unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("idle_timeout"))
+        .unwrap()
+        + 1;
+    let (code, _, err) = run(&bad);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("session.idle_timeout") && err.contains(&format!("(line {line})")),
+        "{err}"
+    );
+
+    let risky = dir.join("risky.toml");
+    std::fs::write(
+        &risky,
+        format!(
+            "{text}\n[[routes]]\nprefix = \"/api/public\"\nupstream = \"http://127.0.0.1:5002\"\ntoken = \"none\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, _) = run(&risky);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("routes[1].prefix") && out.contains("\"/api/public\" has token = \"none\""),
+        "{out}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

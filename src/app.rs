@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::config::{CsrfMode, Settings};
 use crate::error::{Failure, Rejection};
+use crate::metrics::Metrics;
 use crate::oidc::{Provider, RefreshError, Refreshed};
 use crate::revocation::{Denylist, Revocation, RevocationError};
 use crate::seal::jar::{self, IndexSet};
@@ -43,6 +44,8 @@ pub struct App {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Slots for open WebSocket tunnels (`server.max_connections` of them).
     pub tunnels: Arc<tokio::sync::Semaphore>,
+    /// `iss`+`jti` of accepted back-channel logout tokens, so a replay changes nothing.
+    pub logout_tokens: Mutex<crate::oidc::logout_token::ReplayCache>,
 }
 
 type RefreshCell = Arc<tokio::sync::OnceCell<Result<Refreshed, RefreshError>>>;
@@ -222,9 +225,20 @@ impl App {
                             .await
                     }
                 };
+                let m = crate::metrics::metrics();
                 match &r {
-                    Ok(_) => tracing::info!(session = ?session.id, "tokens refreshed"),
-                    Err(e) => tracing::warn!(session = ?session.id, error = %e, "refresh failed"),
+                    Ok(_) => {
+                        tracing::info!(session = ?session.id, "tokens refreshed");
+                        Metrics::outcome(&m.refreshes, "success", "");
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = ?session.id, error = %e, "refresh failed");
+                        let reason = match e {
+                            RefreshError::InvalidGrant => "invalid_grant",
+                            RefreshError::Failed(_) => "failed",
+                        };
+                        Metrics::outcome(&m.refreshes, "failure", reason);
+                    }
                 }
                 r
             })
@@ -300,6 +314,9 @@ impl App {
             .codec
             .seal(Purpose::Session, name, session.expires_at(), &plaintext)
             .map_err(SessionCookieError::Seal)?;
+        crate::metrics::metrics()
+            .cookie_bytes
+            .observe(sealed.cookie_bytes(name) as f64);
         let mut cookies = jar::set_cookies(name, Purpose::Session, &sealed, now, seen);
         if self.settings.bff.csrf_mode == CsrfMode::DoubleSubmit {
             cookies.push(crate::csrf::cookie(&self.settings, session, now));

@@ -142,9 +142,15 @@ impl Cluster {
 
     fn key_of(&self, r: &Revocation) -> String {
         let mut h = Sha256::new();
+        let mut named = |kind: &[u8], iss: &str, value: &str| {
+            h.update(kind);
+            h.update(iss.as_bytes());
+            h.update(b"\0");
+            h.update(value.as_bytes());
+        };
         let not_before = match r {
             Revocation::Session { id, .. } => {
-                h.update(b"session\0");
+                named(b"session\0", "", "");
                 h.update(id);
                 0
             }
@@ -154,10 +160,7 @@ impl Cluster {
                 not_before,
                 ..
             } => {
-                h.update(b"sid\0");
-                h.update(iss.as_bytes());
-                h.update(b"\0");
-                h.update(sid.as_bytes());
+                named(b"sid\0", iss, sid);
                 *not_before
             }
             Revocation::Sub {
@@ -166,14 +169,11 @@ impl Cluster {
                 not_before,
                 ..
             } => {
-                h.update(b"sub\0");
-                h.update(iss.as_bytes());
-                h.update(b"\0");
-                h.update(sub.as_bytes());
+                named(b"sub\0", iss, sub);
                 *not_before
             }
             Revocation::Global { not_before, .. } => {
-                h.update(b"global\0");
+                named(b"global\0", "", "");
                 *not_before
             }
         };

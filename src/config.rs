@@ -105,6 +105,24 @@ struct RawConfig {
     #[serde(default)]
     revocation: RawRevocation,
     cluster: Option<RawCluster>,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    enabled: Option<bool>,
+    listen: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +149,8 @@ struct RawServer {
     header_read_timeout: Option<String>,
     max_header_bytes: Option<usize>,
     shutdown_grace: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +169,8 @@ struct RawOidc {
     clock_skew: Option<String>,
     max_id_token_age: Option<String>,
     trusted_audiences: Option<Vec<String>>,
+    max_logout_token_age: Option<String>,
+    strict_logout_token_typ: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -228,6 +250,46 @@ pub struct Settings {
     pub revocation: RevocationSettings,
     /// `[cluster]`: several instances sharing revocations and refreshes through Redis.
     pub cluster: Option<ClusterSettings>,
+    /// `[metrics]`.
+    pub metrics: MetricsSettings,
+    /// `[log]`.
+    pub log: LogSettings,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the request span's fields.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    /// Text or JSON.
+    pub format: LogFormat,
+    /// A `tracing` filter (`RUST_LOG` syntax); `RUST_LOG` overrides it. Default
+    /// `sealgate=info,warn`.
+    pub level: Option<String>,
+}
+
+/// `[metrics]`: Prometheus text on `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsSettings {
+    /// Whether `/metrics` is served at all.
+    pub enabled: bool,
+    /// A separate address for `/metrics` (then not on the main listener).
+    pub listen: Option<SocketAddr>,
+}
+
+impl MetricsSettings {
+    /// Whether the main listener serves `/metrics`.
+    pub fn on_main_listener(&self) -> bool {
+        self.enabled && self.listen.is_none()
+    }
 }
 
 /// What authenticated requests get while the cluster store is unreachable.
@@ -274,6 +336,17 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate chain and key.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[server] tls_cert` / `tls_key`: PEM files, re-read on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// How the anti-forgery header of API requests is checked.
@@ -324,8 +397,13 @@ pub struct OidcSettings {
     pub clock_skew: Duration,
     /// Oldest acceptable ID token `iat`.
     pub max_id_token_age: Duration,
-    /// Audiences other than the client id that an ID token may also name.
+    /// Audiences other than the client id that an ID token (or a logout token) may also name.
     pub trusted_audiences: Vec<String>,
+    /// Oldest acceptable back-channel logout token `iat`. It also bounds how long a logout
+    /// token's `jti` must be remembered to refuse its replay.
+    pub max_logout_token_age: Duration,
+    /// Refuse logout tokens whose header `typ` is `JWT` or absent (accept only `logout+jwt`).
+    pub strict_logout_token_typ: bool,
 }
 
 /// `[session]`.
@@ -455,6 +533,9 @@ pub const DEFAULT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 
 pub const ASYMMETRIC_ALGS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
+
+/// Largest `oidc.max_logout_token_age`.
+pub const MAX_LOGOUT_TOKEN_AGE: Duration = Duration::from_secs(3600);
 
 /// Longest `session.cookie_name`: login cookie names derived from it must stay valid.
 pub const MAX_COOKIE_NAME_LEN: usize = 64;
@@ -648,6 +729,19 @@ impl Settings {
                 .unwrap_or(32 * 1024)
                 .clamp(8 * 1024, 1024 * 1024),
             shutdown_grace: duration("server.shutdown_grace", s.shutdown_grace.as_deref(), "10s")?,
+            tls: match (s.tls_cert, s.tls_key) {
+                (None, None) => None,
+                (Some(cert), Some(key)) if !cert.is_empty() && !key.is_empty() => {
+                    Some(TlsSettings {
+                        cert: cert.into(),
+                        key: key.into(),
+                    })
+                }
+                (None, Some(_)) => {
+                    return Err(invalid("server.tls_cert", "missing (tls_key is set)"));
+                }
+                _ => return Err(invalid("server.tls_key", "missing (tls_cert is set)")),
+            },
         };
 
         let o = raw.oidc;
@@ -733,7 +827,19 @@ impl Settings {
                 "10m",
             )?,
             trusted_audiences: o.trusted_audiences.unwrap_or_default(),
+            max_logout_token_age: duration(
+                "oidc.max_logout_token_age",
+                o.max_logout_token_age.as_deref(),
+                "5m",
+            )?,
+            strict_logout_token_typ: o.strict_logout_token_typ.unwrap_or(false),
         };
+        if oidc.max_logout_token_age > MAX_LOGOUT_TOKEN_AGE {
+            return Err(invalid(
+                "oidc.max_logout_token_age",
+                "at most 1h: logout tokens are short-lived (OIDC Back-Channel Logout 2.4)",
+            ));
+        }
 
         let se = raw.session;
         let max_chunks = se.max_chunks.unwrap_or(DEFAULT_MAX_CHUNKS);
@@ -1003,6 +1109,41 @@ impl Settings {
             ));
         }
 
+        let metrics = MetricsSettings {
+            enabled: raw.metrics.enabled.unwrap_or(true),
+            listen: raw
+                .metrics
+                .listen
+                .map(|l| {
+                    l.parse().map_err(|_| {
+                        invalid("metrics.listen", format!("{l:?} is not an address:port"))
+                    })
+                })
+                .transpose()?,
+        };
+
+        let log = LogSettings {
+            format: match raw.log.format.as_deref().unwrap_or("text") {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(invalid(
+                        "log.format",
+                        format!("{other:?}: use \"text\" or \"json\""),
+                    ));
+                }
+            },
+            level: match raw.log.level {
+                Some(l) if tracing_subscriber::EnvFilter::try_new(&l).is_err() => {
+                    return Err(invalid(
+                        "log.level",
+                        format!("{l:?} is not a tracing filter"),
+                    ));
+                }
+                l => l,
+            },
+        };
+
         Ok(Settings {
             server,
             oidc,
@@ -1012,6 +1153,8 @@ impl Settings {
             revocation,
             cluster,
             static_files,
+            metrics,
+            log,
         })
     }
 

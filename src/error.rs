@@ -45,6 +45,16 @@ pub enum Rejection {
     Overloaded,
     /// The cluster store is unreachable and the policy refuses sessions meanwhile (503 JSON).
     StoreUnavailable,
+    /// A back-channel logout request that is not acceptable: wrong content type, parameters,
+    /// or logout token (400 `{"error":"invalid_request"}`, OIDC Back-Channel Logout 2.8).
+    InvalidLogoutRequest,
+    /// A request body over its limit (413 JSON).
+    PayloadTooLarge,
+    /// A request body that did not arrive in time (408 JSON).
+    BodyTimeout,
+    /// A server-to-server request that could not be carried out (a revocation could not be
+    /// stored, a table is full); nothing happened and a retry may succeed (503 JSON).
+    RetryLater,
     /// A bug or an environment failure (500).
     Internal,
 }
@@ -95,11 +105,15 @@ impl Failure {
             Forbidden | LogoutRefused => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            BadRequest | BadReturnUrl => StatusCode::BAD_REQUEST,
+            BadRequest | BadReturnUrl | InvalidLogoutRequest => StatusCode::BAD_REQUEST,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             LoginFailed { status, .. } => *status,
             BadGateway => StatusCode::BAD_GATEWAY,
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Unavailable | Overloaded | StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Unavailable | Overloaded | StoreUnavailable | RetryLater => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
@@ -118,6 +132,12 @@ impl Failure {
             GatewayTimeout => response::problem(status, "upstream timed out"),
             Overloaded => response::problem(status, "overloaded"),
             StoreUnavailable => response::problem(status, "temporarily unavailable"),
+            InvalidLogoutRequest => {
+                response::json(status, &serde_json::json!({ "error": "invalid_request" }))
+            }
+            PayloadTooLarge => response::problem(status, "request body too large"),
+            BodyTimeout => response::problem(status, "request body timed out"),
+            RetryLater => response::problem(status, "temporarily unavailable"),
             Internal => response::problem(status, "internal error"),
             BadReturnUrl => response::page(
                 status,

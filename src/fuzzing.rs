@@ -5,6 +5,11 @@
 //! The harnesses use a fixed key and a fixed clock so that committed seeds (valid cookies
 //! sealed with that key) keep opening, and the fuzzer explores the success path as well.
 
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, Jwk, JwkSet, PublicKeyUse, RSAKeyParameters, RSAKeyType,
+};
+
+use crate::oidc::logout_token::{self, Expectations};
 use crate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
 use crate::session::Session;
 
@@ -208,5 +213,89 @@ pub fn static_path(data: &[u8]) -> bool {
         root.components().count() + parsed.segments.len(),
         "{path:?}: a segment was not exactly one path component"
     );
+    true
+}
+
+/// The issuer the `logout_token` harness expects.
+pub const FUZZ_ISSUER: &str = "https://idp.fuzz.invalid";
+/// The client id the `logout_token` harness expects.
+pub const FUZZ_CLIENT: &str = "spa-bff";
+/// The `kid` of the `logout_token` harness key.
+pub const FUZZ_KID: &str = "test-rsa1";
+/// Clock skew of the `logout_token` harness (seconds).
+pub const FUZZ_SKEW: i64 = 60;
+/// Maximum logout token age of the `logout_token` harness (seconds).
+pub const FUZZ_MAX_AGE: i64 = 300;
+
+/// The public half of the committed TEST-ONLY key `tests/support/keys/rsa1.pem` (JWK `n`), so
+/// that seeds signed with it reach the success path.
+const FUZZ_RSA_N: &str = "pwmqb4nRcAI58KP8Er6dT9AfpuaSiZpYkTKykSES-ybF_IQ0x8ehjJJKbNjICxgCHp2xUW-aeZ1VxnISe98RLRbyQDPIjxsdt1WqKXtPb3R1eloCOgX6tz7OUSJVyetynTLswvDFUNNHZhC4hchJM-2_3Fg5-wOX0e4UjO3YP2tFsuKJJH9gu7M4IdhBarc8Ph0VkiNdoVJzvoDhCabCgupn71M7vgzks073X2pJkkJYKyyl8K1VHdYDwWgoHWEENvDLqPJ4GIrr_AwouFeOuxnG_9ryvuM9e5gd2BfyEcb7VBilYtAbv8LOOFJZyYAakl3KnUzgrUfsS3eAfD_l5w";
+
+fn fuzz_jwks() -> JwkSet {
+    JwkSet {
+        keys: vec![Jwk {
+            common: CommonParameters {
+                public_key_use: Some(PublicKeyUse::Signature),
+                key_id: Some(FUZZ_KID.into()),
+                ..CommonParameters::default()
+            },
+            algorithm: AlgorithmParameters::RSA(RSAKeyParameters {
+                key_type: RSAKeyType::RSA,
+                n: FUZZ_RSA_N.into(),
+                e: "AQAB".into(),
+            }),
+        }],
+    }
+}
+
+/// Validates `data` as a back-channel logout token against the fixed key, issuer and clock
+/// ([`FUZZ_NOW`]). An accepted token must be stable (validates again to the same claims), name
+/// the issuer and a `sid` or `sub`, be acceptable now, and pass the strict `typ` rule or fail
+/// it only for its `typ`. Returns whether the token was accepted.
+pub fn logout_token(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let keys = fuzz_jwks();
+    let algorithms = [
+        jsonwebtoken::Algorithm::RS256,
+        jsonwebtoken::Algorithm::PS256,
+        jsonwebtoken::Algorithm::ES256,
+        jsonwebtoken::Algorithm::EdDSA,
+    ];
+    let trusted = ["trusted".to_owned()];
+    let expect = Expectations {
+        issuer: FUZZ_ISSUER,
+        client_id: FUZZ_CLIENT,
+        trusted_audiences: &trusted,
+        algorithms: &algorithms,
+        clock_skew: FUZZ_SKEW,
+        max_age: FUZZ_MAX_AGE,
+        strict_typ: false,
+    };
+    let Ok(claims) = logout_token::validate(text, &keys, &expect, FUZZ_NOW) else {
+        return false;
+    };
+    assert_eq!(claims.iss, FUZZ_ISSUER);
+    assert!(claims.sid.is_some() || claims.sub.is_some());
+    assert!(!claims.jti.is_empty());
+    assert!(claims.iat <= FUZZ_NOW + FUZZ_SKEW && claims.iat <= claims.exp);
+    assert!(
+        claims.acceptable_until >= FUZZ_NOW,
+        "accepted a token past its window"
+    );
+    assert_eq!(
+        logout_token::validate(text, &keys, &expect, FUZZ_NOW).as_ref(),
+        Ok(&claims),
+        "not stable"
+    );
+    let strict = Expectations {
+        strict_typ: true,
+        ..expect
+    };
+    match logout_token::validate(text, &keys, &strict, FUZZ_NOW) {
+        Ok(c) => assert_eq!(c, claims),
+        Err(e) => assert_eq!(e, logout_token::LogoutTokenError::Type),
+    }
     true
 }

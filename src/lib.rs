@@ -11,6 +11,13 @@
 //! - [`session`]: the session contents and their compact binary encoding.
 //! - [`seal`]: the sealed-cookie codec: key ring ([`seal::keys`]), XChaCha20-Poly1305 wire
 //!   format and chunking ([`seal`]), `Cookie` / `Set-Cookie` handling ([`seal::jar`]).
+//! - [`oidc`]: the IdP (discovery, login, ID token validation, refresh, RP-initiated logout
+//!   URLs) and [`oidc::logout_token`], back-channel logout token validation (pure) and the
+//!   `jti` replay cache.
+//! - [`revocation`]: the denylist of sessions, IdP `sid`s and `sub`s with not-before times.
+//! - [`app`]: shared state and the per-request session rules; [`routes`]: one file per
+//!   endpoint (`login`, `callback`, `user`, `logout`, `backchannel`, `proxy`), failures turned
+//!   into responses in one place ([`error`]).
 //! - [`fuzzing`]: harness functions shared by the `fuzz/` targets and the corpus replay test.
 //! - [`config`]: the TOML file parsed once into typed [`config::Settings`].
 //! - [`server`] accepts connections and hands each request to [`routes::handle`], which routes
@@ -24,6 +31,12 @@
 //! back: [`session::Session::encode`] → [`seal::Codec::seal`] → [`seal::jar::set_cookies`].
 //! Everything here is pure (bytes and `now` in, values out); only nonces and ids come from
 //! the OS.
+//!
+//! A back-channel logout flows: `POST` form → [`routes::backchannel`] (content type, 16 KiB
+//! body limit, one `logout_token`) → [`oidc::Provider::validate_logout_token`] (keyless checks,
+//! then the key, a JWKS refetch only for an unknown `kid`) → the replay cache → [`app::App::revoke`]
+//! (`iss`+`sid` or `iss`+`sub` with a not-before) → every later [`app::App::load_session`] of a
+//! matching session is refused.
 //!
 //! ```
 //! use sealgate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
@@ -45,6 +58,7 @@ pub mod csrf;
 pub mod demo;
 pub mod error;
 pub mod fuzzing;
+pub mod metrics;
 pub mod oidc;
 pub mod response;
 pub mod return_url;
@@ -55,4 +69,5 @@ pub mod secret;
 pub mod server;
 pub mod session;
 pub mod telemetry;
+pub mod tls;
 pub mod token;

@@ -51,7 +51,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Serve { config } => {
             let settings = sealgate::config::Settings::load(&config)?;
-            sealgate::telemetry::init();
+            sealgate::telemetry::init(&settings.log);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let running =
@@ -61,7 +61,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             })
         }
         Command::Demo { port } => {
-            sealgate::telemetry::init();
+            sealgate::telemetry::init(&sealgate::config::LogSettings::default());
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(sealgate::demo::run(port))
         }

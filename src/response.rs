@@ -38,6 +38,11 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     base(status, "application/json", value.to_string())
 }
 
+/// An empty body with the usual headers (`Cache-Control: no-store` included).
+pub fn empty(status: StatusCode) -> Response<Body> {
+    base(status, "text/plain; charset=utf-8", Bytes::new())
+}
+
 /// An RFC 9457 problem: a short generic title, never a detail that could carry a secret.
 pub fn problem(status: StatusCode, title: &str) -> Response<Body> {
     let body =

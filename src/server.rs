@@ -35,6 +35,9 @@ pub enum StartError {
     /// OIDC discovery failed.
     #[error(transparent)]
     Discovery(#[from] DiscoveryError),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The cluster store cannot be used.
     #[error(transparent)]
     Cluster(crate::cluster::ClusterError),
@@ -58,6 +61,7 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Shared state (tests inspect it).
     pub app: Arc<App>,
+    certificate: Option<Arc<crate::tls::Certificate>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -69,8 +73,40 @@ impl Running {
         let _ = self.task.await;
     }
 
-    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    /// Re-reads the TLS certificate and key (what SIGHUP does); without TLS, nothing.
+    ///
+    /// # Errors
+    /// When the new pair does not load (the current one stays).
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        match &self.certificate {
+            Some(c) => c.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully. SIGHUP reloads the TLS
+    /// certificate.
     pub async fn until_signal(self) {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut hup) = signal(SignalKind::hangup()) {
+                let stop = wait_for_signal();
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        () = &mut stop => break,
+                        _ = hup.recv() => match self.reload_tls() {
+                            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                            Err(e) => tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; keeping the current one"),
+                        },
+                    }
+                }
+                tracing::info!("shutting down");
+                self.shutdown().await;
+                return;
+            }
+        }
         wait_for_signal().await;
         tracing::info!("shutting down");
         self.shutdown().await;
@@ -154,20 +190,85 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         refreshes: crate::app::Refreshes::default(),
         upstream: routes::proxy::UpstreamClients::new().map_err(DiscoveryError::Http)?,
         tunnels: Arc::new(Semaphore::new(settings.server.max_connections)),
+        logout_tokens: Mutex::new(crate::oidc::logout_token::ReplayCache::default()),
         settings,
     });
     let (stop, stopped) = watch::channel(false);
-    let task = tokio::spawn(serve(listener, app.clone(), stopped));
+    if let (true, Some(addr)) = (app.settings.metrics.enabled, app.settings.metrics.listen) {
+        let metrics_listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        tracing::info!(%addr, "metrics listening");
+        tokio::spawn(serve_metrics(
+            metrics_listener,
+            app.clone(),
+            stopped.clone(),
+        ));
+    }
+    let (certificate, acceptor) = match &app.settings.server.tls {
+        Some(tls) => {
+            let certificate = crate::tls::Certificate::load(tls)?;
+            let config = certificate.server_config()?;
+            (
+                Some(certificate),
+                Some(tokio_rustls::TlsAcceptor::from(config)),
+            )
+        }
+        None => (None, None),
+    };
+    let task = tokio::spawn(serve(listener, app.clone(), acceptor, stopped));
     tracing::info!(%addr, "sealgate listening");
     Ok(Running {
         addr,
         app,
+        certificate,
         stop,
         task,
     })
 }
 
-async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+/// The separate metrics listener: `GET /metrics` only, HTTP/1.1, until shutdown.
+async fn serve_metrics(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receiver<bool>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => return,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        if req.uri().path() == "/metrics" && req.method() == http::Method::GET {
+                            routes::metrics_page(&app)
+                        } else {
+                            crate::response::problem(http::StatusCode::NOT_FOUND, "not found")
+                        },
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let server = &app.settings.server;
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let graceful = GracefulShutdown::new();
@@ -204,6 +305,7 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receive
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let first_byte_timeout = app.settings.server.header_read_timeout;
+        let tls = acceptor.clone();
         tokio::spawn(async move {
             // The protocol sniffing of the auto builder reads without a timeout; a client that
             // connects and sends nothing must not hold a connection slot forever.
@@ -217,10 +319,39 @@ async fn serve(listener: TcpListener, app: Arc<App>, mut stopped: watch::Receive
                 }
             }
             let service = service_fn(move |req| routes::handle(app.clone(), req, peer));
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
+            let result = match tls {
+                None => {
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+                Some(acceptor) => {
+                    // The handshake shares the header read timeout: a silent TLS client is a
+                    // slowloris too.
+                    let stream =
+                        match tokio::time::timeout(first_byte_timeout, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                drop(permit);
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                drop(permit);
+                                return;
+                            }
+                        };
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);

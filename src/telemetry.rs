@@ -1,13 +1,140 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `sealgate=info`).
+//! Logging: `tracing` to stderr, as text or JSON (`[log] format`), filtered by `RUST_LOG`, else
+//! `[log] level`, else `sealgate=info,warn`.
+//!
+//! Every request runs in a `request` span carrying its id (from `X-Request-Id`, else the trace id
+//! of a `traceparent`, else random), so every line it causes can be found; sessions appear only
+//! as a fingerprint (a hash of the session id). Nothing secret is ever a field.
 
 use tracing_subscriber::EnvFilter;
 
+use crate::config::{LogFormat, LogSettings};
+
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing).
-pub fn init() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("sealgate=info,warn"));
-    let _ = tracing_subscriber::fmt()
+pub fn init(settings: &LogSettings) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        settings
+            .level
+            .as_deref()
+            .and_then(|l| EnvFilter::try_new(l).ok())
+            .unwrap_or_else(|| EnvFilter::new("sealgate=info,warn"))
+    });
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match settings.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+/// A request's correlation id.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    /// The id for a request with `headers`: a well-formed `X-Request-Id` (1–128 characters of
+    /// `[A-Za-z0-9._:-]`), else the trace id of a valid `traceparent`, else 16 random bytes in
+    /// hex.
+    pub fn for_request(headers: &http::HeaderMap) -> Self {
+        let given = headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| {
+                (1..=128).contains(&v.len())
+                    && v.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+            });
+        if let Some(id) = given {
+            return Self(id.to_owned());
+        }
+        if let Some(trace) = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(trace_id)
+        {
+            return Self(trace.to_owned());
+        }
+        let mut bytes = [0u8; 16];
+        // A failing OS CSPRNG leaves zeros: an uninformative id, never a secret.
+        let _ = crate::secret::fill_random(&mut bytes);
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed and
+/// not all zeros.
+fn trace_id(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    (version == "00"
+        && parts.next().is_none()
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0'))
+    .then_some(trace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn request_ids_come_from_the_client_when_well_formed() {
+        assert_eq!(
+            RequestId::for_request(&headers(&[("x-request-id", "abc-123")])).0,
+            "abc-123"
+        );
+        let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            RequestId::for_request(&headers(&[("traceparent", trace)])).0,
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        for bad in [
+            ("x-request-id", "has space"),
+            ("x-request-id", "<script>"),
+            (
+                "traceparent",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            ),
+            (
+                "traceparent",
+                "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            (
+                "traceparent",
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            ),
+        ] {
+            let id = RequestId::for_request(&headers(&[bad])).0;
+            assert_eq!(id.len(), 32, "{bad:?} → {id}");
+            assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        let long = "a".repeat(129);
+        assert_ne!(
+            RequestId::for_request(&headers(&[("x-request-id", &long)])).0,
+            long
+        );
+    }
 }

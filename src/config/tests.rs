@@ -66,6 +66,71 @@ fn the_committed_example_file_parses() {
 }
 
 #[test]
+fn the_kubernetes_example_config_parses() {
+    let yaml = include_str!("../../deploy/kubernetes/sealgate.yaml");
+    let text: String = yaml
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("config.toml: |"))
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    let env = |name: &str| match name {
+        "SEALGATE_CLIENT_SECRET" => Some("s".to_owned()),
+        "SEALGATE_KEY" => Some(KEY.to_owned()),
+        _ => None,
+    };
+    let s = Settings::from_toml(&text, &env).unwrap();
+    assert!(s.cluster.is_some(), "the example runs several replicas");
+    assert_eq!(s.routes.len(), 1);
+}
+
+/// The `(section, key)` pairs of `config.example.toml`, commented-out tables and keys included.
+fn example_keys() -> Vec<(String, String)> {
+    let mut section = String::new();
+    let mut keys = Vec::new();
+    for line in include_str!("../../config.example.toml").lines() {
+        let line = line.trim_start_matches('#').trim();
+        if line.starts_with('[') {
+            section = line
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .to_owned();
+            continue;
+        }
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        if !section.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            keys.push((section.clone(), key.to_owned()));
+        }
+    }
+    keys
+}
+
+#[test]
+fn every_example_key_is_documented() {
+    let readme = include_str!("../../README.md");
+    let keys = example_keys();
+    assert!(keys.len() > 50, "{keys:?}");
+    for (section, key) in keys {
+        let row = readme
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("| `[{section}]`"))
+                    || l.starts_with(&format!("| `[[{section}]]`"))
+            })
+            .unwrap_or_else(|| panic!("README's configuration table has no row for [{section}]"));
+        assert!(
+            row.contains(&format!("`{key}`")),
+            "README's [{section}] row does not document `{key}`"
+        );
+    }
+}
+
+#[test]
 fn unknown_keys_are_named() {
     let text = EXAMPLE.replace("login_timeout", "login_timeuot");
     let err = parse(&text).unwrap_err().to_string();
@@ -207,6 +272,23 @@ csrf_mode = "cookie""#,
     );
     let text = EXAMPLE.replace("[oidc]", "[oidc]\nid_token_signing_algs = [\"HS256\"]");
     assert!(parse(&text).unwrap_err().to_string().contains("HS256"));
+}
+
+#[test]
+fn logout_token_settings_default_and_bounds() {
+    let s = parse(EXAMPLE).unwrap();
+    assert_eq!(s.oidc.max_logout_token_age, Duration::from_secs(300));
+    assert!(!s.oidc.strict_logout_token_typ);
+    let text = EXAMPLE.replace(
+        "[oidc]",
+        "[oidc]\nmax_logout_token_age = \"2m\"\nstrict_logout_token_typ = true",
+    );
+    let s = parse(&text).unwrap();
+    assert_eq!(s.oidc.max_logout_token_age, Duration::from_secs(120));
+    assert!(s.oidc.strict_logout_token_typ);
+    let text = EXAMPLE.replace("[oidc]", "[oidc]\nmax_logout_token_age = \"2h\"");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("oidc.max_logout_token_age"), "{err}");
 }
 
 #[test]

@@ -121,9 +121,13 @@ impl IdpHttpClient {
                 .to_bytes();
             Ok(http::Response::from_parts(parts, body.to_vec()))
         };
-        tokio::time::timeout(self.timeout, exchange)
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| HttpError::Timeout(self.timeout))?
+            .map_err(|_| HttpError::Timeout(self.timeout));
+        let m = crate::metrics::metrics();
+        crate::metrics::Metrics::observe(&m.idp_duration, started.elapsed());
+        result?
     }
 }
 

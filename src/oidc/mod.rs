@@ -8,10 +8,15 @@
 //! rule openidconnect leaves to its users. An unknown `kid` refetches the JWKS at most once per
 //! cooldown, so key rotation at the IdP needs no restart and a flood of forged `kid`s cannot
 //! turn sealgate into a JWKS-fetching amplifier.
+//!
+//! Back-channel logout tokens ([`logout_token`]) are checked with the same key set and
+//! algorithm allowlist, through `jsonwebtoken` (openidconnect has no type for them), and share
+//! the refetch rule: only a token that passed every check needing no key may cause a refetch.
 
 pub mod http;
+pub mod logout_token;
 
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use openidconnect::core::{
@@ -30,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use self::http::IdpHttpClient;
+use self::logout_token::{Expectations, LogoutClaims, LogoutTokenError};
 use crate::config::{OidcSettings, TokenEndpointAuth};
 use crate::secret::SecretString;
 use crate::token::Token;
@@ -149,8 +155,12 @@ pub struct Provider {
     metadata_extra: ExtraMetadata,
     jwks_uri: openidconnect::JsonWebKeySetUrl,
     jwks: RwLock<CoreJsonWebKeySet>,
+    /// The same keys as `jwks`, for jsonwebtoken (logout tokens); replaced together.
+    jose_jwks: RwLock<Arc<jsonwebtoken::jwk::JwkSet>>,
     last_refetch: Mutex<Option<Instant>>,
     allowed_algs: Vec<CoreJwsSigningAlgorithm>,
+    /// `allowed_algs` for jsonwebtoken.
+    jose_algs: Vec<jsonwebtoken::Algorithm>,
     end_session: Option<Url>,
 }
 
@@ -238,8 +248,15 @@ impl Provider {
             .iter()
             .filter_map(|a| serde_json::from_value(serde_json::Value::String(a.clone())).ok())
             .collect();
+        // Config allows only the asymmetric algorithms, all of which jsonwebtoken knows.
+        let jose_algs = settings
+            .id_token_signing_algs
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
         let jwks_uri = metadata.jwks_uri().clone();
         let jwks = metadata.jwks().clone();
+        let jose_jwks = RwLock::new(Arc::new(logout_token::jose_keys(&jwks)));
         let redirect =
             RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| disc_err(e.to_string()))?;
         let client = CoreClient::from_provider_metadata(
@@ -262,8 +279,10 @@ impl Provider {
             metadata_extra: extra,
             jwks_uri,
             jwks: RwLock::new(jwks),
+            jose_jwks,
             last_refetch: Mutex::new(None),
             allowed_algs,
+            jose_algs,
             end_session,
         })
     }
@@ -464,6 +483,46 @@ impl Provider {
         })
     }
 
+    /// Validates a back-channel logout token at time `now` (see [`logout_token`]): the same
+    /// keys and algorithm allowlist as ID tokens, `iss` and `aud` as for ID tokens (trusted
+    /// audiences included), `oidc.max_logout_token_age` and `oidc.strict_logout_token_typ`.
+    /// A token that passes every check needing no key but names an unknown key refetches the
+    /// JWKS (at most once per cooldown, shared with ID tokens) and is checked once more.
+    ///
+    /// # Errors
+    /// The rule the token breaks (no token material).
+    pub async fn validate_logout_token(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<LogoutClaims, LogoutTokenError> {
+        match self.check_logout_token(token, now) {
+            Err(LogoutTokenError::UnknownKey) if self.refetch_jwks().await => {
+                self.check_logout_token(token, now)
+            }
+            other => other,
+        }
+    }
+
+    fn check_logout_token(&self, token: &str, now: i64) -> Result<LogoutClaims, LogoutTokenError> {
+        let keys = self
+            .jose_jwks
+            .read()
+            .map(|k| Arc::clone(&k))
+            .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()));
+        let s = &self.settings;
+        let expect = Expectations {
+            issuer: &s.issuer,
+            client_id: &s.client_id,
+            trusted_audiences: &s.trusted_audiences,
+            algorithms: &self.jose_algs,
+            clock_skew: i64::try_from(s.clock_skew.as_secs()).unwrap_or(60),
+            max_age: i64::try_from(s.max_logout_token_age.as_secs()).unwrap_or(300),
+            strict_typ: s.strict_logout_token_typ,
+        };
+        logout_token::validate(token, &keys, &expect, now)
+    }
+
     /// Refetches the JWKS unless one was refetched within the cooldown. Returns whether the
     /// key set was replaced.
     async fn refetch_jwks(&self) -> bool {
@@ -472,7 +531,7 @@ impl Provider {
                 return false;
             };
             if last.is_some_and(|t| t.elapsed() < self.settings.jwks_refetch_cooldown) {
-                tracing::warn!("ID token names an unknown key; JWKS refetch skipped (cooldown)");
+                tracing::warn!("a token names an unknown key; JWKS refetch skipped (cooldown)");
                 return false;
             }
             *last = Some(Instant::now());
@@ -480,8 +539,10 @@ impl Provider {
         match CoreJsonWebKeySet::fetch_async(&self.jwks_uri, &self.http).await {
             Ok(keys) => {
                 tracing::info!("JWKS refetched after an unknown key id");
-                if let Ok(mut k) = self.jwks.write() {
+                let jose = Arc::new(logout_token::jose_keys(&keys));
+                if let (Ok(mut k), Ok(mut j)) = (self.jwks.write(), self.jose_jwks.write()) {
                     *k = keys;
+                    *j = jose;
                     return true;
                 }
                 false

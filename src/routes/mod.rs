@@ -5,6 +5,7 @@
 //! demo's page at `/`, the proxied routes (longest prefix first), and last, when `[static]` is
 //! configured, the SPA's files ([`static_files`]); otherwise a 404 problem.
 
+pub mod backchannel;
 pub mod callback;
 pub mod login;
 pub mod logout;
@@ -19,8 +20,12 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::app::App;
+use tracing::Instrument as _;
+
 use crate::error::{Failure, Rejection};
+use crate::metrics::{RequestLabels, StatusClass, metrics};
 use crate::response::{self, Body};
+use crate::telemetry::RequestId;
 
 /// Serves one request.
 pub async fn handle(
@@ -44,12 +49,88 @@ pub async fn handle(
     {
         return Ok(preflight(&app, origin));
     }
-    let result = route(&app, req, now).await;
+    let label = route_label(&app, req.uri().path());
+    let id = RequestId::for_request(req.headers());
+    let span = tracing::info_span!("request", id = %id.0, method = %req.method(), route = %label);
+    let header = HeaderValue::from_str(&id.0).ok();
+    req.extensions_mut().insert(id);
+    let result = route(&app, req, now).instrument(span).await;
     let mut response = result.unwrap_or_else(|failure| failure.into_response(&app.login_href()));
     if let Some(origin) = origin {
         allow_origin(&mut response, origin);
     }
+    if let Some(v) = header {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    metrics()
+        .requests
+        .get_or_create(&RequestLabels {
+            route: label,
+            class: StatusClass::of(response.status()),
+        })
+        .inc();
     Ok(response)
+}
+
+/// Counts a login or logout by outcome; the reason is the kind of failure, never its detail.
+fn count_outcome(
+    family: &prometheus_client::metrics::family::Family<
+        crate::metrics::OutcomeLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    result: &Result<Response<Body>, Failure>,
+) {
+    let reason = match result {
+        Ok(_) => {
+            crate::metrics::Metrics::outcome(family, "success", "");
+            return;
+        }
+        Err(f) => match &f.rejection {
+            Rejection::LoginFailed { status, .. } if status.is_server_error() => "idp",
+            Rejection::LoginFailed { .. } => "rejected",
+            Rejection::LogoutRefused => "sid_mismatch",
+            Rejection::Forbidden => "forbidden",
+            Rejection::Unavailable | Rejection::StoreUnavailable | Rejection::RetryLater => {
+                "store_unavailable"
+            }
+            Rejection::InvalidLogoutRequest => "invalid_request",
+            Rejection::PayloadTooLarge => "too_large",
+            Rejection::BodyTimeout => "body_timeout",
+            Rejection::Internal => "internal",
+            _ => "bad_request",
+        },
+    };
+    crate::metrics::Metrics::outcome(family, "failure", reason);
+}
+
+/// The metrics label of the handler for `path`: one of a fixed set, never request data.
+fn route_label(app: &App, path: &str) -> String {
+    let bff = app.settings.bff.prefix.as_str();
+    if let Some(endpoint) = path.strip_prefix(bff).filter(|r| r.starts_with('/')) {
+        return match endpoint {
+            "/login" | "/callback" | "/user" | "/logout" | "/backchannel-logout" => {
+                format!("{bff}{endpoint}")
+            }
+            _ => format!("{bff}/*"),
+        };
+    }
+    match path {
+        "/healthz" | "/readyz" | "/metrics" => return path.to_owned(),
+        "/" if app.home_page.is_some() => return "home".to_owned(),
+        _ => {}
+    }
+    if let Some(route) = proxy::match_route(&app.settings.routes, path) {
+        return if route.prefix.is_empty() {
+            "/".to_owned()
+        } else {
+            route.prefix.clone()
+        };
+    }
+    if app.settings.static_files.is_some() {
+        "static".to_owned()
+    } else {
+        "unmatched".to_owned()
+    }
 }
 
 /// The request's `Origin` when it is an allowed *other* origin (same-origin requests need no
@@ -109,13 +190,28 @@ async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<B
     {
         return match (endpoint, req.method()) {
             ("/login", &Method::GET) => login::login(app, &req, now),
-            ("/callback", &Method::GET) => callback::callback(app, &req, now).await,
+            ("/callback", &Method::GET) => {
+                let r = callback::callback(app, &req, now).await;
+                count_outcome(&metrics().logins, &r);
+                r
+            }
             ("/user", &Method::GET) => user::user(app, &req, now),
-            ("/logout", &Method::GET | &Method::POST) => logout::logout(app, &req, now).await,
-            ("/login" | "/callback" | "/user" | "/logout", _) => Err(Failure::new(
-                Rejection::MethodNotAllowed,
-                format!("{} {path}", req.method()),
-            )),
+            ("/logout", &Method::GET | &Method::POST) => {
+                let r = logout::logout(app, &req, now).await;
+                count_outcome(&metrics().logouts, &r);
+                r
+            }
+            ("/backchannel-logout", &Method::POST) => {
+                let r = backchannel::backchannel_logout(app, req, now).await;
+                count_outcome(&metrics().backchannel_logouts, &r);
+                r
+            }
+            ("/login" | "/callback" | "/user" | "/logout" | "/backchannel-logout", _) => {
+                Err(Failure::new(
+                    Rejection::MethodNotAllowed,
+                    format!("{} {path}", req.method()),
+                ))
+            }
             _ => Err(Failure::new(Rejection::NotFound, path.to_owned())),
         };
     }
@@ -127,6 +223,9 @@ async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<B
             ));
         }
         "/readyz" => return Ok(readiness(app)),
+        "/metrics" if app.settings.metrics.on_main_listener() => {
+            return Ok(metrics_page(app));
+        }
         "/" if app.home_page.is_some() && req.method() == Method::GET => {
             if let Some(page) = app.home_page {
                 return Ok(home(page));
@@ -143,6 +242,25 @@ async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<B
         return static_files::serve(site, &req).await;
     }
     Err(Failure::new(Rejection::NotFound, path.to_owned()))
+}
+
+/// The metrics in Prometheus text format; gauges are read from this instance now.
+pub fn metrics_page(app: &App) -> Response<Body> {
+    let m = metrics();
+    m.denylist_entries
+        .set(i64::try_from(app.denylist.len()).unwrap_or(i64::MAX));
+    m.denylist_overflows
+        .set(i64::try_from(app.denylist.overflows()).unwrap_or(i64::MAX));
+    let mut r = Response::new(response::full(m.render()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    r
 }
 
 /// Ready when the IdP's metadata is loaded (always, once started: discovery happens before the

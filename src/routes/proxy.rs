@@ -350,12 +350,13 @@ pub async fn forward(
         parts.headers.insert(AUTHORIZATION, v);
     }
     if websocket {
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts
-            .headers
-            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        set_websocket_upgrade(&mut parts.headers);
+    }
+    // The request's correlation id goes upstream too (the client's, if it sent a valid one).
+    if let Some(id) = parts.extensions.get::<crate::telemetry::RequestId>()
+        && let Ok(v) = HeaderValue::from_str(&id.0)
+    {
+        parts.headers.insert("x-request-id", v);
     }
     parts.uri = uri;
     parts.version = if route.http2 && !websocket {
@@ -366,8 +367,15 @@ pub async fn forward(
     let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
     let client = app.upstream.for_request(route, websocket);
 
-    let mut response = tokio::time::timeout(route.timeout, client.request(upstream_req))
-        .await
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(route.timeout, client.request(upstream_req)).await;
+    crate::metrics::metrics()
+        .upstream_duration
+        .get_or_create(&crate::metrics::RouteLabel {
+            route: route.prefix.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    let mut response = answer
         .map_err(|_| {
             Failure::new(
                 Rejection::GatewayTimeout,
@@ -393,12 +401,7 @@ pub async fn forward(
     let (mut parts, body) = response.into_parts();
     strip_headers(&mut parts.headers);
     if switching {
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts
-            .headers
-            .insert(UPGRADE, HeaderValue::from_static("websocket"));
+        set_websocket_upgrade(&mut parts.headers);
     }
     let upstream_cookies: Vec<HeaderValue> =
         parts.headers.get_all(SET_COOKIE).iter().cloned().collect();
@@ -421,6 +424,12 @@ pub async fn forward(
         Some(cookies) => response::with_cookies(r, &cookies),
         None => r,
     })
+}
+
+/// The upgrade headers of a WebSocket handshake (hop-by-hop, so re-added after stripping).
+fn set_websocket_upgrade(headers: &mut HeaderMap) {
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
 }
 
 /// How often an open WebSocket tunnel re-checks its session (revoked or expired: closed).

@@ -259,3 +259,28 @@ async fn with_redis_down_allow_serves_known_sessions_and_resynchronises() {
     // And what B revoked while alone reached A.
     assert_eq!(user_status(&p.a, &other).await, 401);
 }
+
+#[tokio::test]
+#[ignore = "needs redis-server; run by .ci/run"]
+async fn a_back_channel_logout_posted_to_one_instance_is_refused_on_the_other() {
+    let p = Pair::start("refuse").await;
+    p.idp.set(|b| b.sid = Some("op-session-7".into()));
+    let cookies = p.login().await;
+    assert_eq!(user_status(&p.b, &cookies).await, 200);
+    let token = p.idp.logout_token(|_| {});
+    let form = format!(
+        "logout_token={}",
+        url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+    );
+    let r = Pair::browser(&p.a)
+        .post(
+            &Harness::url("/bff/backchannel-logout"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &form,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let took = eventually(Duration::from_secs(1), 401, || user_status(&p.b, &cookies)).await;
+    eprintln!("back-channel logout reached the other instance in {took:?}");
+    assert_eq!(user_status(&p.a, &cookies).await, 401);
+}

@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use sealgate::fuzzing::{self, FUZZ_COOKIE, FUZZ_KEY, FUZZ_NOW};
+use sealgate::fuzzing::{
+    self, FUZZ_CLIENT, FUZZ_COOKIE, FUZZ_ISSUER, FUZZ_KEY, FUZZ_KID, FUZZ_NOW,
+};
 use sealgate::seal::{Codec, CookieName, KeyRing, Purpose};
 use sealgate::session::{Session, SessionId};
 use sealgate::token::Token;
@@ -22,6 +24,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("callback_query", fuzzing::callback_query),
     ("proxy_path", fuzzing::proxy_path),
     ("static_path", fuzzing::static_path),
+    ("logout_token", fuzzing::logout_token),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -41,7 +44,16 @@ fn committed_corpus_replays_without_panics() {
             let opened = harness(&data);
             // The valid seeds must reach the success path, or the fuzzer never explores it.
             let name = path.file_name().unwrap().to_string_lossy();
-            if name == "small" || name == "multi_chunk" || name == "unicode" || name == "error" {
+            if [
+                "small",
+                "multi_chunk",
+                "unicode",
+                "error",
+                "sub_only",
+                "typ_jwt",
+            ]
+            .contains(&name.as_ref())
+            {
                 assert!(opened, "{target}/{name} no longer opens");
             }
             n += 1;
@@ -155,4 +167,80 @@ fn write_seed_corpus() {
     write("open_chunk_set", "empty", b"");
     write("decode_session", "empty", b"");
     write("decode_session", "junk", &[0xff; 40]);
+    write_logout_token_seeds();
+}
+
+#[test]
+#[ignore = "writes the logout_token seeds only; run with SEALGATE_WRITE_SEEDS=1"]
+fn write_logout_token_seed_corpus() {
+    if std::env::var_os("SEALGATE_WRITE_SEEDS").is_some() {
+        write_logout_token_seeds();
+    }
+}
+
+/// Logout tokens signed with the harness key (`test-rsa1`), valid at `FUZZ_NOW`, and near
+/// misses.
+fn write_logout_token_seeds() {
+    use crate::support::idp::{BACKCHANNEL_LOGOUT_EVENT, RSA1, sign_jws};
+    use serde_json::{Value, json};
+    let claims = |edit: fn(&mut serde_json::Map<String, Value>)| {
+        let mut c = serde_json::Map::new();
+        c.insert("iss".into(), json!(FUZZ_ISSUER));
+        c.insert("aud".into(), json!([FUZZ_CLIENT, "trusted"]));
+        c.insert("sub".into(), json!("alice"));
+        c.insert("sid".into(), json!("sid-1"));
+        c.insert("iat".into(), json!(FUZZ_NOW - 10));
+        c.insert("exp".into(), json!(FUZZ_NOW + 110));
+        c.insert("jti".into(), json!("jti-1"));
+        c.insert("events".into(), json!({ BACKCHANNEL_LOGOUT_EVENT: {} }));
+        edit(&mut c);
+        Value::Object(c)
+    };
+    let sign = |typ: Option<&str>, kid: &str, claims: Value| {
+        let mut header = json!({ "alg": "RS256", "kid": kid });
+        if let Some(typ) = typ {
+            header["typ"] = json!(typ);
+        }
+        sign_jws(
+            &header,
+            &claims,
+            RSA1.encoding(),
+            jsonwebtoken::Algorithm::RS256,
+        )
+    };
+    let dir = corpus_dir("logout_token");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |file: &str, data: &str| std::fs::write(dir.join(file), data).unwrap();
+    write("small", &sign(Some("logout+jwt"), FUZZ_KID, claims(|_| {})));
+    write(
+        "sub_only",
+        &sign(
+            Some("logout+jwt"),
+            FUZZ_KID,
+            claims(|c| drop(c.remove("sid"))),
+        ),
+    );
+    write("typ_jwt", &sign(Some("JWT"), FUZZ_KID, claims(|_| {})));
+    write(
+        "nonce",
+        &sign(
+            Some("logout+jwt"),
+            FUZZ_KID,
+            claims(|c| drop(c.insert("nonce".into(), json!("n")))),
+        ),
+    );
+    write(
+        "unknown_kid",
+        &sign(Some("logout+jwt"), "other", claims(|_| {})),
+    );
+    write(
+        "expired",
+        &sign(
+            Some("logout+jwt"),
+            FUZZ_KID,
+            claims(|c| drop(c.insert("exp".into(), json!(FUZZ_NOW - 100)))),
+        ),
+    );
+    write("junk", "eyJhbGciOiJub25lIn0.e30.");
+    write("empty", "");
 }

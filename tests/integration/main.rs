@@ -5,15 +5,19 @@
 mod support;
 
 mod antiforgery;
+mod backchannel;
 mod cluster;
 mod corpus;
 mod demo;
 mod hardening;
 mod login;
+mod logs;
+mod observability;
 mod proxy;
 mod refresh;
 mod server;
 mod static_files;
 mod streaming;
 mod support_selftest;
+mod tls;
 mod websocket;

@@ -3,8 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -14,9 +13,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 
-use crate::support::app::{KEY, PUBLIC, config_toml_with_upstream};
-use crate::support::browser::Browser;
+use crate::support::app::PUBLIC;
 use crate::support::idp::FakeIdp;
+use crate::support::process::{Sealgate, Spawn};
 
 const GIB: u64 = 1 << 30;
 const CHUNK: usize = 64 * 1024;
@@ -75,84 +74,14 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
-/// A `sealgate serve` child process, killed on drop.
-struct Sealgate(Child);
-
-impl Drop for Sealgate {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Sealgate {
-    /// Peak resident set size (VmHWM), in bytes.
-    fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).unwrap();
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap();
-        kb * 1024
-    }
-}
-
-async fn start_sealgate(idp: &FakeIdp, upstream: SocketAddr) -> (Sealgate, SocketAddr, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let dir = std::env::temp_dir().join(format!("sealgate-stream-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("sealgate.toml");
-    let text = config_toml_with_upstream(&idp.issuer(), "", &upstream.to_string())
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
-    std::fs::write(&config, text).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("SECRET", "test-secret")
-        .env("KEY", KEY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let child = Sealgate(child);
-    let actual = format!("http://{addr}");
-    let started = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "sealgate did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = std::fs::remove_dir_all(dir);
-    (child, addr, actual)
-}
-
 #[tokio::test]
 async fn a_gib_up_and_a_gib_down_stream_through_in_under_50_mb() {
     let idp = FakeIdp::start().await;
     let upstream = upstream().await;
-    let (sealgate, _addr, actual) = start_sealgate(&idp, upstream).await;
-
-    // Log in through the child, exactly as the harness does in-process.
-    let mut b = Browser::new();
-    b.map_origin(PUBLIC, &actual);
-    let r = b
-        .get(
-            &format!("{PUBLIC}/bff/login?returnUrl=%2F"),
-            &[("sec-fetch-mode", "navigate")],
-        )
-        .await;
-    let authorize = r.location().unwrap();
-    let callback = b.get(&authorize, &[]).await.location().unwrap();
-    assert_eq!(b.get(&callback, &[]).await.status, 302);
+    let sealgate = Sealgate::spawn(&idp, upstream, Spawn::default()).await;
+    let actual = sealgate.actual.clone();
+    let mut b = sealgate.browser();
+    sealgate.login(&mut b).await;
     let cookie = b.cookie_header(PUBLIC);
     let before = sealgate.peak_rss();
 

@@ -89,6 +89,11 @@ impl TestKey {
         }
     }
 
+    /// The private key for [`sign_jws`].
+    pub fn encoding(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
     /// The public key as a JWK, as `/jwks` serves it.
     pub fn jwk(&self) -> Value {
         json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": self.n, "e": self.e })
@@ -479,6 +484,17 @@ impl FakeIdp {
         state.rotated = !state.rotated;
     }
 
+    /// Every refresh and access token currently valid at the IdP (for leak checks).
+    pub fn live_tokens(&self) -> Vec<String> {
+        let state = self.lock();
+        state
+            .refresh_tokens
+            .keys()
+            .chain(state.access_tokens.keys())
+            .cloned()
+            .collect()
+    }
+
     /// The key the IdP signs with and its JWKS serves.
     pub fn current_key(&self) -> &'static TestKey {
         self.lock().current_key()
@@ -505,11 +521,23 @@ impl FakeIdp {
         sign_rs256(key, "JWT", claims)
     }
 
+    /// The key the IdP does *not* sign with nor serve (until [`FakeIdp::rotate_key`]).
+    pub fn other_key(&self) -> &'static TestKey {
+        self.lock().other_key()
+    }
+
     /// A valid OIDC Back-Channel Logout token for the current user and `sid` (`typ`
     /// `logout+jwt`, fresh `jti`, 2-minute `exp`), after `edit` has changed its claims
     /// (remove `sid` to log out by `sub` only, add `nonce` to make it invalid, ...).
     pub fn logout_token(&self, edit: impl FnOnce(&mut Map<String, Value>)) -> String {
-        let (key, mut claims) = {
+        let claims = self.logout_claims(edit);
+        sign_rs256(self.current_key(), "logout+jwt", &Value::Object(claims))
+    }
+
+    /// The claims of [`FakeIdp::logout_token`], unsigned, to sign with another header or key
+    /// through [`sign_jws`].
+    pub fn logout_claims(&self, edit: impl FnOnce(&mut Map<String, Value>)) -> Map<String, Value> {
+        let mut claims = {
             let mut state = self.lock();
             let now = state.now();
             let jti = state.fresh("jti");
@@ -525,10 +553,10 @@ impl FakeIdp {
             claims.insert("exp".into(), json!(now + 120));
             claims.insert("jti".into(), json!(jti));
             claims.insert("events".into(), json!({ BACKCHANNEL_LOGOUT_EVENT: {} }));
-            (state.current_key(), claims)
+            claims
         };
         edit(&mut claims);
-        sign_rs256(key, "logout+jwt", &Value::Object(claims))
+        claims
     }
 }
 
@@ -1053,6 +1081,12 @@ fn with_params(mut url: Url, params: &[(&str, String)]) -> Url {
 
 fn b64_json(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("JSON serializes"))
+}
+
+/// A compact JWS of `claims` with exactly `header`, signed with `key` under `alg` (which need
+/// not be the header's: to forge, mislabel or confuse).
+pub fn sign_jws(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
+    sign_compact(header, claims, key, alg)
 }
 
 fn sign_compact(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {

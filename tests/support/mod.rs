@@ -5,5 +5,6 @@
 pub mod app;
 pub mod browser;
 pub mod idp;
+pub mod process;
 pub mod redis;
 pub mod upstream;

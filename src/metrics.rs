@@ -1,0 +1,201 @@
+//! Prometheus metrics (OpenMetrics text on `/metrics`), through `prometheus-client`.
+//!
+//! One registry per process (a process is one scrape target): handlers record into
+//! [`metrics()`] without threading a handle through every layer. Label values come from small,
+//! fixed sets (route prefixes from the configuration, status classes, outcome names), never from
+//! request data, so a client cannot blow up the number of series. Nothing secret is recorded.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// `route` (a configured prefix, `bff:/user`, `static`, …) and `class` (`2xx` … `5xx`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Which handler served it.
+    pub route: String,
+    /// The status class.
+    pub class: StatusClass,
+}
+
+/// A status class label: `1xx` … `5xx`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub struct StatusClass(u8);
+
+impl StatusClass {
+    /// The class of `status`.
+    pub fn of(status: http::StatusCode) -> Self {
+        // Invariant: StatusCode is 100..=999, so the class is 1..=9.
+        Self(u8::try_from(status.as_u16() / 100).unwrap_or(9))
+    }
+}
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write as _;
+        write!(encoder, "{}xx", self.0)
+    }
+}
+
+/// `route`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// The route prefix.
+    pub route: String,
+}
+
+/// `outcome` and `reason` (empty on success).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `success`, `failure`, …
+    pub outcome: &'static str,
+    /// Why, from a fixed set of names.
+    pub reason: &'static str,
+}
+
+/// Every metric sealgate exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// `sealgate_requests_total{route, class}`.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `sealgate_upstream_duration_seconds{route}`: until the upstream's response head.
+    pub upstream_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    /// `sealgate_logins_total{outcome, reason}` (callbacks).
+    pub logins: Family<OutcomeLabels, Counter>,
+    /// `sealgate_logouts_total{outcome, reason}`.
+    pub logouts: Family<OutcomeLabels, Counter>,
+    /// `sealgate_refreshes_total{outcome, reason}`.
+    pub refreshes: Family<OutcomeLabels, Counter>,
+    /// `sealgate_backchannel_logouts_total{outcome, reason}`.
+    pub backchannel_logouts: Family<OutcomeLabels, Counter>,
+    /// `sealgate_denylist_entries` (set at scrape time).
+    pub denylist_entries: Gauge,
+    /// `sealgate_denylist_overflows` (revocations turned into a global not-before; at scrape).
+    pub denylist_overflows: Gauge,
+    /// `sealgate_session_cookie_bytes`: the size of each session cookie written.
+    pub cookie_bytes: Histogram,
+    /// `sealgate_idp_request_duration_seconds`.
+    pub idp_duration: Histogram,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms … ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("sealgate");
+        let requests = Family::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route and status class",
+            requests.clone(),
+        );
+        let upstream_duration: Family<RouteLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "upstream_duration_seconds",
+            "Time until an upstream's response head, by route",
+            upstream_duration.clone(),
+        );
+        let logins = Family::default();
+        registry.register(
+            "logins",
+            "Login callbacks by outcome and failure reason",
+            logins.clone(),
+        );
+        let logouts = Family::default();
+        registry.register("logouts", "Logouts by outcome", logouts.clone());
+        let refreshes = Family::default();
+        registry.register(
+            "refreshes",
+            "Token refreshes by outcome and failure reason",
+            refreshes.clone(),
+        );
+        let backchannel_logouts = Family::default();
+        registry.register(
+            "backchannel_logouts",
+            "Back-channel logout requests by outcome and failure reason",
+            backchannel_logouts.clone(),
+        );
+        let denylist_entries = Gauge::default();
+        registry.register(
+            "denylist_entries",
+            "Live revocation entries",
+            denylist_entries.clone(),
+        );
+        let denylist_overflows = Gauge::default();
+        registry.register(
+            "denylist_overflows",
+            "Revocations recorded as a global not-before because the denylist was full",
+            denylist_overflows.clone(),
+        );
+        let cookie_bytes = Histogram::new(exponential_buckets(512.0, 2.0, 7));
+        registry.register(
+            "session_cookie_bytes",
+            "Size of the session cookies written (all chunks)",
+            cookie_bytes.clone(),
+        );
+        let idp_duration = latency_histogram();
+        registry.register(
+            "idp_request_duration_seconds",
+            "Duration of requests to the IdP (discovery, JWKS, token, revocation)",
+            idp_duration.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            upstream_duration,
+            logins,
+            logouts,
+            refreshes,
+            backchannel_logouts,
+            denylist_entries,
+            denylist_overflows,
+            cookie_bytes,
+            idp_duration,
+        }
+    }
+
+    /// Counts an outcome in `family`.
+    pub fn outcome(
+        family: &Family<OutcomeLabels, Counter>,
+        outcome: &'static str,
+        reason: &'static str,
+    ) {
+        family
+            .get_or_create(&OutcomeLabels { outcome, reason })
+            .inc();
+    }
+
+    /// Records a duration in seconds.
+    pub fn observe(histogram: &Histogram, d: Duration) {
+        histogram.observe(d.as_secs_f64());
+    }
+
+    /// The OpenMetrics text.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}

@@ -1,0 +1,142 @@
+//! `sealgate serve` as a real child process (the binary cargo built), against the in-process
+//! fake IdP: for what only a separate process shows (its memory, its log output, a crash).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::app::{KEY, PUBLIC, config_toml_with_upstream};
+use super::browser::Browser;
+use super::idp::FakeIdp;
+
+/// A running `sealgate serve`, killed (SIGKILL) on drop.
+pub struct Sealgate {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `http://addr`.
+    pub actual: String,
+    dir: PathBuf,
+}
+
+/// How to start one.
+pub struct Spawn<'a> {
+    /// Lines for the harness config (`session.x = …`, `toml.[log]`, …).
+    pub extra: &'a str,
+    /// `RUST_LOG`.
+    pub rust_log: &'a str,
+    /// Where stderr goes (inherited when `None`).
+    pub log_file: Option<PathBuf>,
+}
+
+impl Default for Spawn<'_> {
+    fn default() -> Self {
+        Self {
+            extra: "",
+            rust_log: "warn",
+            log_file: None,
+        }
+    }
+}
+
+impl Sealgate {
+    /// Starts `sealgate serve` on a free port with the harness configuration (routes to
+    /// `upstream`), and waits until it accepts connections.
+    pub async fn spawn(idp: &FakeIdp, upstream: SocketAddr, how: Spawn<'_>) -> Sealgate {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let dir =
+            std::env::temp_dir().join(format!("sealgate-child-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("sealgate.toml");
+        let text = config_toml_with_upstream(&idp.issuer(), how.extra, &upstream.to_string())
+            .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
+        std::fs::write(&config, text).unwrap();
+        let stderr = match &how.log_file {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("SECRET", "test-secret")
+            .env("KEY", KEY)
+            .env("RUST_LOG", how.rust_log)
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let s = Sealgate {
+            child,
+            addr,
+            actual: format!("http://{addr}"),
+            dir,
+        };
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "sealgate did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s
+    }
+
+    /// A browser whose public origin maps to this process.
+    pub fn browser(&self) -> Browser {
+        let mut b = Browser::new();
+        b.map_origin(PUBLIC, &self.actual);
+        b
+    }
+
+    /// Logs `b` in (login → IdP → callback); returns the callback URL the IdP redirected to.
+    pub async fn login(&self, b: &mut Browser) -> String {
+        let r = b
+            .get(
+                &format!("{PUBLIC}/bff/login?returnUrl=%2F"),
+                &[("sec-fetch-mode", "navigate")],
+            )
+            .await;
+        assert_eq!(r.status, 302, "login: {}", r.body);
+        let authorize = r.location().unwrap();
+        let callback = b.get(&authorize, &[]).await.location().unwrap();
+        assert_eq!(b.get(&callback, &[]).await.status, 302);
+        callback
+    }
+
+    /// Peak resident set size (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kb * 1024
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, as in a crash.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Sealgate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -10,7 +10,8 @@
 # (`cargo build`, unless SEALGATE_BIN names a binary), starts every server on 127.0.0.1 with
 # free ports, runs the scenarios, and stops every server it started, by PID, also on failure.
 # Server logs, the servers' event files and, for a failing scenario, a screenshot and the page's
-# HTML per tab are left in tests/e2e/artifacts/.
+# HTML per tab are left in tests/e2e/artifacts/. E2E_TIMEOUT (seconds, default 300) bounds the
+# scenarios' run.
 set -euo pipefail
 
 E2E="$(cd "$(dirname "$0")" && pwd)"
@@ -169,7 +170,12 @@ done
 say "scenarios"
 export ORIGIN_A ORIGIN_B ISSUER ARTIFACTS OP_EVENTS API_EVENTS ACCESS_TOKEN_TTL CHROMIUM
 started=$SECONDS
+# In the background and waited for, so that Ctrl-C or SIGTERM reaches the trap at once (the
+# cleanup then stops the scenarios too). scenarios.mjs bounds its own run (E2E_TIMEOUT, 300 s).
+node "$E2E/scenarios.mjs" "$@" > >(tee "$ARTIFACTS/scenarios.log") 2>&1 &
+pids+=($!)
+names+=(scenarios)
 status=0
-timeout --kill-after=10 300 node "$E2E/scenarios.mjs" "$@" 2>&1 | tee "$ARTIFACTS/scenarios.log" || status=$?
+wait "${pids[-1]}" || status=$?
 say "scenarios took $((SECONDS - started)) s"
 exit "$status"

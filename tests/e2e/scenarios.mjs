@@ -440,10 +440,15 @@ if (unknown.length) {
 }
 const selected = only.length ? scenarios.filter((s) => only.includes(s.name)) : scenarios;
 
+let passed = 0;
+const failed = [];
 const browser = await chromium.launch({
   executablePath: CHROMIUM,
   headless: true,
   chromiumSandbox: false,
+  handleSIGINT: false, // handled below: close the browser, then exit
+  handleSIGTERM: false,
+  handleSIGHUP: false,
   args: [
     '--no-sandbox',
     '--disable-gpu',
@@ -459,13 +464,29 @@ const browser = await chromium.launch({
 });
 console.log(`chromium ${browser.version()}`);
 
-let passed = 0;
-const failed = [];
+let current; // the running scenario: { name, context }
+
+async function abort(why, code) {
+  if (current) {
+    console.log(`FAIL ${current.name}: ${why}`);
+    await saveFailure(current.name, current.context, new Error(why)).catch(() => {});
+  }
+  console.log(`e2e: ${why}; ${passed} passed, ${failed.length + (current ? 1 : 0)} failed`);
+  await browser.close().catch(() => {});
+  process.exit(code);
+}
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => abort(`interrupted by ${signal}`, 130));
+}
+const timeoutSeconds = Number(process.env.E2E_TIMEOUT ?? 300);
+setTimeout(() => abort(`timed out after ${timeoutSeconds} s`, 124), timeoutSeconds * 1000).unref();
+
 for (const s of selected) {
   const started = Date.now();
   // A fresh cookie jar and storage per scenario.
   const context = await browser.newContext();
   context.setDefaultTimeout(15000);
+  current = { name: s.name, context };
   try {
     await s.fn({ browser, context, since: started });
     passed += 1;
@@ -476,6 +497,7 @@ for (const s of selected) {
     if (!(err instanceof Failure)) console.log(err.stack);
     await saveFailure(s.name, context, err);
   } finally {
+    current = undefined;
     await context.close();
   }
 }

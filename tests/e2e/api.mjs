@@ -1,0 +1,83 @@
+// The upstream API for the end-to-end tests: it trusts nothing but the bearer JWT, whose
+// signature it verifies against the OpenID Provider's JWKS (plus issuer, audience, type and
+// expiry), and answers with the subject. Every request is recorded, so the scenarios can prove
+// that a valid token arrived and that no cookie did.
+//
+// Environment (set by run.sh): API_PORT, ISSUER, API_AUDIENCE, EVENTS_FILE.
+
+import { appendFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`api.mjs: ${name} is not set`);
+  return value;
+};
+
+const port = Number(env('API_PORT'));
+const issuer = env('ISSUER');
+const audience = env('API_AUDIENCE');
+const eventsFile = env('EVENTS_FILE');
+
+let jwks;
+async function keySet() {
+  if (!jwks) {
+    const res = await fetch(`${issuer}/.well-known/openid-configuration`);
+    if (!res.ok) throw new Error(`discovery: ${res.status}`);
+    const { jwks_uri: jwksUri, issuer: discovered } = await res.json();
+    if (discovered !== issuer) throw new Error(`discovery names issuer ${discovered}`);
+    jwks = createRemoteJWKSet(new URL(jwksUri));
+  }
+  return jwks;
+}
+
+function send(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+const server = createServer(async (req, res) => {
+  const entry = {
+    t: Date.now(),
+    method: req.method,
+    path: req.url,
+    forwarded_host: req.headers['x-forwarded-host'] ?? null,
+    // Names only: a cookie reaching the API at all is the finding.
+    cookie_names: (req.headers.cookie ?? '').split(';').map((c) => c.split('=')[0].trim()).filter(Boolean),
+  };
+  try {
+    const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(req.headers.authorization ?? '');
+    if (!match) throw new Error('no bearer token');
+    const token = match[1];
+    // The signature segment identifies the token (the scenarios look for it in the page)
+    // without being usable on its own.
+    entry.token_signature = token.split('.')[2] ?? null;
+    const { payload, protectedHeader } = await jwtVerify(token, await keySet(), {
+      issuer,
+      audience,
+      typ: 'at+jwt',
+      algorithms: ['RS256'],
+    });
+    Object.assign(entry, {
+      verified: true,
+      alg: protectedHeader.alg,
+      sub: payload.sub,
+      client_id: payload.client_id,
+      scope: payload.scope ?? null,
+      jti: payload.jti,
+      iat: payload.iat,
+      exp: payload.exp,
+    });
+    appendFileSync(eventsFile, `${JSON.stringify(entry)}\n`);
+    send(res, 200, { sub: payload.sub, jti: payload.jti, exp: payload.exp, via: entry.forwarded_host });
+  } catch (err) {
+    Object.assign(entry, { verified: false, error: String(err?.code ?? err?.message ?? err) });
+    appendFileSync(eventsFile, `${JSON.stringify(entry)}\n`);
+    send(res, 401, { error: 'invalid_token' });
+  }
+  console.log(`${new Date().toISOString()} ${req.method} ${req.url} verified=${entry.verified}`);
+});
+
+server.listen(port, '127.0.0.1', () => console.log(`api: http://127.0.0.1:${port} ready`));

@@ -1,0 +1,507 @@
+// End-to-end scenarios: a real Chromium (driven by playwright-core) signs in through a real
+// OpenID Provider (oidc-provider) via two sealgate instances sharing Redis, and calls an API
+// that verifies the token it receives. Each scenario asserts what the user sees and what the
+// servers recorded (the provider's and the API's event files). run.sh starts every server and
+// sets the environment; `node scenarios.mjs [name …]` runs all scenarios or the named ones.
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`scenarios.mjs: ${name} is not set (run tests/e2e/run.sh)`);
+  return value;
+};
+
+const A = env('ORIGIN_A'); // sealgate instance A (receives back-channel logout)
+const B = env('ORIGIN_B'); // sealgate instance B
+const OP = env('ISSUER');
+const ARTIFACTS = env('ARTIFACTS');
+const OP_EVENTS = env('OP_EVENTS');
+const API_EVENTS = env('API_EVENTS');
+const ACCESS_TOKEN_TTL = Number(env('ACCESS_TOKEN_TTL'));
+const CHROMIUM = env('CHROMIUM');
+
+const SESSION_COOKIE = '__Host-sealgate';
+const JWT_SHAPE = /eyJ[A-Za-z0-9_-]{8,}\.eyJ/;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+class Failure extends Error {}
+
+function check(condition, message, details) {
+  if (!condition) {
+    throw new Failure(details === undefined ? message : `${message}: ${JSON.stringify(details)}`);
+  }
+}
+
+function equal(actual, expected, message) {
+  check(actual === expected, `${message}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
+}
+
+function readEvents(file) {
+  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line));
+}
+
+/** The provider's events since `t` (ms), optionally of one kind. */
+function opEvents(since, event) {
+  return readEvents(OP_EVENTS).filter((e) => e.t >= since && (event === undefined || e.event === event));
+}
+
+/** The requests the API received since `t` (ms). */
+function apiCalls(since) {
+  return readEvents(API_EVENTS).filter((e) => e.t >= since);
+}
+
+const refreshGrants = (since) => opEvents(since).filter((e) => e.grant_type === 'refresh_token'
+  && (e.event === 'grant.success' || e.event === 'grant.error'));
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+/** Polls `fn` until it returns something truthy, for at most `within` ms. */
+async function eventually(what, fn, within = 5000) {
+  const start = Date.now();
+  for (;;) {
+    const value = await fn();
+    if (value) return value;
+    check(Date.now() - start < within, `${what} (waited ${within} ms)`);
+    await sleep(50);
+  }
+}
+
+async function text(page, selector) {
+  return (await page.textContent(selector))?.trim();
+}
+
+/** Waits until the element's text is `want` (what the user sees). */
+async function seeText(page, selector, want, within = 10000) {
+  try {
+    await page.waitForFunction(
+      ([sel, w]) => document.querySelector(sel)?.textContent.trim() === w,
+      [selector, want],
+      { timeout: within },
+    );
+  } catch {
+    check(false, `${page.url()}: ${selector} should read ${JSON.stringify(want)}, reads ${JSON.stringify(await text(page, selector))}`);
+  }
+}
+
+const onOp = (url) => url.startsWith(`${OP}/`);
+
+/** The status of a fetch the page itself makes (with the anti-forgery header). */
+function pageFetch(page, path) {
+  return page.evaluate(async (p) => (await fetch(p, { headers: { 'X-CSRF': '1' } })).status, path);
+}
+
+async function sessionCookies(context) {
+  return (await context.cookies()).filter((c) => c.name.startsWith(SESSION_COOKIE));
+}
+
+/**
+ * Signs in from the SPA at `origin`: the SPA's button, the provider's own login page (any
+ * login, any password with devInteractions) and, when asked, its consent page. Ends on the SPA
+ * showing the user.
+ */
+async function signIn(page, origin, user) {
+  if (!page.url().startsWith(`${origin}/`)) {
+    await page.goto(`${origin}/`);
+  }
+  await seeText(page, '#state', 'no');
+  await page.click('#login');
+  await completeOpLogin(page, origin, user);
+}
+
+/** Which of the provider's interaction pages is shown: "login" or "consent". */
+async function opPrompt(page) {
+  await page.waitForURL((u) => onOp(u.href) && u.pathname.startsWith('/interaction/'));
+  const form = await page.waitForSelector('form input[name=prompt]', { state: 'attached' });
+  return form.getAttribute('value');
+}
+
+async function seeOpLoginPage(page, message) {
+  equal(await opPrompt(page), 'login', message);
+  equal(await text(page, 'h1'), 'Sign-in', `${message} (heading)`);
+  check(await page.isVisible('input[name=login]') && await page.isVisible('input[name=password]'),
+    `${message} (login and password fields)`);
+}
+
+async function completeOpLogin(page, origin, user) {
+  await seeOpLoginPage(page, 'the provider shows its login page');
+  await page.fill('input[name=login]', user);
+  await page.fill('input[name=password]', 'correct horse battery staple');
+  await page.click('button[type=submit]');
+  await page.waitForURL((u) => u.href.startsWith(`${origin}/`)
+    || (onOp(u.href) && u.pathname.startsWith('/interaction/') && !u.pathname.endsWith('/login')));
+  if (onOp(page.url())) {
+    equal(await opPrompt(page), 'consent', 'after the login, the provider asks for consent');
+    equal(await text(page, 'h1'), 'Authorize', 'the consent page\'s heading');
+    await page.click('button[type=submit]');
+  }
+  await page.waitForURL((u) => u.href.startsWith(`${origin}/`));
+  await seeText(page, '#state', 'yes');
+  const shown = JSON.parse(await text(page, '#user'));
+  equal(shown.sub, user, 'the SPA shows the signed-in subject');
+}
+
+/** Clicks "Call API" and waits for the answer the user sees; returns the upstream's answer. */
+async function callApi(page) {
+  const before = Number(await text(page, '#calls'));
+  await page.click('#call');
+  await seeText(page, '#calls', String(before + 1));
+  equal(await text(page, '#api-status'), '200', 'the API call succeeds');
+  return JSON.parse(await text(page, '#api-result'));
+}
+
+/** On the provider's logout confirmation page: "Yes, sign me out". */
+async function confirmOpLogout(page) {
+  await page.waitForURL((u) => onOp(u.href) && u.pathname === '/session/end');
+  equal(await page.title(), 'Logout Request', 'the provider asks to confirm the logout');
+  await page.click('button[name=logout][value=yes]');
+}
+
+let userCounter = 0;
+const newUser = (name) => `${name}-${process.pid}-${(userCounter += 1)}`;
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+const scenarios = [];
+const scenario = (name, title, fn) => scenarios.push({ name, title, fn });
+
+scenario('login', 'log in through the provider\'s login page; the SPA shows /bff/user', async ({ context, since }) => {
+  const page = await context.newPage();
+  const user = newUser('alice');
+  await page.goto(`${A}/`);
+  await seeText(page, '#state', 'no'); // anonymous: /bff/user is 401
+  await page.click('#login');
+  await completeOpLogin(page, A, user);
+
+  const shown = JSON.parse(await text(page, '#user'));
+  equal(shown.claims?.email, `${user}@example.test`, '/bff/user carries the ID token\'s claims');
+  equal(shown.claims?.preferred_username, user, '/bff/user carries preferred_username');
+  check(typeof shown.logout_url === 'string' && shown.session?.absolute_expires_at > Date.now() / 1000,
+    '/bff/user carries the logout URL and session expiry', shown);
+
+  const grants = opEvents(since, 'grant.success');
+  equal(grants.length, 1, 'the provider issued tokens once');
+  equal(grants[0].grant_type, 'authorization_code', 'through the authorization-code grant');
+  equal(grants[0].client_id, 'sealgate', 'to sealgate');
+  equal(opEvents(since, 'grant.error').length, 0, 'no failed grant at the provider');
+
+  const cookies = await sessionCookies(context);
+  const first = cookies.find((c) => c.name === `${SESSION_COOKIE}.0`);
+  check(first, 'the session cookie is set', cookies.map((c) => c.name));
+  check(first.httpOnly && first.secure && first.sameSite === 'Strict' && first.path === '/'
+    && first.domain === '127.0.0.1', 'the session cookie is HttpOnly, Secure, SameSite=Strict, host-only, Path=/', first);
+  check(cookies.every((c) => !c.name.includes('login')), 'no login-flow cookie is left', cookies.map((c) => c.name));
+});
+
+scenario('api', 'an API call through sealgate succeeds; the upstream verified the token', async ({ context }) => {
+  const page = await context.newPage();
+  const user = newUser('bob');
+  await signIn(page, A, user);
+  const t = Date.now();
+  const answer = await callApi(page);
+  equal(answer.sub, user, 'the API answers with the signed-in subject');
+
+  const calls = apiCalls(t);
+  equal(calls.length, 1, 'the upstream received one request');
+  const [call] = calls;
+  check(call.verified, 'the upstream verified the bearer JWT against the provider\'s JWKS', call);
+  equal(call.sub, user, 'the token\'s subject');
+  equal(call.client_id, 'sealgate', 'the token was issued to sealgate');
+  check(call.scope?.split(' ').includes('api:read'), 'the token carries the API scope', call);
+  equal(call.path, '/whoami', 'the route prefix was mapped onto the upstream');
+  equal(call.cookie_names.length, 0, `no cookie reached the upstream (got ${call.cookie_names})`);
+  equal(call.forwarded_host, new URL(A).host, 'through instance A');
+});
+
+scenario('no-token-in-page', 'document.cookie shows no session cookie; no token anywhere in page storage', async ({ context, since }) => {
+  const page = await context.newPage();
+  await signIn(page, A, newUser('carol'));
+  await callApi(page);
+  await page.reload();
+  await seeText(page, '#state', 'yes');
+
+  const accessTokenSignature = apiCalls(since).at(-1).token_signature;
+  const refreshToken = opEvents(since, 'refresh_token.saved').at(-1)?.jti;
+  check(accessTokenSignature && refreshToken, 'the servers recorded the tokens they issued and received');
+
+  const seen = await page.evaluate(async () => {
+    const dump = (s) => JSON.stringify(Object.fromEntries(Object.keys(s).map((k) => [k, s.getItem(k)])));
+    const user = await (await fetch('/bff/user', { headers: { 'X-CSRF': '1' } })).text();
+    return {
+      cookie: document.cookie,
+      localStorage: dump(localStorage),
+      sessionStorage: dump(sessionStorage),
+      indexedDB: JSON.stringify(await indexedDB.databases()),
+      caches: JSON.stringify(await caches.keys()),
+      html: document.documentElement.outerHTML,
+      user,
+    };
+  });
+  equal(seen.cookie, '', 'document.cookie is empty: the session cookie is HttpOnly');
+  for (const [where, value] of Object.entries(seen)) {
+    check(!value.includes(accessTokenSignature), `no access token in ${where}`);
+    check(!value.includes(refreshToken), `no refresh token in ${where}`);
+    check(!JWT_SHAPE.test(value), `nothing JWT-shaped in ${where}`);
+  }
+  for (const c of await sessionCookies(context)) {
+    check(!c.value.includes(accessTokenSignature) && !c.value.includes(refreshToken) && !JWT_SHAPE.test(c.value),
+      `the sealed cookie ${c.name} shows no token`);
+  }
+});
+
+scenario('refresh', 'past the access-token lifetime, API calls from two tabs at once still succeed (one rotation)', async ({ context }) => {
+  const tabA = await context.newPage();
+  const user = newUser('dave');
+  await signIn(tabA, A, user);
+  const first = await callApi(tabA);
+  const tabB = await context.newPage();
+  await tabB.goto(`${B}/`); // the same browser, so the same cookie: a load balancer's view
+  await seeText(tabB, '#state', 'yes');
+  const cookieBefore = (await sessionCookies(context)).map((c) => c.value).join();
+
+  // Past the access token's expiry: every call now needs a refreshed token.
+  const waitMs = first.exp * 1000 + 1000 - Date.now();
+  check(waitMs <= (ACCESS_TOKEN_TTL + 1) * 1000, 'the access token lives ACCESS_TOKEN_TTL seconds', first);
+  await sleep(Math.max(0, waitMs));
+  const t = Date.now();
+  await Promise.all([tabA.click('#call-many'), tabB.click('#call-many')]);
+  await seeText(tabA, '#api-status', '200,200,200');
+  await seeText(tabB, '#api-status', '200,200,200');
+
+  const calls = apiCalls(t);
+  equal(calls.length, 6, 'the upstream received all six calls');
+  check(calls.every((c) => c.verified && c.sub === user), 'every call carried a valid token for the user', calls);
+  const jtis = new Set(calls.map((c) => c.jti));
+  equal(jtis.size, 1, 'every call carried the same refreshed token');
+  check(!jtis.has(first.jti) && calls[0].exp > first.exp, 'a new access token, expiring later', { first, calls });
+  check(calls.some((c) => c.forwarded_host === new URL(A).host) && calls.some((c) => c.forwarded_host === new URL(B).host),
+    'calls went through both instances', calls.map((c) => c.forwarded_host));
+
+  const refreshes = refreshGrants(t);
+  equal(refreshes.length, 1, 'one refresh at the provider for six parallel calls on two instances');
+  equal(refreshes[0].event, 'grant.success', 'the refresh succeeded');
+  equal(opEvents(t, 'refresh_token.consumed').length, 1, 'the old refresh token was consumed once (rotation)');
+  equal(opEvents(t, 'grant.revoked').length, 0, 'no refresh-token reuse detected (the provider would revoke the grant)');
+  check((await sessionCookies(context)).map((c) => c.value).join() !== cookieBefore, 'the browser holds the re-sealed cookie');
+
+  // The browser's new cookie carries the new tokens: no further refresh.
+  const t2 = Date.now();
+  equal((await callApi(tabA)).jti, calls[0].jti, 'the next call from tab A uses the refreshed token');
+  equal((await callApi(tabB)).jti, calls[0].jti, 'the next call from tab B uses the refreshed token');
+  equal(refreshGrants(t2).length, 0, 'no second refresh');
+});
+
+scenario('logout', 'logout → RP-initiated logout at the provider → the old cookie, replayed, is refused', async ({ browser, context, since }) => {
+  const page = await context.newPage();
+  await signIn(page, A, newUser('erin'));
+  await callApi(page);
+  const stolen = await sessionCookies(context);
+
+  const t = Date.now();
+  await page.click('#logout');
+  await confirmOpLogout(page);
+  await page.waitForURL((u) => u.href.startsWith(`${A}/`));
+  await seeText(page, '#state', 'no');
+
+  const ended = opEvents(t, 'end_session.success');
+  equal(ended.length, 1, 'the provider ended its session');
+  equal(ended[0].client_id, 'sealgate', 'for sealgate (id_token_hint), then returned to post_logout_redirect_uri');
+  const revocations = opEvents(t, 'revocation');
+  check(revocations.length === 1 && revocations[0].status === 200 && revocations[0].client_id === 'sealgate',
+    'sealgate revoked the refresh token at the provider (RFC 7009)', revocations);
+  const refreshToken = opEvents(since, 'refresh_token.saved').at(-1).jti;
+  check(opEvents(t, 'refresh_token.destroyed').some((e) => e.jti === refreshToken),
+    'the provider destroyed the session\'s refresh token');
+  equal((await sessionCookies(context)).length, 0, 'every session cookie was cleared');
+
+  // Someone who copied the cookie before the logout replays it.
+  const thief = await browser.newContext();
+  try {
+    await thief.addCookies(stolen);
+    const replay = await thief.newPage();
+    await replay.goto(`${A}/`);
+    await seeText(replay, '#state', 'no');
+    const t2 = Date.now();
+    equal(await pageFetch(replay, '/api/whoami'), 401, 'the replayed cookie gets 401 from the API route');
+    equal(await pageFetch(replay, '/bff/user'), 401, 'and from /bff/user');
+    equal(apiCalls(t2).length, 0, 'nothing reached the upstream');
+  } finally {
+    await thief.close();
+  }
+
+  // Signing in again needs the provider's login page: its session is gone.
+  await page.click('#login');
+  await seeOpLoginPage(page, 'signing in again needs the provider\'s login page');
+});
+
+scenario('backchannel', 'ending the session at the provider reaches sealgate by back-channel; the next API call gets 401', async ({ context }) => {
+  const page = await context.newPage();
+  const user = newUser('frank');
+  await signIn(page, A, user);
+  await callApi(page);
+
+  // The user signs out at the provider itself (another app, or the provider's own page).
+  const t = Date.now();
+  const opTab = await context.newPage();
+  const discovery = await (await fetch(`${OP}/.well-known/openid-configuration`)).json();
+  await opTab.goto(discovery.end_session_endpoint);
+  await confirmOpLogout(opTab);
+  await opTab.waitForURL((u) => onOp(u.href) && u.pathname.startsWith('/session/end/success'));
+  check((await opTab.textContent('h1')).includes('Sign-out Success'), 'the provider confirms the sign-out');
+
+  const delivered = await eventually('the provider delivered the back-channel logout',
+    () => opEvents(t).find((e) => e.event === 'backchannel.success' || e.event === 'backchannel.error'));
+  equal(delivered.event, 'backchannel.success', `sealgate accepted the logout token (${delivered.error ?? ''})`);
+  equal(delivered.sub, user, 'for the user');
+  check(delivered.sid, 'with the provider session id', delivered);
+
+  // The SPA's next API call: 401, and the SPA sends the user to sign in.
+  const [response] = await Promise.all([
+    page.waitForResponse((r) => r.url() === `${A}/api/whoami`),
+    page.click('#call'),
+  ]);
+  equal(response.status(), 401, 'the browser\'s next API call gets 401');
+  await seeOpLoginPage(page, 'the SPA sent the user to the provider\'s login page');
+
+  // Instance B learned it through Redis (the provider only calls A).
+  const tabB = await context.newPage();
+  await tabB.goto(`${B}/`);
+  await seeText(tabB, '#state', 'no');
+  equal(apiCalls(t).length, 0, 'nothing reached the upstream after the provider\'s logout');
+  equal(refreshGrants(t).length, 0, 'no refresh was attempted: the refusal came from the back-channel logout');
+
+  // Signing in again works (the revocation covers sessions issued before it, not after).
+  await completeOpLogin(page, A, user);
+  equal((await callApi(page)).sub, user, 'a new session after the provider\'s logout works');
+});
+
+scenario('cluster', 'two instances and Redis: a logout on A is honoured by B', async ({ browser, context }) => {
+  const tabA = await context.newPage();
+  const user = newUser('grace');
+  await signIn(tabA, A, user);
+  const tabB = await context.newPage();
+  await tabB.goto(`${B}/`);
+  await seeText(tabB, '#state', 'yes');
+  const t0 = Date.now();
+  equal((await callApi(tabB)).via, new URL(B).host, 'instance B serves the session A created');
+  equal(apiCalls(t0).length, 1, 'the upstream received the call through B');
+  const stolen = await sessionCookies(context);
+
+  const t = Date.now();
+  await tabA.click('#logout');
+  await confirmOpLogout(tabA);
+  await tabA.waitForURL((u) => u.href.startsWith(`${A}/`));
+  await seeText(tabA, '#state', 'no');
+
+  const thief = await browser.newContext();
+  try {
+    await thief.addCookies(stolen);
+    const replay = await thief.newPage();
+    await replay.goto(`${B}/`);
+    const took = Date.now();
+    await eventually('instance B refuses the replayed cookie', async () => (await pageFetch(replay, '/bff/user')) === 401, 1000);
+    console.log(`    B refused the logged-out session ${Date.now() - took} ms after the page loaded`);
+    equal(await pageFetch(replay, '/api/whoami'), 401, 'B refuses the API call too');
+  } finally {
+    await thief.close();
+  }
+  equal(apiCalls(t).length, 0, 'nothing reached the upstream after the logout');
+  equal(refreshGrants(t).length, 0, 'no refresh was attempted: the refusal came from the shared denylist');
+});
+
+// ---------------------------------------------------------------------------------------------
+// Runner
+
+async function saveFailure(name, context, err) {
+  const pages = context ? context.pages() : [];
+  for (const [i, page] of pages.entries()) {
+    const base = join(ARTIFACTS, `${name}-tab${i + 1}`);
+    try {
+      await page.screenshot({ path: `${base}.png`, fullPage: true, timeout: 5000 });
+      writeFileSync(`${base}.html`, `<!-- ${page.url()} -->\n${await page.content()}`);
+    } catch (e) {
+      console.log(`    (could not save ${base}: ${e.message})`);
+    }
+  }
+  writeFileSync(join(ARTIFACTS, `${name}.error.txt`), `${err.stack ?? err}\n`);
+}
+
+const only = process.argv.slice(2);
+const unknown = only.filter((n) => !scenarios.some((s) => s.name === n));
+if (unknown.length) {
+  console.error(`unknown scenario(s): ${unknown.join(', ')}; known: ${scenarios.map((s) => s.name).join(', ')}`);
+  process.exit(2);
+}
+const selected = only.length ? scenarios.filter((s) => only.includes(s.name)) : scenarios;
+
+let passed = 0;
+const failed = [];
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  chromiumSandbox: false,
+  handleSIGINT: false, // handled below: close the browser, then exit
+  handleSIGTERM: false,
+  handleSIGHUP: false,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-dev-shm-usage',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-default-apps',
+    '--disable-sync',
+    '--no-first-run',
+    // Loopback only: any other name fails to resolve (the provider's pages import a web font).
+    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
+  ],
+});
+console.log(`chromium ${browser.version()}`);
+
+let current; // the running scenario: { name, context }
+
+async function abort(why, code) {
+  if (current) {
+    console.log(`FAIL ${current.name}: ${why}`);
+    await saveFailure(current.name, current.context, new Error(why)).catch(() => {});
+  }
+  console.log(`e2e: ${why}; ${passed} passed, ${failed.length + (current ? 1 : 0)} failed`);
+  await browser.close().catch(() => {});
+  process.exit(code);
+}
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => abort(`interrupted by ${signal}`, 130));
+}
+const timeoutSeconds = Number(process.env.E2E_TIMEOUT ?? 300);
+setTimeout(() => abort(`timed out after ${timeoutSeconds} s`, 124), timeoutSeconds * 1000).unref();
+
+for (const s of selected) {
+  const started = Date.now();
+  // A fresh cookie jar and storage per scenario.
+  const context = await browser.newContext();
+  context.setDefaultTimeout(15000);
+  current = { name: s.name, context };
+  try {
+    await s.fn({ browser, context, since: started });
+    passed += 1;
+    console.log(`ok   ${s.name}: ${s.title} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  } catch (err) {
+    failed.push(s.name);
+    console.log(`FAIL ${s.name}: ${s.title} (${((Date.now() - started) / 1000).toFixed(1)} s)\n     ${err.message}`);
+    if (!(err instanceof Failure)) console.log(err.stack);
+    await saveFailure(s.name, context, err);
+  } finally {
+    current = undefined;
+    await context.close();
+  }
+}
+await browser.close();
+
+console.log(`e2e: ${passed} passed, ${failed.length} failed${failed.length ? ` (${failed.join(', ')})` : ''}`);
+process.exit(failed.length ? 1 : 0);

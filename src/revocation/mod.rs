@@ -17,6 +17,14 @@
 //!
 //! Comparisons with "issued at or before" are inclusive, so a session created in the same
 //! second as a revocation is refused (timestamps are whole seconds; the safe side of a tie).
+//!
+//! Persistence on a single instance: [`journal`], an append-only file of [`Revocation::encode`]
+//! records, replayed at start. Without it the denylist is memory only and a restart forgets
+//! every revocation.
+
+pub mod journal;
+
+pub use journal::{Journal, JournalError};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -477,26 +485,89 @@ impl Denylist {
     }
 
     /// Records `r` in memory at time `now` and returns what was recorded: `r` itself, or a
-    /// global not-before when the capacity is reached (the caller persists and shares *that*).
+    /// global not-before when the capacity is reached (the caller shares *that*). Memory only:
+    /// with a journal, [`Journal::record`] is the one writer (it decides, persists, then
+    /// inserts).
     ///
     /// # Errors
     /// A [`RevocationError`] when the entry is not acceptable (over-long text) or the lock is
     /// poisoned; nothing was recorded.
     pub fn apply(&self, r: Revocation, now: i64) -> Result<Revocation, RevocationError> {
-        if let Revocation::Sid { iss, sid: v, .. } | Revocation::Sub { iss, sub: v, .. } = &r
-            && (iss.is_empty() || v.is_empty() || iss.len() > MAX_TEXT || v.len() > MAX_TEXT)
-        {
-            return Err(RevocationError(
-                "empty or over-long issuer, sid or sub".into(),
-            ));
-        }
+        check(&r)?;
         if r.until() <= now {
             return Ok(r); // nothing it could match is alive
         }
-        let mut entries = self
-            .entries
+        let mut entries = self.write()?;
+        let recorded = self.decide_locked(&mut entries, r, now);
+        entries.insert(recorded.clone());
+        Ok(recorded)
+    }
+
+    /// What recording `r` at `now` would record, without recording it: `r` itself, or a global
+    /// not-before when the capacity is reached. An `r` that has already expired comes back
+    /// unchanged (recording it would change nothing). Also sweeps expired entries when due.
+    ///
+    /// The caller persists the decision, then [`Denylist::insert`]s it, serializing the two
+    /// steps against other writers so that the capacity decision stays exact.
+    ///
+    /// # Errors
+    /// As [`Denylist::apply`].
+    pub fn decide(&self, r: Revocation, now: i64) -> Result<Revocation, RevocationError> {
+        check(&r)?;
+        if r.until() <= now {
+            return Ok(r);
+        }
+        let mut entries = self.write()?;
+        Ok(self.decide_locked(&mut entries, r, now))
+    }
+
+    /// Inserts a decision of [`Denylist::decide`] (no capacity check: it was decided already).
+    /// An entry that expired by `now` is not inserted.
+    ///
+    /// # Errors
+    /// When the lock is poisoned (every check then fails closed anyway).
+    pub fn insert(&self, recorded: Revocation, now: i64) -> Result<(), RevocationError> {
+        if recorded.until() > now {
+            self.write()?.insert(recorded);
+        }
+        Ok(())
+    }
+
+    /// Inserts entries replayed from a journal, bypassing the capacity: they were recorded
+    /// under it (or a larger one before a configuration change), and dropping any of them
+    /// would bring a revoked session back. Entries that expired by `now` are skipped.
+    ///
+    /// # Errors
+    /// When the lock is poisoned.
+    pub fn restore(
+        &self,
+        replayed: impl IntoIterator<Item = Revocation>,
+        now: i64,
+    ) -> Result<(), RevocationError> {
+        let mut entries = self.write()?;
+        for r in replayed {
+            if r.until() > now && check(&r).is_ok() {
+                entries.insert(r);
+            }
+        }
+        if entries.len > self.capacity {
+            tracing::warn!(
+                entries = entries.len,
+                capacity = self.capacity,
+                "more revocations replayed than [revocation] capacity: all are kept; new \
+                 revocations become a global not-before until entries expire"
+            );
+        }
+        Ok(())
+    }
+
+    fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Entries>, RevocationError> {
+        self.entries
             .write()
-            .map_err(|_| RevocationError("denylist lock poisoned".into()))?;
+            .map_err(|_| RevocationError("denylist lock poisoned".into()))
+    }
+
+    fn decide_locked(&self, entries: &mut Entries, r: Revocation, now: i64) -> Revocation {
         let due = u64::try_from(now).unwrap_or(0);
         if self.next_prune.load(Ordering::Relaxed) <= due {
             entries.prune(now);
@@ -505,7 +576,7 @@ impl Denylist {
                 Ordering::Relaxed,
             );
         }
-        let recorded = if entries.len >= self.capacity && !entries.contains_key(&r) {
+        if entries.len >= self.capacity && !entries.contains_key(&r) {
             self.overflows.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 capacity = self.capacity,
@@ -518,10 +589,20 @@ impl Denylist {
             }
         } else {
             r
-        };
-        entries.insert(recorded.clone());
-        Ok(recorded)
+        }
     }
+}
+
+/// Refuses entries with an empty or over-long issuer, sid or sub.
+fn check(r: &Revocation) -> Result<(), RevocationError> {
+    if let Revocation::Sid { iss, sid: v, .. } | Revocation::Sub { iss, sub: v, .. } = r
+        && (iss.is_empty() || v.is_empty() || iss.len() > MAX_TEXT || v.len() > MAX_TEXT)
+    {
+        return Err(RevocationError(
+            "empty or over-long issuer, sid or sub".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use sealgate::fuzzing::{self, FUZZ_COOKIE, FUZZ_KEY, FUZZ_NOW};
+use sealgate::revocation::{Revocation, journal};
 use sealgate::seal::{Codec, CookieName, KeyRing, Purpose};
 use sealgate::session::{Session, SessionId};
 use sealgate::token::Token;
@@ -21,6 +22,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("return_url", fuzzing::return_url),
     ("callback_query", fuzzing::callback_query),
     ("proxy_path", fuzzing::proxy_path),
+    ("journal_replay", fuzzing::journal_replay),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -154,4 +156,40 @@ fn write_seed_corpus() {
     write("open_chunk_set", "empty", b"");
     write("decode_session", "empty", b"");
     write("decode_session", "junk", &[0xff; 40]);
+
+    // Journals: every entry kind alive at FUZZ_NOW plus an expired one; torn; damaged early.
+    let entries = [
+        Revocation::Session {
+            id: [3; 16],
+            until: FUZZ_NOW + 600,
+        },
+        Revocation::Sid {
+            iss: "https://idp.example".into(),
+            sid: "sid-1".into(),
+            not_before: FUZZ_NOW - 10,
+            until: FUZZ_NOW + 28_800,
+        },
+        Revocation::Sub {
+            iss: "https://idp.example".into(),
+            sub: "user-1".into(),
+            not_before: FUZZ_NOW - 10,
+            until: FUZZ_NOW + 28_800,
+        },
+        Revocation::Global {
+            not_before: FUZZ_NOW - 10,
+            until: FUZZ_NOW + 28_800,
+        },
+        Revocation::Session {
+            id: [4; 16],
+            until: FUZZ_NOW - 1,
+        },
+    ];
+    let valid = journal::to_bytes(&entries);
+    write("journal_replay", "small", &valid);
+    write("journal_replay", "torn", &valid[..valid.len() - 5]);
+    let mut damaged = valid.clone();
+    damaged[journal::HEADER_LEN + 12] ^= 0x20;
+    write("journal_replay", "damaged_early", &damaged);
+    write("journal_replay", "empty", b"");
+    write("journal_replay", "junk", b"SGREVJN\x01 no journal here");
 }

@@ -8,6 +8,7 @@ mod antiforgery;
 mod corpus;
 mod demo;
 mod hardening;
+mod journal;
 mod login;
 mod proxy;
 mod refresh;

@@ -11,6 +11,13 @@
 //! - [`session`]: the session contents and their compact binary encoding.
 //! - [`seal`]: the sealed-cookie codec: key ring ([`seal::keys`]), XChaCha20-Poly1305 wire
 //!   format and chunking ([`seal`]), `Cookie` / `Set-Cookie` handling ([`seal::jar`]).
+//! - [`revocation`]: the denylist every authenticated request is checked against
+//!   ([`revocation::Denylist`], memory only, never evicting early) and
+//!   [`revocation::journal`], the append-only file that makes it survive a restart.
+//! - [`app`]: shared state and the per-request session plumbing ([`app::App::load_session`]
+//!   applies lifetimes and the denylist; [`app::App::revoke`] records a revocation).
+//! - [`server`]: start-up (journal replay, OIDC discovery, bind) and the listener; [`routes`]:
+//!   one file per endpoint.
 //! - [`fuzzing`]: harness functions shared by the `fuzz/` targets and the corpus replay test.
 //!
 //! A request's cookie flows: `Cookie` header → [`seal::ChunkSet`] → [`seal::Codec::open`]
@@ -18,6 +25,13 @@
 //! back: [`session::Session::encode`] → [`seal::Codec::seal`] → [`seal::jar::set_cookies`].
 //! Everything here is pure (bytes and `now` in, values out); only nonces and ids come from
 //! the OS.
+//!
+//! A logout flows: `routes::logout` → [`app::App::revoke`] → [`revocation::Journal::record`]
+//! (decide, append, `fsync`, then insert in memory) → every later
+//! [`revocation::Denylist::is_revoked`] refuses the session. At start-up,
+//! [`server::start`] → [`revocation::Journal::open`] (replay) →
+//! [`revocation::Denylist::restore`]. Without a journal, [`revocation::Denylist::apply`]
+//! records in memory only.
 //!
 //! ```
 //! use sealgate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};

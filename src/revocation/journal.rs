@@ -22,14 +22,15 @@
 //! A crash can only tear the *last* append: each append is `fsync`ed before the next one
 //! starts, under one lock. A torn append leaves a prefix of its record, possibly followed by
 //! zeros (a file whose size was extended before its data reached the disk). So a damaged record
-//! (incomplete, impossible length, or wrong checksum) that starts at most one maximal record
-//! ([`MAX_TORN_TAIL`] bytes) before the end, with no intact record anywhere after it, is a torn
-//! tail: [`Journal::open`] truncates the file back to the valid prefix and logs a
-//! warning. A damaged record *followed by* an intact one, or by more than a record's worth of
-//! bytes, is not a torn append but corruption,
-//! and so is a bad header or an intact record whose entry does not decode: replay refuses
-//! with the byte offset, and sealgate refuses to start, because skipping the records after the
-//! damage would bring the sessions they revoke back to life.
+//! (incomplete, impossible length, or wrong checksum) is a **torn tail** when it starts at most
+//! [`MAX_TORN_TAIL`] bytes (one maximal record) before the end and no intact record follows it
+//! anywhere: [`Journal::open`] truncates the file back to the valid prefix and logs a warning
+//! (that append was never reported done).
+//!
+//! Anything else is **corruption**: a bad header or version, a damaged record followed by an
+//! intact one or by more than a record's worth of bytes, an intact record whose entry does not
+//! decode. Replay refuses with the byte offset, and sealgate refuses to start, because skipping
+//! the records after the damage would bring the sessions they revoke back to life.
 //!
 //! A file shorter than the header that is a prefix of it (a crash while the file was being
 //! created) holds no record and is started afresh.
@@ -318,9 +319,11 @@ struct Inner {
 
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `try_lock`: formatting must never wait for (or deadlock on) an append in progress.
+        let records = self.inner.try_lock().ok().map(|i| i.records);
         f.debug_struct("Journal")
             .field("path", &self.path)
-            .field("records", &self.records())
+            .field("records", &records)
             .finish_non_exhaustive()
     }
 }

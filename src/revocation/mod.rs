@@ -276,14 +276,27 @@ pub struct RevocationError(pub String);
 /// `(not_before, until)` of an `iss`+`sid` / `iss`+`sub` entry.
 type Window = (i64, i64);
 
-/// The live entries. Per-issuer maps keep lookups allocation-free (`&str` keys).
+/// The denylist's maps hash with foldhash, seeded per process: SipHash (std's default) was
+/// most of a check's cost (five hashes for a session with a `sid`). Keys are not chosen by
+/// clients: session ids come from the OS CSPRNG, and `iss`, `sid`, `sub` from the IdP; the
+/// random seed still keeps collisions unpredictable.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The live entries. Per-issuer maps keep lookups allocation-free (`&str` keys), and one
+/// issuer lookup serves both the `sid` and the `sub` check.
 #[derive(Debug, Default)]
 struct Entries {
-    sessions: HashMap<[u8; 16], i64>,
-    sids: HashMap<Box<str>, HashMap<Box<str>, Window>>,
-    subs: HashMap<Box<str>, HashMap<Box<str>, Window>>,
+    sessions: Map<[u8; 16], i64>,
+    issuers: Map<Box<str>, Issuer>,
     global: Option<Window>,
     len: usize,
+}
+
+/// The `iss`+`sid` and `iss`+`sub` entries of one issuer.
+#[derive(Debug, Default)]
+struct Issuer {
+    sids: Map<Box<str>, Window>,
+    subs: Map<Box<str>, Window>,
 }
 
 impl Entries {
@@ -291,13 +304,13 @@ impl Entries {
         match r {
             Revocation::Session { id, .. } => self.sessions.contains_key(id),
             Revocation::Sid { iss, sid, .. } => self
-                .sids
+                .issuers
                 .get(iss.as_str())
-                .is_some_and(|m| m.contains_key(sid.as_str())),
+                .is_some_and(|i| i.sids.contains_key(sid.as_str())),
             Revocation::Sub { iss, sub, .. } => self
-                .subs
+                .issuers
                 .get(iss.as_str())
-                .is_some_and(|m| m.contains_key(sub.as_str())),
+                .is_some_and(|i| i.subs.contains_key(sub.as_str())),
             Revocation::Global { .. } => true,
         }
     }
@@ -308,87 +321,77 @@ impl Entries {
             w.0 = w.0.max(nb);
             w.1 = w.1.max(until);
         };
-        match r {
+        let (iss, key, not_before, until, is_sid) = match r {
             Revocation::Session { id, until } => {
                 let e = self.sessions.entry(id).or_insert_with(|| {
                     self.len += 1;
                     i64::MIN
                 });
                 *e = (*e).max(until);
-            }
-            Revocation::Sid {
-                iss,
-                sid: key,
-                not_before,
-                until,
-            } => {
-                let e = self
-                    .sids
-                    .entry(iss.into())
-                    .or_default()
-                    .entry(key.into())
-                    .or_insert_with(|| {
-                        self.len += 1;
-                        (i64::MIN, i64::MIN)
-                    });
-                widen(e, not_before, until);
-            }
-            Revocation::Sub {
-                iss,
-                sub: key,
-                not_before,
-                until,
-            } => {
-                let e = self
-                    .subs
-                    .entry(iss.into())
-                    .or_default()
-                    .entry(key.into())
-                    .or_insert_with(|| {
-                        self.len += 1;
-                        (i64::MIN, i64::MIN)
-                    });
-                widen(e, not_before, until);
+                return;
             }
             Revocation::Global { not_before, until } => {
                 let g = self.global.get_or_insert((i64::MIN, i64::MIN));
                 widen(g, not_before, until);
+                return;
             }
-        }
+            Revocation::Sid {
+                iss,
+                sid,
+                not_before,
+                until,
+            } => (iss, sid, not_before, until, true),
+            Revocation::Sub {
+                iss,
+                sub,
+                not_before,
+                until,
+            } => (iss, sub, not_before, until, false),
+        };
+        let issuer = self.issuers.entry(iss.into()).or_default();
+        let map = if is_sid {
+            &mut issuer.sids
+        } else {
+            &mut issuer.subs
+        };
+        let e = map.entry(key.into()).or_insert_with(|| {
+            self.len += 1;
+            (i64::MIN, i64::MIN)
+        });
+        widen(e, not_before, until);
     }
 
     fn is_revoked(&self, s: &Session, iss: &str) -> bool {
         let issued_before = |w: &Window| s.issued_at <= w.0;
         self.global.as_ref().is_some_and(issued_before)
             || self.sessions.contains_key(s.id.as_bytes())
-            || s.sid.as_deref().is_some_and(|sid| {
-                self.sids
-                    .get(iss)
-                    .and_then(|m| m.get(sid))
+            || self.issuers.get(iss).is_some_and(|i| {
+                s.sid
+                    .as_deref()
+                    .and_then(|sid| i.sids.get(sid))
                     .is_some_and(issued_before)
+                    || i.subs.get(s.sub.as_str()).is_some_and(issued_before)
             })
-            || self
-                .subs
-                .get(iss)
-                .and_then(|m| m.get(s.sub.as_str()))
-                .is_some_and(issued_before)
     }
 
     /// Drops entries whose sessions can no longer exist.
     fn prune(&mut self, now: i64) {
         self.sessions.retain(|_, until| *until > now);
-        for map in [&mut self.sids, &mut self.subs] {
-            for inner in map.values_mut() {
-                inner.retain(|_, w| w.1 > now);
-            }
-            map.retain(|_, inner| !inner.is_empty());
+        for issuer in self.issuers.values_mut() {
+            issuer.sids.retain(|_, w| w.1 > now);
+            issuer.subs.retain(|_, w| w.1 > now);
         }
+        self.issuers
+            .retain(|_, i| !i.sids.is_empty() || !i.subs.is_empty());
         if self.global.is_some_and(|g| g.1 <= now) {
             self.global = None;
         }
         self.len = self.sessions.len()
-            + self.sids.values().map(HashMap::len).sum::<usize>()
-            + self.subs.values().map(HashMap::len).sum::<usize>();
+            + self
+                .issuers
+                .values()
+                .map(|i| i.sids.len() + i.subs.len())
+                .sum::<usize>();
     }
 
     fn snapshot(&self) -> Vec<Revocation> {
@@ -397,16 +400,14 @@ impl Entries {
             id: *id,
             until: *until,
         }));
-        for (iss, m) in &self.sids {
-            out.extend(m.iter().map(|(sid, w)| Revocation::Sid {
+        for (iss, i) in &self.issuers {
+            out.extend(i.sids.iter().map(|(sid, w)| Revocation::Sid {
                 iss: iss.to_string(),
                 sid: sid.to_string(),
                 not_before: w.0,
                 until: w.1,
             }));
-        }
-        for (iss, m) in &self.subs {
-            out.extend(m.iter().map(|(sub, w)| Revocation::Sub {
+            out.extend(i.subs.iter().map(|(sub, w)| Revocation::Sub {
                 iss: iss.to_string(),
                 sub: sub.to_string(),
                 not_before: w.0,

@@ -37,7 +37,10 @@ pub enum StartError {
     Discovery(#[from] DiscoveryError),
     /// The revocation journal could not be opened or is corrupt. Starting without it would
     /// bring revoked sessions back, so sealgate does not start.
-    #[error("revocation journal {}: {source}; not starting, as revoked sessions would come back", path.display())]
+    #[error(
+        "revocation journal {}: {source} (not starting without it: revoked sessions would come back)",
+        path.display()
+    )]
     Journal {
         /// The journal's path.
         path: std::path::PathBuf,

@@ -63,8 +63,12 @@ fn write_config(dir: &Path, idp: &FakeIdp, addr: SocketAddr, journal: Option<&Pa
 
 fn command(config: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sealgate"));
-    c.args(["serve", "--config", config])
-        .env("SECRET", "test-secret")
+    c.args(["serve", "--config", config]);
+    with_env(c)
+}
+
+fn with_env(mut c: Command) -> Command {
+    c.env("SECRET", "test-secret")
         .env("KEY", KEY)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null());
@@ -74,9 +78,14 @@ fn command(config: &str) -> Command {
 async fn start(idp: &FakeIdp, dir: &Path, journal: Option<&Path>) -> Sealgate {
     let addr = free_addr();
     let config = write_config(dir, idp, addr, journal);
-    let child = command(&config).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut cmd = command(&config);
+    cmd.stderr(Stdio::inherit());
+    spawn(cmd, addr).await
+}
+
+async fn spawn(mut cmd: Command, addr: SocketAddr) -> Sealgate {
     let mut sealgate = Sealgate {
-        child,
+        child: cmd.spawn().unwrap(),
         actual: format!("http://{addr}"),
     };
     let started = Instant::now();
@@ -213,5 +222,67 @@ async fn journal_corruption_stops_start_up_with_one_line_naming_path_and_offset(
         std::fs::read(&journal).unwrap(),
         bytes,
         "a refused journal is left as it was"
+    );
+}
+
+#[tokio::test]
+async fn journal_write_failure_fails_the_logout_and_changes_nothing() {
+    let idp = FakeIdp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("revocations.journal");
+    let addr = free_addr();
+    let config = write_config(dir.path(), &idp, addr, Some(&journal));
+    // A file size limit makes the journal's writes fail (EFBIG) once it is reached; the shell
+    // ignores SIGXFSZ first, and an ignored signal stays ignored across exec.
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "trap '' XFSZ; ulimit -f 1; exec \"$0\" serve --config \"$1\"",
+        env!("CARGO_BIN_EXE_sealgate"),
+        &config,
+    ]);
+    let mut cmd = with_env(cmd);
+    cmd.stderr(Stdio::null());
+    let first = spawn(cmd, addr).await;
+
+    let mut revoked = Vec::new();
+    let (mut b, alive) = loop {
+        assert!(revoked.len() < 40, "the size limit never failed a logout");
+        let mut b = first.browser();
+        login(&mut b).await;
+        let cookies = b.export_cookies(PUBLIC);
+        let r = b
+            .post(&format!("{PUBLIC}/bff/logout"), &[("x-csrf", "1")], "")
+            .await;
+        match r.status.as_u16() {
+            302 => revoked.push(cookies),
+            503 => break (b, cookies),
+            other => panic!("logout answered {other}: {}", r.body),
+        }
+    };
+    assert!(!revoked.is_empty(), "some logouts fit under the limit");
+    assert_eq!(
+        user(&mut b).await.status,
+        200,
+        "a logout that failed left the session signed in, as its 503 says"
+    );
+    // The partial record of the failed write was cut off: the header and one 33-byte record
+    // (8-byte head, 25-byte session entry) per reported logout.
+    let len = std::fs::metadata(&journal).unwrap().len();
+    assert_eq!(len, 12 + 33 * revoked.len() as u64);
+    first.kill_9();
+
+    let second = start(&idp, dir.path(), Some(&journal)).await;
+    for cookies in revoked {
+        let mut thief = second.browser();
+        thief.import_cookies(PUBLIC, cookies);
+        assert_eq!(user(&mut thief).await.status, 401, "a reported logout held");
+    }
+    let mut owner = second.browser();
+    owner.import_cookies(PUBLIC, alive);
+    assert_eq!(
+        user(&mut owner).await.status,
+        200,
+        "the failed logout changed nothing, after the restart either"
     );
 }

@@ -14,7 +14,7 @@ use crate::config::{CsrfMode, Settings};
 use crate::error::{Failure, Rejection};
 use crate::metrics::Metrics;
 use crate::oidc::{Provider, RefreshError, Refreshed};
-use crate::revocation::{Denylist, Revocation, RevocationError};
+use crate::revocation::{Denylist, Journal, Revocation, RevocationError};
 use crate::seal::jar::{self, IndexSet};
 use crate::seal::{ChunkSet, Codec, CookieName, OpenError, Purpose, SealError};
 use crate::session::{Session, Validity};
@@ -30,6 +30,9 @@ pub struct App {
     pub provider: Provider,
     /// Revocations.
     pub denylist: Arc<Denylist>,
+    /// The journal that makes revocations survive a restart (`[revocation] journal`); none:
+    /// memory only, and a restart forgets every revocation.
+    pub journal: Option<Arc<Journal>>,
     /// Time.
     pub clock: Clock,
     /// States of completed logins, so a replayed callback is refused before the IdP is asked.
@@ -275,12 +278,30 @@ impl App {
         }
     }
 
-    /// Records a revocation: in memory now (every later check on this instance sees it).
+    /// Records a revocation: durably first (with a journal), then in memory, where every later
+    /// check on this instance sees it.
+    ///
+    /// The order is what makes "a revocation is never dropped" hold across a crash: the entry
+    /// is appended and `fsync`ed before memory changes and before success is reported, so a
+    /// logout reported done survives `kill -9`. If the write fails, memory is left alone and
+    /// the caller reports that nothing happened (503): the user is still signed in and knows
+    /// it, rather than believing in a logout that a restart would undo. (Memory first would
+    /// make the session dead here but alive again after a restart.) The write blocks, so it
+    /// runs on the blocking pool; the journal's lock serializes it with other revocations and
+    /// with compaction.
     ///
     /// # Errors
     /// When it could not be recorded; the caller reports that nothing happened.
     pub async fn revoke(&self, r: Revocation, now: i64) -> Result<(), RevocationError> {
-        let recorded = self.denylist.apply(r, now)?;
+        let recorded = match &self.journal {
+            None => self.denylist.apply(r, now)?,
+            Some(journal) => {
+                let (journal, denylist) = (journal.clone(), self.denylist.clone());
+                tokio::task::spawn_blocking(move || journal.record(&denylist, r, now))
+                    .await
+                    .map_err(|e| RevocationError(format!("revocation task failed: {e}")))??
+            }
+        };
         tracing::info!(revocation = ?recorded, "revoked");
         if let Some(cluster) = &self.cluster {
             cluster.publish(&recorded).await;

@@ -300,3 +300,37 @@ pub fn logout_token(data: &[u8]) -> bool {
     }
     true
 }
+
+/// Replays `data` as a revocation journal at [`FUZZ_NOW`]. Whatever replays must hold only
+/// live entries; its valid prefix (what [`crate::revocation::Journal::open`] keeps) must replay
+/// whole to the same entries; and a journal re-encoded from the entries must replay to exactly
+/// them. Returns whether `data` replayed.
+pub fn journal_replay(data: &[u8]) -> bool {
+    use crate::revocation::journal;
+
+    let Ok(replay) = journal::replay(data, FUZZ_NOW) else {
+        return false;
+    };
+    assert!(replay.valid_len <= data.len());
+    assert_eq!(replay.torn, replay.valid_len < data.len(), "torn flag");
+    assert!(replay.entries.len() <= replay.records);
+    assert!(
+        replay.entries.iter().all(|r| r.until() > FUZZ_NOW),
+        "an expired entry was replayed"
+    );
+    let kept = journal::replay(&data[..replay.valid_len], FUZZ_NOW);
+    assert!(
+        matches!(&kept, Ok(k) if !k.torn && k.entries == replay.entries && k.records == replay.records),
+        "the valid prefix does not replay to the same entries"
+    );
+    let again = journal::to_bytes(&replay.entries);
+    let second = journal::replay(&again, FUZZ_NOW);
+    assert!(
+        matches!(&second, Ok(s) if !s.torn
+            && s.valid_len == again.len()
+            && s.records == replay.entries.len()
+            && s.entries == replay.entries),
+        "re-encoded entries do not replay to themselves"
+    );
+    true
+}

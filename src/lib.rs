@@ -14,10 +14,17 @@
 //! - [`oidc`]: the IdP (discovery, login, ID token validation, refresh, RP-initiated logout
 //!   URLs) and [`oidc::logout_token`], back-channel logout token validation (pure) and the
 //!   `jti` replay cache.
-//! - [`revocation`]: the denylist of sessions, IdP `sid`s and `sub`s with not-before times.
+//! - [`revocation`]: the denylist every authenticated request is checked against
+//!   ([`revocation::Denylist`], memory only, never evicting early) and
+//!   [`revocation::journal`], the append-only file that makes it survive a restart.
 //! - [`app`]: shared state and the per-request session rules; [`routes`]: one file per
 //!   endpoint (`login`, `callback`, `user`, `logout`, `backchannel`, `proxy`), failures turned
 //!   into responses in one place ([`error`]).
+//! - [`cluster`]: several instances through Redis: shared revocations (keys with TTL, pub/sub,
+//!   reload after reconnect, an outbox) and one refresh per cluster; the store-unavailable policy.
+//! - [`csrf`]: the anti-forgery header (static or double-submit) and `Origin` checks.
+//! - [`metrics`]: Prometheus counters and histograms; [`telemetry`]: logs (text or JSON) and
+//!   request ids; [`tls`]: the optional HTTPS listener's certificate, reloaded on SIGHUP.
 //! - [`fuzzing`]: harness functions shared by the `fuzz/` targets and the corpus replay test.
 //! - [`config`]: the TOML file parsed once into typed [`config::Settings`].
 //! - [`server`] accepts connections and hands each request to [`routes::handle`], which routes
@@ -37,6 +44,13 @@
 //! then the key, a JWKS refetch only for an unknown `kid`) → the replay cache → [`app::App::revoke`]
 //! (`iss`+`sid` or `iss`+`sub` with a not-before) → every later [`app::App::load_session`] of a
 //! matching session is refused.
+//!
+//! A logout flows: `routes::logout` → [`app::App::revoke`] → [`revocation::Journal::record`]
+//! (decide, append, `fsync`, then insert in memory) → every later
+//! [`revocation::Denylist::is_revoked`] refuses the session. At start-up,
+//! [`server::start`] → [`revocation::Journal::open`] (replay) →
+//! [`revocation::Denylist::restore`]. Without a journal, [`revocation::Denylist::apply`]
+//! records in memory only.
 //!
 //! ```
 //! use sealgate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};

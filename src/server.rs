@@ -17,7 +17,7 @@ use crate::app::App;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::oidc::{DiscoveryError, Provider};
-use crate::revocation::Denylist;
+use crate::revocation::{Denylist, Journal, JournalError};
 use crate::routes;
 use crate::seal::Codec;
 
@@ -41,6 +41,18 @@ pub enum StartError {
     /// The cluster store cannot be used.
     #[error(transparent)]
     Cluster(crate::cluster::ClusterError),
+    /// The revocation journal could not be opened or is corrupt. Starting without it would
+    /// bring revoked sessions back, so sealgate does not start.
+    #[error(
+        "revocation journal {}: {source} (not starting without it: revoked sessions would come back)",
+        path.display()
+    )]
+    Journal {
+        /// The journal's path.
+        path: std::path::PathBuf,
+        /// Why.
+        source: JournalError,
+    },
 }
 
 /// Options beyond the configuration file (used by the demo and tests).
@@ -140,6 +152,23 @@ async fn wait_for_signal() {
 /// # Errors
 /// A [`StartError`] naming what could not be set up.
 pub async fn start(settings: Settings, options: Options) -> Result<Running, StartError> {
+    // Revocations first: a corrupt journal stops start-up before anything is contacted.
+    let denylist = Arc::new(Denylist::new(
+        settings.revocation.capacity,
+        i64::try_from(settings.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX),
+    ));
+    let journal = match &settings.revocation.journal {
+        Some(path) => Some(Arc::new(
+            open_journal(path.clone(), denylist.clone(), options.clock.now()).await?,
+        )),
+        None => {
+            tracing::warn!(
+                "no [revocation] journal: revocations are kept in memory only, and a restart \
+                 forgets them (a logged-out cookie works again until its absolute expiry)"
+            );
+            None
+        }
+    };
     let provider = Provider::discover(&settings.oidc, &settings.redirect_uri()).await?;
     let listen = settings.server.listen;
     let listener = match options.listener {
@@ -162,10 +191,6 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         source,
     })?;
     let codec = Codec::new(settings.session.keys.clone(), settings.session.max_chunks);
-    let denylist = Arc::new(Denylist::new(
-        settings.revocation.capacity,
-        i64::try_from(settings.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX),
-    ));
     let cluster = match &settings.cluster {
         Some(c) => Some(
             crate::cluster::Cluster::start(
@@ -184,6 +209,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         provider,
         denylist,
         cluster,
+        journal,
         clock: options.clock,
         used_states: Mutex::new(crate::app::UsedStates::default()),
         home_page: options.home_page,
@@ -260,6 +286,47 @@ async fn serve_metrics(listener: TcpListener, app: Arc<App>, mut stopped: watch:
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
+    }
+}
+
+/// Opens and replays the journal into `denylist` on the blocking pool (it reads the whole file).
+async fn open_journal(
+    path: std::path::PathBuf,
+    denylist: Arc<Denylist>,
+    now: i64,
+) -> Result<Journal, StartError> {
+    let shown = path.clone();
+    let fail = |source| StartError::Journal {
+        path: shown.clone(),
+        source,
+    };
+    let opened = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let (journal, replay) = Journal::open(&path, now)?;
+        let (entries, records) = (replay.entries.len(), replay.records);
+        denylist
+            .restore(replay.entries, now)
+            .map_err(|e| JournalError::Io {
+                op: "restoring",
+                source: std::io::Error::other(e.0),
+            })?;
+        tracing::info!(
+            path = %path.display(),
+            entries,
+            records,
+            live = denylist.len(),
+            elapsed_ms = started.elapsed().as_millis(),
+            "revocation journal replayed"
+        );
+        Ok(journal)
+    })
+    .await;
+    match opened {
+        Ok(result) => result.map_err(fail),
+        Err(e) => Err(fail(JournalError::Io {
+            op: "replaying",
+            source: std::io::Error::other(e.to_string()),
+        })),
     }
 }
 

@@ -17,6 +17,14 @@
 //!
 //! Comparisons with "issued at or before" are inclusive, so a session created in the same
 //! second as a revocation is refused (timestamps are whole seconds; the safe side of a tie).
+//!
+//! Persistence on a single instance: [`journal`], an append-only file of [`Revocation::encode`]
+//! records, replayed at start. Without it the denylist is memory only and a restart forgets
+//! every revocation.
+
+pub mod journal;
+
+pub use journal::{Journal, JournalError};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -268,14 +276,27 @@ pub struct RevocationError(pub String);
 /// `(not_before, until)` of an `iss`+`sid` / `iss`+`sub` entry.
 type Window = (i64, i64);
 
-/// The live entries. Per-issuer maps keep lookups allocation-free (`&str` keys).
+/// The denylist's maps hash with foldhash, seeded per process: SipHash (std's default) was
+/// most of a check's cost (five hashes for a session with a `sid`). Keys are not chosen by
+/// clients: session ids come from the OS CSPRNG, and `iss`, `sid`, `sub` from the IdP; the
+/// random seed still keeps collisions unpredictable.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The live entries. Per-issuer maps keep lookups allocation-free (`&str` keys), and one
+/// issuer lookup serves both the `sid` and the `sub` check.
 #[derive(Debug, Default)]
 struct Entries {
-    sessions: HashMap<[u8; 16], i64>,
-    sids: HashMap<Box<str>, HashMap<Box<str>, Window>>,
-    subs: HashMap<Box<str>, HashMap<Box<str>, Window>>,
+    sessions: Map<[u8; 16], i64>,
+    issuers: Map<Box<str>, Issuer>,
     global: Option<Window>,
     len: usize,
+}
+
+/// The `iss`+`sid` and `iss`+`sub` entries of one issuer.
+#[derive(Debug, Default)]
+struct Issuer {
+    sids: Map<Box<str>, Window>,
+    subs: Map<Box<str>, Window>,
 }
 
 impl Entries {
@@ -283,13 +304,13 @@ impl Entries {
         match r {
             Revocation::Session { id, .. } => self.sessions.contains_key(id),
             Revocation::Sid { iss, sid, .. } => self
-                .sids
+                .issuers
                 .get(iss.as_str())
-                .is_some_and(|m| m.contains_key(sid.as_str())),
+                .is_some_and(|i| i.sids.contains_key(sid.as_str())),
             Revocation::Sub { iss, sub, .. } => self
-                .subs
+                .issuers
                 .get(iss.as_str())
-                .is_some_and(|m| m.contains_key(sub.as_str())),
+                .is_some_and(|i| i.subs.contains_key(sub.as_str())),
             Revocation::Global { .. } => true,
         }
     }
@@ -300,87 +321,77 @@ impl Entries {
             w.0 = w.0.max(nb);
             w.1 = w.1.max(until);
         };
-        match r {
+        let (iss, key, not_before, until, is_sid) = match r {
             Revocation::Session { id, until } => {
                 let e = self.sessions.entry(id).or_insert_with(|| {
                     self.len += 1;
                     i64::MIN
                 });
                 *e = (*e).max(until);
-            }
-            Revocation::Sid {
-                iss,
-                sid: key,
-                not_before,
-                until,
-            } => {
-                let e = self
-                    .sids
-                    .entry(iss.into())
-                    .or_default()
-                    .entry(key.into())
-                    .or_insert_with(|| {
-                        self.len += 1;
-                        (i64::MIN, i64::MIN)
-                    });
-                widen(e, not_before, until);
-            }
-            Revocation::Sub {
-                iss,
-                sub: key,
-                not_before,
-                until,
-            } => {
-                let e = self
-                    .subs
-                    .entry(iss.into())
-                    .or_default()
-                    .entry(key.into())
-                    .or_insert_with(|| {
-                        self.len += 1;
-                        (i64::MIN, i64::MIN)
-                    });
-                widen(e, not_before, until);
+                return;
             }
             Revocation::Global { not_before, until } => {
                 let g = self.global.get_or_insert((i64::MIN, i64::MIN));
                 widen(g, not_before, until);
+                return;
             }
-        }
+            Revocation::Sid {
+                iss,
+                sid,
+                not_before,
+                until,
+            } => (iss, sid, not_before, until, true),
+            Revocation::Sub {
+                iss,
+                sub,
+                not_before,
+                until,
+            } => (iss, sub, not_before, until, false),
+        };
+        let issuer = self.issuers.entry(iss.into()).or_default();
+        let map = if is_sid {
+            &mut issuer.sids
+        } else {
+            &mut issuer.subs
+        };
+        let e = map.entry(key.into()).or_insert_with(|| {
+            self.len += 1;
+            (i64::MIN, i64::MIN)
+        });
+        widen(e, not_before, until);
     }
 
     fn is_revoked(&self, s: &Session, iss: &str) -> bool {
         let issued_before = |w: &Window| s.issued_at <= w.0;
         self.global.as_ref().is_some_and(issued_before)
             || self.sessions.contains_key(s.id.as_bytes())
-            || s.sid.as_deref().is_some_and(|sid| {
-                self.sids
-                    .get(iss)
-                    .and_then(|m| m.get(sid))
+            || self.issuers.get(iss).is_some_and(|i| {
+                s.sid
+                    .as_deref()
+                    .and_then(|sid| i.sids.get(sid))
                     .is_some_and(issued_before)
+                    || i.subs.get(s.sub.as_str()).is_some_and(issued_before)
             })
-            || self
-                .subs
-                .get(iss)
-                .and_then(|m| m.get(s.sub.as_str()))
-                .is_some_and(issued_before)
     }
 
     /// Drops entries whose sessions can no longer exist.
     fn prune(&mut self, now: i64) {
         self.sessions.retain(|_, until| *until > now);
-        for map in [&mut self.sids, &mut self.subs] {
-            for inner in map.values_mut() {
-                inner.retain(|_, w| w.1 > now);
-            }
-            map.retain(|_, inner| !inner.is_empty());
+        for issuer in self.issuers.values_mut() {
+            issuer.sids.retain(|_, w| w.1 > now);
+            issuer.subs.retain(|_, w| w.1 > now);
         }
+        self.issuers
+            .retain(|_, i| !i.sids.is_empty() || !i.subs.is_empty());
         if self.global.is_some_and(|g| g.1 <= now) {
             self.global = None;
         }
         self.len = self.sessions.len()
-            + self.sids.values().map(HashMap::len).sum::<usize>()
-            + self.subs.values().map(HashMap::len).sum::<usize>();
+            + self
+                .issuers
+                .values()
+                .map(|i| i.sids.len() + i.subs.len())
+                .sum::<usize>();
     }
 
     fn snapshot(&self) -> Vec<Revocation> {
@@ -389,16 +400,14 @@ impl Entries {
             id: *id,
             until: *until,
         }));
-        for (iss, m) in &self.sids {
-            out.extend(m.iter().map(|(sid, w)| Revocation::Sid {
+        for (iss, i) in &self.issuers {
+            out.extend(i.sids.iter().map(|(sid, w)| Revocation::Sid {
                 iss: iss.to_string(),
                 sid: sid.to_string(),
                 not_before: w.0,
                 until: w.1,
             }));
-        }
-        for (iss, m) in &self.subs {
-            out.extend(m.iter().map(|(sub, w)| Revocation::Sub {
+            out.extend(i.subs.iter().map(|(sub, w)| Revocation::Sub {
                 iss: iss.to_string(),
                 sub: sub.to_string(),
                 not_before: w.0,
@@ -477,26 +486,89 @@ impl Denylist {
     }
 
     /// Records `r` in memory at time `now` and returns what was recorded: `r` itself, or a
-    /// global not-before when the capacity is reached (the caller persists and shares *that*).
+    /// global not-before when the capacity is reached (the caller shares *that*). Memory only:
+    /// with a journal, [`Journal::record`] is the one writer (it decides, persists, then
+    /// inserts).
     ///
     /// # Errors
     /// A [`RevocationError`] when the entry is not acceptable (over-long text) or the lock is
     /// poisoned; nothing was recorded.
     pub fn apply(&self, r: Revocation, now: i64) -> Result<Revocation, RevocationError> {
-        if let Revocation::Sid { iss, sid: v, .. } | Revocation::Sub { iss, sub: v, .. } = &r
-            && (iss.is_empty() || v.is_empty() || iss.len() > MAX_TEXT || v.len() > MAX_TEXT)
-        {
-            return Err(RevocationError(
-                "empty or over-long issuer, sid or sub".into(),
-            ));
-        }
+        check(&r)?;
         if r.until() <= now {
             return Ok(r); // nothing it could match is alive
         }
-        let mut entries = self
-            .entries
+        let mut entries = self.write()?;
+        let recorded = self.decide_locked(&mut entries, r, now);
+        entries.insert(recorded.clone());
+        Ok(recorded)
+    }
+
+    /// What recording `r` at `now` would record, without recording it: `r` itself, or a global
+    /// not-before when the capacity is reached. An `r` that has already expired comes back
+    /// unchanged (recording it would change nothing). Also sweeps expired entries when due.
+    ///
+    /// The caller persists the decision, then [`Denylist::insert`]s it, serializing the two
+    /// steps against other writers so that the capacity decision stays exact.
+    ///
+    /// # Errors
+    /// As [`Denylist::apply`].
+    pub fn decide(&self, r: Revocation, now: i64) -> Result<Revocation, RevocationError> {
+        check(&r)?;
+        if r.until() <= now {
+            return Ok(r);
+        }
+        let mut entries = self.write()?;
+        Ok(self.decide_locked(&mut entries, r, now))
+    }
+
+    /// Inserts a decision of [`Denylist::decide`] (no capacity check: it was decided already).
+    /// An entry that expired by `now` is not inserted.
+    ///
+    /// # Errors
+    /// When the lock is poisoned (every check then fails closed anyway).
+    pub fn insert(&self, recorded: Revocation, now: i64) -> Result<(), RevocationError> {
+        if recorded.until() > now {
+            self.write()?.insert(recorded);
+        }
+        Ok(())
+    }
+
+    /// Inserts entries replayed from a journal, bypassing the capacity: they were recorded
+    /// under it (or a larger one before a configuration change), and dropping any of them
+    /// would bring a revoked session back. Entries that expired by `now` are skipped.
+    ///
+    /// # Errors
+    /// When the lock is poisoned.
+    pub fn restore(
+        &self,
+        replayed: impl IntoIterator<Item = Revocation>,
+        now: i64,
+    ) -> Result<(), RevocationError> {
+        let mut entries = self.write()?;
+        for r in replayed {
+            if r.until() > now && check(&r).is_ok() {
+                entries.insert(r);
+            }
+        }
+        if entries.len > self.capacity {
+            tracing::warn!(
+                entries = entries.len,
+                capacity = self.capacity,
+                "more revocations replayed than [revocation] capacity: all are kept; new \
+                 revocations become a global not-before until entries expire"
+            );
+        }
+        Ok(())
+    }
+
+    fn write(&self) -> Result<std::sync::RwLockWriteGuard<'_, Entries>, RevocationError> {
+        self.entries
             .write()
-            .map_err(|_| RevocationError("denylist lock poisoned".into()))?;
+            .map_err(|_| RevocationError("denylist lock poisoned".into()))
+    }
+
+    fn decide_locked(&self, entries: &mut Entries, r: Revocation, now: i64) -> Revocation {
         let due = u64::try_from(now).unwrap_or(0);
         if self.next_prune.load(Ordering::Relaxed) <= due {
             entries.prune(now);
@@ -505,7 +577,7 @@ impl Denylist {
                 Ordering::Relaxed,
             );
         }
-        let recorded = if entries.len >= self.capacity && !entries.contains_key(&r) {
+        if entries.len >= self.capacity && !entries.contains_key(&r) {
             self.overflows.fetch_add(1, Ordering::Relaxed);
             tracing::error!(
                 capacity = self.capacity,
@@ -518,10 +590,20 @@ impl Denylist {
             }
         } else {
             r
-        };
-        entries.insert(recorded.clone());
-        Ok(recorded)
+        }
     }
+}
+
+/// Refuses entries with an empty or over-long issuer, sid or sub.
+fn check(r: &Revocation) -> Result<(), RevocationError> {
+    if let Revocation::Sid { iss, sid: v, .. } | Revocation::Sub { iss, sub: v, .. } = r
+        && (iss.is_empty() || v.is_empty() || iss.len() > MAX_TEXT || v.len() > MAX_TEXT)
+    {
+        return Err(RevocationError(
+            "empty or over-long issuer, sid or sub".into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -198,3 +198,47 @@ fn over_long_or_empty_texts_are_refused() {
     assert!(d.apply(sub("", 1), 1).is_err());
     assert!(d.is_empty());
 }
+
+#[test]
+fn decide_records_nothing_and_insert_records_the_decision() {
+    let d = Denylist::new(1, 28_800);
+    let s = session(1, "alice", None, 100);
+    let r = Revocation::Session {
+        id: [1; 16],
+        until: s.absolute_expires_at,
+    };
+    assert_eq!(d.decide(r.clone(), 150).unwrap(), r);
+    assert!(!d.is_revoked(&s, ISS), "decide alone changes nothing");
+    d.insert(r, 150).unwrap();
+    assert!(d.is_revoked(&s, ISS));
+    // Full: the next decision is a global not-before, inserted as such.
+    let decided = d.decide(sub("bob", 200), 200).unwrap();
+    assert!(matches!(
+        decided,
+        Revocation::Global {
+            not_before: 200,
+            ..
+        }
+    ));
+    d.insert(decided, 200).unwrap();
+    assert!(d.is_revoked(&session(2, "bob", None, 199), ISS));
+}
+
+#[test]
+fn restore_keeps_every_replayed_entry_beyond_capacity_and_skips_expired_ones() {
+    let d = Denylist::new(2, 28_800);
+    let replayed = (1..=5u8).map(|n| Revocation::Session {
+        id: [n; 16],
+        until: if n == 5 { 100 } else { 1_000 },
+    });
+    d.restore(replayed, 100).unwrap();
+    assert_eq!(
+        d.len(),
+        4,
+        "never dropped for capacity; the expired one skipped"
+    );
+    for n in 1..=4 {
+        assert!(d.is_revoked(&session(n, "x", None, 50), ISS));
+    }
+    assert!(!d.is_revoked(&session(5, "x", None, 50), ISS));
+}

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use sealgate::fuzzing::{
     self, FUZZ_CLIENT, FUZZ_COOKIE, FUZZ_ISSUER, FUZZ_KEY, FUZZ_KID, FUZZ_NOW,
 };
+use sealgate::revocation::{Revocation, journal};
 use sealgate::seal::{Codec, CookieName, KeyRing, Purpose};
 use sealgate::session::{Session, SessionId};
 use sealgate::token::Token;
@@ -25,6 +26,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("proxy_path", fuzzing::proxy_path),
     ("static_path", fuzzing::static_path),
     ("logout_token", fuzzing::logout_token),
+    ("journal_replay", fuzzing::journal_replay),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -167,6 +169,42 @@ fn write_seed_corpus() {
     write("open_chunk_set", "empty", b"");
     write("decode_session", "empty", b"");
     write("decode_session", "junk", &[0xff; 40]);
+
+    // Journals: every entry kind alive at FUZZ_NOW plus an expired one; torn; damaged early.
+    let entries = [
+        Revocation::Session {
+            id: [3; 16],
+            until: FUZZ_NOW + 600,
+        },
+        Revocation::Sid {
+            iss: "https://idp.example".into(),
+            sid: "sid-1".into(),
+            not_before: FUZZ_NOW - 10,
+            until: FUZZ_NOW + 28_800,
+        },
+        Revocation::Sub {
+            iss: "https://idp.example".into(),
+            sub: "user-1".into(),
+            not_before: FUZZ_NOW - 10,
+            until: FUZZ_NOW + 28_800,
+        },
+        Revocation::Global {
+            not_before: FUZZ_NOW - 10,
+            until: FUZZ_NOW + 28_800,
+        },
+        Revocation::Session {
+            id: [4; 16],
+            until: FUZZ_NOW - 1,
+        },
+    ];
+    let valid = journal::to_bytes(&entries);
+    write("journal_replay", "small", &valid);
+    write("journal_replay", "torn", &valid[..valid.len() - 5]);
+    let mut damaged = valid.clone();
+    damaged[journal::HEADER_LEN + 12] ^= 0x20;
+    write("journal_replay", "damaged_early", &damaged);
+    write("journal_replay", "empty", b"");
+    write("journal_replay", "junk", b"SGREVJN\x01 no journal here");
     write_logout_token_seeds();
 }
 

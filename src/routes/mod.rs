@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use crate::app::App;
 use tracing::Instrument as _;
 
+use crate::config::RouteSettings;
 use crate::error::{Failure, Rejection};
 use crate::metrics::{RequestLabels, StatusClass, metrics};
 use crate::response::{self, Body};
@@ -49,12 +50,14 @@ pub async fn handle(
     {
         return Ok(preflight(&app, origin));
     }
-    let label = route_label(&app, req.uri().path());
+    // Matched once: the metrics label and the routing below use the same answer.
+    let matched = proxy::match_route(&app.settings.routes, req.uri().path());
+    let label = route_label(&app, req.uri().path(), matched);
     let id = RequestId::for_request(req.headers());
     let span = tracing::info_span!("request", id = %id.0, method = %req.method(), route = %label);
     let header = HeaderValue::from_str(&id.0).ok();
     req.extensions_mut().insert(id);
-    let result = route(&app, req, now).instrument(span).await;
+    let result = route(&app, req, now, matched).instrument(span).await;
     let mut response = result.unwrap_or_else(|failure| failure.into_response(&app.login_href()));
     if let Some(origin) = origin {
         allow_origin(&mut response, origin);
@@ -104,7 +107,7 @@ fn count_outcome(
 }
 
 /// The metrics label of the handler for `path`: one of a fixed set, never request data.
-fn route_label(app: &App, path: &str) -> String {
+fn route_label(app: &App, path: &str, matched: Option<&RouteSettings>) -> String {
     let bff = app.settings.bff.prefix.as_str();
     if let Some(endpoint) = path.strip_prefix(bff).filter(|r| r.starts_with('/')) {
         return match endpoint {
@@ -119,7 +122,7 @@ fn route_label(app: &App, path: &str) -> String {
         "/" if app.home_page.is_some() => return "home".to_owned(),
         _ => {}
     }
-    if let Some(route) = proxy::match_route(&app.settings.routes, path) {
+    if let Some(route) = matched {
         return if route.prefix.is_empty() {
             "/".to_owned()
         } else {
@@ -180,7 +183,12 @@ fn preflight(app: &App, origin: Option<HeaderValue>) -> Response<Body> {
     r
 }
 
-async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<Body>, Failure> {
+async fn route(
+    app: &App,
+    req: Request<Incoming>,
+    now: i64,
+    matched: Option<&RouteSettings>,
+) -> Result<Response<Body>, Failure> {
     let path = req.uri().path();
     let prefix = app.settings.bff.prefix.as_str();
     // The prefix itself belongs to the BFF too: `/bff` never reaches the static files.
@@ -233,9 +241,8 @@ async fn route(app: &App, req: Request<Incoming>, now: i64) -> Result<Response<B
         }
         _ => {}
     }
-    if let Some(route) = proxy::match_route(&app.settings.routes, path) {
-        let route = route.clone();
-        return proxy::forward(app, &route, req, now).await;
+    if let Some(route) = matched {
+        return proxy::forward(app, route, req, now).await;
     }
     // Last: the SPA's files, for whatever nothing above handles.
     if let Some(site) = &app.settings.static_files {

@@ -2,45 +2,11 @@
 //! trickled in, slowloris, unmatched paths, and graceful shutdown with a deadline.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::support::app::{Harness, PUBLIC};
-
-/// Sends `request` in one write and returns the first response's status line.
-fn status_line(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = s.write_all(request);
-    read_status(&mut s)
-}
-
-fn read_status(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => buf.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&buf).trim_end().to_owned()
-}
-
-/// The status line of every response on one connection, until the server closes it.
-fn all_responses(addr: SocketAddr, request: &[u8]) -> Vec<String> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(request).unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    // Status lines: bodies here are short JSON without "HTTP/1.1 " in them, and a status line
-    // can follow a body directly, so search rather than split by lines.
-    let text = String::from_utf8_lossy(&raw);
-    text.match_indices("HTTP/1.1 ")
-        .map(|(i, _)| text[i..].lines().next().unwrap_or("").to_owned())
-        .collect()
-}
+use crate::support::raw::{all_responses, read_status, status_line};
 
 #[tokio::test]
 async fn ambiguous_framing_is_400() {

@@ -1,16 +1,7 @@
 //! The proxy: what is and is not forwarded, path safety, methods, upstream failures.
 
-use std::io::{Read, Write};
-
 use crate::support::app::{Harness, PUBLIC};
-
-fn raw(addr: std::net::SocketAddr, request: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.write_all(request.as_bytes()).unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = s.read(&mut buf).unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n]).into_owned()
-}
+use crate::support::raw::status_line;
 
 #[tokio::test]
 async fn escaping_paths_absolute_targets_and_connect_are_400() {
@@ -27,7 +18,7 @@ async fn escaping_paths_absolute_targets_and_connect_are_400() {
             "GET http://evil.example/api/x HTTP/1.1\r\nHost: evil.example\r\nX-CSRF: 1\r\n\r\n",
             "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
         ]
-        .map(|r| (r, raw(addr, r)))
+        .map(|r| (r, status_line(addr, r.as_bytes())))
     })
     .await
     .unwrap();

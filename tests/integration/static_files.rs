@@ -2,10 +2,8 @@
 //! fallback, caching, security headers, path safety, methods, and that the BFF, health and
 //! proxy routes still win.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use http::Method;
 
@@ -107,16 +105,11 @@ fn assert_html_headers(r: &Resp) {
 
 /// One raw HTTP/1.1 exchange (so no client normalizes the path first); the whole answer.
 fn raw(addr: std::net::SocketAddr, target: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let request = format!(
         "GET {target} HTTP/1.1\r\nHost: app.example.com\r\nAccept: text/html\r\n\
          Sec-Fetch-Dest: document\r\nConnection: close\r\n\r\n"
     );
-    s.write_all(request.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
+    crate::support::raw::whole(addr, request.as_bytes())
 }
 
 #[tokio::test]

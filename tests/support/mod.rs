@@ -6,5 +6,6 @@ pub mod app;
 pub mod browser;
 pub mod idp;
 pub mod process;
+pub mod raw;
 pub mod redis;
 pub mod upstream;

@@ -214,7 +214,8 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         used_states: Mutex::new(crate::app::UsedStates::default()),
         home_page: options.home_page,
         refreshes: crate::app::Refreshes::default(),
-        upstream: routes::proxy::UpstreamClients::new().map_err(DiscoveryError::Http)?,
+        upstream: routes::proxy::UpstreamClients::new(&settings.server.public_url)
+            .map_err(DiscoveryError::Http)?,
         tunnels: Arc::new(Semaphore::new(settings.server.max_connections)),
         logout_tokens: Mutex::new(crate::oidc::logout_token::ReplayCache::default()),
         settings,

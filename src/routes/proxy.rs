@@ -97,6 +97,9 @@ pub struct UpstreamClients {
     default: UpstreamClient,
     http2: UpstreamClient,
     http1: UpstreamClient,
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host` of the public URL, built once.
+    forwarded_proto: Option<HeaderValue>,
+    forwarded_host: Option<HeaderValue>,
 }
 
 impl UpstreamClients {
@@ -104,7 +107,7 @@ impl UpstreamClients {
     ///
     /// # Errors
     /// When no TLS configuration can be built.
-    pub fn new() -> Result<Self, crate::oidc::http::HttpError> {
+    pub fn new(public_url: &url::Url) -> Result<Self, crate::oidc::http::HttpError> {
         let tcp = || {
             let mut http = HttpConnector::new();
             http.enforce_http(false);
@@ -131,6 +134,14 @@ impl UpstreamClients {
                 .http2_only(true)
                 .build(http2),
             http1: Client::builder(TokioExecutor::new()).build(http1),
+            forwarded_proto: HeaderValue::from_str(public_url.scheme()).ok(),
+            forwarded_host: public_url.host_str().and_then(|host| {
+                HeaderValue::from_str(&match public_url.port() {
+                    Some(p) => format!("{host}:{p}"),
+                    None => host.to_owned(),
+                })
+                .ok()
+            }),
         })
     }
 
@@ -325,22 +336,16 @@ pub async fn forward(
         parts.headers.insert(COOKIE, v);
     }
     // sealgate's own forwarding headers (the client's were removed above).
-    let public = &app.settings.server.public_url;
     if let Some(peer) = parts.extensions.get::<super::Peer>()
         && let Ok(v) = HeaderValue::from_str(&peer.0.ip().to_string())
     {
         parts.headers.insert("x-forwarded-for", v);
     }
-    if let Ok(v) = HeaderValue::from_str(public.scheme()) {
-        parts.headers.insert("x-forwarded-proto", v);
+    if let Some(v) = &app.upstream.forwarded_proto {
+        parts.headers.insert("x-forwarded-proto", v.clone());
     }
-    if let Some(host) = public.host_str()
-        && let Ok(v) = HeaderValue::from_str(&match public.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        })
-    {
-        parts.headers.insert("x-forwarded-host", v);
+    if let Some(v) = &app.upstream.forwarded_host {
+        parts.headers.insert("x-forwarded-host", v.clone());
     }
     // Inserted after the hop-by-hop removal, so no `Connection` list can take it away.
     if let Some(bearer) = &token {

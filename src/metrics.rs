@@ -78,14 +78,16 @@ pub struct Metrics {
     pub refreshes: Family<OutcomeLabels, Counter>,
     /// `sealgate_backchannel_logouts_total{outcome, reason}`.
     pub backchannel_logouts: Family<OutcomeLabels, Counter>,
-    /// `sealgate_denylist_entries` (set at scrape time).
-    pub denylist_entries: Gauge,
+    /// `sealgate_denylist_entries` (set at scrape time, see [`Metrics::render`]).
+    denylist_entries: Gauge,
     /// `sealgate_denylist_overflows` (revocations turned into a global not-before; at scrape).
-    pub denylist_overflows: Gauge,
+    denylist_overflows: Gauge,
     /// `sealgate_session_cookie_bytes`: the size of each session cookie written.
     pub cookie_bytes: Histogram,
     /// `sealgate_idp_request_duration_seconds`.
     pub idp_duration: Histogram,
+    /// Serialises scrapes (see [`Metrics::render`]).
+    scrape: std::sync::Mutex<()>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -165,6 +167,7 @@ impl Metrics {
             denylist_overflows,
             cookie_bytes,
             idp_duration,
+            scrape: std::sync::Mutex::new(()),
         }
     }
 
@@ -184,8 +187,19 @@ impl Metrics {
         histogram.observe(d.as_secs_f64());
     }
 
-    /// The OpenMetrics text.
-    pub fn render(&self) -> String {
+    /// The OpenMetrics text, with the denylist gauges read from the scraping instance.
+    ///
+    /// Setting the gauges and encoding happen under one lock: the registry is per process, and
+    /// two scrapes at once (two instances in one test process) must not see each other's values.
+    pub fn render(&self, denylist_entries: usize, denylist_overflows: u64) -> String {
+        let _scrape = self
+            .scrape
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.denylist_entries
+            .set(i64::try_from(denylist_entries).unwrap_or(i64::MAX));
+        self.denylist_overflows
+            .set(i64::try_from(denylist_overflows).unwrap_or(i64::MAX));
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -253,12 +253,8 @@ async fn route(
 
 /// The metrics in Prometheus text format; gauges are read from this instance now.
 pub fn metrics_page(app: &App) -> Response<Body> {
-    let m = metrics();
-    m.denylist_entries
-        .set(i64::try_from(app.denylist.len()).unwrap_or(i64::MAX));
-    m.denylist_overflows
-        .set(i64::try_from(app.denylist.overflows()).unwrap_or(i64::MAX));
-    let mut r = Response::new(response::full(m.render()));
+    let text = metrics().render(app.denylist.len(), app.denylist.overflows());
+    let mut r = Response::new(response::full(text));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

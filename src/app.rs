@@ -18,6 +18,7 @@ use crate::revocation::{Denylist, Journal, Revocation, RevocationError};
 use crate::seal::jar::{self, IndexSet};
 use crate::seal::{ChunkSet, Codec, CookieName, OpenError, Purpose, SealError};
 use crate::session::{Session, Validity};
+use crate::session_cache::{Opened, SessionCache};
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -42,7 +43,10 @@ pub struct App {
     /// Refreshes in flight or within their grace window.
     pub refreshes: Refreshes,
     /// The pooled client for proxied routes.
-    pub upstream: crate::routes::proxy::UpstreamClients,
+    /// Recently opened sessions, by exact cookie bytes.
+    pub opened: SessionCache,
+    /// Upstream clients, one set per worker thread (see [`App::upstream`]).
+    pub upstreams: Vec<crate::routes::proxy::UpstreamClients>,
     /// The Redis side of a cluster, when `[cluster]` is configured.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Slots for open WebSocket tunnels (`server.max_connections` of them).
@@ -112,6 +116,8 @@ pub struct Active {
     pub seen: IndexSet,
     /// Whether the cookie must be written again (renewal, or key rotation).
     pub reseal: bool,
+    /// `Authorization: Bearer` for the access token as opened (stale once refreshed).
+    pub bearer: Option<http::HeaderValue>,
 }
 
 impl SessionState {
@@ -124,6 +130,15 @@ impl SessionState {
     }
 }
 
+/// Why a session cookie did not open.
+#[derive(Debug, thiserror::Error)]
+enum Unopened {
+    #[error("session cookie: {0}")]
+    Cookie(OpenError),
+    #[error("session plaintext: {0}")]
+    Plaintext(crate::session::SessionError),
+}
+
 /// The values of all `Cookie` headers that are valid text.
 pub fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
@@ -133,30 +148,38 @@ pub fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 }
 
 impl App {
+    /// The upstream clients of the worker thread running this code: connections a worker
+    /// opens are driven by its own runtime, so a request and its upstream call never cross
+    /// threads. Code outside the workers gets the first set.
+    pub fn upstream(&self) -> &crate::routes::proxy::UpstreamClients {
+        let i = crate::server::worker_index();
+        &self.upstreams[i % self.upstreams.len().max(1)]
+    }
+
     /// Reads and judges the session cookie at time `now`.
     pub fn load_session(&self, headers: &HeaderMap, now: i64) -> SessionState {
         let name = &self.settings.session.cookie_name;
         let set = ChunkSet::from_headers(name, self.codec.max_chunks(), cookie_headers(headers));
         let seen = set.seen();
-        let opened = match self.codec.open(Purpose::Session, name, &set, now) {
-            Ok(o) => o,
-            Err(OpenError::Absent) if seen.is_empty() => return SessionState::Anonymous { seen },
-            Err(e) => {
-                return SessionState::Rejected {
-                    seen,
-                    why: format!("session cookie: {e}"),
-                };
-            }
+        let digest = self.opened.digest(&set);
+        let cached = digest.as_ref().and_then(|d| self.opened.get(d, now));
+        let fresh = cached.is_none();
+        let opened = match cached {
+            Some(hit) => hit,
+            None => match self.open_session(&set, now) {
+                Ok(o) => Arc::new(o),
+                Err(Unopened::Cookie(OpenError::Absent)) if seen.is_empty() => {
+                    return SessionState::Anonymous { seen };
+                }
+                Err(e) => {
+                    return SessionState::Rejected {
+                        seen,
+                        why: e.to_string(),
+                    };
+                }
+            },
         };
-        let mut session = match Session::decode(opened.payload()) {
-            Ok(s) => s,
-            Err(e) => {
-                return SessionState::Rejected {
-                    seen,
-                    why: format!("session plaintext: {e}"),
-                };
-            }
-        };
+        let mut session = opened.session.clone();
         let mut reseal = !opened.current_key;
         match session.validity(now) {
             Validity::IdleExpired | Validity::AbsoluteExpired => {
@@ -177,15 +200,36 @@ impl App {
                 why: format!("session {:?} revoked", session.id),
             };
         }
+        let bearer = opened.bearer.clone();
+        if fresh && let Some(d) = digest {
+            self.opened.insert(d, opened, now);
+        }
         let active = Active {
             session,
             seen,
             reseal,
+            bearer,
         };
         if self.cluster.as_ref().is_some_and(|c| c.refuses()) {
             return SessionState::Unverified(active);
         }
         SessionState::Active(active)
+    }
+
+    /// Opens and decodes the session cookie in `set` (the work [`SessionCache`] spares).
+    fn open_session(&self, set: &ChunkSet<'_>, now: i64) -> Result<Opened, Unopened> {
+        let name = &self.settings.session.cookie_name;
+        let opened = self
+            .codec
+            .open(Purpose::Session, name, set, now)
+            .map_err(Unopened::Cookie)?;
+        let session = Session::decode(opened.payload()).map_err(Unopened::Plaintext)?;
+        Ok(Opened {
+            bearer: crate::session_cache::bearer(&session),
+            session,
+            cookie_expires_at: opened.expires_at,
+            current_key: opened.current_key,
+        })
     }
 
     /// Refreshes the session's tokens if its access token expires within `refresh_before`.

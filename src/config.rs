@@ -276,6 +276,7 @@ struct RawServer {
     listen: String,
     public_url: String,
     max_connections: Option<usize>,
+    workers: Option<usize>,
     header_read_timeout: Option<String>,
     max_header_bytes: Option<usize>,
     shutdown_grace: Option<String>,
@@ -314,6 +315,7 @@ struct RawSession {
     max_chunks: Option<u8>,
     store_id_token: Option<bool>,
     max_pending_logins: Option<usize>,
+    open_cache: Option<usize>,
     refresh_before: Option<String>,
     refresh_grace: Option<String>,
 }
@@ -460,6 +462,10 @@ pub struct ServerSettings {
     pub public_url: Url,
     /// Connections served at once; more wait in the accept queue.
     pub max_connections: usize,
+    /// Threads serving connections, each with its own single-threaded runtime and upstream
+    /// connection pool (a connection and its upstream calls stay on one thread). Default: one
+    /// per CPU available to the process.
+    pub workers: usize,
     /// Time a client has to send its request headers.
     pub header_read_timeout: Duration,
     /// Largest request head accepted (larger: 431).
@@ -555,6 +561,9 @@ pub struct SessionSettings {
     pub store_id_token: bool,
     /// Most login flows one browser may have pending.
     pub max_pending_logins: usize,
+    /// Opened sessions remembered by their exact cookie bytes (0: every request opens its
+    /// cookie). See `session_cache`.
+    pub open_cache: usize,
     /// Refresh when the access token expires within this.
     pub refresh_before: Duration,
     /// How long a refresh result is reused for requests carrying the pre-refresh cookie.
@@ -873,6 +882,12 @@ impl Settings {
             listen,
             public_url,
             max_connections: s.max_connections.unwrap_or(4096).max(1),
+            workers: match s.workers {
+                Some(0) => return Err(invalid("server.workers", "must be at least 1")),
+                Some(n) if n > 1024 => return Err(invalid("server.workers", "at most 1024")),
+                Some(n) => n,
+                None => std::thread::available_parallelism().map_or(1, usize::from),
+            },
             header_read_timeout: duration(
                 "server.header_read_timeout",
                 s.header_read_timeout.as_deref(),
@@ -1025,6 +1040,12 @@ impl Settings {
             max_chunks,
             store_id_token: se.store_id_token.unwrap_or(true),
             max_pending_logins: se.max_pending_logins.unwrap_or(5).clamp(1, 32),
+            open_cache: match se.open_cache {
+                Some(n) if n > 1_000_000 => {
+                    return Err(invalid("session.open_cache", "at most 1000000"));
+                }
+                n => n.unwrap_or(1024),
+            },
             refresh_before: duration(
                 "session.refresh_before",
                 se.refresh_before.as_deref(),

@@ -82,6 +82,7 @@ pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod session;
+pub mod session_cache;
 pub mod telemetry;
 pub mod tls;
 pub mod token;

@@ -38,6 +38,9 @@ pub enum StartError {
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The OS CSPRNG failed.
+    #[error("{0}")]
+    Random(String),
     /// The cluster store cannot be used.
     #[error(transparent)]
     Cluster(crate::cluster::ClusterError),
@@ -214,7 +217,11 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         used_states: Mutex::new(crate::app::UsedStates::default()),
         home_page: options.home_page,
         refreshes: crate::app::Refreshes::default(),
-        upstream: routes::proxy::UpstreamClients::new(&settings.server.public_url)
+        opened: crate::session_cache::SessionCache::new(settings.session.open_cache)
+            .map_err(|e| StartError::Random(e.to_string()))?,
+        upstreams: (0..settings.server.workers.max(1))
+            .map(|_| routes::proxy::UpstreamClients::new(&settings.server.public_url))
+            .collect::<Result<_, _>>()
             .map_err(DiscoveryError::Http)?,
         tunnels: Arc::new(Semaphore::new(settings.server.max_connections)),
         logout_tokens: Mutex::new(crate::oidc::logout_token::ReplayCache::default()),
@@ -331,6 +338,79 @@ async fn open_journal(
     }
 }
 
+thread_local! {
+    /// This thread's index among the server's workers (0 outside them).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The index of the worker thread running the caller (0 outside the workers).
+pub fn worker_index() -> usize {
+    WORKER.with(std::cell::Cell::get)
+}
+
+/// A connection to serve, handed from the accept loop to a worker.
+type Job = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Threads that serve connections, each on its own single-threaded runtime: a connection, the
+/// upstream connections its requests use, and their timers all live on one thread, so a
+/// proxied request involves no cross-thread wake-ups (on a busy multi-threaded runtime those
+/// cost more than the proxying itself). Connections are dealt round-robin.
+struct Workers {
+    queues: Vec<tokio::sync::mpsc::UnboundedSender<Job>>,
+    next: usize,
+}
+
+impl Workers {
+    fn start(count: usize) -> Self {
+        let mut queues = Vec::with_capacity(count);
+        for index in 0..count {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a worker runtime; serving on the main one");
+                    continue;
+                }
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("sealgate-worker-{index}"))
+                .spawn(move || {
+                    WORKER.with(|w| w.set(index));
+                    // Returns when the accept loop is gone (after the graceful shutdown), which
+                    // drops whatever connections are left.
+                    runtime.block_on(async move {
+                        while let Some(job) = rx.recv().await {
+                            tokio::spawn(job);
+                        }
+                    });
+                });
+            match spawned {
+                Ok(_) => queues.push(tx),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a worker thread; serving on the main runtime");
+                }
+            }
+        }
+        Self { queues, next: 0 }
+    }
+
+    /// Runs `job` on the next worker (on the calling runtime if no worker takes it).
+    fn run(&mut self, job: Job) {
+        let mut job = job;
+        for _ in 0..self.queues.len() {
+            self.next = (self.next + 1) % self.queues.len();
+            match self.queues[self.next].send(job) {
+                Ok(()) => return,
+                Err(tokio::sync::mpsc::error::SendError(back)) => job = back,
+            }
+        }
+        tokio::spawn(job);
+    }
+}
+
 async fn serve(
     listener: TcpListener,
     app: Arc<App>,
@@ -340,6 +420,7 @@ async fn serve(
     let server = &app.settings.server;
     let limit = Arc::new(Semaphore::new(server.max_connections));
     let graceful = GracefulShutdown::new();
+    let mut workers = Workers::start(server.workers);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -369,12 +450,28 @@ async fn serve(
             _ = stopped.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        // Moved to the worker as a std socket and registered with the worker's own reactor.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a connection to a worker");
+                continue;
+            }
+        };
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let first_byte_timeout = app.settings.server.header_read_timeout;
         let tls = acceptor.clone();
-        tokio::spawn(async move {
+        workers.run(Box::pin(async move {
+            let stream = match tokio::net::TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register a connection");
+                    drop(permit);
+                    return;
+                }
+            };
             // The protocol sniffing of the auto builder reads without a timeout; a client that
             // connects and sends nothing must not hold a connection slot forever.
             let mut probe = [0u8; 1];
@@ -423,7 +520,7 @@ async fn serve(
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
-        });
+        }));
     }
     drop(listener);
     let grace = app.settings.server.shutdown_grace;
@@ -436,4 +533,6 @@ async fn serve(
             "shutdown grace period over; dropping remaining connections"
         );
     }
+    // The workers stop once their queues are gone.
+    drop(workers);
 }

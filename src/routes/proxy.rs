@@ -244,8 +244,8 @@ pub async fn forward(
     let token = match (route.token, state) {
         (TokenPolicy::None, _) => None,
         (_, SessionState::Active(mut a)) => {
-            match app.refresh_if_due(&mut a.session, now).await {
-                RefreshOutcome::Ready { refreshed } => a.reseal |= refreshed,
+            let refreshed = match app.refresh_if_due(&mut a.session, now).await {
+                RefreshOutcome::Ready { refreshed } => refreshed,
                 RefreshOutcome::Ended => {
                     return Err(
                         Failure::new(Rejection::Unauthenticated, "refresh token rejected")
@@ -255,8 +255,16 @@ pub async fn forward(
                 RefreshOutcome::Failed(e) => {
                     return Err(Failure::new(Rejection::BadGateway, format!("refresh: {e}")));
                 }
+            };
+            a.reseal |= refreshed;
+            // The header made when the cookie was opened, unless the tokens just changed.
+            let bearer = match a.bearer.take() {
+                Some(b) if !refreshed => Some(b),
+                _ => crate::session_cache::bearer(&a.session),
             }
-            let bearer = a.session.access_token.expose();
+            .ok_or_else(|| {
+                Failure::new(Rejection::Internal, "access token is not a header value")
+            })?;
             if a.reseal {
                 reseal = Some(app.renewal_cookies(&a.session, now, a.seen));
             }
@@ -341,18 +349,15 @@ pub async fn forward(
     {
         parts.headers.insert("x-forwarded-for", v);
     }
-    if let Some(v) = &app.upstream.forwarded_proto {
+    if let Some(v) = &app.upstream().forwarded_proto {
         parts.headers.insert("x-forwarded-proto", v.clone());
     }
-    if let Some(v) = &app.upstream.forwarded_host {
+    if let Some(v) = &app.upstream().forwarded_host {
         parts.headers.insert("x-forwarded-host", v.clone());
     }
     // Inserted after the hop-by-hop removal, so no `Connection` list can take it away.
-    if let Some(bearer) = &token {
-        let mut v = HeaderValue::from_str(&format!("Bearer {}", bearer.expose()))
-            .map_err(|_| Failure::new(Rejection::Internal, "access token is not a header value"))?;
-        v.set_sensitive(true);
-        parts.headers.insert(AUTHORIZATION, v);
+    if let Some(bearer) = token {
+        parts.headers.insert(AUTHORIZATION, bearer);
     }
     if websocket {
         set_websocket_upgrade(&mut parts.headers);
@@ -370,7 +375,7 @@ pub async fn forward(
         http::Version::HTTP_11
     };
     let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
-    let client = app.upstream.for_request(route, websocket);
+    let client = app.upstream().for_request(route, websocket);
 
     let started = std::time::Instant::now();
     let answer = tokio::time::timeout(route.timeout, client.request(upstream_req)).await;

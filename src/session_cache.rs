@@ -1,0 +1,170 @@
+//! Opened sessions, remembered by the exact cookie bytes they were opened from.
+//!
+//! Opening a session cookie (base64, XChaCha20-Poly1305 over a few kilobytes, decoding, and
+//! restoring the access token's issued text for the `Authorization` header) is most of what a
+//! proxied request costs. A browser sends the same cookie with every request until it changes,
+//! so an instance keeps the result of recent openings, keyed by a SHA-256 digest of every chunk
+//! (index, length, bytes) under a per-process random key.
+//!
+//! What a hit means, and why it is safe:
+//! - The digest covers every byte the browser sent in the session's chunks, so a hit means
+//!   these exact bytes were opened successfully by this process before; opening is
+//!   deterministic (fixed keys), so the cached result is what opening would give now. Sets with
+//!   a duplicate chunk index are never looked up (opening refuses them).
+//! - Only what does not depend on the time is cached. The cookie's sealed expiry is checked
+//!   again on every hit, and so are the session's idle and absolute expiry, the revocation
+//!   denylist and the cluster state: a cached session is never extended or un-revoked.
+//! - Only sessions that passed every check when first opened are cached; a rejected cookie
+//!   costs the full opening every time, so garbage cannot fill the cache.
+//! - Bounded (`[session] open_cache` entries, 0 turns it off): when full, an arbitrary entry
+//!   of the shard goes. Evicted sessions are zeroized on drop like any other; the cache holds
+//!   tokens this process already had in memory for the same requests, for a little longer.
+//! - Timing: a hit is faster than a miss, which tells an observer only whether the exact bytes
+//!   they sent were recently sent, i.e. nothing they did not already hold.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use http::HeaderValue;
+use sha2::{Digest, Sha256};
+
+use crate::seal::jar::ChunkSet;
+use crate::secret::{RandomError, fill_random};
+use crate::session::Session;
+
+const SHARDS: usize = 16;
+
+/// A session as opened from one cookie, without what depends on the time.
+pub struct Opened {
+    /// The decoded session, before any renewal.
+    pub session: Session,
+    /// The sealed expiry of the cookie (Unix seconds): a hit at or after it is a miss.
+    pub cookie_expires_at: i64,
+    /// Whether the cookie was sealed with the current key.
+    pub current_key: bool,
+    /// `Bearer <access token>`, marked sensitive; `None` if the token is not a header value.
+    pub bearer: Option<HeaderValue>,
+}
+
+impl fmt::Debug for Opened {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opened")
+            .field("session", &self.session.id)
+            .field("cookie_expires_at", &self.cookie_expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `Authorization` value for `session`, marked sensitive (never logged by hyper).
+pub fn bearer(session: &Session) -> Option<HeaderValue> {
+    let token = session.access_token.expose();
+    let mut value = zeroize::Zeroizing::new(Vec::with_capacity(7 + token.expose().len()));
+    value.extend_from_slice(b"Bearer ");
+    value.extend_from_slice(token.expose().as_bytes());
+    let mut header = HeaderValue::from_bytes(&value).ok()?;
+    header.set_sensitive(true);
+    Some(header)
+}
+
+type Shard = HashMap<[u8; 32], Arc<Opened>, foldhash::fast::RandomState>;
+
+/// The cache of opened sessions.
+pub struct SessionCache {
+    key: [u8; 32],
+    per_shard: usize,
+    shards: Box<[Mutex<Shard>]>,
+}
+
+impl fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionCache")
+            .field("capacity", &(self.per_shard * self.shards.len()))
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionCache {
+    /// A cache of about `capacity` sessions (0: off).
+    ///
+    /// # Errors
+    /// When the OS CSPRNG fails.
+    pub fn new(capacity: usize) -> Result<Self, RandomError> {
+        let mut key = [0u8; 32];
+        fill_random(&mut key)?;
+        let per_shard = capacity.div_ceil(SHARDS);
+        let shards = (0..if capacity == 0 { 0 } else { SHARDS })
+            .map(|_| Mutex::new(Shard::default()))
+            .collect();
+        Ok(Self {
+            key,
+            per_shard,
+            shards,
+        })
+    }
+
+    /// The cache key of the chunks in `set`; `None` when the cache is off or the set cannot
+    /// be opened as it is (a duplicate chunk index).
+    pub fn digest(&self, set: &ChunkSet<'_>) -> Option<[u8; 32]> {
+        if self.shards.is_empty() || set.has_duplicate() || set.is_empty() {
+            return None;
+        }
+        let mut h = Sha256::new();
+        h.update(b"sealgate session cache v1\0");
+        h.update(self.key);
+        for i in set.seen().iter() {
+            let chunk = set.get(i).unwrap_or("");
+            h.update([i]);
+            h.update(u32::try_from(chunk.len()).unwrap_or(u32::MAX).to_le_bytes());
+            h.update(chunk.as_bytes());
+        }
+        Some(h.finalize().into())
+    }
+
+    fn shard(&self, digest: &[u8; 32]) -> Option<&Mutex<Shard>> {
+        self.shards.get(usize::from(digest[0]) % SHARDS)
+    }
+
+    /// The session opened from the same bytes, if its cookie has not expired at `now`.
+    pub fn get(&self, digest: &[u8; 32], now: i64) -> Option<Arc<Opened>> {
+        let shard = self.shard(digest)?;
+        let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        let hit = map.get(digest)?;
+        if now >= hit.cookie_expires_at {
+            map.remove(digest);
+            return None;
+        }
+        Some(hit.clone())
+    }
+
+    /// Remembers `opened` under `digest`, making room when the shard is full.
+    pub fn insert(&self, digest: [u8; 32], opened: Arc<Opened>, now: i64) {
+        let Some(shard) = self.shard(&digest) else {
+            return;
+        };
+        let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= self.per_shard && !map.contains_key(&digest) {
+            map.retain(|_, o| now < o.cookie_expires_at);
+            if map.len() >= self.per_shard
+                && let Some(victim) = map.keys().next().copied()
+            {
+                map.remove(&victim);
+            }
+        }
+        map.insert(digest, opened);
+    }
+
+    /// Sessions held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

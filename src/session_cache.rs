@@ -168,3 +168,109 @@ impl SessionCache {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seal::CookieName;
+
+    fn name() -> CookieName {
+        CookieName::new("__Host-s").unwrap()
+    }
+
+    fn opened(expires: i64) -> Arc<Opened> {
+        let session = crate::session::tests::sample();
+        Arc::new(Opened {
+            bearer: bearer(&session),
+            session,
+            cookie_expires_at: expires,
+            current_key: true,
+        })
+    }
+
+    fn digest(cache: &SessionCache, pairs: &[(&str, &str)]) -> Option<[u8; 32]> {
+        let name = name();
+        cache.digest(&ChunkSet::from_pairs(&name, 8, pairs.iter().copied()))
+    }
+
+    #[test]
+    fn any_change_to_any_chunk_is_another_key() {
+        let cache = SessionCache::new(64).unwrap();
+        let base = digest(&cache, &[("__Host-s.0", "abcdef"), ("__Host-s.1", "ghij")]).unwrap();
+        for other in [
+            vec![("__Host-s.0", "abcdeg"), ("__Host-s.1", "ghij")],
+            vec![("__Host-s.0", "abcdef"), ("__Host-s.1", "ghi")],
+            // Moving a byte across the chunk boundary changes the key (lengths are hashed).
+            vec![("__Host-s.0", "abcdefg"), ("__Host-s.1", "hij")],
+            vec![("__Host-s.0", "abcdef")],
+            vec![
+                ("__Host-s.0", "abcdef"),
+                ("__Host-s.1", "ghij"),
+                ("__Host-s.2", "k"),
+            ],
+        ] {
+            assert_ne!(digest(&cache, &other), Some(base), "{other:?}");
+        }
+        assert_eq!(
+            digest(&cache, &[("__Host-s.1", "ghij"), ("__Host-s.0", "abcdef")]),
+            Some(base),
+            "order of the Cookie header does not matter, the chunk index does"
+        );
+        // Another process (another random key) gets other digests for the same bytes.
+        let other = SessionCache::new(64).unwrap();
+        assert_ne!(
+            digest(&other, &[("__Host-s.0", "abcdef"), ("__Host-s.1", "ghij")]),
+            Some(base)
+        );
+    }
+
+    #[test]
+    fn duplicates_empty_sets_and_a_disabled_cache_are_never_looked_up() {
+        let cache = SessionCache::new(64).unwrap();
+        assert_eq!(
+            digest(&cache, &[("__Host-s.0", "abc"), ("__Host-s.0", "abc")]),
+            None
+        );
+        assert_eq!(digest(&cache, &[("other", "abc")]), None);
+        let off = SessionCache::new(0).unwrap();
+        assert_eq!(digest(&off, &[("__Host-s.0", "abc")]), None);
+        off.insert([1; 32], opened(100), 0);
+        assert!(off.is_empty());
+    }
+
+    #[test]
+    fn an_expired_cookie_is_a_miss_and_is_dropped() {
+        let cache = SessionCache::new(64).unwrap();
+        cache.insert([7; 32], opened(100), 0);
+        assert!(cache.get(&[7; 32], 99).is_some());
+        assert!(cache.get(&[7; 32], 100).is_none());
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_capacity() {
+        let cache = SessionCache::new(32).unwrap();
+        for i in 0..=255u8 {
+            for j in 0..4u8 {
+                cache.insert(
+                    [
+                        i, j, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                        0, 0, 0, 0, 0, 0, 0,
+                    ],
+                    opened(100),
+                    0,
+                );
+            }
+        }
+        assert_eq!(cache.len(), 32);
+    }
+
+    #[test]
+    fn debug_shows_no_token() {
+        let o = opened(100);
+        let shown = format!("{o:?} {:?}", SessionCache::new(4).unwrap());
+        let token = o.session.access_token.expose();
+        assert!(!shown.contains(token.expose()), "{shown}");
+        assert!(!shown.contains("Bearer"), "{shown}");
+    }
+}

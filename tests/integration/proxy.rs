@@ -193,3 +193,58 @@ async fn upstreams_get_http1_or_http2_as_the_route_says() {
             .starts_with("Bearer eyJ")
     );
 }
+
+#[tokio::test]
+async fn a_remembered_session_is_still_judged_on_every_request() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let cookies = b.export_cookies(PUBLIC);
+    for _ in 0..3 {
+        let r = b.get(&Harness::url("/api/x"), &[("x-csrf", "1")]).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(
+            r.json()["authorization"]
+                .as_str()
+                .unwrap()
+                .starts_with("Bearer eyJ")
+        );
+    }
+    assert_eq!(h.running.app.opened.len(), 1, "one cookie, opened once");
+
+    // One changed byte is another cookie: opened in full, and refused.
+    let mut tampered = h.browser();
+    let changed = cookies
+        .iter()
+        .map(|(n, v)| {
+            let mut v = v.clone();
+            if n.ends_with(".0") {
+                let last = v.pop().unwrap();
+                v.push(if last == 'A' { 'B' } else { 'A' });
+            }
+            (n.clone(), v)
+        })
+        .collect();
+    tampered.import_cookies(PUBLIC, changed);
+    let r = tampered
+        .get(&Harness::url("/api/x"), &[("x-csrf", "1")])
+        .await;
+    assert_eq!(r.status, 401);
+
+    // Logged out: the same bytes, still remembered, are refused by the denylist.
+    let r = b
+        .post(&Harness::url("/bff/logout"), &[("x-csrf", "1")], "")
+        .await;
+    assert_eq!(r.status, 302);
+    let mut replay = h.browser();
+    replay.import_cookies(PUBLIC, cookies);
+    let r = replay
+        .get(&Harness::url("/api/x"), &[("x-csrf", "1")])
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        h.running.app.opened.len(),
+        1,
+        "the refusal came from a remembered opening"
+    );
+}

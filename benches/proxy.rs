@@ -8,7 +8,8 @@
 //! `apt-get` line and exits 0). Everything listens on 127.0.0.1 only; nginx and sealgate run as
 //! child processes in the foreground and are stopped by PID at the end, also on error or panic.
 //! About 50 s with the defaults (`PROXY_BENCH_{THREADS,CONNECTIONS,SECONDS,WARMUP}`: 2, 32, 10,
-//! 2). The report (markdown) is printed and written to `target/proxy-bench.md`. The targets
+//! 2). `PROXY_BENCH_HOLD=SECONDS` only sets everything up, prints sealgate's PID and the `wrk`
+//! command for (c), and waits (for profiling with `perf record -p PID`). The report (markdown) is printed and written to `target/proxy-bench.md`. The targets
 //! (c/b ≥ 0.9, p99 within 1 ms of nginx) are reported, never asserted.
 //!
 //! How it measures:
@@ -245,6 +246,23 @@ fn run(nginx_bin: &Path, wrk_bin: &Path) -> Result<()> {
     ];
     let script = tmp.path.join("histogram.lua");
     std::fs::write(&script, WRK_SCRIPT)?;
+    // For profiling: keep the setup up, print how to load (c), and wait.
+    if let Some(secs) = std::env::var("PROXY_BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let c = &targets[2];
+        let header_args: String = c.headers.iter().map(|h| format!(" -H '{h}'")).collect();
+        println!(
+            "proxy bench: holding for {secs} s; sealgate PID {}; load (c) with:\n  wrk -t{} -c{} -d10s{header_args} {}",
+            sealgate.pid(),
+            params.threads,
+            params.connections,
+            c.url
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+        return Ok(());
+    }
     let wrk = Wrk {
         bin: wrk_bin,
         script,

@@ -58,11 +58,46 @@ impl RequestId {
         {
             return Self(trace.to_owned());
         }
-        let mut bytes = [0u8; 16];
-        // A failing OS CSPRNG leaves zeros: an uninformative id, never a secret.
-        let _ = crate::secret::fill_random(&mut bytes);
-        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Self(hex(&random_id()))
     }
+}
+
+/// 16 bytes from the OS CSPRNG, read 512 bytes at a time per thread (one system call per 32
+/// ids instead of one per request). A failing CSPRNG gives zeros: an uninformative id, never a
+/// secret.
+fn random_id() -> [u8; 16] {
+    const BATCH: usize = 512;
+    thread_local! {
+        static POOL: std::cell::RefCell<([u8; BATCH], usize)> =
+            const { std::cell::RefCell::new(([0; BATCH], BATCH)) };
+    }
+    POOL.with(|pool| {
+        let mut pool = pool.borrow_mut();
+        let (bytes, used) = &mut *pool;
+        if *used + 16 > BATCH {
+            if crate::secret::fill_random(bytes).is_err() {
+                bytes.fill(0);
+            }
+            *used = 0;
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&bytes[*used..*used + 16]);
+        // Handed out once: the pool keeps no copy.
+        bytes[*used..*used + 16].fill(0);
+        *used += 16;
+        id
+    })
+}
+
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed and
@@ -136,5 +171,24 @@ mod tests {
             RequestId::for_request(&headers(&[("x-request-id", &long)])).0,
             long
         );
+    }
+
+    #[test]
+    fn generated_ids_are_distinct_across_refills_and_hex() {
+        let ids: std::collections::HashSet<String> = (0..100)
+            .map(|_| RequestId::for_request(&http::HeaderMap::new()).0)
+            .collect();
+        assert_eq!(
+            ids.len(),
+            100,
+            "100 ids over three refills of the pool, all distinct"
+        );
+        assert!(ids.iter().all(|id| {
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }));
+        assert_eq!(hex(&[0x00, 0x9f, 0xff]), "009fff");
     }
 }

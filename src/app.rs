@@ -110,8 +110,9 @@ pub enum SessionState {
 /// A valid session and what writing it back needs.
 #[derive(Debug)]
 pub struct Active {
-    /// The session (already renewed when `reseal`).
-    pub session: Session,
+    /// The session (already renewed when `reseal`); shared with the cache of opened
+    /// sessions until something changes it (`Arc::make_mut`).
+    pub session: Arc<Session>,
     /// Chunk indices the browser sent.
     pub seen: IndexSet,
     /// Whether the cookie must be written again (renewal, or key rotation).
@@ -189,7 +190,7 @@ impl App {
                 };
             }
             Validity::Renew => {
-                session.renew(now, self.idle_timeout_secs());
+                Arc::make_mut(&mut session).renew(now, self.idle_timeout_secs());
                 reseal = true;
             }
             Validity::Fresh => {}
@@ -226,14 +227,14 @@ impl App {
         let session = Session::decode(opened.payload()).map_err(Unopened::Plaintext)?;
         Ok(Opened {
             bearer: crate::session_cache::bearer(&session),
-            session,
+            session: Arc::new(session),
             cookie_expires_at: opened.expires_at,
             current_key: opened.current_key,
         })
     }
 
     /// Refreshes the session's tokens if its access token expires within `refresh_before`.
-    pub async fn refresh_if_due(&self, session: &mut Session, now: i64) -> RefreshOutcome {
+    pub async fn refresh_if_due(&self, session: &mut Arc<Session>, now: i64) -> RefreshOutcome {
         let before = i64::try_from(self.settings.session.refresh_before.as_secs()).unwrap_or(30);
         let due = session
             .access_expires_at
@@ -292,6 +293,8 @@ impl App {
             .await;
         match result {
             Ok(new) => {
+                // Copied only now: the cached opening other requests share stays as it was.
+                let session = Arc::make_mut(session);
                 session.access_token = new.access_token.clone();
                 session.access_expires_at = new.access_expires_at;
                 if let Some(r) = &new.refresh_token {

@@ -38,7 +38,7 @@ const SHARDS: usize = 16;
 /// A session as opened from one cookie, without what depends on the time.
 pub struct Opened {
     /// The decoded session, before any renewal.
-    pub session: Session,
+    pub session: Arc<Session>,
     /// The sealed expiry of the cookie (Unix seconds): a hit at or after it is a miss.
     pub cookie_expires_at: i64,
     /// Whether the cookie was sealed with the current key.
@@ -179,7 +179,7 @@ mod tests {
     }
 
     fn opened(expires: i64) -> Arc<Opened> {
-        let session = crate::session::tests::sample();
+        let session = Arc::new(crate::session::tests::sample());
         Arc::new(Opened {
             bearer: bearer(&session),
             session,

@@ -453,7 +453,7 @@ fn tunnel(
     route: &RouteSettings,
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
-    session: Option<crate::session::Session>,
+    session: Option<std::sync::Arc<crate::session::Session>>,
     slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let denylist = app.denylist.clone();

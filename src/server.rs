@@ -483,7 +483,9 @@ async fn serve(
                     return;
                 }
             }
-            let service = service_fn(move |req| routes::handle(app.clone(), req, peer));
+            let client = Arc::new(routes::Peer::new(peer));
+            let service =
+                service_fn(move |req| routes::handle(app.clone(), req, client.clone()));
             let result = match tls {
                 None => {
                     let conn = builder

@@ -31,11 +31,10 @@ use crate::telemetry::RequestId;
 /// Serves one request.
 pub async fn handle(
     app: Arc<App>,
-    mut req: Request<Incoming>,
-    peer: std::net::SocketAddr,
+    req: Request<Incoming>,
+    peer: Arc<Peer>,
 ) -> Result<Response<Body>, Infallible> {
     let now = app.clock.now();
-    req.extensions_mut().insert(Peer(peer));
     // Only origin-form targets: an absolute-form target or CONNECT would let a client name
     // another host (HTTP/2 always carries :authority, so only HTTP/1 is checked).
     if req.method() == Method::CONNECT
@@ -56,8 +55,13 @@ pub async fn handle(
     let id = RequestId::for_request(req.headers());
     let span = tracing::info_span!("request", id = %id.0, method = %req.method(), route = %label);
     let header = HeaderValue::from_str(&id.0).ok();
-    req.extensions_mut().insert(id);
-    let result = route(&app, req, now, matched).instrument(span).await;
+    let context = RequestContext {
+        peer: &peer,
+        request_id: header.as_ref(),
+    };
+    let result = route(&app, req, now, matched, context)
+        .instrument(span)
+        .await;
     let mut response = result.unwrap_or_else(|failure| failure.into_response(&app.login_href()));
     if let Some(origin) = origin {
         allow_origin(&mut response, origin);
@@ -188,6 +192,7 @@ async fn route(
     req: Request<Incoming>,
     now: i64,
     matched: Option<&RouteSettings>,
+    context: RequestContext<'_>,
 ) -> Result<Response<Body>, Failure> {
     let path = req.uri().path();
     let prefix = app.settings.bff.prefix.as_str();
@@ -242,7 +247,7 @@ async fn route(
         _ => {}
     }
     if let Some(route) = matched {
-        return proxy::forward(app, route, req, now).await;
+        return proxy::forward(app, route, req, now, context).await;
     }
     // Last: the SPA's files, for whatever nothing above handles.
     if let Some(site) = &app.settings.static_files {
@@ -308,9 +313,40 @@ fn home(page: &'static str) -> Response<Body> {
     r
 }
 
-/// The client's address, as seen by the listener.
+/// The client of a connection, as seen by the listener (made once per connection).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Its address.
+    pub addr: std::net::SocketAddr,
+    /// Its IP as an `X-Forwarded-For` value.
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl Peer {
+    /// The client at `addr`.
+    pub fn new(addr: std::net::SocketAddr) -> Self {
+        Self {
+            addr,
+            forwarded_for: HeaderValue::from_str(&addr.ip().to_string()).ok(),
+        }
+    }
+}
+
+/// What handlers know about a request beyond the request itself.
 #[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::SocketAddr);
+pub struct RequestContext<'a> {
+    /// The connection's client.
+    pub peer: &'a Peer,
+    /// The request's correlation id, as a header value.
+    pub request_id: Option<&'a HeaderValue>,
+}
+
+impl RequestContext<'_> {
+    /// The client's IP as an `X-Forwarded-For` value.
+    pub fn forwarded_for(&self) -> Option<&HeaderValue> {
+        self.peer.forwarded_for.as_ref()
+    }
+}
 
 /// The single value of query parameter `name`; `Err` if it appears more than once.
 pub(crate) fn single_param(query: Option<&str>, name: &str) -> Result<Option<String>, ()> {

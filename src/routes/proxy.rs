@@ -202,6 +202,7 @@ pub async fn forward(
     route: &RouteSettings,
     mut req: Request<Incoming>,
     now: i64,
+    context: super::RequestContext<'_>,
 ) -> Result<Response<Body>, Failure> {
     let websocket = is_websocket_upgrade(&req);
     if websocket && !route.websocket {
@@ -344,10 +345,8 @@ pub async fn forward(
         parts.headers.insert(COOKIE, v);
     }
     // sealgate's own forwarding headers (the client's were removed above).
-    if let Some(peer) = parts.extensions.get::<super::Peer>()
-        && let Ok(v) = HeaderValue::from_str(&peer.0.ip().to_string())
-    {
-        parts.headers.insert("x-forwarded-for", v);
+    if let Some(v) = context.forwarded_for() {
+        parts.headers.insert("x-forwarded-for", v.clone());
     }
     if let Some(v) = &app.upstream().forwarded_proto {
         parts.headers.insert("x-forwarded-proto", v.clone());
@@ -363,10 +362,8 @@ pub async fn forward(
         set_websocket_upgrade(&mut parts.headers);
     }
     // The request's correlation id goes upstream too (the client's, if it sent a valid one).
-    if let Some(id) = parts.extensions.get::<crate::telemetry::RequestId>()
-        && let Ok(v) = HeaderValue::from_str(&id.0)
-    {
-        parts.headers.insert("x-request-id", v);
+    if let Some(id) = context.request_id {
+        parts.headers.insert("x-request-id", id.clone());
     }
     parts.uri = uri;
     parts.version = if route.http2 && !websocket {

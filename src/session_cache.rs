@@ -3,8 +3,10 @@
 //! Opening a session cookie (base64, XChaCha20-Poly1305 over a few kilobytes, decoding, and
 //! restoring the access token's issued text for the `Authorization` header) is most of what a
 //! proxied request costs. A browser sends the same cookie with every request until it changes,
-//! so an instance keeps the result of recent openings, keyed by a SHA-256 digest of every chunk
-//! (index, length, bytes) under a per-process random key.
+//! so an instance keeps the result of recent openings, keyed by a keyed BLAKE3 hash (a PRF
+//! under a per-process random key from the OS CSPRNG) of every chunk: index, length, bytes.
+//! BLAKE3 rather than HMAC-SHA-256 because it is about three times faster on a 6 KB cookie
+//! (measured with `perf` in the proxy benchmark: SHA-256 was 7% of a proxied request).
 //!
 //! What a hit means, and why it is safe:
 //! - The digest covers every byte the browser sent in the session's chunks, so a hit means
@@ -27,7 +29,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use http::HeaderValue;
-use sha2::{Digest, Sha256};
 
 use crate::seal::jar::ChunkSet;
 use crate::secret::{RandomError, fill_random};
@@ -110,16 +111,15 @@ impl SessionCache {
         if self.shards.is_empty() || set.has_duplicate() || set.is_empty() {
             return None;
         }
-        let mut h = Sha256::new();
+        let mut h = blake3::Hasher::new_keyed(&self.key);
         h.update(b"sealgate session cache v1\0");
-        h.update(self.key);
         for i in set.seen().iter() {
             let chunk = set.get(i).unwrap_or("");
-            h.update([i]);
-            h.update(u32::try_from(chunk.len()).unwrap_or(u32::MAX).to_le_bytes());
+            h.update(&[i]);
+            h.update(&u32::try_from(chunk.len()).unwrap_or(u32::MAX).to_le_bytes());
             h.update(chunk.as_bytes());
         }
-        Some(h.finalize().into())
+        Some(*h.finalize().as_bytes())
     }
 
     fn shard(&self, digest: &[u8; 32]) -> Option<&Mutex<Shard>> {

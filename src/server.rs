@@ -426,6 +426,7 @@ async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(server.header_read_timeout)
+        .writev(false)
         .max_buf_size(server.max_header_bytes);
     builder
         .http2()

@@ -129,11 +129,15 @@ impl UpstreamClients {
             .enable_http1()
             .wrap_connector(tcp());
         Ok(Self {
-            default: Client::builder(TokioExecutor::new()).build(default),
+            default: Client::builder(TokioExecutor::new())
+                .http1_writev(false)
+                .build(default),
             http2: Client::builder(TokioExecutor::new())
                 .http2_only(true)
                 .build(http2),
-            http1: Client::builder(TokioExecutor::new()).build(http1),
+            http1: Client::builder(TokioExecutor::new())
+                .http1_writev(false)
+                .build(http1),
             forwarded_proto: HeaderValue::from_str(public_url.scheme()).ok(),
             forwarded_host: public_url.host_str().and_then(|host| {
                 HeaderValue::from_str(&match public_url.port() {

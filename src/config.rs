@@ -112,6 +112,46 @@ pub fn line_of(text: &str, key: &str) -> Option<usize> {
     None
 }
 
+/// Replaces dotted `key` (`server.listen`, `routes[1].upstream`) in `table` with the value
+/// `example` has for it (the first array element standing for any), or removes it when the
+/// example has none. Whether the key was found.
+fn substitute(table: &mut toml::Table, example: &toml::Table, key: &str) -> bool {
+    fn split(key: &str) -> Option<(&str, Option<usize>, &str)> {
+        let (section, field) = key.split_once('.')?;
+        let field = field.split(['.', '[']).next()?;
+        match section.split_once('[') {
+            Some((name, index)) => Some((name, index.trim_end_matches(']').parse().ok(), field)),
+            None => Some((section, None, field)),
+        }
+    }
+    let Some((section, index, field)) = split(key) else {
+        return false;
+    };
+    let replacement = match example.get(section) {
+        Some(toml::Value::Table(t)) => t.get(field).cloned(),
+        Some(toml::Value::Array(items)) => items
+            .first()
+            .and_then(toml::Value::as_table)
+            .and_then(|t| t.get(field).cloned()),
+        _ => None,
+    };
+    let target = match (table.get_mut(section), index) {
+        (Some(toml::Value::Table(t)), None) => t,
+        (Some(toml::Value::Array(items)), Some(i)) => match items.get_mut(i) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return false,
+        },
+        _ => return false,
+    };
+    match replacement {
+        Some(v) => {
+            target.insert(field.to_owned(), v);
+            true
+        }
+        None => target.remove(field).is_some(),
+    }
+}
+
 /// Environment variables starting with this override configuration keys.
 pub const ENV_PREFIX: &str = "SEALGATE__";
 
@@ -844,6 +884,50 @@ impl Settings {
     /// A [`ConfigError`] naming the key and the problem.
     pub fn from_toml(text: &str, env: &dyn SecretSource) -> Result<Self, ConfigError> {
         Self::from_toml_with_overrides(text, env, &[])
+    }
+
+    /// Like [`Settings::from_toml_with_overrides`], but collects every validation problem
+    /// instead of stopping at the first (for `sealgate check-config`). After each problem, the
+    /// offending value is replaced with the one `config.example.toml` has for the same key (or
+    /// removed, when the example has none, so the default applies) and validation runs again.
+    /// Syntax errors, unknown keys and wrong types stop at the first: the file's structure is
+    /// not known past them.
+    ///
+    /// # Errors
+    /// Every problem found, in the order found.
+    pub fn check_all(
+        text: &str,
+        env: &dyn SecretSource,
+        overrides: &[(String, String)],
+    ) -> Result<Self, Vec<ConfigError>> {
+        const EXAMPLE: &str = include_str!("../config.example.toml");
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| vec![ConfigError::Parse(e.to_string())])?;
+        apply_overrides(&mut table, overrides).map_err(|e| vec![e])?;
+        let example: toml::Table = EXAMPLE.parse().unwrap_or_default();
+        let mut problems: Vec<ConfigError> = Vec::new();
+        // Each round fixes one key; a config has far fewer keys than this.
+        for _ in 0..200 {
+            let text =
+                toml::to_string(&table).map_err(|e| vec![ConfigError::Parse(e.to_string())])?;
+            match Self::from_toml(&text, env) {
+                Ok(settings) if problems.is_empty() => return Ok(settings),
+                Ok(_) => return Err(problems),
+                Err(e) => {
+                    let Some(key) = e.key().map(str::to_owned) else {
+                        problems.push(e);
+                        return Err(problems);
+                    };
+                    let repeated = problems.iter().any(|p| p.key() == Some(key.as_str()));
+                    problems.push(e);
+                    if repeated || !substitute(&mut table, &example, &key) {
+                        return Err(problems);
+                    }
+                }
+            }
+        }
+        Err(problems)
     }
 
     /// Parses TOML text, applies environment overrides (`SEALGATE__SECTION__KEY=value`, see

@@ -105,11 +105,20 @@ fn check_config(file: &std::path::Path) -> Result<(), Box<dyn std::error::Error>
     let overrides: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with(ENV_PREFIX))
         .collect();
-    let settings = match Settings::from_toml_with_overrides(&text, &env, &overrides) {
+    let settings = match Settings::check_all(&text, &env, &overrides) {
         Ok(s) => s,
-        Err(e) => {
-            let place = e.key().map(&at).unwrap_or_default();
-            return Err(format!("{}: {e}{place}", file.display()).into());
+        Err(problems) => {
+            for e in &problems {
+                let place = e.key().map(&at).unwrap_or_default();
+                eprintln!("error: {e}{place}");
+            }
+            return Err(format!(
+                "{}: {} error{}",
+                file.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            )
+            .into());
         }
     };
     let mut warnings: Vec<String> = settings

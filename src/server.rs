@@ -485,8 +485,7 @@ async fn serve(
                 }
             }
             let client = Arc::new(routes::Peer::new(peer));
-            let service =
-                service_fn(move |req| routes::handle(app.clone(), req, client.clone()));
+            let service = service_fn(move |req| routes::handle(app.clone(), req, client.clone()));
             let result = match tls {
                 None => {
                     let conn = builder

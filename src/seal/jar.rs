@@ -37,6 +37,24 @@ impl IndexSet {
     }
 }
 
+/// The `name=value` pairs of a `Cookie` header exactly as `cookie::Cookie::split_parse` reads
+/// them (split at `;`, name and value trimmed, pieces without `=` or with an empty name skipped;
+/// a property test holds the two equal), but finding the separators with `memchr`'s SIMD search:
+/// a session makes this header several kilobytes, and the `cookie` crate scans it twice with a
+/// byte-at-a-time search, which was ~2% of a proxied request's CPU.
+pub fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b';', header.as_bytes()).chain(std::iter::once(header.len()));
+    ends.filter_map(move |end| {
+        // `;` is ASCII, so both ends are on character boundaries.
+        let piece = header.get(start..end)?;
+        start = end + 1;
+        let eq = memchr::memchr(b'=', piece.as_bytes())?;
+        let (name, value) = (piece.get(..eq)?.trim(), piece.get(eq + 1..)?.trim());
+        (!name.is_empty()).then_some((name, value))
+    })
+}
+
 /// The chunks of one cookie name found in a request.
 #[derive(Debug, Clone)]
 pub struct ChunkSet<'a> {
@@ -57,10 +75,8 @@ impl<'a> ChunkSet<'a> {
     {
         let mut set = Self::empty(max_chunks);
         for header in headers {
-            for cookie in Cookie::split_parse(header).flatten() {
-                if let (Some(n), Some(v)) = (cookie.name_raw(), cookie.value_raw()) {
-                    set.add(name, n, v);
-                }
+            for (n, v) in cookie_pairs(header) {
+                set.add(name, n, v);
             }
         }
         set
@@ -193,6 +209,20 @@ mod tests {
 
     fn name() -> CookieName {
         CookieName::new("__Host-s").unwrap()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn cookie_pairs_agree_with_the_cookie_crate(header in "[ a-c=;.\t\u{a0}é_-]{0,40}") {
+            let ours: Vec<(&str, &str)> = cookie_pairs(&header).collect();
+            let theirs: Vec<(String, String)> = Cookie::split_parse(header.as_str())
+                .flatten()
+                .map(|c| (c.name_raw().unwrap().to_owned(), c.value_raw().unwrap().to_owned()))
+                .collect();
+            let theirs: Vec<(&str, &str)> =
+                theirs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            proptest::prop_assert_eq!(ours, theirs);
+        }
     }
 
     #[test]

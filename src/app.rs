@@ -160,8 +160,9 @@ impl App {
     /// Reads and judges the session cookie at time `now`.
     pub fn load_session(&self, headers: &HeaderMap, now: i64) -> SessionState {
         let name = &self.settings.session.cookie_name;
-        // `from_utf8` rather than `HeaderValue::to_str`: the same answer for a session (a chunk
-        // that is not base64url never opens), at SIMD speed on a header of several kilobytes.
+        // `from_utf8` rather than `HeaderValue::to_str` (SIMD speed on a header of several
+        // kilobytes): a session chunk must still be base64url to open; the difference is that
+        // another application's non-ASCII cookie in the same header no longer hides the session.
         let texts = headers
             .get_all(COOKIE)
             .iter()
@@ -188,12 +189,15 @@ impl App {
         };
         let mut session = opened.session.clone();
         let mut reseal = !opened.current_key;
+        let refused = |why: String| {
+            if let (false, Some(d)) = (fresh, &digest) {
+                self.opened.remove(d);
+            }
+            SessionState::Rejected { seen, why }
+        };
         match session.validity(now) {
             Validity::IdleExpired | Validity::AbsoluteExpired => {
-                return SessionState::Rejected {
-                    seen,
-                    why: format!("session {:?} expired", session.id),
-                };
+                return refused(format!("session {:?} expired", session.id));
             }
             Validity::Renew => {
                 Arc::make_mut(&mut session).renew(now, self.idle_timeout_secs());
@@ -202,14 +206,11 @@ impl App {
             Validity::Fresh => {}
         }
         if self.denylist.is_revoked(&session, self.provider.issuer()) {
-            return SessionState::Rejected {
-                seen,
-                why: format!("session {:?} revoked", session.id),
-            };
+            return refused(format!("session {:?} revoked", session.id));
         }
         let bearer = opened.bearer.clone();
         if fresh && let Some(d) = digest {
-            self.opened.insert(d, opened, now);
+            self.opened.insert(d, opened);
         }
         let active = Active {
             session,

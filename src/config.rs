@@ -135,6 +135,11 @@ fn substitute(table: &mut toml::Table, example: &toml::Table, key: &str) -> bool
             .and_then(|t| t.get(field).cloned()),
         _ => None,
     };
+    // A section the example does not show at all (`[cluster]`, `[static]`) is optional as a
+    // whole: dropping it checks the rest without inventing a "missing field".
+    if replacement.is_none() && !example.contains_key(section) && index.is_none() {
+        return table.remove(section).is_some();
+    }
     let target = match (table.get_mut(section), index) {
         (Some(toml::Value::Table(t)), None) => t,
         (Some(toml::Value::Array(items)), Some(i)) => match items.get_mut(i) {
@@ -916,7 +921,11 @@ impl Settings {
                 Ok(_) => return Err(problems),
                 Err(e) => {
                     let Some(key) = e.key().map(str::to_owned) else {
-                        problems.push(e);
+                        // After a substitution, a keyless (structural) error is one the
+                        // substitution caused (a required key removed), not the file's.
+                        if problems.is_empty() {
+                            problems.push(e);
+                        }
                         return Err(problems);
                     };
                     let repeated = problems.iter().any(|p| p.key() == Some(key.as_str()));

@@ -365,20 +365,24 @@ impl Workers {
         let mut queues = Vec::with_capacity(count);
         for index in 0..count {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot start a worker runtime; serving on the main one");
-                    continue;
-                }
-            };
+            // The runtime is built on the worker thread itself: a runtime must never be dropped
+            // on the async accept loop (tokio panics), which is where a closure that failed to
+            // start as a thread would be dropped.
             let spawned = std::thread::Builder::new()
                 .name(format!("sealgate-worker-{index}"))
                 .spawn(move || {
                     WORKER.with(|w| w.set(index));
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // The queue closes with `rx`: its connections go to the others.
+                            tracing::error!(error = %e, index, "cannot start a worker runtime");
+                            return;
+                        }
+                    };
                     // Returns when the accept loop is gone (after the graceful shutdown), which
                     // drops whatever connections are left.
                     runtime.block_on(async move {
@@ -390,9 +394,12 @@ impl Workers {
             match spawned {
                 Ok(_) => queues.push(tx),
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot start a worker thread; serving on the main runtime");
+                    tracing::error!(error = %e, index, "cannot start a worker thread");
                 }
             }
+        }
+        if queues.is_empty() {
+            tracing::error!("no worker thread started; serving on the main runtime");
         }
         Self { queues, next: 0 }
     }

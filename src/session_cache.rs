@@ -4,20 +4,23 @@
 //! restoring the access token's issued text for the `Authorization` header) is most of what a
 //! proxied request costs. A browser sends the same cookie with every request until it changes,
 //! so an instance keeps the result of recent openings, keyed by a keyed BLAKE3 hash (a PRF
-//! under a per-process random key from the OS CSPRNG) of every chunk: index, length, bytes.
+//! under a per-process random key from the OS CSPRNG) of every chunk opening reads (the count
+//! the value declares; index, length, bytes of each).
 //! BLAKE3 rather than HMAC-SHA-256 because it is about three times faster on a 6 KB cookie
 //! (measured with `perf` in the proxy benchmark: SHA-256 was 7% of a proxied request).
 //!
 //! What a hit means, and why it is safe:
-//! - The digest covers every byte the browser sent in the session's chunks, so a hit means
-//!   these exact bytes were opened successfully by this process before; opening is
-//!   deterministic (fixed keys), so the cached result is what opening would give now. Sets with
-//!   a duplicate chunk index are never looked up (opening refuses them).
+//! - The digest covers every byte opening reads, so a hit means these exact bytes were opened
+//!   successfully by this process before; opening is deterministic (fixed keys), so the cached
+//!   result is what opening would give now. Sets with a duplicate chunk index are never looked
+//!   up (opening refuses them), and chunks opening ignores are not hashed, so they cannot turn
+//!   one session into many entries.
 //! - Only what does not depend on the time is cached. The cookie's sealed expiry is checked
 //!   again on every hit, and so are the session's idle and absolute expiry, the revocation
 //!   denylist and the cluster state: a cached session is never extended or un-revoked.
 //! - Only sessions that passed every check when first opened are cached; a rejected cookie
-//!   costs the full opening every time, so garbage cannot fill the cache.
+//!   costs the full opening every time, so garbage cannot fill the cache. A hit that is then
+//!   refused (revoked, expired) removes the entry.
 //! - Bounded (`[session] open_cache` entries, 0 turns it off): when full, an arbitrary entry
 //!   of the shard goes. Evicted sessions are zeroized on drop like any other; the cache holds
 //!   tokens this process already had in memory for the same requests, for a little longer.
@@ -105,16 +108,20 @@ impl SessionCache {
         })
     }
 
-    /// The cache key of the chunks in `set`; `None` when the cache is off or the set cannot
-    /// be opened as it is (a duplicate chunk index).
+    /// The cache key of the chunks in `set` that opening reads (`0..count`, the count the
+    /// value declares; stale or extra chunks are left out, so they cannot make one session
+    /// into many entries); `None` when the cache is off or the set cannot open as it is (a
+    /// duplicate chunk index, a missing chunk, no readable header).
     pub fn digest(&self, set: &ChunkSet<'_>) -> Option<[u8; 32]> {
-        if self.shards.is_empty() || set.has_duplicate() || set.is_empty() {
+        if self.shards.is_empty() || set.has_duplicate() {
             return None;
         }
+        let count = crate::seal::declared_chunks(set)?;
         let mut h = blake3::Hasher::new_keyed(&self.key);
         h.update(b"sealgate session cache v1\0");
-        for i in set.seen().iter() {
-            let chunk = set.get(i).unwrap_or("");
+        h.update(&[count]);
+        for i in 0..count {
+            let chunk = set.get(i)?;
             h.update(&[i]);
             h.update(&u32::try_from(chunk.len()).unwrap_or(u32::MAX).to_le_bytes());
             h.update(chunk.as_bytes());
@@ -139,20 +146,31 @@ impl SessionCache {
     }
 
     /// Remembers `opened` under `digest`, making room when the shard is full.
-    pub fn insert(&self, digest: [u8; 32], opened: Arc<Opened>, now: i64) {
+    pub fn insert(&self, digest: [u8; 32], opened: Arc<Opened>) {
         let Some(shard) = self.shard(&digest) else {
             return;
         };
         let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.per_shard && !map.contains_key(&digest) {
-            map.retain(|_, o| now < o.cookie_expires_at);
-            if map.len() >= self.per_shard
-                && let Some(victim) = map.keys().next().copied()
-            {
-                map.remove(&victim);
-            }
+        // Full: one arbitrary entry goes (expired ones are dropped when looked up). Constant
+        // work per insert, whatever the capacity.
+        if map.len() >= self.per_shard
+            && !map.contains_key(&digest)
+            && let Some(victim) = map.keys().next().copied()
+        {
+            map.remove(&victim);
         }
         map.insert(digest, opened);
+    }
+
+    /// Forgets the session under `digest` (refused: revoked or expired), so its tokens leave
+    /// memory now rather than at eviction.
+    pub fn remove(&self, digest: &[u8; 32]) {
+        if let Some(shard) = self.shard(digest) {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(digest);
+        }
     }
 
     /// Sessions held.
@@ -193,55 +211,84 @@ mod tests {
         cache.digest(&ChunkSet::from_pairs(&name, 8, pairs.iter().copied()))
     }
 
+    // "AQAC" decodes to [1, 0, 2]: format 1, key 0, two chunks.
+    const TWO: &str = "AQACdef";
+
     #[test]
-    fn any_change_to_any_chunk_is_another_key() {
+    fn any_change_to_a_chunk_opening_reads_is_another_key() {
         let cache = SessionCache::new(64).unwrap();
-        let base = digest(&cache, &[("__Host-s.0", "abcdef"), ("__Host-s.1", "ghij")]).unwrap();
+        let base = digest(&cache, &[("__Host-s.0", TWO), ("__Host-s.1", "ghij")]).unwrap();
         for other in [
-            vec![("__Host-s.0", "abcdeg"), ("__Host-s.1", "ghij")],
-            vec![("__Host-s.0", "abcdef"), ("__Host-s.1", "ghi")],
+            vec![("__Host-s.0", "AQACdeg"), ("__Host-s.1", "ghij")],
+            vec![("__Host-s.0", TWO), ("__Host-s.1", "ghi")],
             // Moving a byte across the chunk boundary changes the key (lengths are hashed).
-            vec![("__Host-s.0", "abcdefg"), ("__Host-s.1", "hij")],
-            vec![("__Host-s.0", "abcdef")],
-            vec![
-                ("__Host-s.0", "abcdef"),
-                ("__Host-s.1", "ghij"),
-                ("__Host-s.2", "k"),
-            ],
+            vec![("__Host-s.0", "AQACdefg"), ("__Host-s.1", "hij")],
         ] {
             assert_ne!(digest(&cache, &other), Some(base), "{other:?}");
         }
         assert_eq!(
-            digest(&cache, &[("__Host-s.1", "ghij"), ("__Host-s.0", "abcdef")]),
+            digest(&cache, &[("__Host-s.1", "ghij"), ("__Host-s.0", TWO)]),
             Some(base),
             "order of the Cookie header does not matter, the chunk index does"
         );
+        // Chunks opening ignores (beyond the declared count, or beyond any limit) cannot turn
+        // one session into many entries.
+        for extra in [
+            ("__Host-s.2", "k"),
+            ("__Host-s.3", "zz"),
+            ("__Host-s.200", "x"),
+        ] {
+            assert_eq!(
+                digest(
+                    &cache,
+                    &[("__Host-s.0", TWO), ("__Host-s.1", "ghij"), extra]
+                ),
+                Some(base),
+                "{extra:?}"
+            );
+        }
         // Another process (another random key) gets other digests for the same bytes.
         let other = SessionCache::new(64).unwrap();
         assert_ne!(
-            digest(&other, &[("__Host-s.0", "abcdef"), ("__Host-s.1", "ghij")]),
+            digest(&other, &[("__Host-s.0", TWO), ("__Host-s.1", "ghij")]),
             Some(base)
         );
     }
 
     #[test]
-    fn duplicates_empty_sets_and_a_disabled_cache_are_never_looked_up() {
+    fn sets_that_cannot_open_and_a_disabled_cache_are_never_looked_up() {
         let cache = SessionCache::new(64).unwrap();
-        assert_eq!(
-            digest(&cache, &[("__Host-s.0", "abc"), ("__Host-s.0", "abc")]),
-            None
-        );
-        assert_eq!(digest(&cache, &[("other", "abc")]), None);
+        for set in [
+            vec![
+                ("__Host-s.0", TWO),
+                ("__Host-s.0", TWO),
+                ("__Host-s.1", "ghij"),
+            ],
+            vec![("__Host-s.0", TWO)],
+            vec![("__Host-s.1", "ghij")],
+            vec![("__Host-s.0", "A!")],
+            vec![("other", "AQAB")],
+        ] {
+            assert_eq!(digest(&cache, &set), None, "{set:?}");
+        }
         let off = SessionCache::new(0).unwrap();
-        assert_eq!(digest(&off, &[("__Host-s.0", "abc")]), None);
-        off.insert([1; 32], opened(100), 0);
+        assert_eq!(digest(&off, &[("__Host-s.0", "AQABxyz")]), None);
+        off.insert([1; 32], opened(100));
         assert!(off.is_empty());
+    }
+
+    #[test]
+    fn a_refused_session_can_be_forgotten() {
+        let cache = SessionCache::new(64).unwrap();
+        cache.insert([3; 32], opened(100));
+        cache.remove(&[3; 32]);
+        assert!(cache.is_empty());
     }
 
     #[test]
     fn an_expired_cookie_is_a_miss_and_is_dropped() {
         let cache = SessionCache::new(64).unwrap();
-        cache.insert([7; 32], opened(100), 0);
+        cache.insert([7; 32], opened(100));
         assert!(cache.get(&[7; 32], 99).is_some());
         assert!(cache.get(&[7; 32], 100).is_none());
         assert!(cache.is_empty());
@@ -252,14 +299,10 @@ mod tests {
         let cache = SessionCache::new(32).unwrap();
         for i in 0..=255u8 {
             for j in 0..4u8 {
-                cache.insert(
-                    [
-                        i, j, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                        0, 0, 0, 0, 0, 0, 0,
-                    ],
-                    opened(100),
-                    0,
-                );
+                let mut key = [0u8; 32];
+                key[0] = i;
+                key[1] = j;
+                cache.insert(key, opened(100));
             }
         }
         assert_eq!(cache.len(), 32);

@@ -474,6 +474,14 @@ fn associated_data(header: [u8; HEADER_LEN], purpose: Purpose, name: &CookieName
     aad
 }
 
+/// The chunk count a sealed value declares in its header (the first four characters of chunk
+/// 0), without opening it: opening reads chunks `0..count` and ignores any others.
+pub fn declared_chunks(chunks: &ChunkSet<'_>) -> Option<u8> {
+    let mut header = [0u8; 4];
+    let first_quantum = chunks.get(0)?.get(..4)?;
+    (URL_SAFE_NO_PAD.decode_slice(first_quantum, &mut header) == Ok(3)).then_some(header[2])
+}
+
 /// Length of unpadded base64 for `n` bytes.
 const fn base64_len(n: usize) -> usize {
     (n * 4).div_ceil(3)

@@ -236,6 +236,7 @@ async fn a_remembered_session_is_still_judged_on_every_request() {
         .post(&Harness::url("/bff/logout"), &[("x-csrf", "1")], "")
         .await;
     assert_eq!(r.status, 302);
+    assert_eq!(h.running.app.opened.len(), 1, "still remembered");
     let mut replay = h.browser();
     replay.import_cookies(PUBLIC, cookies);
     let r = replay
@@ -244,7 +245,7 @@ async fn a_remembered_session_is_still_judged_on_every_request() {
     assert_eq!(r.status, 401);
     assert_eq!(
         h.running.app.opened.len(),
-        1,
-        "the refusal came from a remembered opening"
+        0,
+        "the refusal came from the remembered opening, which is forgotten now"
     );
 }

@@ -274,23 +274,30 @@ fn check_config_reports_errors_with_key_and_line_and_warns_about_risky_settings(
 
     // Every problem, not just the first, each with its key and line.
     let several = dir.join("several.toml");
-    std::fs::write(
-        &several,
+    let several_text = format!(
+        "{}\n[cluster]\nredis_url = \"redis://:pw@127.0.0.1:6379\"\n",
         text.replace("idle_timeout = \"20m\"", "idle_timeout = \"9h\"")
             .replace("listen = \"127.0.0.1:8080\"", "listen = \"nowhere\"")
             .replace(
                 "upstream = \"http://127.0.0.1:5001\"",
                 "upstream = \"ftp://127.0.0.1:5001\"",
-            ),
-    )
-    .unwrap();
-    let line_of = |start: &str| text.lines().position(|l| l.starts_with(start)).unwrap() + 1;
+            )
+    );
+    std::fs::write(&several, &several_text).unwrap();
+    let line_of = |start: &str| {
+        several_text
+            .lines()
+            .position(|l| l.starts_with(start))
+            .unwrap()
+            + 1
+    };
     let (code, _, err) = run(&several);
     assert_eq!(code, 1);
     for (key, start) in [
         ("server.listen", "listen ="),
         ("session.idle_timeout", "idle_timeout"),
         ("routes[0].upstream", "upstream ="),
+        ("cluster.redis_url", "redis_url ="),
     ] {
         assert!(
             err.lines().any(|l| l.starts_with("error: ")
@@ -299,7 +306,7 @@ fn check_config_reports_errors_with_key_and_line_and_warns_about_risky_settings(
             "{key} not reported at its line: {err}"
         );
     }
-    assert!(err.contains("several.toml: 3 errors"), "{err}");
+    assert!(err.contains("several.toml: 4 errors"), "{err}");
 
     let risky = dir.join("risky.toml");
     std::fs::write(

@@ -914,9 +914,7 @@ impl Settings {
         let mut problems: Vec<ConfigError> = Vec::new();
         // Each round fixes one key; a config has far fewer keys than this.
         for _ in 0..200 {
-            let text =
-                toml::to_string(&table).map_err(|e| vec![ConfigError::Parse(e.to_string())])?;
-            match Self::from_toml(&text, env) {
+            match Self::from_table(table.clone(), env) {
                 Ok(settings) if problems.is_empty() => return Ok(settings),
                 Ok(_) => return Err(problems),
                 Err(e) => {
@@ -953,6 +951,11 @@ impl Settings {
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
         apply_overrides(&mut table, overrides)?;
+        Self::from_table(table, env)
+    }
+
+    /// Validates an already parsed (and overridden) table.
+    fn from_table(table: toml::Table, env: &dyn SecretSource) -> Result<Self, ConfigError> {
         let raw: RawConfig = table
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;

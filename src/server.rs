@@ -39,8 +39,8 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// The OS CSPRNG failed.
-    #[error("{0}")]
-    Random(String),
+    #[error(transparent)]
+    Random(#[from] crate::secret::RandomError),
     /// The cluster store cannot be used.
     #[error(transparent)]
     Cluster(crate::cluster::ClusterError),
@@ -217,8 +217,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         used_states: Mutex::new(crate::app::UsedStates::default()),
         home_page: options.home_page,
         refreshes: crate::app::Refreshes::default(),
-        opened: crate::session_cache::SessionCache::new(settings.session.open_cache)
-            .map_err(|e| StartError::Random(e.to_string()))?,
+        opened: crate::session_cache::SessionCache::new(settings.session.open_cache)?,
         upstreams: (0..settings.server.workers.max(1))
             .map(|_| routes::proxy::UpstreamClients::new(&settings.server.public_url))
             .collect::<Result<_, _>>()
@@ -405,8 +404,7 @@ impl Workers {
     }
 
     /// Runs `job` on the next worker (on the calling runtime if no worker takes it).
-    fn run(&mut self, job: Job) {
-        let mut job = job;
+    fn run(&mut self, mut job: Job) {
         for _ in 0..self.queues.len() {
             self.next = (self.next + 1) % self.queues.len();
             match self.queues[self.next].send(job) {

@@ -314,10 +314,8 @@ fn home(page: &'static str) -> Response<Body> {
 }
 
 /// The client of a connection, as seen by the listener (made once per connection).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Peer {
-    /// Its address.
-    pub addr: std::net::SocketAddr,
     /// Its IP as an `X-Forwarded-For` value.
     forwarded_for: Option<HeaderValue>,
 }
@@ -326,7 +324,6 @@ impl Peer {
     /// The client at `addr`.
     pub fn new(addr: std::net::SocketAddr) -> Self {
         Self {
-            addr,
             forwarded_for: HeaderValue::from_str(&addr.ip().to_string()).ok(),
         }
     }

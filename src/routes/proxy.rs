@@ -352,10 +352,11 @@ pub async fn forward(
     if let Some(v) = context.forwarded_for() {
         parts.headers.insert("x-forwarded-for", v.clone());
     }
-    if let Some(v) = &app.upstream().forwarded_proto {
+    let upstream = app.upstream();
+    if let Some(v) = &upstream.forwarded_proto {
         parts.headers.insert("x-forwarded-proto", v.clone());
     }
-    if let Some(v) = &app.upstream().forwarded_host {
+    if let Some(v) = &upstream.forwarded_host {
         parts.headers.insert("x-forwarded-host", v.clone());
     }
     // Inserted after the hop-by-hop removal, so no `Connection` list can take it away.
@@ -376,7 +377,7 @@ pub async fn forward(
         http::Version::HTTP_11
     };
     let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
-    let client = app.upstream().for_request(route, websocket);
+    let client = upstream.for_request(route, websocket);
 
     let started = std::time::Instant::now();
     let answer = tokio::time::timeout(route.timeout, client.request(upstream_req)).await;

@@ -42,11 +42,10 @@ pub struct App {
     pub home_page: Option<&'static str>,
     /// Refreshes in flight or within their grace window.
     pub refreshes: Refreshes,
-    /// The pooled client for proxied routes.
     /// Recently opened sessions, by exact cookie bytes.
     pub opened: SessionCache,
-    /// Upstream clients, one set per worker thread (see [`App::upstream`]).
-    pub upstreams: Vec<crate::routes::proxy::UpstreamClients>,
+    /// `X-Forwarded-Proto` and `X-Forwarded-Host` for upstream requests, built once.
+    pub forwarded: crate::upstream::Forwarded,
     /// The Redis side of a cluster, when `[cluster]` is configured.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Slots for open WebSocket tunnels (`server.max_connections` of them).
@@ -140,23 +139,7 @@ enum Unopened {
     Plaintext(crate::session::SessionError),
 }
 
-/// The values of all `Cookie` headers that are valid text.
-pub fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-}
-
 impl App {
-    /// The upstream clients of the worker thread running this code: connections a worker
-    /// opens are driven by its own runtime, so a request and its upstream call never cross
-    /// threads. Code outside the workers gets the first set.
-    pub fn upstream(&self) -> &crate::routes::proxy::UpstreamClients {
-        let i = crate::server::worker_index();
-        &self.upstreams[i % self.upstreams.len().max(1)]
-    }
-
     /// Reads and judges the session cookie at time `now`.
     pub fn load_session(&self, headers: &HeaderMap, now: i64) -> SessionState {
         let name = &self.settings.session.cookie_name;
@@ -447,7 +430,7 @@ impl App {
     /// The `Cookie` names of pending login flows in a request (base names).
     pub fn pending_login_names<'h>(&self, headers: &'h HeaderMap) -> Vec<&'h str> {
         let prefix = format!("{}-login-", self.settings.session.cookie_name);
-        let mut names: Vec<&str> = cookie_headers(headers)
+        let mut names: Vec<&str> = crate::request::cookie_headers(headers)
             .flat_map(Cookie::split_parse)
             .filter_map(|c| c.ok().and_then(|c| c.name_raw()))
             .filter(|n| n.starts_with(&prefix))

@@ -154,7 +154,7 @@ pub fn proxy_path(data: &[u8]) -> bool {
         return false;
     };
     let routes = [v2, api, root];
-    let Some(matched) = crate::routes::proxy::match_route(&routes, path) else {
+    let Some(matched) = crate::proxy::route::match_route(&routes, path) else {
         return false;
     };
     let at_boundary = |p: &str| {
@@ -169,7 +169,7 @@ pub fn proxy_path(data: &[u8]) -> bool {
         ""
     };
     assert_eq!(matched.prefix, expected, "{path:?} matched the wrong route");
-    let Some(joined) = crate::routes::proxy::upstream_url(matched, path) else {
+    let Some(joined) = crate::proxy::route::upstream_url(matched, path) else {
         return false;
     };
     let (host, base) = match expected {
@@ -193,7 +193,7 @@ pub fn static_path(data: &[u8]) -> bool {
     let Ok(path) = std::str::from_utf8(data) else {
         return false;
     };
-    let Ok(parsed) = crate::routes::static_files::parse_path(path) else {
+    let Ok(parsed) = crate::static_files::parse_path(path) else {
         return false;
     };
     let root = std::path::Path::new("/srv/site");

@@ -136,7 +136,7 @@ pub async fn callback(
         .ok_or_else(|| Failure::new(Rejection::Internal, "login cookie name"))?;
     let clear_login = jar::removal_cookies(&name, Purpose::Login, [0]);
     let headers = req.headers();
-    let set = ChunkSet::from_headers(&name, 1, crate::app::cookie_headers(headers));
+    let set = ChunkSet::from_headers(&name, 1, crate::request::cookie_headers(headers));
     let opened = app
         .codec
         .open(Purpose::Login, &name, &set, now)

@@ -14,9 +14,9 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::single_param;
 use crate::app::App;
 use crate::error::{Failure, Rejection};
+use crate::request::single_param;
 use crate::response::{self, Body};
 use crate::return_url::ReturnUrl;
 use crate::seal::Purpose;

@@ -17,11 +17,11 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
-use super::single_param;
 use super::user::logout_sid;
 use crate::app::{App, SessionState};
 use crate::csrf;
 use crate::error::{Failure, Rejection};
+use crate::request::single_param;
 use crate::response::{self, Body};
 use crate::return_url::ReturnUrl;
 use crate::revocation::Revocation;

@@ -1,31 +1,36 @@
-//! Request routing: one file per endpoint. Every handler returns `Result<Response, Failure>`;
-//! [`handle`] turns failures into responses in one place, so hyper never sees an error.
+//! The router: one file per endpoint. Every handler returns `Result<Response, Failure>`;
+//! [`handle`] turns failures into responses in one place ([`crate::error`]), so hyper never
+//! sees an error.
 //!
-//! Routing order: the BFF endpoints (everything at or under `bff.prefix`), `/healthz`, the
-//! demo's page at `/`, the proxied routes (longest prefix first), and last, when `[static]` is
-//! configured, the SPA's files ([`static_files`]); otherwise a 404 problem.
+//! Routing order: CORS preflights ([`cors`]), the BFF endpoints (everything at or under
+//! `bff.prefix`), `/healthz`, `/readyz`, `/metrics` ([`health`]), the demo's page at `/`, the
+//! proxied routes ([`crate::proxy`], longest prefix first), and last, when `[static]` is
+//! configured, the SPA's files ([`crate::static_files`]); otherwise a 404 problem.
 
-pub mod backchannel;
-pub mod callback;
-pub mod login;
-pub mod logout;
-pub mod proxy;
-pub mod static_files;
-pub mod user;
+mod backchannel;
+pub(crate) mod callback;
+mod cors;
+pub mod health;
+mod login;
+mod logout;
+mod user;
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response};
 use hyper::body::Incoming;
 
-use crate::app::App;
 use tracing::Instrument as _;
 
+use crate::app::App;
 use crate::config::RouteSettings;
 use crate::error::{Failure, Rejection};
 use crate::metrics::{RequestLabels, StatusClass, metrics};
+use crate::proxy;
+use crate::request::{Peer, RequestContext};
 use crate::response::{self, Body};
+use crate::static_files;
 use crate::telemetry::RequestId;
 
 /// Serves one request.
@@ -43,11 +48,12 @@ pub async fn handle(
         let f = Failure::new(Rejection::BadRequest, "absolute-form target or CONNECT");
         return Ok(f.into_response(&app.login_href()));
     }
-    let origin = cors_origin(&app, &req);
+    let origin = cors::allowed_origin(&app, &req);
     if req.method() == Method::OPTIONS
         && req.headers().contains_key("access-control-request-method")
     {
-        return Ok(preflight(&app, origin));
+        return Ok(cors::preflight(&app, origin)
+            .unwrap_or_else(|failure| failure.into_response(&app.login_href())));
     }
     // Matched once: the metrics label and the routing below use the same answer.
     let matched = proxy::match_route(&app.settings.routes, req.uri().path());
@@ -64,7 +70,7 @@ pub async fn handle(
         .await;
     let mut response = result.unwrap_or_else(|failure| failure.into_response(&app.login_href()));
     if let Some(origin) = origin {
-        allow_origin(&mut response, origin);
+        cors::allow_origin(&mut response, origin);
     }
     if let Some(v) = header {
         response.headers_mut().insert("x-request-id", v);
@@ -140,53 +146,6 @@ fn route_label(app: &App, path: &str, matched: Option<&RouteSettings>) -> String
     }
 }
 
-/// The request's `Origin` when it is an allowed *other* origin (same-origin requests need no
-/// CORS headers). Never a reflected arbitrary origin, never `*`.
-fn cors_origin(app: &App, req: &Request<Incoming>) -> Option<HeaderValue> {
-    let origin = req.headers().get(http::header::ORIGIN)?;
-    let text = origin.to_str().ok()?;
-    app.settings
-        .bff
-        .allowed_origins
-        .iter()
-        .any(|o| o == text)
-        .then(|| origin.clone())
-}
-
-fn allow_origin(response: &mut Response<Body>, origin: HeaderValue) {
-    let h = response.headers_mut();
-    h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    h.insert(
-        http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
-    h.append(http::header::VARY, HeaderValue::from_static("Origin"));
-}
-
-/// A CORS preflight: 204 with the exact origin for allowed origins, 403 otherwise.
-fn preflight(app: &App, origin: Option<HeaderValue>) -> Response<Body> {
-    let Some(origin) = origin else {
-        return response::problem(StatusCode::FORBIDDEN, "forbidden");
-    };
-    let mut r = Response::new(response::full(""));
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    allow_origin(&mut r, origin);
-    let allowed_headers = format!("{}, content-type", app.settings.bff.csrf_header.as_str());
-    let h = r.headers_mut();
-    h.insert(
-        http::header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&allowed_headers) {
-        h.insert(http::header::ACCESS_CONTROL_ALLOW_HEADERS, v);
-    }
-    h.insert(
-        http::header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-    r
-}
-
 async fn route(
     app: &App,
     req: Request<Incoming>,
@@ -229,15 +188,10 @@ async fn route(
         };
     }
     match path {
-        "/healthz" => {
-            return Ok(response::json(
-                StatusCode::OK,
-                &serde_json::json!({"status": "ok"}),
-            ));
-        }
-        "/readyz" => return Ok(readiness(app)),
+        "/healthz" => return Ok(health::liveness()),
+        "/readyz" => return Ok(health::readiness(app)),
         "/metrics" if app.settings.metrics.on_main_listener() => {
-            return Ok(metrics_page(app));
+            return Ok(health::metrics_page(app));
         }
         "/" if app.home_page.is_some() && req.method() == Method::GET => {
             if let Some(page) = app.home_page {
@@ -247,50 +201,13 @@ async fn route(
         _ => {}
     }
     if let Some(route) = matched {
-        return proxy::forward(app, route, req, now, context).await;
+        return proxy::handle(app, route, req, now, context).await;
     }
     // Last: the SPA's files, for whatever nothing above handles.
     if let Some(site) = &app.settings.static_files {
         return static_files::serve(site, &req).await;
     }
     Err(Failure::new(Rejection::NotFound, path.to_owned()))
-}
-
-/// The metrics in Prometheus text format; gauges are read from this instance now.
-pub fn metrics_page(app: &App) -> Response<Body> {
-    let text = metrics().render(app.denylist.len(), app.denylist.overflows());
-    let mut r = Response::new(response::full(text));
-    r.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    r.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    r
-}
-
-/// Ready when the IdP's metadata is loaded (always, once started: discovery happens before the
-/// listener opens) and, in a cluster, the Redis store is reachable and synchronised.
-fn readiness(app: &App) -> Response<Body> {
-    let cluster = app.cluster.as_ref().map(|c| c.healthy());
-    let ready = cluster.unwrap_or(true);
-    let body = serde_json::json!({
-        "status": if ready { "ready" } else { "unavailable" },
-        "idp": "ok",
-        "cluster": match cluster {
-            None => "not configured",
-            Some(true) => "ok",
-            Some(false) => "unavailable",
-        },
-    });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    response::json(status, &body)
 }
 
 fn home(page: &'static str) -> Response<Body> {
@@ -311,50 +228,4 @@ fn home(page: &'static str) -> Response<Body> {
         ),
     );
     r
-}
-
-/// The client of a connection, as seen by the listener (made once per connection).
-#[derive(Debug)]
-pub struct Peer {
-    /// Its IP as an `X-Forwarded-For` value.
-    forwarded_for: Option<HeaderValue>,
-}
-
-impl Peer {
-    /// The client at `addr`.
-    pub fn new(addr: std::net::SocketAddr) -> Self {
-        Self {
-            forwarded_for: HeaderValue::from_str(&addr.ip().to_string()).ok(),
-        }
-    }
-}
-
-/// What handlers know about a request beyond the request itself.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestContext<'a> {
-    /// The connection's client.
-    pub peer: &'a Peer,
-    /// The request's correlation id, as a header value.
-    pub request_id: Option<&'a HeaderValue>,
-}
-
-impl RequestContext<'_> {
-    /// The client's IP as an `X-Forwarded-For` value.
-    pub fn forwarded_for(&self) -> Option<&HeaderValue> {
-        self.peer.forwarded_for.as_ref()
-    }
-}
-
-/// The single value of query parameter `name`; `Err` if it appears more than once.
-pub(crate) fn single_param(query: Option<&str>, name: &str) -> Result<Option<String>, ()> {
-    let mut found = None;
-    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        if k == name {
-            if found.is_some() {
-                return Err(());
-            }
-            found = Some(v.into_owned());
-        }
-    }
-    Ok(found)
 }

@@ -1,6 +1,6 @@
 //! SPA hosting (`[static] dir`): the single-page application's build output, served from the
 //! same origin as the BFF and the proxied APIs. It is the *last* fallback of routing
-//! ([`super::handle`]): BFF endpoints, `/healthz`, the demo page and every proxy route win;
+//! ([`crate::routes::handle`]): BFF endpoints, `/healthz`, the demo page and every proxy route win;
 //! only a path none of them handles gets here. Without `[static]` such paths stay a 404
 //! problem.
 //!
@@ -8,7 +8,7 @@
 //! - **Methods**: `GET` and `HEAD` only; anything else is 405 with `Allow: GET, HEAD`. `HEAD`
 //!   answers with the headers of the `GET` (`Content-Length` included) and no body.
 //! - **Path safety**, in this order, before the file system is touched: the raw path must pass
-//!   [`super::proxy::safe_rest`] (no dot segments, no encoded or doubly encoded slash, backslash,
+//!   [`crate::paths::safe_rest`] (no dot segments, no encoded or doubly encoded slash, backslash,
 //!   dot or NUL, no control character, no `//`), else 400; then each segment is percent-decoded
 //!   on its own and must be valid UTF-8 without control characters, slashes or backslashes, and
 //!   one plain path component (no drive prefix), else 400; a segment starting with `.` (`.env`,
@@ -109,7 +109,7 @@ pub struct RequestPath {
 pub fn parse_path(path: &str) -> Result<RequestPath, PathError> {
     let rest = path.strip_prefix('/').ok_or(PathError::Unsafe)?;
     // The same refusals as the proxy, on the raw text, before anything is decoded.
-    if !super::proxy::safe_rest(path) {
+    if !crate::paths::safe_rest(path) {
         return Err(PathError::Unsafe);
     }
     let trailing_slash = rest.ends_with('/');

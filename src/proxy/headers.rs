@@ -1,0 +1,75 @@
+//! Header rules shared by both directions of the proxy: hop-by-hop headers never cross, and
+//! sealgate's own cookie names are recognised wherever they appear.
+
+use http::header::CONNECTION;
+use http::{HeaderMap, HeaderName};
+
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes the hop-by-hop headers, including every header the `Connection` header lists.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Whether `name` is one of sealgate's cookies for the session cookie base name `base`: the
+/// session chunks, a login flow's cookie, or the double-submit token.
+pub fn is_sealgate_cookie(base: &str, name: &str) -> bool {
+    name.strip_prefix(base).is_some_and(|rest| {
+        rest.is_empty() || rest.starts_with('.') || rest.starts_with("-login-") || rest == "-csrf"
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealgate_cookies_are_recognised() {
+        let base = "__Host-sealgate";
+        for own in [
+            base,
+            "__Host-sealgate.0",
+            "__Host-sealgate-login-ab",
+            "__Host-sealgate-csrf",
+        ] {
+            assert!(is_sealgate_cookie(base, own), "{own}");
+        }
+        for other in ["theme", "__Host-sealgatex", "__Host-sealgate-other"] {
+            assert!(!is_sealgate_cookie(base, other), "{other}");
+        }
+    }
+
+    #[test]
+    fn connection_listed_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, "x-private, keep-alive".parse().unwrap());
+        h.insert("x-private", "1".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,82 @@
+//! Proxied routes: `prefix/*` to the route's upstream, with `Authorization: Bearer <access
+//! token>` attached per the route's token policy. Bodies stream both ways.
+//!
+//! Never forwarded: sealgate's cookies, a browser-supplied `Authorization`, hop-by-hop headers,
+//! client-supplied `Forwarded` / `X-Forwarded-*`. Paths that could escape the route (`..`,
+//! encoded slashes or dots, backslashes, empty segments) are refused. Upstream `Set-Cookie`s
+//! with sealgate's cookie names are dropped. Other browser cookies reach the upstream only as
+//! the route's `forward_cookies` allows (none by default).
+//!
+//! WebSocket upgrades (routes with `websocket = true`, HTTP/1.1 only) are checked by `Origin`
+//! instead of the anti-forgery header, get the token attached like any request, and become a
+//! byte tunnel counted against `server.max_connections`; the tunnel closes when the session is
+//! revoked or reaches its absolute expiry.
+//!
+//! A call reads top-down, each step its own module that does not call back up:
+//! [`route`] matches the path → [`authorize`] turns cookies and headers into a decision
+//! (anonymous, bearer token, re-sealed cookie, refusal) → [`forward`] rewrites the headers and
+//! streams the request upstream → [`filter`] cleans the response; [`websocket`] turns an
+//! accepted upgrade into a tunnel.
+
+mod authorize;
+mod filter;
+mod forward;
+mod headers;
+pub mod route;
+mod websocket;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::config::RouteSettings;
+use crate::error::{Failure, Rejection};
+use crate::request::RequestContext;
+use crate::response::Body;
+
+pub use route::match_route;
+
+/// Proxies one request on `route`.
+///
+/// # Errors
+/// A [`Failure`] for every refusal (see [`authorize`] and [`forward`]); nothing has been sent
+/// upstream unless the upstream itself failed.
+pub async fn handle(
+    app: &App,
+    route: &RouteSettings,
+    req: Request<Incoming>,
+    now: i64,
+    context: RequestContext<'_>,
+) -> Result<Response<Body>, Failure> {
+    let websocket = websocket::is_upgrade(&req);
+    if websocket && !route.websocket {
+        return Err(Failure::new(
+            Rejection::BadRequest,
+            format!(
+                "proxy: WebSocket upgrade on {} (websocket = false)",
+                route.prefix
+            ),
+        ));
+    }
+    let checked = authorize::check(app, route, req.headers(), req.method(), websocket, now)?;
+    let target = route::upstream_url(route, req.uri().path())
+        .ok_or_else(|| Failure::new(Rejection::BadRequest, "proxy: unsafe path"))?;
+    let decision = checked.decide(app, route, websocket, now).await?;
+    let forward::Sent {
+        mut response,
+        upgrade,
+    } = forward::send(app, route, req, target, decision.bearer, context, websocket).await?;
+    let switching = websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if switching && let Some((client, slot)) = upgrade {
+        let upstream = hyper::upgrade::on(&mut response);
+        websocket::spawn_tunnel(app, route, client, upstream, decision.session, slot);
+    }
+    let cookie_base = app.settings.session.cookie_name.as_str();
+    Ok(filter::response(
+        cookie_base,
+        route,
+        response,
+        switching,
+        decision.reseal,
+    ))
+}

@@ -138,7 +138,7 @@ impl Cluster {
     }
 }
 
-/// Lowercase hex, for key names and lock holders (never for secrets).
+/// Lowercase hex, for key names and lock holders.
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -210,15 +210,14 @@ pub(crate) mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::Cluster;
+    use super::{Cluster, ClusterError};
     use crate::clock::Clock;
     use crate::config::{ClusterSettings, StorePolicy};
     use crate::revocation::Denylist;
     use crate::seal::KeyRing;
     use crate::secret::SecretString;
 
-    /// A cluster whose subscriber never runs: it stays unavailable until marked otherwise.
-    pub(crate) fn cluster(url: &str, policy: StorePolicy) -> Cluster {
+    fn try_cluster(url: &str, policy: StorePolicy) -> Result<Cluster, ClusterError> {
         let settings = ClusterSettings {
             redis_url: SecretString::new(url.into()),
             on_store_unavailable: policy,
@@ -233,19 +232,16 @@ pub(crate) mod tests {
             keys,
             Duration::from_secs(30),
         )
-        .unwrap()
+    }
+
+    /// A cluster whose subscriber never runs: it stays unavailable until marked otherwise.
+    pub(crate) fn cluster(url: &str, policy: StorePolicy) -> Cluster {
+        try_cluster(url, policy).unwrap()
     }
 
     #[test]
     fn a_malformed_url_is_refused_at_start_without_echoing_it() {
-        let settings = ClusterSettings {
-            redis_url: SecretString::new("http://:hunter2@127.0.0.1/".into()),
-            on_store_unavailable: StorePolicy::Refuse,
-            key_prefix: "sealgate".into(),
-        };
-        let keys = KeyRing::from_bytes(&[[7; 32]]).unwrap();
-        let denylist = Arc::new(Denylist::new(100, 3600));
-        let e = Cluster::new(&settings, denylist, Clock::system(), keys, Duration::ZERO)
+        let e = try_cluster("http://:hunter2@127.0.0.1/", StorePolicy::Refuse)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("cluster.redis_url: "), "{e}");

@@ -238,6 +238,15 @@ mod tests {
         }
     }
 
+    fn sub(sub: &str, not_before: i64) -> Revocation {
+        Revocation::Sub {
+            iss: ISS.into(),
+            sub: sub.into(),
+            not_before,
+            until: 4_000_000_000,
+        }
+    }
+
     #[test]
     fn keys_are_stable_across_versions() {
         // Known answers (SHA-256 computed independently): instances of different versions
@@ -255,12 +264,7 @@ mod tests {
                 "sealgate:rev:68f0f2199a9448b443429d4881b195b5:1700000000",
             ),
             (
-                Revocation::Sub {
-                    iss: ISS.into(),
-                    sub: "alice".into(),
-                    not_before: 1_700_000_001,
-                    until: 4_000_000_000,
-                },
+                sub("alice", 1_700_000_001),
                 "sealgate:rev:8fc34b49e8e0e1987ccd1b43f06a50f2:1700000001",
             ),
             (
@@ -279,12 +283,7 @@ mod tests {
     #[test]
     fn a_sid_and_a_sub_with_the_same_text_get_different_keys() {
         let as_sid = sid("alice", 1_700_000_001);
-        let as_sub = Revocation::Sub {
-            iss: ISS.into(),
-            sub: "alice".into(),
-            not_before: 1_700_000_001,
-            until: 4_000_000_000,
-        };
+        let as_sub = sub("alice", 1_700_000_001);
         assert_eq!(
             revocation_key("sealgate", &as_sid),
             "sealgate:rev:9fa62a0f282f78557af0c20bc8b644c1:1700000001"

@@ -1,0 +1,258 @@
+//! Several instances through Redis: shared revocations and rotation-safe refresh.
+//!
+//! The protocol in short (each part is documented in its own module):
+//!
+//! | Redis key or channel | holds | module |
+//! |---|---|---|
+//! | `<prefix>:rev:<identity>:<not-before>` | one revocation, expiring when it does | `revocations` |
+//! | `<prefix>:revocations` (channel) | every revocation as it is published | `revocations` |
+//! | `<prefix>:alive` | a marker: when it is gone, Redis lost its data | `revocations` |
+//! | `<prefix>:refresh:<hash>:lock` | the instance redeeming one refresh token | `refresh_lock` |
+//! | `<prefix>:refresh:<hash>:result` | its result, sealed, for the grace window | `refresh_lock` |
+//!
+//! - **Revocations** are recorded locally first, then published; what Redis cannot take waits
+//!   in an outbox. Every instance loads all keys at start and after every reconnect.
+//! - **Health**: the subscription is pinged every second; while the store is unavailable,
+//!   `on_store_unavailable` decides: `refuse` (default, 503) or `allow` (the revocations known
+//!   so far). `/readyz` reports it either way.
+//! - **Refresh**: one instance per refresh token redeems it for the whole cluster; without
+//!   Redis, refresh falls back to the single instance's coordination.
+//!
+//! This module holds the [`Cluster`] itself and its connections: one multiplexed connection for
+//! commands (reopened after a failure) and one subscription task that subscribes, synchronises,
+//! then applies what is published and pings until something fails, and starts over.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+
+use crate::clock::Clock;
+use crate::config::{ClusterSettings, StorePolicy};
+use crate::revocation::{Denylist, Revocation};
+use crate::seal::{Codec, KeyRing};
+
+mod health;
+mod refresh_lock;
+mod revocations;
+
+/// Timeout for connecting to Redis and for each command.
+const IO_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest wait before retrying a lost connection.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest first synchronisation after a (re)connect: flushing the outbox and loading all keys.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The Redis side of a sealgate cluster.
+pub struct Cluster {
+    client: redis::Client,
+    prefix: String,
+    policy: StorePolicy,
+    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    healthy: AtomicBool,
+    outbox: Mutex<Vec<Revocation>>,
+    denylist: Arc<Denylist>,
+    clock: Clock,
+    codec: Codec,
+    grace: Duration,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("prefix", &self.prefix)
+            .field("policy", &self.policy)
+            .field("healthy", &self.healthy())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Redis could not be set up (a malformed URL); reachability is not checked at start.
+#[derive(Debug, thiserror::Error)]
+#[error("cluster.redis_url: {0}")]
+pub struct ClusterError(String);
+
+impl Cluster {
+    /// Prepares the cluster store and starts its subscriber in the background. Redis need not be
+    /// reachable yet: until it is, the store counts as unavailable.
+    ///
+    /// # Errors
+    /// When the URL cannot be used.
+    pub fn start(
+        settings: &ClusterSettings,
+        denylist: Arc<Denylist>,
+        clock: Clock,
+        keys: KeyRing,
+        grace: Duration,
+    ) -> Result<Arc<Self>, ClusterError> {
+        let cluster = Arc::new(Self::new(settings, denylist, clock, keys, grace)?);
+        tokio::spawn(subscriber(Arc::downgrade(&cluster)));
+        Ok(cluster)
+    }
+
+    /// The cluster store without its subscriber: unavailable until one synchronises it.
+    fn new(
+        settings: &ClusterSettings,
+        denylist: Arc<Denylist>,
+        clock: Clock,
+        keys: KeyRing,
+        grace: Duration,
+    ) -> Result<Self, ClusterError> {
+        let client = redis::Client::open(settings.redis_url.expose())
+            .map_err(|e| ClusterError(e.to_string()))?;
+        Ok(Self {
+            client,
+            prefix: settings.key_prefix.clone(),
+            policy: settings.on_store_unavailable,
+            conn: tokio::sync::Mutex::new(None),
+            healthy: AtomicBool::new(false),
+            outbox: Mutex::new(Vec::new()),
+            denylist,
+            clock,
+            codec: Codec::new(keys, 32),
+            grace,
+        })
+    }
+
+    /// The shared command connection, opened on first use and after [`Self::forget_connection`].
+    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let mut slot = self.conn.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(IO_TIMEOUT))
+            .set_response_timeout(Some(IO_TIMEOUT));
+        let c = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn forget_connection(&self) {
+        *self.conn.lock().await = None;
+    }
+}
+
+/// Lowercase hex, for key names and lock holders.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Keeps the subscription (and through it, the denylist) current; re-synchronises after every
+/// reconnect. Ends when the cluster is dropped.
+async fn subscriber(cluster: Weak<Cluster>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(c) = cluster.upgrade() else { return };
+        let began = tokio::time::Instant::now();
+        match run_subscription(&c).await {
+            Ok(()) => return,
+            Err(e) => {
+                if began.elapsed() > MAX_BACKOFF {
+                    backoff = Duration::from_millis(100); // it was up for a while: retry soon
+                }
+                c.mark_unhealthy(&e);
+                c.forget_connection().await;
+                tracing::debug!(error = %e, "cluster subscription lost; reconnecting");
+            }
+        }
+        drop(c);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        if cluster.strong_count() == 0 {
+            return;
+        }
+    }
+}
+
+/// One subscription session: subscribe, synchronise, then apply messages and ping until
+/// something fails (`Err`) or the cluster is dropped (`Ok`).
+async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
+    let pubsub = tokio::time::timeout(IO_TIMEOUT, c.client.get_async_pubsub())
+        .await
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let (mut sink, mut stream) = pubsub.split();
+    tokio::time::timeout(IO_TIMEOUT, sink.subscribe(c.channel()))
+        .await
+        .map_err(|_| "subscribe timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    // Subscribed first, then loaded: nothing published in between can be missed.
+    let loaded = tokio::time::timeout(SYNC_TIMEOUT, c.synchronise())
+        .await
+        .map_err(|_| "synchronisation timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    c.mark_synchronised(loaded);
+    let mut ping = tokio::time::interval(health::PING_EVERY);
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else { return Err("subscription closed".into()) };
+                c.apply(msg.get_payload_bytes(), c.clock.now());
+            }
+            _ = ping.tick() => {
+                health::ping(&mut sink).await?;
+                if Arc::strong_count(c) <= 1 {
+                    return Ok(()); // only this task holds it: the server is gone
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Cluster, ClusterError};
+    use crate::clock::Clock;
+    use crate::config::{ClusterSettings, StorePolicy};
+    use crate::revocation::Denylist;
+    use crate::seal::KeyRing;
+    use crate::secret::SecretString;
+
+    fn try_cluster(url: &str, policy: StorePolicy) -> Result<Cluster, ClusterError> {
+        let settings = ClusterSettings {
+            redis_url: SecretString::new(url.into()),
+            on_store_unavailable: policy,
+            key_prefix: "sealgate".into(),
+        };
+        let keys = KeyRing::from_bytes(&[[7; 32]]).unwrap();
+        let denylist = Arc::new(Denylist::new(100, 3600));
+        Cluster::new(
+            &settings,
+            denylist,
+            Clock::system(),
+            keys,
+            Duration::from_secs(30),
+        )
+    }
+
+    /// A cluster whose subscriber never runs: it stays unavailable until marked otherwise.
+    pub(crate) fn cluster(url: &str, policy: StorePolicy) -> Cluster {
+        try_cluster(url, policy).unwrap()
+    }
+
+    #[test]
+    fn a_malformed_url_is_refused_at_start_without_echoing_it() {
+        let e = try_cluster("http://:hunter2@127.0.0.1/", StorePolicy::Refuse)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("cluster.redis_url: "), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn debug_shows_the_state_not_the_url() {
+        let c = cluster("redis://:hunter2@127.0.0.1:1/0", StorePolicy::Refuse);
+        let shown = format!("{c:?}");
+        assert!(shown.contains("healthy: false"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}

@@ -1,0 +1,276 @@
+//! The cluster-wide single-flight refresh.
+//!
+//! The single-flight refresh of one instance becomes cluster-wide: the instance that wins
+//! `SET <prefix>:refresh:<hash>:lock NX PX` redeems the refresh token and stores the result
+//! under `…:result` for the grace window, sealed with the session key (XChaCha20-Poly1305,
+//! bound to the hash of the old refresh token), so Redis never holds a readable token. The
+//! others wait for that result instead of replaying a rotated refresh token. While Redis is
+//! unreachable, refresh falls back to the single instance's coordination.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::{Cluster, hex};
+use crate::oidc::{RefreshError, Refreshed};
+use crate::seal::{ChunkSet, Codec, CookieName, Purpose};
+use crate::token::Token;
+
+/// How long a refresh lock is held at most (the IdP timeout is shorter).
+const LOCK_TTL: Duration = Duration::from_secs(15);
+/// How often a waiting instance looks for the winner's result.
+const POLL_EVERY: Duration = Duration::from_millis(25);
+/// Deletes the lock only while it still holds our token: it may have expired and been taken.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// The Redis keys and the seal name for one refresh token.
+struct RefreshKeys {
+    lock: String,
+    result: String,
+    /// The sealed result is bound to the refresh token's hash through this "name".
+    name: CookieName,
+}
+
+impl RefreshKeys {
+    /// The keys for the refresh token whose SHA-256 is `hash`.
+    fn new(prefix: &str, hash: &[u8; 32]) -> Option<Self> {
+        let hex = hex(hash);
+        let base = format!("{prefix}:refresh:{hex}");
+        let name = CookieName::new(format!("__Host-refresh-{}", &hex[..32])).ok()?;
+        Some(Self {
+            lock: format!("{base}:lock"),
+            result: format!("{base}:result"),
+            name,
+        })
+    }
+}
+
+impl Cluster {
+    /// Runs `refresh` once across the cluster for the refresh token whose SHA-256 is `hash`:
+    /// the winner of the lock calls it and shares the sealed result; the others wait for it.
+    /// `None` when Redis is unreachable (the caller refreshes on its own).
+    pub async fn refresh_once<F, Fut>(
+        &self,
+        hash: &[u8; 32],
+        refresh: F,
+    ) -> Option<Result<Refreshed, RefreshError>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Refreshed, RefreshError>>,
+    {
+        let keys = RefreshKeys::new(&self.prefix, hash)?;
+        let mut conn = self.connection().await.ok()?;
+        let mut token = [0u8; 16];
+        crate::secret::fill_random(&mut token).ok()?;
+        let holder = hex(&token);
+        let deadline = tokio::time::Instant::now() + LOCK_TTL;
+        let mut refresh = Some(refresh);
+        loop {
+            if let Some(found) = self.read_result(&mut conn, &keys).await {
+                return Some(Ok(found));
+            }
+            let won: Option<String> = redis::cmd("SET")
+                .arg(&keys.lock)
+                .arg(&holder)
+                .arg("NX")
+                .arg("PX")
+                .arg(u64::try_from(LOCK_TTL.as_millis()).unwrap_or(15_000))
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            if won.is_some() {
+                let f = refresh.take()?;
+                let outcome = f().await;
+                if let Ok(r) = &outcome {
+                    self.store_result(&mut conn, &keys, r).await;
+                }
+                let _: redis::RedisResult<i64> = redis::Script::new(RELEASE)
+                    .key(&keys.lock)
+                    .arg(&holder)
+                    .invoke_async(&mut conn)
+                    .await;
+                return Some(outcome);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Some(Err(RefreshError::Failed(
+                    "timed out waiting for another instance's refresh".into(),
+                )));
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    /// The winner's result, when it is there and opens.
+    async fn read_result(
+        &self,
+        conn: &mut MultiplexedConnection,
+        keys: &RefreshKeys,
+    ) -> Option<Refreshed> {
+        let sealed: Option<String> = conn.get(&keys.result).await.ok()?;
+        open_result(&self.codec, &keys.name, &sealed?, self.clock.now())
+    }
+
+    /// Shares our result for the grace window; a failure only costs the others a refresh.
+    async fn store_result(
+        &self,
+        conn: &mut MultiplexedConnection,
+        keys: &RefreshKeys,
+        r: &Refreshed,
+    ) {
+        let grace = i64::try_from(self.grace.as_secs()).unwrap_or(30);
+        let expires = self.clock.now().saturating_add(grace);
+        let Some(value) = seal_result(&self.codec, &keys.name, expires, r) else {
+            return;
+        };
+        let millis = u64::try_from(self.grace.as_millis())
+            .unwrap_or(30_000)
+            .max(1);
+        let stored: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(&keys.result)
+            .arg(value.as_str())
+            .arg("PX")
+            .arg(millis)
+            .query_async(conn)
+            .await;
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "refresh result not shared");
+        }
+    }
+}
+
+/// Seals a refresh result as one value (chunks joined by `.`), opening until `expires`.
+fn seal_result(
+    codec: &Codec,
+    name: &CookieName,
+    expires: i64,
+    r: &Refreshed,
+) -> Option<Zeroizing<String>> {
+    let wire = SharedRefresh {
+        access_token: r.access_token.expose().expose().to_owned(),
+        access_expires_at: r.access_expires_at,
+        refresh_token: r
+            .refresh_token
+            .as_ref()
+            .map(|t| t.expose().expose().to_owned()),
+        id_token: r.id_token.as_ref().map(|t| t.expose().expose().to_owned()),
+    };
+    let plain = postcard::to_allocvec(&wire).map(Zeroizing::new).ok()?;
+    drop(wire);
+    let Ok(sealed) = codec.seal(Purpose::Refresh, name, expires, &plain) else {
+        tracing::warn!("refresh result too large to share");
+        return None;
+    };
+    Some(Zeroizing::new(sealed.chunks.join(".")))
+}
+
+/// Opens what [`seal_result`] sealed under the same `name`; `None` when it does not open.
+fn open_result(codec: &Codec, name: &CookieName, sealed: &str, now: i64) -> Option<Refreshed> {
+    let chunk_names: Vec<String> = (0..codec.max_chunks()).map(|i| name.chunk(i)).collect();
+    let pairs = sealed
+        .split('.')
+        .zip(&chunk_names)
+        .map(|(v, n)| (n.as_str(), v));
+    let set = ChunkSet::from_pairs(name, codec.max_chunks(), pairs);
+    let opened = codec.open(Purpose::Refresh, name, &set, now).ok()?;
+    let wire: SharedRefresh = postcard::from_bytes(opened.payload()).ok()?;
+    Some(Refreshed {
+        access_token: Token::from_issued(&wire.access_token),
+        access_expires_at: wire.access_expires_at,
+        refresh_token: wire.refresh_token.as_deref().map(Token::from_issued),
+        id_token: wire.id_token.as_deref().map(Token::from_issued),
+    })
+}
+
+/// The refresh result as shared (inside the seal only).
+#[derive(Serialize, Deserialize)]
+struct SharedRefresh {
+    access_token: String,
+    access_expires_at: Option<i64>,
+    refresh_token: Option<String>,
+    id_token: Option<String>,
+}
+
+impl Drop for SharedRefresh {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.access_token.zeroize();
+        if let Some(t) = &mut self.refresh_token {
+            t.zeroize();
+        }
+        if let Some(t) = &mut self.id_token {
+            t.zeroize();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RefreshKeys, open_result, seal_result};
+    use crate::oidc::Refreshed;
+    use crate::seal::{Codec, KeyRing};
+    use crate::token::Token;
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn codec() -> Codec {
+        Codec::new(KeyRing::from_bytes(&[[7; 32]]).unwrap(), 32)
+    }
+
+    fn refreshed() -> Refreshed {
+        Refreshed {
+            access_token: Token::from_issued("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln"),
+            access_expires_at: Some(NOW + 300),
+            refresh_token: Some(Token::from_issued("rotated-refresh-token")),
+            id_token: None,
+        }
+    }
+
+    #[test]
+    fn keys_name_the_lock_and_result_of_one_refresh_token() {
+        let keys = RefreshKeys::new("sealgate", &[0xab; 32]).unwrap();
+        let hex = "ab".repeat(32);
+        assert_eq!(keys.lock, format!("sealgate:refresh:{hex}:lock"));
+        assert_eq!(keys.result, format!("sealgate:refresh:{hex}:result"));
+        assert_eq!(
+            keys.name.chunk(0),
+            format!("__Host-refresh-{}.0", &hex[..32])
+        );
+    }
+
+    #[test]
+    fn a_shared_result_opens_to_the_same_tokens() {
+        let keys = RefreshKeys::new("sealgate", &[1; 32]).unwrap();
+        let sealed = seal_result(&codec(), &keys.name, NOW + 30, &refreshed()).unwrap();
+        assert!(
+            !sealed.contains("rotated-refresh-token"),
+            "sealed, not readable"
+        );
+        let opened = open_result(&codec(), &keys.name, &sealed, NOW).unwrap();
+        let want = refreshed();
+        assert_eq!(
+            opened.access_token.expose().expose(),
+            want.access_token.expose().expose()
+        );
+        assert_eq!(opened.access_expires_at, want.access_expires_at);
+        assert_eq!(
+            opened.refresh_token.unwrap().expose().expose(),
+            "rotated-refresh-token"
+        );
+        assert!(opened.id_token.is_none());
+    }
+
+    #[test]
+    fn a_shared_result_opens_only_for_its_refresh_token_and_only_within_the_grace() {
+        let keys = RefreshKeys::new("sealgate", &[1; 32]).unwrap();
+        let other = RefreshKeys::new("sealgate", &[2; 32]).unwrap();
+        let sealed = seal_result(&codec(), &keys.name, NOW + 30, &refreshed()).unwrap();
+        assert!(open_result(&codec(), &other.name, &sealed, NOW).is_none());
+        assert!(open_result(&codec(), &keys.name, &sealed, NOW + 31).is_none());
+        let other_key = Codec::new(KeyRing::from_bytes(&[[8; 32]]).unwrap(), 32);
+        assert!(open_result(&other_key, &keys.name, &sealed, NOW).is_none());
+    }
+}

@@ -214,7 +214,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         cluster,
         journal,
         clock: options.clock,
-        used_states: Mutex::new(crate::app::UsedStates::default()),
+        used_states: Mutex::new(crate::expiring::ExpiringSet::default()),
         home_page: options.home_page,
         refreshes: crate::app::Refreshes::default(),
         opened: crate::session_cache::SessionCache::new(settings.session.open_cache)?,
@@ -223,7 +223,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
             .collect::<Result<_, _>>()
             .map_err(DiscoveryError::Http)?,
         tunnels: Arc::new(Semaphore::new(settings.server.max_connections)),
-        logout_tokens: Mutex::new(crate::oidc::logout_token::ReplayCache::default()),
+        logout_tokens: Mutex::new(crate::expiring::ExpiringSet::default()),
         settings,
     });
     let (stop, stopped) = watch::channel(false);

@@ -1,7 +1,7 @@
 //! Shared state of a running sealgate and the per-request session plumbing: reading the session
 //! cookie, applying the lifetime and revocation rules, and writing or clearing it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cookie::Cookie;
@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::config::{CsrfMode, Settings};
 use crate::error::{Failure, Rejection};
+use crate::expiring::{ExpiringSet, Seen};
 use crate::metrics::Metrics;
 use crate::oidc::{Provider, RefreshError, Refreshed};
 use crate::revocation::{Denylist, Journal, Revocation, RevocationError};
@@ -37,7 +38,7 @@ pub struct App {
     /// Time.
     pub clock: Clock,
     /// States of completed logins, so a replayed callback is refused before the IdP is asked.
-    pub used_states: Mutex<UsedStates>,
+    pub used_states: Mutex<ExpiringSet>,
     /// A page to serve at `/` (the demo), if any.
     pub home_page: Option<&'static str>,
     /// Refreshes in flight or within their grace window.
@@ -51,7 +52,7 @@ pub struct App {
     /// Slots for open WebSocket tunnels (`server.max_connections` of them).
     pub tunnels: Arc<tokio::sync::Semaphore>,
     /// `iss`+`jti` of accepted back-channel logout tokens, so a replay changes nothing.
-    pub logout_tokens: Mutex<crate::oidc::logout_token::ReplayCache>,
+    pub logout_tokens: Mutex<ExpiringSet>,
 }
 
 type RefreshCell = Arc<tokio::sync::OnceCell<Result<Refreshed, RefreshError>>>;
@@ -456,7 +457,11 @@ impl App {
         let Ok(mut used) = self.used_states.lock() else {
             return Err(StateUse::Full);
         };
-        used.insert(key, until, now)
+        match used.insert(key, until, now) {
+            Ok(Seen::Fresh) => Ok(()),
+            Ok(Seen::Replayed) => Err(StateUse::Replayed),
+            Err(_full) => Err(StateUse::Full),
+        }
     }
 }
 
@@ -465,41 +470,8 @@ impl App {
 pub enum StateUse {
     /// Already used: a replay.
     Replayed,
-    /// The table holds [`UsedStates::CAPACITY`] live entries.
+    /// The table holds [`ExpiringSet::capacity`] live entries.
     Full,
-}
-
-/// Hashes of used login states, each kept until its flow would have expired anyway. Expiry is
-/// a queue walk (entries arrive in expiry order, as `login_timeout` is fixed), so every insert
-/// costs O(1) amortized, and the table is capped.
-#[derive(Debug, Default)]
-pub struct UsedStates {
-    set: HashMap<[u8; 32], i64>,
-    order: VecDeque<([u8; 32], i64)>,
-}
-
-impl UsedStates {
-    /// Most live entries (a login flow per entry, within `login_timeout`).
-    pub const CAPACITY: usize = 100_000;
-
-    fn insert(&mut self, key: [u8; 32], until: i64, now: i64) -> Result<(), StateUse> {
-        while let Some(&(k, t)) = self.order.front() {
-            if t > now {
-                break;
-            }
-            self.order.pop_front();
-            self.set.remove(&k);
-        }
-        if self.set.contains_key(&key) {
-            return Err(StateUse::Replayed);
-        }
-        if self.set.len() >= Self::CAPACITY {
-            return Err(StateUse::Full);
-        }
-        self.set.insert(key, until);
-        self.order.push_back((key, until));
-        Ok(())
-    }
 }
 
 /// The session could not be written.
@@ -516,36 +488,5 @@ pub enum SessionCookieError {
 impl From<SessionCookieError> for Failure {
     fn from(e: SessionCookieError) -> Self {
         Failure::new(Rejection::Internal, e.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn used_states_refuse_replays_expire_and_cap() {
-        let mut u = UsedStates::default();
-        assert_eq!(u.insert([1; 32], 100, 0), Ok(()));
-        assert_eq!(u.insert([1; 32], 100, 50), Err(StateUse::Replayed));
-        // After its expiry the entry is gone (a replay then fails on the expired login cookie).
-        assert_eq!(u.insert([2; 32], 200, 100), Ok(()));
-        assert!(!u.set.contains_key(&[1; 32]));
-        for i in 0..UsedStates::CAPACITY - 1 {
-            let mut k = [0u8; 32];
-            k[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            k[31] = 9;
-            assert_eq!(u.insert(k, 300, 100), Ok(()));
-        }
-        assert_eq!(
-            u.insert([3; 32], 300, 100),
-            Err(StateUse::Full),
-            "never evicted early"
-        );
-        assert_eq!(
-            u.insert([3; 32], 500, 300),
-            Ok(()),
-            "room again once entries expire"
-        );
     }
 }

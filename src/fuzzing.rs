@@ -5,9 +5,9 @@
 //! The harnesses use a fixed key and a fixed clock so that committed seeds (valid cookies
 //! sealed with that key) keep opening, and the fuzzer explores the success path as well.
 
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, CommonParameters, Jwk, JwkSet, PublicKeyUse, RSAKeyParameters, RSAKeyType,
-};
+use std::sync::LazyLock;
+
+use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm};
 
 use crate::oidc::logout_token::{self, Expectations};
 use crate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
@@ -232,22 +232,13 @@ pub const FUZZ_MAX_AGE: i64 = 300;
 /// that seeds signed with it reach the success path.
 const FUZZ_RSA_N: &str = "pwmqb4nRcAI58KP8Er6dT9AfpuaSiZpYkTKykSES-ybF_IQ0x8ehjJJKbNjICxgCHp2xUW-aeZ1VxnISe98RLRbyQDPIjxsdt1WqKXtPb3R1eloCOgX6tz7OUSJVyetynTLswvDFUNNHZhC4hchJM-2_3Fg5-wOX0e4UjO3YP2tFsuKJJH9gu7M4IdhBarc8Ph0VkiNdoVJzvoDhCabCgupn71M7vgzks073X2pJkkJYKyyl8K1VHdYDwWgoHWEENvDLqPJ4GIrr_AwouFeOuxnG_9ryvuM9e5gd2BfyEcb7VBilYtAbv8LOOFJZyYAakl3KnUzgrUfsS3eAfD_l5w";
 
-fn fuzz_jwks() -> JwkSet {
-    JwkSet {
-        keys: vec![Jwk {
-            common: CommonParameters {
-                public_key_use: Some(PublicKeyUse::Signature),
-                key_id: Some(FUZZ_KID.into()),
-                ..CommonParameters::default()
-            },
-            algorithm: AlgorithmParameters::RSA(RSAKeyParameters {
-                key_type: RSAKeyType::RSA,
-                n: FUZZ_RSA_N.into(),
-                e: "AQAB".into(),
-            }),
-        }],
-    }
-}
+/// The harness key set, parsed once as a fetched JWKS is.
+static FUZZ_JWKS: LazyLock<Option<CoreJsonWebKeySet>> = LazyLock::new(|| {
+    serde_json::from_value(serde_json::json!({
+        "keys": [{ "kty": "RSA", "use": "sig", "kid": FUZZ_KID, "n": FUZZ_RSA_N, "e": "AQAB" }]
+    }))
+    .ok()
+});
 
 /// Validates `data` as a back-channel logout token against the fixed key, issuer and clock
 /// ([`FUZZ_NOW`]). An accepted token must be stable (validates again to the same claims), name
@@ -257,12 +248,14 @@ pub fn logout_token(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else {
         return false;
     };
-    let keys = fuzz_jwks();
+    let Some(keys) = FUZZ_JWKS.as_ref() else {
+        return false;
+    };
     let algorithms = [
-        jsonwebtoken::Algorithm::RS256,
-        jsonwebtoken::Algorithm::PS256,
-        jsonwebtoken::Algorithm::ES256,
-        jsonwebtoken::Algorithm::EdDSA,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+        CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        CoreJwsSigningAlgorithm::EdDsa,
     ];
     let trusted = ["trusted".to_owned()];
     let expect = Expectations {
@@ -274,7 +267,7 @@ pub fn logout_token(data: &[u8]) -> bool {
         max_age: FUZZ_MAX_AGE,
         strict_typ: false,
     };
-    let Ok(claims) = logout_token::validate(text, &keys, &expect, FUZZ_NOW) else {
+    let Ok(claims) = logout_token::validate(text, keys, &expect, FUZZ_NOW) else {
         return false;
     };
     assert_eq!(claims.iss, FUZZ_ISSUER);
@@ -286,7 +279,7 @@ pub fn logout_token(data: &[u8]) -> bool {
         "accepted a token past its window"
     );
     assert_eq!(
-        logout_token::validate(text, &keys, &expect, FUZZ_NOW).as_ref(),
+        logout_token::validate(text, keys, &expect, FUZZ_NOW).as_ref(),
         Ok(&claims),
         "not stable"
     );
@@ -294,7 +287,7 @@ pub fn logout_token(data: &[u8]) -> bool {
         strict_typ: true,
         ..expect
     };
-    match logout_token::validate(text, &keys, &strict, FUZZ_NOW) {
+    match logout_token::validate(text, keys, &strict, FUZZ_NOW) {
         Ok(c) => assert_eq!(c, claims),
         Err(e) => assert_eq!(e, logout_token::LogoutTokenError::Type),
     }

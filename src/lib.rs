@@ -12,8 +12,8 @@
 //! - [`seal`]: the sealed-cookie codec: key ring ([`seal::keys`]), XChaCha20-Poly1305 wire
 //!   format and chunking ([`seal`]), `Cookie` / `Set-Cookie` handling ([`seal::jar`]).
 //! - [`oidc`]: the IdP (discovery, login, ID token validation, refresh, RP-initiated logout
-//!   URLs) and [`oidc::logout_token`], back-channel logout token validation (pure) and the
-//!   `jti` replay cache.
+//!   URLs) and [`oidc::logout_token`], back-channel logout token validation (pure);
+//!   [`expiring`]: the bounded set of once-only keys (used login states, logout token `jti`s).
 //! - [`revocation`]: the denylist every authenticated request is checked against
 //!   ([`revocation::Denylist`], memory only, never evicting early) and
 //!   [`revocation::journal`], the append-only file that makes it survive a restart.
@@ -71,9 +71,11 @@ pub mod config;
 pub mod csrf;
 pub mod demo;
 pub mod error;
+pub mod expiring;
 pub mod fuzzing;
 pub mod metrics;
 pub mod oidc;
+pub mod outbound;
 pub mod paths;
 pub mod proxy;
 pub mod request;

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 
-use crate::oidc::http::{HttpError, tls_roots};
+use crate::outbound::{TlsError, tls_roots};
 use crate::response::Body;
 
 /// One pooled upstream client.
@@ -47,7 +47,7 @@ thread_local! {
 }
 
 impl Clients {
-    fn new() -> Result<Self, HttpError> {
+    fn new() -> Result<Self, TlsError> {
         let tcp = || {
             let mut http = HttpConnector::new();
             http.enforce_http(false);
@@ -95,7 +95,7 @@ impl Clients {
 ///
 /// # Errors
 /// When no TLS client configuration can be built.
-pub fn check() -> Result<(), HttpError> {
+pub fn check() -> Result<(), TlsError> {
     Clients::new().map(drop)
 }
 
@@ -104,7 +104,7 @@ pub fn check() -> Result<(), HttpError> {
 ///
 /// # Errors
 /// When this thread's clients cannot be built (see [`check`]).
-pub fn request(protocol: Protocol, req: http::Request<Body>) -> Result<ResponseFuture, HttpError> {
+pub fn request(protocol: Protocol, req: http::Request<Body>) -> Result<ResponseFuture, TlsError> {
     CLIENTS.with(|cell| {
         let clients = match cell.get() {
             Some(c) => c,

@@ -35,31 +35,6 @@ pub enum HttpError {
     Redirect(u16),
 }
 
-/// The TLS part of every outbound connector (IdP and upstreams): the system's trust roots, or,
-/// where there are none (a minimal container), an empty store, so that plain http to loopback
-/// still works and https fails verification with a clear error rather than at start-up.
-///
-/// # Errors
-/// Only if rustls cannot build a configuration with its default protocol versions.
-pub fn tls_roots()
--> Result<hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>, HttpError>
-{
-    match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-        Ok(b) => Ok(b),
-        Err(e) => {
-            tracing::warn!(error = %e, "no system CA certificates found; outbound https will fail");
-            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| HttpError::Transport(e.to_string()))?
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth();
-            Ok(hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config))
-        }
-    }
-}
-
 /// A cheap-to-clone HTTP client for the IdP.
 #[derive(Clone, Debug)]
 pub struct IdpHttpClient {
@@ -77,7 +52,8 @@ impl IdpHttpClient {
         http.enforce_http(false);
         http.set_connect_timeout(Some(timeout));
         http.set_nodelay(true);
-        let builder = tls_roots()?;
+        let builder =
+            crate::outbound::tls_roots().map_err(|e| HttpError::Transport(e.to_string()))?;
         let connector = builder
             .https_or_http()
             .enable_http1()

@@ -2,8 +2,10 @@
 //! says, with the same keys and algorithm allowlist as ID tokens. Pure: the token text, a key
 //! set, the expectations and `now` in, [`LogoutClaims`] or a typed error out.
 //!
-//! openidconnect has no type for logout tokens; the signature is checked by `jsonwebtoken`
-//! ([`jsonwebtoken::decode`]), never here. The order of the checks is part of the design:
+//! openidconnect has no type for logout tokens, so the compact JWS is split and its header and
+//! claims parsed here; the key set is the provider's own openidconnect key set (the one ID
+//! tokens are verified with) and the signature is checked by openidconnect's
+//! [`JsonWebKey::verify_signature`], never here. The order of the checks is part of the design:
 //!
 //! 1. shape: at most [`MAX_TOKEN_BYTES`], three base64url segments, a JSON-object header;
 //! 2. header: `alg` in the allowlist (asymmetric only, so never `none` or HMAC), no `crit`,
@@ -15,8 +17,8 @@
 //!    gets this far naming a key the set lacks is [`LogoutTokenError::UnknownKey`], the one
 //!    error for which the caller may refetch the JWKS (at most once per cooldown). So a flood
 //!    of garbage never causes a fetch per token;
-//! 5. the signature (jsonwebtoken), then every claim rule again on the verified claims, which
-//!    are the only ones returned.
+//! 5. the signature over the first two segments as received; only then are the claims of
+//!    step 3 (parsed from exactly those signed bytes) returned.
 //!
 //! Claim rules: `iss` is the issuer exactly; `aud` (string or array) names the client id and
 //! nothing but the client id and trusted audiences; `iat` is required, not in the future beyond
@@ -29,19 +31,19 @@
 //!
 //! Errors carry no token material (no claim value, no `kid`), only what rule failed.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::str::FromStr;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::jwk::{
-    AlgorithmParameters, EllipticCurve, Jwk, JwkSet, KeyOperations, PublicKeyUse,
+use openidconnect::core::{
+    CoreJsonWebKey, CoreJsonWebKeySet, CoreJsonWebKeyType, CoreJwsSigningAlgorithm,
 };
-use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
+use openidconnect::{
+    JsonWebKey, JsonWebKeyAlgorithm, JsonWebKeyUse, JwsSigningAlgorithm, SignatureVerificationError,
+};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+pub use crate::expiring::Seen;
 
 /// The `events` member that makes a JWT a back-channel logout token.
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
@@ -61,8 +63,8 @@ pub struct Expectations<'a> {
     pub client_id: &'a str,
     /// Other audiences `aud` may also name.
     pub trusted_audiences: &'a [String],
-    /// Allowed signature algorithms (HMAC ones are refused even if listed).
-    pub algorithms: &'a [Algorithm],
+    /// Allowed signature algorithms (`none` and HMAC ones are refused even if listed).
+    pub algorithms: &'a [CoreJwsSigningAlgorithm],
     /// Tolerated clock difference with the IdP, seconds.
     pub clock_skew: i64,
     /// Oldest acceptable `iat`, seconds before `now` (before the skew is added).
@@ -161,7 +163,7 @@ pub enum LogoutTokenError {
 /// check that needs no key has passed.
 pub fn validate(
     token: &str,
-    keys: &JwkSet,
+    keys: &CoreJsonWebKeySet,
     expect: &Expectations<'_>,
     now: i64,
 ) -> Result<LogoutClaims, LogoutTokenError> {
@@ -169,36 +171,51 @@ pub fn validate(
         return Err(LogoutTokenError::Malformed);
     }
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(_signature), None) =
+    let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(LogoutTokenError::Malformed);
     };
-    let header: RawHeader = json_object(header).ok_or(LogoutTokenError::Malformed)?;
-    let alg = Algorithm::from_str(&header.alg)
-        .ok()
-        .filter(|a| a.family() != AlgorithmFamily::Hmac && expect.algorithms.contains(a))
-        .ok_or(LogoutTokenError::Algorithm)?;
-    if header.crit {
+    let raw_header: RawHeader = json_object(header).ok_or(LogoutTokenError::Malformed)?;
+    let alg =
+        allowed_algorithm(&raw_header.alg, expect.algorithms).ok_or(LogoutTokenError::Algorithm)?;
+    if raw_header.crit {
         return Err(LogoutTokenError::Critical);
     }
-    check_typ(header.typ.as_deref(), expect.strict_typ)?;
+    check_typ(raw_header.typ.as_deref(), expect.strict_typ)?;
 
-    // Unverified: used only to refuse early, before any key is looked up.
-    let unverified: RawClaims = json_object(payload).ok_or(LogoutTokenError::Claims)?;
-    check_claims(&unverified, expect, now)?;
+    // Unverified until the signature below passes: used first only to refuse early, before any
+    // key is looked up.
+    let raw_claims: RawClaims = json_object(payload).ok_or(LogoutTokenError::Claims)?;
+    let claims = check_claims(&raw_claims, expect, now)?;
 
-    let jwk = select_key(keys, alg, header.kid.as_deref())?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|_| LogoutTokenError::KeyMismatch)?;
-    let mut validation = Validation::new(alg);
-    // Claims are checked below with the caller's `now`; jsonwebtoken checks only the signature.
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    let verified = jsonwebtoken::decode::<RawClaims>(token, &key, &validation)
+    let key = select_key(keys, &alg, raw_header.kid.as_deref())?;
+    // The JWS signing input is the first two segments exactly as received (RFC 7515 5.2).
+    let signing_input = token
+        .get(..header.len() + 1 + payload.len())
+        .ok_or(LogoutTokenError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
         .map_err(|_| LogoutTokenError::Signature)?;
-    check_claims(&verified.claims, expect, now)
+    key.verify_signature(&alg, signing_input.as_bytes(), &signature)
+        .map_err(|e| match e {
+            SignatureVerificationError::InvalidKey(_)
+            | SignatureVerificationError::UnsupportedAlg(_) => LogoutTokenError::KeyMismatch,
+            _ => LogoutTokenError::Signature,
+        })?;
+    Ok(claims)
+}
+
+/// The header's `alg` when it is in `allowed` and asymmetric: `none` (no key type) and HMAC
+/// (a shared secret, which a public key must never be used as) are refused even if listed.
+fn allowed_algorithm(
+    alg: &str,
+    allowed: &[CoreJwsSigningAlgorithm],
+) -> Option<CoreJwsSigningAlgorithm> {
+    let alg: CoreJwsSigningAlgorithm =
+        serde_json::from_value(Value::String(alg.to_owned())).ok()?;
+    let asymmetric = alg.key_type().is_some() && !alg.uses_shared_secret();
+    (asymmetric && allowed.contains(&alg)).then_some(alg)
 }
 
 /// `typ` rules: `logout+jwt` / `application/logout+jwt` always; `JWT` / absent unless strict.
@@ -378,28 +395,28 @@ fn check_claims(
 
 /// The key that may have signed a token with `alg` and `kid`.
 fn select_key<'k>(
-    keys: &'k JwkSet,
-    alg: Algorithm,
+    keys: &'k CoreJsonWebKeySet,
+    alg: &CoreJwsSigningAlgorithm,
     kid: Option<&str>,
-) -> Result<&'k Jwk, LogoutTokenError> {
-    let candidates: Vec<&Jwk> = match kid {
+) -> Result<&'k CoreJsonWebKey, LogoutTokenError> {
+    let candidates: Vec<&CoreJsonWebKey> = match kid {
         Some(kid) => {
-            let named: Vec<&Jwk> = keys
-                .keys
+            let named: Vec<&CoreJsonWebKey> = keys
+                .keys()
                 .iter()
-                .filter(|k| k.common.key_id.as_deref() == Some(kid))
+                .filter(|k| k.key_id().map(|id| id.as_str()) == Some(kid))
                 .collect();
             if named.is_empty() {
                 return Err(LogoutTokenError::UnknownKey);
             }
-            let fit: Vec<&Jwk> = named.into_iter().filter(|k| fits(k, alg)).collect();
+            let fit: Vec<&CoreJsonWebKey> = named.into_iter().filter(|k| fits(k, alg)).collect();
             if fit.is_empty() {
                 return Err(LogoutTokenError::KeyMismatch);
             }
             fit
         }
         // Without a `kid`, only a set with exactly one suitable key is unambiguous.
-        None => keys.keys.iter().filter(|k| fits(k, alg)).collect(),
+        None => keys.keys().iter().filter(|k| fits(k, alg)).collect(),
     };
     match candidates.as_slice() {
         [] => Err(LogoutTokenError::UnknownKey),
@@ -408,168 +425,68 @@ fn select_key<'k>(
     }
 }
 
-/// Whether `key` may verify `alg`: a signing key (`use`, `key_ops`), of `alg` when it names one,
-/// of the right type and curve. Never a symmetric key.
-fn fits(key: &Jwk, alg: Algorithm) -> bool {
-    let c = &key.common;
-    if c.public_key_use
-        .as_ref()
-        .is_some_and(|u| *u != PublicKeyUse::Signature)
-    {
+/// Whether `key` may verify `alg`: a signing key (`use`), of `alg` when it names one, of the
+/// right type and curve. Never a symmetric key (no allowed algorithm has that key type).
+///
+/// openidconnect checks the curve only while verifying; selection checks it too, so that
+/// without a `kid` a P-384 key is no candidate for an ES256 token (and no ambiguity).
+fn fits(key: &CoreJsonWebKey, alg: &CoreJwsSigningAlgorithm) -> bool {
+    if key.key_use().is_some_and(|u| !u.allows_signature()) {
         return false;
     }
-    if c.key_operations
-        .as_ref()
-        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
-    {
+    match key.signing_alg() {
+        JsonWebKeyAlgorithm::Unspecified => {}
+        JsonWebKeyAlgorithm::Algorithm(a) if a == alg => {}
+        _ => return false,
+    }
+    if alg.key_type().as_ref() != Some(key.key_type()) {
         return false;
     }
-    if c.key_algorithm.is_some_and(|a| a != alg.into()) {
-        return false;
-    }
-    match (&key.algorithm, alg) {
-        (AlgorithmParameters::RSA(_), _) => alg.family() == AlgorithmFamily::Rsa,
-        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES256) => p.curve == EllipticCurve::P256,
-        (AlgorithmParameters::EllipticCurve(p), Algorithm::ES384) => p.curve == EllipticCurve::P384,
-        // Ed25519 public keys are exactly 32 bytes (jsonwebtoken slices them unchecked).
-        (AlgorithmParameters::OctetKeyPair(p), Algorithm::EdDSA) => {
-            p.curve == EllipticCurve::Ed25519
-                && URL_SAFE_NO_PAD.decode(&p.x).is_ok_and(|x| x.len() == 32)
+    match (key.key_type(), alg) {
+        (CoreJsonWebKeyType::EllipticCurve, CoreJwsSigningAlgorithm::EcdsaP256Sha256) => {
+            curve_params(key).is_some_and(|p| p.crv.as_deref() == Some("P-256"))
         }
+        (CoreJsonWebKeyType::EllipticCurve, CoreJwsSigningAlgorithm::EcdsaP384Sha384) => {
+            curve_params(key).is_some_and(|p| p.crv.as_deref() == Some("P-384"))
+        }
+        // Ed25519 public keys are exactly 32 bytes.
+        (CoreJsonWebKeyType::OctetKeyPair, CoreJwsSigningAlgorithm::EdDsa) => curve_params(key)
+            .is_some_and(|p| {
+                p.crv.as_deref() == Some("Ed25519")
+                    && p.x
+                        .as_deref()
+                        .is_some_and(|x| URL_SAFE_NO_PAD.decode(x).is_ok_and(|x| x.len() == 32))
+            }),
+        (CoreJsonWebKeyType::RSA, _) => true,
         _ => false,
     }
 }
 
-/// The provider's JWK set (any serializable JWKS, e.g. openidconnect's) as jsonwebtoken keys.
-/// Keys jsonwebtoken cannot represent are skipped, as openidconnect skips keys it cannot parse.
-pub fn jose_keys<S: serde::Serialize>(set: &S) -> JwkSet {
-    let keys = serde_json::to_value(set)
+/// The members of a JWK that openidconnect keeps but does not expose.
+#[derive(Deserialize)]
+struct CurveParams {
+    crv: Option<String>,
+    x: Option<String>,
+}
+
+/// `crv` and `x` of `key`, read back from its JWK form.
+fn curve_params(key: &CoreJsonWebKey) -> Option<CurveParams> {
+    serde_json::to_value(key)
         .ok()
-        .and_then(|v| match v {
-            Value::Object(mut o) => o.remove("keys"),
-            _ => None,
-        })
-        .and_then(|k| match k {
-            Value::Array(a) => Some(a),
-            _ => None,
-        })
-        .unwrap_or_default();
-    JwkSet {
-        keys: keys
-            .into_iter()
-            .filter_map(|k| serde_json::from_value::<Jwk>(k).ok())
-            .collect(),
-    }
+        .and_then(|v| serde_json::from_value(v).ok())
 }
 
-/// Whether a logout token was seen before: the replay cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seen {
-    /// First time: recorded now.
-    Fresh,
-    /// Seen before and still remembered: a replay.
-    Replayed,
-}
-
-/// The replay cache is full of entries that are still needed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("logout token replay cache full")]
-pub struct ReplayCacheFull;
-
-/// `iss`+`jti` of accepted logout tokens, each kept until the token could no longer be accepted
-/// ([`LogoutClaims::acceptable_until`]), so a replay within that window changes nothing.
-///
-/// Bounded: when [`ReplayCache::capacity`] entries are live, a new token is refused (the caller
-/// answers 503 and the IdP retries) rather than an entry forgotten early, which would re-open
-/// its replay. Only tokens that passed signature validation get here, so only the IdP can fill
-/// it, and entries last at most `max_logout_token_age` + twice the clock skew.
-#[derive(Debug)]
-pub struct ReplayCache {
-    live: HashMap<[u8; 32], i64>,
-    expiry: BinaryHeap<Reverse<(i64, [u8; 32])>>,
-    capacity: usize,
-}
-
-impl Default for ReplayCache {
-    fn default() -> Self {
-        Self::with_capacity(Self::CAPACITY)
-    }
-}
-
-impl ReplayCache {
-    /// Default capacity: with a 5-minute window, over 300 logouts a second, sustained.
-    pub const CAPACITY: usize = 100_000;
-
-    /// An empty cache for at most `capacity` live entries.
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            live: HashMap::new(),
-            expiry: BinaryHeap::new(),
-            capacity: capacity.max(1),
-        }
-    }
-
-    /// How many live entries it may hold.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// Live entries.
-    pub fn len(&self) -> usize {
-        self.live.len()
-    }
-
-    /// Whether it holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
-    }
-
-    fn key(iss: &str, jti: &str) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(iss.as_bytes());
-        h.update([0]);
-        h.update(jti.as_bytes());
-        h.finalize().into()
-    }
-
-    /// Records `iss`+`jti` until `until` (inclusive) at time `now`, or reports a replay.
-    ///
-    /// # Errors
-    /// [`ReplayCacheFull`] when it is new and the cache is full; nothing was recorded.
-    pub fn check_and_record(
-        &mut self,
-        iss: &str,
-        jti: &str,
-        until: i64,
-        now: i64,
-    ) -> Result<Seen, ReplayCacheFull> {
-        while let Some(Reverse((t, k))) = self.expiry.peek().copied() {
-            if t >= now {
-                break;
-            }
-            self.expiry.pop();
-            // A released and re-recorded key has a newer heap entry of its own.
-            if self.live.get(&k) == Some(&t) {
-                self.live.remove(&k);
-            }
-        }
-        let key = Self::key(iss, jti);
-        if self.live.contains_key(&key) {
-            return Ok(Seen::Replayed);
-        }
-        if self.live.len() >= self.capacity {
-            return Err(ReplayCacheFull);
-        }
-        self.live.insert(key, until);
-        self.expiry.push(Reverse((until, key)));
-        Ok(Seen::Fresh)
-    }
-
-    /// Forgets `iss`+`jti` again: its logout could not be recorded, and the IdP's retry of the
-    /// same token must not be mistaken for a replay.
-    pub fn release(&mut self, iss: &str, jti: &str) {
-        self.live.remove(&Self::key(iss, jti));
-    }
+/// The replay-table key of an accepted logout token: `iss` and `jti`, hashed (so entries have
+/// one size whatever the IdP sends). The table ([`crate::expiring::ExpiringSet`]) keeps it until
+/// [`LogoutClaims::acceptable_until`], so a replay within that window changes nothing. Only
+/// tokens that passed signature validation get there, so only the IdP can fill it; when it is
+/// full a new token is refused (503, the IdP retries) rather than an entry forgotten early.
+pub fn replay_key(iss: &str, jti: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(iss.as_bytes());
+    h.update([0]);
+    h.update(jti.as_bytes());
+    h.finalize().into()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use crate::app::App;
 use crate::config::{CookieForwarding, RouteSettings};
 use crate::error::{Failure, Rejection};
 use crate::metrics::{RouteLabel, metrics};
+use crate::outbound::error_chain;
 use crate::proxy::headers::{is_sealgate_cookie, strip_hop_by_hop};
 use crate::proxy::websocket;
 use crate::request::{RequestContext, cookie_headers};
@@ -78,8 +79,8 @@ pub async fn send(
             format!("upstream {}: {detail}", route.prefix),
         )
     };
-    let pending = upstream::request(protocol, upstream_req)
-        .map_err(|e| bad_gateway(crate::oidc::error_chain(&e)))?;
+    let pending =
+        upstream::request(protocol, upstream_req).map_err(|e| bad_gateway(error_chain(&e)))?;
     let started = std::time::Instant::now();
     let answer = tokio::time::timeout(route.timeout, pending).await;
     metrics()
@@ -95,7 +96,7 @@ pub async fn send(
                 format!("upstream {} timed out", route.prefix),
             )
         })?
-        .map_err(|e| bad_gateway(crate::oidc::error_chain(&e)))?;
+        .map_err(|e| bad_gateway(error_chain(&e)))?;
     Ok(Sent { response, upgrade })
 }
 

@@ -26,7 +26,7 @@
 //!   in particular it does not move the not-before forward, which would end sessions created
 //!   after the first logout. `jti`s are remembered until the token could no longer be accepted
 //!   (`oidc.max_logout_token_age` bounds it) in a bounded
-//!   [`ReplayCache`](crate::oidc::logout_token::ReplayCache) per instance.
+//!   [`ExpiringSet`](crate::expiring::ExpiringSet) per instance.
 //! - A full replay cache, or a revocation that cannot be stored: 503, nothing happened, and the
 //!   IdP may retry (the `jti` is forgotten again so the retry is not taken for a replay).
 //! - Success: 200 with an empty body.
@@ -40,7 +40,7 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::error::{Failure, Rejection};
-use crate::oidc::logout_token::Seen;
+use crate::oidc::logout_token::{self, Seen};
 use crate::response::{self, Body};
 use crate::revocation::Revocation;
 
@@ -79,7 +79,11 @@ pub async fn backchannel_logout(
         .logout_tokens
         .lock()
         .map_err(|_| Failure::new(Rejection::Internal, "replay cache lock poisoned"))?
-        .check_and_record(&claims.iss, &claims.jti, claims.acceptable_until, now)
+        .insert(
+            logout_token::replay_key(&claims.iss, &claims.jti),
+            claims.acceptable_until,
+            now,
+        )
         .map_err(|e| Failure::new(Rejection::RetryLater, format!("back-channel logout: {e}")))?;
     if seen == Seen::Replayed {
         tracing::info!("back-channel logout token replayed; nothing changed");
@@ -124,7 +128,7 @@ fn ok() -> Response<Body> {
 /// Forgets a `jti` whose logout was not recorded, so the IdP's retry is not taken for a replay.
 fn release(app: &App, iss: &str, jti: &str) {
     if let Ok(mut cache) = app.logout_tokens.lock() {
-        cache.release(iss, jti);
+        cache.remove(&logout_token::replay_key(iss, jti));
     }
 }
 

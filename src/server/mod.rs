@@ -40,7 +40,7 @@ pub enum StartError {
     Discovery(#[from] DiscoveryError),
     /// The HTTP client for upstream APIs cannot be built (no TLS configuration).
     #[error("upstream HTTP client: {0}")]
-    Upstream(crate::oidc::http::HttpError),
+    Upstream(crate::outbound::TlsError),
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -188,13 +188,13 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         cluster,
         journal,
         clock: options.clock,
-        used_states: Mutex::new(crate::app::UsedStates::default()),
+        used_states: Mutex::new(crate::expiring::ExpiringSet::default()),
         home_page: options.home_page,
         refreshes: crate::app::Refreshes::default(),
         opened: crate::session_cache::SessionCache::new(settings.session.open_cache)?,
         forwarded: crate::upstream::Forwarded::new(&settings.server.public_url),
         tunnels: Arc::new(Semaphore::new(settings.server.max_connections)),
-        logout_tokens: Mutex::new(crate::oidc::logout_token::ReplayCache::default()),
+        logout_tokens: Mutex::new(crate::expiring::ExpiringSet::default()),
         settings,
     });
     let (stop, stopped) = watch::channel(false);

@@ -1,12 +1,14 @@
 use std::sync::LazyLock;
 
-use jsonwebtoken::EncodingKey;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use openidconnect::core::{CoreJsonWebKeySet, CoreJwsSigningAlgorithm as Alg};
 use rsa::RsaPrivateKey;
 use rsa::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use rsa::traits::PublicKeyParts as _;
 use serde_json::{Map, json};
 
 use super::*;
+use crate::expiring::{ExpiringSet, Full};
 
 const ISS: &str = "https://idp.example";
 const CLIENT: &str = "spa-bff";
@@ -45,15 +47,19 @@ fn jwk(key: &Key, kid: Option<&str>) -> Value {
     j
 }
 
-fn set(keys: Vec<Value>) -> JwkSet {
+fn set(keys: Vec<Value>) -> CoreJsonWebKeySet {
     serde_json::from_value(json!({ "keys": keys })).unwrap()
 }
 
-fn keys() -> JwkSet {
+fn keys() -> CoreJsonWebKeySet {
     set(vec![jwk(&K1, Some("k1"))])
 }
 
-const ALGS: &[Algorithm] = &[Algorithm::RS256, Algorithm::PS256, Algorithm::ES256];
+const ALGS: &[Alg] = &[
+    Alg::RsaSsaPkcs1V15Sha256,
+    Alg::RsaSsaPssSha256,
+    Alg::EcdsaP256Sha256,
+];
 
 fn expect() -> Expectations<'static> {
     static TRUSTED: LazyLock<Vec<String>> = LazyLock::new(|| vec!["trusted".to_owned()]);
@@ -194,7 +200,7 @@ fn algorithms_outside_the_allowlist_and_hmac_are_refused() {
         Algorithm::HS256,
     );
     assert_eq!(check(&hs), Err(LogoutTokenError::Algorithm));
-    let listed = [Algorithm::HS256, Algorithm::RS256];
+    let listed = [Alg::HmacSha256, Alg::RsaSsaPkcs1V15Sha256];
     let e = Expectations {
         algorithms: &listed,
         ..expect()
@@ -552,13 +558,12 @@ fn keys_are_selected_by_kid_or_uniqueness() {
     enc["use"] = json!("enc");
     let mut other_alg = jwk(&K1, Some("k1"));
     other_alg["alg"] = json!("PS256");
-    let mut no_verify = jwk(&K1, Some("k1"));
-    no_verify.as_object_mut().unwrap().remove("use");
-    no_verify["key_ops"] = json!(["encrypt"]);
     let ec = json!({ "kty": "EC", "crv": "P-256", "kid": "k1", "x": "AA", "y": "AA" });
     let oct =
         json!({ "kty": "oct", "kid": "k1", "k": URL_SAFE_NO_PAD.encode(K1.public_pem.as_bytes()) });
-    for key in [enc, other_alg, no_verify, ec, oct] {
+    // (`key_ops` is not in openidconnect's key model, so it is not a rule here: see
+    // `key_ops_is_not_part_of_the_key_set`.)
+    for key in [enc, other_alg, ec, oct] {
         assert_eq!(
             validate(&t(Some("k1")), &set(vec![key.clone()]), &expect(), NOW),
             Err(LogoutTokenError::KeyMismatch),
@@ -605,7 +610,7 @@ fn ed25519_keys_of_the_wrong_length_are_never_used() {
         &K1.encoding,
         Algorithm::RS256,
     );
-    let algs = [Algorithm::EdDSA];
+    let algs = [Alg::EdDsa];
     let e = Expectations {
         algorithms: &algs,
         ..expect()
@@ -626,8 +631,10 @@ fn errors_carry_no_token_material() {
 }
 
 #[test]
-fn openidconnect_key_sets_convert() {
-    let core: openidconnect::core::CoreJsonWebKeySet = serde_json::from_value(json!({
+fn openidconnect_key_sets_are_used_as_they_are() {
+    // The provider's own key set, parsed as a fetched JWKS is: keys openidconnect cannot parse
+    // are skipped, the rest serve logout tokens exactly as they serve ID tokens.
+    let core: CoreJsonWebKeySet = serde_json::from_value(json!({
         "keys": [
             jwk(&K1, Some("k1")),
             { "kty": "EC", "use": "sig", "kid": "ec", "crv": "P-256",
@@ -637,55 +644,95 @@ fn openidconnect_key_sets_convert() {
         ]
     }))
     .unwrap();
-    let converted = jose_keys(&core);
-    let kids: Vec<_> = converted
-        .keys
+    let kids: Vec<_> = core
+        .keys()
         .iter()
-        .filter_map(|k| k.common.key_id.as_deref())
+        .filter_map(|k| k.key_id().map(|id| id.as_str()))
         .collect();
     assert!(kids.contains(&"k1") && kids.contains(&"ec"), "{kids:?}");
-    assert!(validate(&token(|_| {}), &converted, &expect(), NOW).is_ok());
+    assert!(validate(&token(|_| {}), &core, &expect(), NOW).is_ok());
+}
+
+#[test]
+fn key_ops_is_not_part_of_the_key_set() {
+    // openidconnect's JWK has no `key_ops`, for ID tokens and logout tokens alike; before the
+    // key sets were merged the provider's keys reached logout validation through openidconnect
+    // too, so `key_ops` never restricted a key in production. `use` is the rule (tested above).
+    let mut no_verify = jwk(&K1, Some("k1"));
+    no_verify.as_object_mut().unwrap().remove("use");
+    no_verify["key_ops"] = json!(["encrypt"]);
+    let t = sign_with(header(Some("logout+jwt")), claims(), &K1);
+    assert!(validate(&t, &set(vec![no_verify]), &expect(), NOW).is_ok());
+}
+
+#[test]
+fn curves_decide_which_keys_fit_without_a_kid() {
+    // An ES256 token without `kid`: only the P-256 key is a candidate, so a P-384 key beside it
+    // makes no ambiguity (openidconnect checks the curve only when verifying).
+    let p256 = json!({ "kty": "EC", "use": "sig", "crv": "P-256",
+        "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+        "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" });
+    let p384 = json!({ "kty": "EC", "use": "sig", "crv": "P-384",
+        "x": "AAAA", "y": "AAAA" });
+    let t = format!(
+        "{}.{}.AAAA",
+        b64(&json!({ "alg": "ES256", "typ": "logout+jwt" })),
+        b64(&Value::Object(claims()))
+    );
+    // The one candidate is used: the (bogus) signature is what fails, not the key choice.
+    assert_eq!(
+        validate(&t, &set(vec![p256.clone(), p384.clone()]), &expect(), NOW),
+        Err(LogoutTokenError::Signature)
+    );
+    assert_eq!(
+        validate(&t, &set(vec![p384]), &expect(), NOW),
+        Err(LogoutTokenError::UnknownKey)
+    );
+    assert_eq!(
+        validate(&t, &set(vec![p256.clone(), p256]), &expect(), NOW),
+        Err(LogoutTokenError::AmbiguousKey)
+    );
 }
 
 #[test]
 fn replay_cache_remembers_until_the_token_expires() {
-    let mut cache = ReplayCache::with_capacity(2);
+    // The replay table is an `ExpiringSet` keyed by `replay_key`; this is the back-channel
+    // endpoint's use of it.
+    let mut cache = ExpiringSet::with_capacity(2);
+    let mut check_and_record =
+        |iss: &str, jti: &str, until, now| cache.insert(replay_key(iss, jti), until, now);
+    assert_eq!(check_and_record(ISS, "a", NOW + 10, NOW), Ok(Seen::Fresh));
     assert_eq!(
-        cache.check_and_record(ISS, "a", NOW + 10, NOW),
-        Ok(Seen::Fresh)
-    );
-    assert_eq!(
-        cache.check_and_record(ISS, "a", NOW + 10, NOW + 10),
+        check_and_record(ISS, "a", NOW + 10, NOW + 10),
         Ok(Seen::Replayed)
     );
     assert_eq!(
-        cache.check_and_record("other", "a", NOW + 10, NOW),
+        check_and_record("other", "a", NOW + 10, NOW),
         Ok(Seen::Fresh)
     );
     // Full of live entries: refused, nothing forgotten early.
+    assert_eq!(check_and_record(ISS, "b", NOW + 10, NOW), Err(Full));
     assert_eq!(
-        cache.check_and_record(ISS, "b", NOW + 10, NOW),
-        Err(ReplayCacheFull)
-    );
-    assert_eq!(
-        cache.check_and_record(ISS, "a", NOW + 10, NOW + 5),
+        check_and_record(ISS, "a", NOW + 10, NOW + 5),
         Ok(Seen::Replayed)
     );
     // After `until`, the entries go (the token itself would be refused as expired by then).
     assert_eq!(
-        cache.check_and_record(ISS, "b", NOW + 20, NOW + 11),
+        check_and_record(ISS, "b", NOW + 20, NOW + 11),
         Ok(Seen::Fresh)
     );
     assert_eq!(cache.len(), 1);
     // A released entry (its revocation failed) is fresh again for the IdP's retry.
-    cache.release(ISS, "b");
+    cache.remove(&replay_key(ISS, "b"));
     assert!(cache.is_empty());
+    let mut check_and_record =
+        |iss: &str, jti: &str, until, now| cache.insert(replay_key(iss, jti), until, now);
     assert_eq!(
-        cache.check_and_record(ISS, "b", NOW + 20, NOW + 12),
+        check_and_record(ISS, "b", NOW + 20, NOW + 12),
         Ok(Seen::Fresh)
     );
     assert_eq!(
-        cache.check_and_record(ISS, "b", NOW + 20, NOW + 13),
+        check_and_record(ISS, "b", NOW + 20, NOW + 13),
         Ok(Seen::Replayed)
     );
 }

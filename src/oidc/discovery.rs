@@ -1,0 +1,233 @@
+//! Discovery: the provider metadata (with the fields openidconnect's core set lacks), the
+//! checks on every endpoint it names, and the JWKS, fetched with the metadata and refetched
+//! when a token names a key the set lacks.
+
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::time::Instant;
+
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClient, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJsonWebKeySet, CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
+use openidconnect::{
+    AdditionalProviderMetadata, AuthType, ClientId, ClientSecret, IssuerUrl, ProviderMetadata,
+    RedirectUrl,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::Provider;
+use super::http::{self, IdpHttpClient};
+use crate::config::{OidcSettings, TokenEndpointAuth};
+use crate::outbound::error_chain;
+
+/// Provider metadata fields openidconnect's core set lacks.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct ExtraMetadata {
+    /// RFC 9207: the IdP sends `iss` in authorization responses.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
+    /// RP-initiated logout endpoint.
+    pub end_session_endpoint: Option<String>,
+    /// RFC 7009 revocation endpoint.
+    pub revocation_endpoint: Option<String>,
+}
+
+impl AdditionalProviderMetadata for ExtraMetadata {}
+
+/// Discovery document with the extra fields.
+pub type Metadata = ProviderMetadata<
+    ExtraMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// Start-up failures talking to the IdP.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    /// Discovery failed (unreachable, bad document, or an issuer other than configured).
+    #[error("OIDC discovery for {issuer} failed: {reason}")]
+    Discovery {
+        /// The configured issuer.
+        issuer: String,
+        /// Why.
+        reason: String,
+    },
+    /// The metadata names an endpoint sealgate will not call.
+    #[error("OIDC discovery for {issuer}: {field} {problem}")]
+    Endpoint {
+        /// The configured issuer.
+        issuer: String,
+        /// The metadata field.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn endpoint_url(issuer: &str, field: &'static str, text: &str) -> Result<Url, DiscoveryError> {
+    let err = |problem: String| DiscoveryError::Endpoint {
+        issuer: issuer.to_owned(),
+        field,
+        problem,
+    };
+    let url = Url::parse(text).map_err(|e| err(format!("is not a URL: {e}")))?;
+    let loopback = matches!(url.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+        || matches!(url.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        || url.host_str() == Some("localhost");
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(err("must be https (http only on loopback)".into())),
+    }
+}
+
+/// Every endpoint the metadata names must be https (http only on loopback).
+fn check_endpoints(
+    issuer: &str,
+    metadata: &Metadata,
+    extra: &ExtraMetadata,
+) -> Result<(), DiscoveryError> {
+    for (field, value) in [
+        (
+            "authorization_endpoint",
+            Some(metadata.authorization_endpoint().as_str()),
+        ),
+        (
+            "token_endpoint",
+            metadata.token_endpoint().map(|u| u.as_str()),
+        ),
+        ("jwks_uri", Some(metadata.jwks_uri().as_str())),
+        (
+            "userinfo_endpoint",
+            metadata.userinfo_endpoint().map(|u| u.as_str()),
+        ),
+        ("revocation_endpoint", extra.revocation_endpoint.as_deref()),
+        (
+            "end_session_endpoint",
+            extra.end_session_endpoint.as_deref(),
+        ),
+    ] {
+        if let Some(v) = value {
+            endpoint_url(issuer, field, v)?;
+        }
+    }
+    Ok(())
+}
+
+impl Provider {
+    /// Runs discovery for the configured issuer and fetches its JWKS.
+    ///
+    /// # Errors
+    /// When the IdP is unreachable, its issuer differs from the configured one, or an endpoint
+    /// is unusable.
+    pub async fn discover(
+        settings: &OidcSettings,
+        redirect_uri: &str,
+    ) -> Result<Self, DiscoveryError> {
+        let http = IdpHttpClient::new(settings.timeout)?;
+        let issuer = settings.issuer.clone();
+        let disc_err = |reason: String| DiscoveryError::Discovery {
+            issuer: issuer.clone(),
+            reason,
+        };
+        let issuer_url = IssuerUrl::new(issuer.clone()).map_err(|e| disc_err(e.to_string()))?;
+        // openidconnect compares the discovered issuer with this one and refuses a mismatch.
+        let metadata = Metadata::discover_async(issuer_url.clone(), &http)
+            .await
+            .map_err(|e| disc_err(error_chain(&e)))?;
+        let extra = metadata.additional_metadata().clone();
+        check_endpoints(&issuer, &metadata, &extra)?;
+        if metadata.token_endpoint().is_none() {
+            return Err(disc_err("the metadata has no token_endpoint".into()));
+        }
+        let end_session = extra
+            .end_session_endpoint
+            .as_deref()
+            .map(|u| endpoint_url(&issuer, "end_session_endpoint", u))
+            .transpose()?;
+        // Config allows only the asymmetric algorithms, all of which openidconnect knows.
+        let allowed_algs = settings
+            .id_token_signing_algs
+            .iter()
+            .filter_map(|a| serde_json::from_value(serde_json::Value::String(a.clone())).ok())
+            .collect();
+        let jwks_uri = metadata.jwks_uri().clone();
+        let jwks = metadata.jwks().clone();
+        let redirect =
+            RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| disc_err(e.to_string()))?;
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(settings.client_id.clone()),
+            Some(ClientSecret::new(
+                settings.client_secret.expose().to_owned(),
+            )),
+        )
+        .set_redirect_uri(redirect)
+        .set_auth_type(match settings.token_endpoint_auth {
+            TokenEndpointAuth::Basic => AuthType::BasicAuth,
+            TokenEndpointAuth::Post => AuthType::RequestBody,
+        });
+        Ok(Self {
+            settings: settings.clone(),
+            issuer_url,
+            http,
+            client,
+            metadata_extra: extra,
+            jwks_uri,
+            jwks: RwLock::new(jwks),
+            last_refetch: Mutex::new(None),
+            allowed_algs,
+            end_session,
+        })
+    }
+
+    /// The current key set (a poisoned lock still holds the last complete set).
+    pub(super) fn keys(&self) -> RwLockReadGuard<'_, CoreJsonWebKeySet> {
+        self.jwks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Refetches the JWKS unless one was refetched within the cooldown. Returns whether the
+    /// key set was replaced.
+    pub(super) async fn refetch_jwks(&self) -> bool {
+        {
+            let Ok(mut last) = self.last_refetch.lock() else {
+                return false;
+            };
+            if last.is_some_and(|t| t.elapsed() < self.settings.jwks_refetch_cooldown) {
+                tracing::warn!("a token names an unknown key; JWKS refetch skipped (cooldown)");
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        match CoreJsonWebKeySet::fetch_async(&self.jwks_uri, &self.http).await {
+            Ok(keys) => {
+                tracing::info!("JWKS refetched after an unknown key id");
+                if let Ok(mut k) = self.jwks.write() {
+                    *k = keys;
+                    return true;
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "JWKS refetch failed");
+                false
+            }
+        }
+    }
+}

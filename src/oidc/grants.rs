@@ -1,0 +1,314 @@
+//! Grants at the token endpoint: the authorization request and the code exchange (PKCE, ID
+//! token, optional userinfo check), refresh (with the identity rule of OIDC Core 12.2), and
+//! refresh token revocation (RFC 7009).
+
+use openidconnect::core::CoreAuthenticationFlow;
+use openidconnect::{
+    AuthorizationCode, CsrfToken, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RefreshToken, RequestTokenError, Scope, TokenResponse,
+};
+use url::Url;
+
+use super::Provider;
+use super::id_token::same_identity;
+use crate::config::TokenEndpointAuth;
+use crate::outbound::error_chain;
+use crate::secret::SecretString;
+use crate::token::Token;
+
+/// Why a login could not be completed with the IdP. Logged in full; the browser sees a
+/// generic page.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The token endpoint answered with an OAuth error (`invalid_grant`, …).
+    #[error("token endpoint error: {0}")]
+    TokenEndpoint(String),
+    /// The token endpoint could not be reached or timed out.
+    #[error("token endpoint unreachable: {0}")]
+    Unreachable(String),
+    /// The token request could not be made, or the response did not parse.
+    #[error("token request failed: {0}")]
+    TokenRequest(String),
+    /// The token response lacks a required token.
+    #[error("token response has no {0}")]
+    MissingToken(&'static str),
+    /// The ID token failed validation.
+    #[error("ID token rejected: {0}")]
+    IdToken(String),
+    /// The userinfo call failed or named another subject.
+    #[error("userinfo: {0}")]
+    UserInfo(String),
+}
+
+/// What a successful code exchange yields.
+#[derive(Debug)]
+pub struct LoginTokens {
+    /// The access token.
+    pub access_token: Token,
+    /// Its expiry (unix seconds), when the IdP said.
+    pub access_expires_at: Option<i64>,
+    /// The refresh token, when issued.
+    pub refresh_token: Option<Token>,
+    /// The validated ID token.
+    pub id_token: Token,
+    /// `sub` of the ID token.
+    pub sub: String,
+    /// `sid` of the ID token, when present.
+    pub sid: Option<String>,
+}
+
+/// The outcome of a refresh.
+#[derive(Debug, Clone)]
+pub struct Refreshed {
+    /// The new access token.
+    pub access_token: Token,
+    /// Its expiry.
+    pub access_expires_at: Option<i64>,
+    /// The rotated refresh token, when the IdP rotates.
+    pub refresh_token: Option<Token>,
+    /// A new ID token, when the IdP sent one (validated, same identity).
+    pub id_token: Option<Token>,
+}
+
+/// A refresh that failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RefreshError {
+    /// `invalid_grant`: the refresh token is no longer valid; the session is over.
+    #[error("refresh token rejected (invalid_grant)")]
+    InvalidGrant,
+    /// Anything else (unreachable IdP, invalid response).
+    #[error("refresh failed: {0}")]
+    Failed(String),
+}
+
+impl Provider {
+    /// The authorization request URL for one login flow.
+    pub fn authorization_url(
+        &self,
+        state: &SecretString,
+        nonce: &SecretString,
+        verifier: &SecretString,
+    ) -> Url {
+        let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
+            verifier.expose().to_owned(),
+        ));
+        let (state, nonce) = (state.expose().to_owned(), nonce.expose().to_owned());
+        let mut request = self
+            .client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce),
+            )
+            .set_pkce_challenge(challenge);
+        for scope in self.settings.scopes.iter().filter(|s| *s != "openid") {
+            request = request.add_scope(Scope::new(scope.clone()));
+        }
+        let (url, _, _) = request.url();
+        url
+    }
+
+    /// Exchanges `code`, validates the ID token against `nonce` at time `now`, and (if
+    /// configured) checks userinfo.
+    ///
+    /// # Errors
+    /// A [`LoginError`] saying which step failed; nothing from a failed response is kept.
+    pub async fn exchange_code(
+        &self,
+        code: &str,
+        verifier: &SecretString,
+        nonce: &SecretString,
+        now: i64,
+    ) -> Result<LoginTokens, LoginError> {
+        let request = self
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_owned()))
+            .map_err(|e| LoginError::TokenRequest(e.to_string()))?
+            .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
+        let response = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r) => {
+                    LoginError::TokenEndpoint(r.error().to_string())
+                }
+                RequestTokenError::Request(e) => LoginError::Unreachable(error_chain(&e)),
+                other => LoginError::TokenRequest(error_chain(&other)),
+            })?;
+
+        let access = response.access_token().secret();
+        if access.is_empty() {
+            return Err(LoginError::MissingToken("access_token"));
+        }
+        let id_token = response
+            .id_token()
+            .ok_or(LoginError::MissingToken("id_token"))?;
+        let verified = self.verify_id_token(id_token, Some(nonce), now).await?;
+
+        if self.settings.use_userinfo {
+            self.check_userinfo(response.access_token().clone(), &verified.sub)
+                .await?;
+        }
+        let access_expires_at = response
+            .expires_in()
+            .and_then(|d| i64::try_from(d.as_secs()).ok())
+            .map(|s| now.saturating_add(s));
+        Ok(LoginTokens {
+            access_token: Token::from_issued(access),
+            access_expires_at,
+            refresh_token: response
+                .refresh_token()
+                .map(|r| Token::from_issued(r.secret())),
+            id_token: verified.token,
+            sub: verified.sub,
+            sid: verified.sid,
+        })
+    }
+
+    /// Redeems `refresh` at the token endpoint. A new ID token, if any, is validated and must
+    /// keep the `iss`, `sub` and `aud` of `previous_id_token` (OIDC Core 12.2).
+    ///
+    /// # Errors
+    /// [`RefreshError::InvalidGrant`] when the IdP refuses the grant (the session is over);
+    /// [`RefreshError::Failed`] for anything else.
+    pub async fn refresh(
+        &self,
+        refresh: &SecretString,
+        previous_id_token: Option<&Token>,
+        now: i64,
+    ) -> Result<Refreshed, RefreshError> {
+        let token = RefreshToken::new(refresh.expose().to_owned());
+        let request = self
+            .client
+            .exchange_refresh_token(&token)
+            .map_err(|e| RefreshError::Failed(e.to_string()))?;
+        let response = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                RequestTokenError::ServerResponse(r)
+                    if matches!(
+                        r.error(),
+                        openidconnect::core::CoreErrorResponseType::InvalidGrant
+                    ) =>
+                {
+                    RefreshError::InvalidGrant
+                }
+                other => RefreshError::Failed(error_chain(&other)),
+            })?;
+        let access = response.access_token().secret();
+        if access.is_empty() {
+            return Err(RefreshError::Failed(
+                "token response has no access_token".into(),
+            ));
+        }
+        let id_token = match response.id_token() {
+            Some(id) => {
+                let new = self
+                    .verify_id_token(id, None, now)
+                    .await
+                    .map_err(|e| RefreshError::Failed(e.to_string()))?
+                    .token;
+                if let Some(old) = previous_id_token
+                    && !same_identity(old, &new)
+                {
+                    return Err(RefreshError::Failed(
+                        "refreshed ID token changes iss, sub or aud".into(),
+                    ));
+                }
+                Some(new)
+            }
+            None => None,
+        };
+        Ok(Refreshed {
+            access_token: Token::from_issued(access),
+            access_expires_at: response
+                .expires_in()
+                .and_then(|d| i64::try_from(d.as_secs()).ok())
+                .map(|s| now.saturating_add(s)),
+            refresh_token: response
+                .refresh_token()
+                .map(|r| Token::from_issued(r.secret())),
+            id_token,
+        })
+    }
+
+    async fn check_userinfo(
+        &self,
+        access: openidconnect::AccessToken,
+        sub: &str,
+    ) -> Result<(), LoginError> {
+        let request = self
+            .client
+            .user_info(
+                access,
+                Some(openidconnect::SubjectIdentifier::new(sub.to_owned())),
+            )
+            .map_err(|e| LoginError::UserInfo(e.to_string()))?;
+        let _claims: openidconnect::core::CoreUserInfoClaims = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| LoginError::UserInfo(error_chain(&e)))?;
+        Ok(())
+    }
+
+    /// Revokes a refresh token at the IdP (RFC 7009), if it has a revocation endpoint.
+    ///
+    /// Sent directly rather than through oauth2's revocation request, which refuses `http://`
+    /// endpoints even on loopback (where development IdPs live).
+    ///
+    /// # Errors
+    /// A description of the failure, for the log.
+    pub async fn revoke_refresh_token(&self, token: &SecretString) -> Result<(), String> {
+        use base64::Engine as _;
+        let Some(url) = &self.metadata_extra.revocation_endpoint else {
+            return Ok(());
+        };
+        let request = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("token", token.expose());
+            form.append_pair("token_type_hint", "refresh_token");
+            let mut request = ::http::Request::post(url.as_str())
+                .header(
+                    ::http::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .header(::http::header::ACCEPT, "application/json");
+            match self.settings.token_endpoint_auth {
+                TokenEndpointAuth::Basic => {
+                    // RFC 6749 2.3.1: form-encode id and secret before base64.
+                    let enc = |s: &str| {
+                        url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                    };
+                    let credentials = SecretString::new(format!(
+                        "{}:{}",
+                        enc(&self.settings.client_id),
+                        enc(self.settings.client_secret.expose())
+                    ));
+                    let value = SecretString::new(format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(credentials.expose())
+                    ));
+                    request = request.header(::http::header::AUTHORIZATION, value.expose());
+                }
+                TokenEndpointAuth::Post => {
+                    form.append_pair("client_id", &self.settings.client_id);
+                    form.append_pair("client_secret", self.settings.client_secret.expose());
+                }
+            }
+            let body = SecretString::new(form.finish());
+            request
+                .body(body.expose().as_bytes().to_vec())
+                .map_err(|e| e.to_string())?
+        };
+        let response = self.http.send(request).await.map_err(|e| e.to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "revocation endpoint answered {}",
+                response.status()
+            ))
+        }
+    }
+}

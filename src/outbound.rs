@@ -1,0 +1,44 @@
+//! What every outbound HTTP client shares (the IdP's and the upstreams'): the TLS trust roots,
+//! and errors with their sources on one line for the log.
+
+/// No TLS client configuration could be built.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS client configuration: {0}")]
+pub struct TlsError(String);
+
+/// The TLS part of every outbound connector: the system's trust roots, or, where there are
+/// none (a minimal container), an empty store, so that plain http to loopback still works and
+/// https fails verification with a clear error rather than at start-up.
+///
+/// # Errors
+/// Only if rustls cannot build a configuration with its default protocol versions.
+pub fn tls_roots()
+-> Result<hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>, TlsError>
+{
+    match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            tracing::warn!(error = %e, "no system CA certificates found; outbound https will fail");
+            let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError(e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+            Ok(hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config))
+        }
+    }
+}
+
+/// An error and its sources on one line, for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

@@ -1,4 +1,6 @@
-//! Prometheus metrics (OpenMetrics text on `/metrics`), through `prometheus-client`.
+//! Prometheus metrics on `/metrics`, through `prometheus-client`. Its encoder writes the
+//! OpenMetrics text form (`_total` counters, `# EOF`); the page is served as
+//! `text/plain; version=0.0.4`, which Prometheus' classic text parser reads as well.
 //!
 //! One registry per process (a process is one scrape target): handlers record into
 //! [`metrics()`] without threading a handle through every layer. Label values come from small,
@@ -15,7 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// `route` (a configured prefix, `bff:/user`, `static`, …) and `class` (`2xx` … `5xx`).
+/// `route` (a configured prefix such as `/api`, a BFF endpoint such as `/bff/user`, `/healthz`,
+/// `static`, `unmatched`, …) and `class` (`2xx` … `5xx`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// Which handler served it.
@@ -187,7 +190,8 @@ impl Metrics {
         histogram.observe(d.as_secs_f64());
     }
 
-    /// The OpenMetrics text, with the denylist gauges read from the scraping instance.
+    /// The metrics page (see the module doc for its format), with the denylist gauges read from
+    /// the scraping instance.
     ///
     /// Setting the gauges and encoding happen under one lock: the registry is per process, and
     /// two scrapes at once (two instances in one test process) must not see each other's values.

@@ -8,18 +8,20 @@
 //! clears the login cookie and shows a short page with a link to start again: never a redirect,
 //! so never a loop, and nothing from a failed response is kept.
 
-use http::{Request, Response, StatusCode};
+use cookie::Cookie;
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use super::login::LoginFlow;
 use crate::app::{App, SessionState};
 use crate::error::{Failure, Rejection};
+use crate::oidc::LoginTokens;
 use crate::response::{self, Body};
 use crate::return_url::ReturnUrl;
 use crate::revocation::Revocation;
 use crate::seal::jar::{self, IndexSet};
-use crate::seal::{ChunkSet, Purpose, SealError};
+use crate::seal::{ChunkSet, CookieName, Purpose, SealError};
 use crate::secret::SecretString;
 use crate::session::{Session, SessionId};
 
@@ -116,7 +118,7 @@ fn fail(message: &'static str, status: StatusCode, detail: String) -> Failure {
 const EXPIRED: &str = "This sign-in link has expired or was already used. Please start again.";
 const FAILED: &str = "Sign-in could not be completed. Please start again.";
 
-/// Handles the callback.
+/// Handles the callback. Every failure after the query names a login cookie also clears it.
 pub async fn callback(
     app: &App,
     req: &Request<Incoming>,
@@ -129,24 +131,42 @@ pub async fn callback(
             format!("callback query: {e}"),
         )
     })?;
-
     // The login cookie for this state; a foreign or replayed state finds none.
     let name = app
         .login_cookie_name(&query.state)
         .ok_or_else(|| Failure::new(Rejection::Internal, "login cookie name"))?;
     let clear_login = jar::removal_cookies(&name, Purpose::Login, [0]);
-    let headers = req.headers();
-    let set = ChunkSet::from_headers(&name, 1, crate::request::cookie_headers(headers));
+    match complete(app, req.headers(), &query, &name, now).await {
+        Ok((mut cookies, target)) => {
+            cookies.extend(clear_login);
+            Ok(response::with_cookies(
+                response::redirect(target.as_str()),
+                &cookies,
+            ))
+        }
+        Err(failure) => Err(failure.with_cookies(clear_login)),
+    }
+}
+
+/// The login flow's checks, the code exchange and the new session: its cookies and where to
+/// send the browser.
+async fn complete(
+    app: &App,
+    headers: &HeaderMap,
+    query: &CallbackQuery,
+    name: &CookieName,
+    now: i64,
+) -> Result<(Vec<Cookie<'static>>, ReturnUrl), Failure> {
+    let set = ChunkSet::from_headers(name, 1, crate::request::cookie_headers(headers));
     let opened = app
         .codec
-        .open(Purpose::Login, &name, &set, now)
+        .open(Purpose::Login, name, &set, now)
         .map_err(|e| {
             fail(
                 EXPIRED,
                 StatusCode::BAD_REQUEST,
                 format!("login cookie: {e}"),
             )
-            .with_cookies(clear_login.clone())
         })?;
     let flow: LoginFlow<'_> = postcard::from_bytes(opened.payload()).map_err(|e| {
         fail(
@@ -154,70 +174,9 @@ pub async fn callback(
             StatusCode::BAD_REQUEST,
             format!("login cookie payload: {e}"),
         )
-        .with_cookies(clear_login.clone())
     })?;
-    if !bool::from(flow.state.as_bytes().ct_eq(query.state.as_bytes())) {
-        return Err(
-            fail(EXPIRED, StatusCode::BAD_REQUEST, "state mismatch".into())
-                .with_cookies(clear_login),
-        );
-    }
-    let login_secs = i64::try_from(app.settings.session.login_timeout.as_secs()).unwrap_or(600);
-    match app.mark_state_used(&query.state, now.saturating_add(login_secs), now) {
-        Ok(()) => {}
-        Err(crate::app::StateUse::Replayed) => {
-            return Err(
-                fail(EXPIRED, StatusCode::BAD_REQUEST, "callback replay".into())
-                    .with_cookies(clear_login),
-            );
-        }
-        Err(crate::app::StateUse::Full) => {
-            return Err(
-                Failure::new(Rejection::Unavailable, "used-state table full")
-                    .with_cookies(clear_login),
-            );
-        }
-    }
-
-    // RFC 9207: a mix-up attack shows as a wrong or missing `iss`.
-    match (&query.iss, app.provider.sends_iss_parameter()) {
-        (Some(iss), _) if iss != app.provider.issuer() => {
-            return Err(fail(
-                FAILED,
-                StatusCode::BAD_REQUEST,
-                "authorization response iss mismatch".into(),
-            )
-            .with_cookies(clear_login));
-        }
-        (None, true) => {
-            return Err(fail(
-                FAILED,
-                StatusCode::BAD_REQUEST,
-                "authorization response lacks iss".into(),
-            )
-            .with_cookies(clear_login));
-        }
-        _ => {}
-    }
-    if let Some(error) = &query.error {
-        let error: String = error
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(64)
-            .collect();
-        return Err(fail(
-            FAILED,
-            StatusCode::BAD_REQUEST,
-            format!("IdP returned error {error}"),
-        )
-        .with_cookies(clear_login));
-    }
-    let Some(code) = &query.code else {
-        return Err(
-            fail(FAILED, StatusCode::BAD_REQUEST, "no code".into()).with_cookies(clear_login)
-        );
-    };
-
+    check_state(app, &flow, &query.state, now)?;
+    let code = authorization_code(app, query)?;
     let tokens = app
         .provider
         .exchange_code(
@@ -234,12 +193,84 @@ pub async fn callback(
                 crate::oidc::LoginError::Unreachable(_) => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::BAD_REQUEST,
             };
-            fail(FAILED, status, format!("login: {e}")).with_cookies(clear_login.clone())
+            fail(FAILED, status, format!("login: {e}"))
         })?;
+    let session = new_session(app, tokens, now)?;
+    let cookies = replace_session(app, headers, &session, now).await?;
+    tracing::info!(session = ?session.id, "login completed");
+    // Sealed at login after validation; validated again so Location is always re-serialized.
+    let target = ReturnUrl::parse(flow.return_url).unwrap_or_else(|_| ReturnUrl::root());
+    Ok((cookies, target))
+}
 
+/// The flow's state must equal the query's (constant time) and must not have completed a
+/// login before.
+fn check_state(app: &App, flow: &LoginFlow<'_>, state: &str, now: i64) -> Result<(), Failure> {
+    if !bool::from(flow.state.as_bytes().ct_eq(state.as_bytes())) {
+        return Err(fail(
+            EXPIRED,
+            StatusCode::BAD_REQUEST,
+            "state mismatch".into(),
+        ));
+    }
+    let login_secs = i64::try_from(app.settings.session.login_timeout.as_secs()).unwrap_or(600);
+    match app.mark_state_used(state, now.saturating_add(login_secs), now) {
+        Ok(()) => Ok(()),
+        Err(crate::app::StateUse::Replayed) => Err(fail(
+            EXPIRED,
+            StatusCode::BAD_REQUEST,
+            "callback replay".into(),
+        )),
+        Err(crate::app::StateUse::Full) => Err(Failure::new(
+            Rejection::Unavailable,
+            "used-state table full",
+        )),
+    }
+}
+
+/// The authorization response's code, after RFC 9207 `iss` (a mix-up attack shows as a wrong
+/// or missing `iss`) and any `error` the IdP returned.
+fn authorization_code<'q>(app: &App, query: &'q CallbackQuery) -> Result<&'q str, Failure> {
+    match (&query.iss, app.provider.sends_iss_parameter()) {
+        (Some(iss), _) if iss != app.provider.issuer() => {
+            return Err(fail(
+                FAILED,
+                StatusCode::BAD_REQUEST,
+                "authorization response iss mismatch".into(),
+            ));
+        }
+        (None, true) => {
+            return Err(fail(
+                FAILED,
+                StatusCode::BAD_REQUEST,
+                "authorization response lacks iss".into(),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(error) = &query.error {
+        let error: String = error
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(64)
+            .collect();
+        return Err(fail(
+            FAILED,
+            StatusCode::BAD_REQUEST,
+            format!("IdP returned error {error}"),
+        ));
+    }
+    query
+        .code
+        .as_deref()
+        .ok_or_else(|| fail(FAILED, StatusCode::BAD_REQUEST, "no code".into()))
+}
+
+/// A new session (always a fresh id) for the tokens of a completed login.
+fn new_session(app: &App, tokens: LoginTokens, now: i64) -> Result<Session, Failure> {
     let id = SessionId::generate().map_err(|e| Failure::new(Rejection::Internal, e.to_string()))?;
     let absolute = now.saturating_add(app.absolute_timeout_secs());
-    let session = Session {
+    Ok(Session {
         id,
         provider: 0,
         sub: tokens.sub,
@@ -256,53 +287,50 @@ pub async fn callback(
             .session
             .store_id_token
             .then_some(tokens.id_token),
-    };
+    })
+}
 
-    // Whatever session cookie the browser had (planted or its own) is replaced wholesale; a
-    // valid earlier session is also revoked, so a copy of its cookie dies with it.
+/// The cookies of `session`, replacing whatever session cookie the browser had (planted or
+/// its own) wholesale; a valid earlier session is also revoked, so a copy of its cookie dies
+/// with it.
+async fn replace_session(
+    app: &App,
+    headers: &HeaderMap,
+    session: &Session,
+    now: i64,
+) -> Result<Vec<Cookie<'static>>, Failure> {
     let seen = match app.load_session(headers, now) {
         SessionState::Active(a) | SessionState::Unverified(a) => {
             if let Err(e) = app.revoke(Revocation::of_session(&a.session), now).await {
-                return Err(
-                    Failure::new(Rejection::Unavailable, e.to_string()).with_cookies(clear_login)
-                );
+                return Err(Failure::new(Rejection::Unavailable, e.to_string()));
             }
             a.seen
         }
         SessionState::Anonymous { seen } | SessionState::Rejected { seen, .. } => seen,
     };
-    let too_large = |needed_bytes: usize, max_chunks: u8| {
-        fail(
-            "Your account's tokens are too large for this application's session cookie. \
-             An administrator can allow more cookie chunks or stop storing the ID token.",
-            StatusCode::BAD_REQUEST,
-            format!("session too large: {needed_bytes} bytes > {max_chunks} chunks"),
-        )
-        .with_cookies(clear_login.clone())
-    };
     let map_err = |e| match e {
         crate::app::SessionCookieError::Seal(SealError::TooLarge {
             needed_bytes,
             max_chunks,
-        }) => too_large(needed_bytes, max_chunks),
-        other => Failure::from(other).with_cookies(clear_login.clone()),
+        }) => fail(
+            "Your account's tokens are too large for this application's session cookie. \
+             An administrator can allow more cookie chunks or stop storing the ID token.",
+            StatusCode::BAD_REQUEST,
+            format!("session too large: {needed_bytes} bytes > {max_chunks} chunks"),
+        ),
+        other => Failure::from(other),
     };
     // Renewal later moves last-seen and the idle expiry as far as the absolute expiry; their
     // encoded deltas then grow by a few bytes. Check the largest form now, so a session that
     // fits at login never stops fitting.
     let mut widest = session.clone();
-    widest.renew(absolute.saturating_sub(1), app.idle_timeout_secs());
+    widest.renew(
+        session.absolute_expires_at.saturating_sub(1),
+        app.idle_timeout_secs(),
+    );
     app.session_cookies(&widest, now, IndexSet::default())
         .map_err(map_err)?;
-    let mut cookies = app.session_cookies(&session, now, seen).map_err(map_err)?;
-    cookies.extend(clear_login);
-    tracing::info!(session = ?session.id, "login completed");
-    // Sealed at login after validation; validated again so Location is always re-serialized.
-    let target = ReturnUrl::parse(flow.return_url).unwrap_or_else(|_| ReturnUrl::root());
-    Ok(response::with_cookies(
-        response::redirect(target.as_str()),
-        &cookies,
-    ))
+    app.session_cookies(session, now, seen).map_err(map_err)
 }
 
 #[cfg(test)]

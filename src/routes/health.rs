@@ -1,4 +1,4 @@
-//! `/healthz` (liveness), `/readyz` (readiness) and `/metrics` (Prometheus text format 0.0.4).
+//! `/healthz` (liveness), `/readyz` (readiness) and `/metrics` (see [`crate::metrics`]).
 
 use http::{HeaderValue, Response, StatusCode};
 

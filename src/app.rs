@@ -38,8 +38,6 @@ pub struct App {
     pub clock: Clock,
     /// States of completed logins, so a replayed callback is refused before the IdP is asked.
     pub used_states: Mutex<UsedStates>,
-    /// A page to serve at `/` (the demo), if any.
-    pub home_page: Option<&'static str>,
     /// Refreshes in flight or within their grace window.
     pub refreshes: Refreshes,
     /// The pooled client for proxied routes.

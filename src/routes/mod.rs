@@ -2,8 +2,8 @@
 //! [`handle`] turns failures into responses in one place, so hyper never sees an error.
 //!
 //! Routing order: the BFF endpoints (everything at or under `bff.prefix`), `/healthz`, the
-//! demo's page at `/`, the proxied routes (longest prefix first), and last, when `[static]` is
-//! configured, the SPA's files ([`static_files`]); otherwise a 404 problem.
+//! proxied routes (longest prefix first), and last, when `[static]` is configured, the SPA's
+//! files ([`static_files`]); otherwise a 404 problem.
 
 pub mod backchannel;
 pub mod callback;
@@ -123,7 +123,6 @@ fn route_label(app: &App, path: &str, matched: Option<&RouteSettings>) -> String
     }
     match path {
         "/healthz" | "/readyz" | "/metrics" => return path.to_owned(),
-        "/" if app.home_page.is_some() => return "home".to_owned(),
         _ => {}
     }
     if let Some(route) = matched {
@@ -239,11 +238,6 @@ async fn route(
         "/metrics" if app.settings.metrics.on_main_listener() => {
             return Ok(metrics_page(app));
         }
-        "/" if app.home_page.is_some() && req.method() == Method::GET => {
-            if let Some(page) = app.home_page {
-                return Ok(home(page));
-            }
-        }
         _ => {}
     }
     if let Some(route) = matched {
@@ -291,26 +285,6 @@ fn readiness(app: &App) -> Response<Body> {
         StatusCode::SERVICE_UNAVAILABLE
     };
     response::json(status, &body)
-}
-
-fn home(page: &'static str) -> Response<Body> {
-    let mut r = Response::new(response::full(page));
-    let h = r.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    h.insert(
-        http::header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    );
-    r
 }
 
 /// The client of a connection, as seen by the listener (made once per connection).

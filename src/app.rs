@@ -39,8 +39,6 @@ pub struct App {
     pub clock: Clock,
     /// States of completed logins, so a replayed callback is refused before the IdP is asked.
     pub used_states: Mutex<ExpiringSet>,
-    /// A page to serve at `/` (the demo), if any.
-    pub home_page: Option<&'static str>,
     /// Refreshes in flight or within their grace window.
     pub refreshes: Refreshes,
     /// Recently opened sessions, by exact cookie bytes.

@@ -69,7 +69,6 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod csrf;
-pub mod demo;
 pub mod error;
 pub mod expiring;
 pub mod fuzzing;

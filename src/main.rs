@@ -1,6 +1,8 @@
 //! The `sealgate` command line: a thin shell over the library (parse, load, run, print one
 //! error line, exit non-zero).
 
+mod demo;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -70,7 +72,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         Command::Demo { port } => {
             sealgate::telemetry::init(&sealgate::config::LogSettings::default());
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(sealgate::demo::run(port))
+            runtime.block_on(demo::run(port))
         }
     }
 }

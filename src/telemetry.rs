@@ -5,6 +5,9 @@
 //! of a `traceparent`, else random), so every line it causes can be found; sessions appear only
 //! as a fingerprint (a hash of the session id). Nothing secret is ever a field.
 
+use std::ffi::OsStr;
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -18,8 +21,13 @@ pub fn init(settings: &LogSettings) {
             .and_then(|l| EnvFilter::try_new(l).ok())
             .unwrap_or_else(|| EnvFilter::new("sealgate=info,warn"))
     });
+    let ansi = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match settings.format {
         LogFormat::Text => builder.try_init(),
@@ -29,6 +37,12 @@ pub fn init(settings: &LogSettings) {
             .with_span_list(false)
             .try_init(),
     };
+}
+
+/// Whether text logs are coloured: only on a terminal (a redirected log file gets no escape
+/// codes), and never when `NO_COLOR` is set to anything but the empty string (no-color.org).
+fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
 /// A request's correlation id.
@@ -171,6 +185,18 @@ mod tests {
             RequestId::for_request(&headers(&[("x-request-id", &long)])).0,
             long
         );
+    }
+
+    #[test]
+    fn colours_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(use_colour(true, Some(OsStr::new(""))));
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(
+            !use_colour(false, None),
+            "a redirected log gets no escape codes"
+        );
+        assert!(!use_colour(false, Some(OsStr::new(""))));
     }
 
     #[test]

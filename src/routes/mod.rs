@@ -3,9 +3,9 @@
 //! sees an error.
 //!
 //! Routing order: CORS preflights ([`cors`]), the BFF endpoints (everything at or under
-//! `bff.prefix`), `/healthz`, `/readyz`, `/metrics` ([`health`]), the demo's page at `/`, the
-//! proxied routes ([`crate::proxy`], longest prefix first), and last, when `[static]` is
-//! configured, the SPA's files ([`crate::static_files`]); otherwise a 404 problem.
+//! `bff.prefix`), `/healthz`, `/readyz`, `/metrics` ([`health`]), the proxied routes
+//! ([`crate::proxy`], longest prefix first), and last, when `[static]` is configured, the SPA's
+//! files ([`crate::static_files`]); otherwise a 404 problem.
 
 mod backchannel;
 pub(crate) mod callback;
@@ -29,7 +29,7 @@ use crate::error::{Failure, Rejection};
 use crate::metrics::{RequestLabels, StatusClass, metrics};
 use crate::proxy;
 use crate::request::{Peer, RequestContext};
-use crate::response::{self, Body};
+use crate::response::Body;
 use crate::static_files;
 use crate::telemetry::RequestId;
 
@@ -129,7 +129,6 @@ fn route_label(app: &App, path: &str, matched: Option<&RouteSettings>) -> String
     }
     match path {
         "/healthz" | "/readyz" | "/metrics" => return path.to_owned(),
-        "/" if app.home_page.is_some() => return "home".to_owned(),
         _ => {}
     }
     if let Some(route) = matched {
@@ -193,11 +192,6 @@ async fn route(
         "/metrics" if app.settings.metrics.on_main_listener() => {
             return Ok(health::metrics_page(app));
         }
-        "/" if app.home_page.is_some() && req.method() == Method::GET => {
-            if let Some(page) = app.home_page {
-                return Ok(home(page));
-            }
-        }
         _ => {}
     }
     if let Some(route) = matched {
@@ -208,24 +202,4 @@ async fn route(
         return static_files::serve(site, &req).await;
     }
     Err(Failure::new(Rejection::NotFound, path.to_owned()))
-}
-
-fn home(page: &'static str) -> Response<Body> {
-    let mut r = Response::new(response::full(page));
-    let h = r.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    h.insert(
-        http::header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        ),
-    );
-    r
 }

@@ -69,8 +69,6 @@ pub enum StartError {
 pub struct Options {
     /// The clock; the system clock by default.
     pub clock: Clock,
-    /// A page served at `/`.
-    pub home_page: Option<&'static str>,
     /// A listener already bound (tests bind 127.0.0.1:0 first).
     pub listener: Option<std::net::TcpListener>,
 }
@@ -189,7 +187,6 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         journal,
         clock: options.clock,
         used_states: Mutex::new(crate::expiring::ExpiringSet::default()),
-        home_page: options.home_page,
         refreshes: crate::app::Refreshes::default(),
         opened: crate::session_cache::SessionCache::new(settings.session.open_cache)?,
         forwarded: crate::upstream::Forwarded::new(&settings.server.public_url),

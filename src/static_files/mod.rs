@@ -1,6 +1,6 @@
 //! SPA hosting (`[static] dir`): the single-page application's build output, served from the
 //! same origin as the BFF and the proxied APIs. It is the *last* fallback of routing
-//! ([`crate::routes::handle`]): BFF endpoints, `/healthz`, the demo page and every proxy route win;
+//! ([`crate::routes::handle`]): BFF endpoints, `/healthz` and every proxy route win;
 //! only a path none of them handles gets here. Without `[static]` such paths stay a 404
 //! problem.
 //!

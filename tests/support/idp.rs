@@ -12,27 +12,32 @@
 //! refresh. Time is the real clock plus [`Behaviour::clock_offset`].
 //!
 //! The signing keys are the committed test-only keys in `tests/support/keys/`.
+//!
+//! Shared with the development IdP (the `devidp` crate): the RSA keys as JWKs
+//! ([`devidp::keys`]), compact JWS signing ([`devidp::jws`]), PKCE S256 ([`devidp::pkce`]),
+//! `client_secret_basic` parsing ([`devidp::form`]) and the accept loop ([`devidp::http`]).
+//! Separate, on purpose: everything above that is test machinery. The development IdP is strict
+//! and asks for a name; this one approves at once, mints from a [`Behaviour`] that tests change
+//! mid-flow, breaks ID tokens on demand ([`Fault`]), logs every request, and answers with
+//! deterministic token values. Putting those hooks into the development IdP would make the demo
+//! carry test-only branches on every endpoint.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
+use devidp::form::parse_basic_auth;
+use devidp::http::Limits;
+use devidp::keys::RsaKey;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use jsonwebtoken::{Algorithm, EncodingKey};
-use rsa::RsaPrivateKey;
-use rsa::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _, LineEnding};
-use rsa::traits::PublicKeyParts as _;
 use serde_json::{Map, Value, json};
 use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
@@ -69,34 +74,30 @@ pub struct TestKey {
     pub n: String,
     /// The public exponent, base64url without padding (JWK `e`).
     pub e: String,
-    encoding: EncodingKey,
+    key: RsaKey,
 }
 
 impl TestKey {
     fn load(kid: &'static str, private_pem: &'static str) -> TestKey {
-        let private = RsaPrivateKey::from_pkcs8_pem(private_pem).expect("test key is PKCS#8 PEM");
-        let public = private.to_public_key();
+        let key = RsaKey::from_pkcs8_pem(private_pem, Some(kid)).expect("test key is PKCS#8 PEM");
         TestKey {
             kid,
             private_pem,
-            public_pem: public
-                .to_public_key_pem(LineEnding::LF)
-                .expect("public key encodes as PEM"),
-            n: URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
-            e: URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
-            encoding: EncodingKey::from_rsa_pem(private_pem.as_bytes())
-                .expect("jsonwebtoken accepts the test key"),
+            public_pem: key.public_pem().to_owned(),
+            n: key.n().to_owned(),
+            e: key.e().to_owned(),
+            key,
         }
     }
 
     /// The private key for [`sign_jws`].
     pub fn encoding(&self) -> &EncodingKey {
-        &self.encoding
+        self.key.encoding()
     }
 
     /// The public key as a JWK, as `/jwks` serves it.
     pub fn jwk(&self) -> Value {
-        json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": self.kid, "n": self.n, "e": self.e })
+        self.key.jwk()
     }
 }
 
@@ -411,20 +412,13 @@ impl FakeIdp {
             serial: 0,
         }));
         let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(Arc::clone(&shared), req));
-                    // A client hanging up mid-request is not the IdP's problem.
-                    let _ = auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        // No header read timeout: tests pause and advance time; they never open this many.
+        let limits = Limits {
+            header_read_timeout: None,
+            max_connections: 1024,
+        };
+        let task = devidp::http::serve(listener, "fake-idp", limits, move |req| {
+            handle(Arc::clone(&shared), req)
         });
         FakeIdp {
             state,
@@ -565,10 +559,7 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn handle(
-    shared: Arc<Mutex<State>>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(shared: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
     let body = body
         .collect()
@@ -604,7 +595,7 @@ async fn handle(
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
-    Ok(response)
+    response
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -786,11 +777,14 @@ impl State {
             return Some(oauth_error(StatusCode::BAD_REQUEST, "invalid_request"));
         }
         let ok = match b.auth_method {
-            AuthMethod::Basic => basic.and_then(decode_basic).is_some_and(|(id, secret)| {
-                id == b.client_id
-                    && secret == b.client_secret
-                    && req.form_param("client_id").is_none_or(|f| f == b.client_id)
-            }),
+            AuthMethod::Basic => basic
+                .and(req.authorization.as_deref())
+                .and_then(parse_basic_auth)
+                .is_some_and(|(id, secret)| {
+                    id == b.client_id
+                        && secret == b.client_secret
+                        && req.form_param("client_id").is_none_or(|f| f == b.client_id)
+                }),
             AuthMethod::Post => {
                 basic.is_none()
                     && req.form_param("client_id") == Some(b.client_id.as_str())
@@ -814,11 +808,7 @@ impl State {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
         };
         let verifier = req.form_param("code_verifier").unwrap_or_default();
-        let verifier_ok = (43..=128).contains(&verifier.len())
-            && verifier
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"-._~".contains(&c))
-            && pkce_s256(verifier) == pending.code_challenge;
+        let verifier_ok = devidp::pkce::s256_matches(verifier, &pending.code_challenge);
         if pending.client_id != self.behaviour.client_id
             || req.form_param("redirect_uri") != Some(pending.redirect_uri.as_str())
             || !verifier_ok
@@ -1051,24 +1041,6 @@ fn end_session(req: &Logged) -> Response<Full<Bytes>> {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// `BASE64URL(SHA-256(verifier))`, the RFC 7636 S256 code challenge.
-pub fn pkce_s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()))
-}
-
-/// Splits `Basic` credentials into the form-urldecoded client id and secret (RFC 6749 2.3.1).
-fn decode_basic(credentials: &str) -> Option<(String, String)> {
-    let raw = String::from_utf8(STANDARD.decode(credentials).ok()?).ok()?;
-    let (id, secret) = raw.split_once(':')?;
-    let decode = |s: &str| -> String {
-        url::form_urlencoded::parse(format!("v={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    Some((decode(id), decode(secret)))
-}
-
 fn with_params(mut url: Url, params: &[(&str, String)]) -> Url {
     if !params.is_empty() {
         let mut pairs = url.query_pairs_mut();
@@ -1079,8 +1051,13 @@ fn with_params(mut url: Url, params: &[(&str, String)]) -> Url {
     url
 }
 
+/// `BASE64URL(SHA-256(verifier))`, the RFC 7636 S256 code challenge.
+pub fn pkce_s256(verifier: &str) -> String {
+    devidp::pkce::s256_challenge(verifier)
+}
+
 fn b64_json(value: &Value) -> String {
-    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("JSON serializes"))
+    devidp::jws::segment(value).expect("JSON serializes")
 }
 
 /// A compact JWS of `claims` with exactly `header`, signed with `key` under `alg` (which need
@@ -1090,15 +1067,12 @@ pub fn sign_jws(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorith
 }
 
 fn sign_compact(header: &Value, claims: &Value, key: &EncodingKey, alg: Algorithm) -> String {
-    let message = format!("{}.{}", b64_json(header), b64_json(claims));
-    let signature =
-        jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).expect("signing a test token");
-    format!("{message}.{signature}")
+    devidp::jws::sign_compact(header, claims, key, alg).expect("signing a test token")
 }
 
+/// RS256 with the header `{"alg": "RS256", "typ": typ, "kid": key.kid}`.
 fn sign_rs256(key: &TestKey, typ: &str, claims: &Value) -> String {
-    let header = json!({ "alg": "RS256", "typ": typ, "kid": key.kid });
-    sign_compact(&header, claims, &key.encoding, Algorithm::RS256)
+    key.key.sign(typ, claims).expect("signing a test token")
 }
 
 /// Splits a compact JWT into its decoded header and claims (no verification), for assertions.

@@ -19,9 +19,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 
-use super::idp::{
-    DEMO_API_AUDIENCE, bearer_token, is_access_token_type, json_response, spawn_server,
-};
+use crate::http::{Limits, bearer_token, json_response, serve};
+use crate::idp::{DEMO_API_AUDIENCE, is_access_token_type};
 
 /// What the API says about itself in every successful answer.
 const MESSAGE: &str = "Hello from the demo API! This response came from the demo API, which \
@@ -40,7 +39,7 @@ pub async fn start(addr: SocketAddr, issuer: String, key: DecodingKey) -> io::Re
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let api = Arc::new(DemoApi::new(&issuer, key));
-    spawn_server(listener, "demo-api", move |req| {
+    serve(listener, "demo-api", Limits::DEFAULT, move |req| {
         let response = api.handle(&req);
         async move { response }
     });
@@ -125,8 +124,7 @@ mod tests {
     use jsonwebtoken::{EncodingKey, Header};
 
     use super::*;
-    use crate::demo::idp::tests::test_keys;
-    use crate::demo::idp::unix_now;
+    use crate::idp::{test_key, unix_now};
 
     const ISSUER: &str = "http://127.0.0.1:1";
 
@@ -139,7 +137,8 @@ mod tests {
 
     #[tokio::test]
     async fn echoes_verified_claims_and_refuses_everything_else() {
-        let (encoding, decoding, kid) = test_keys();
+        let key = test_key();
+        let (encoding, decoding, kid) = (key.encoding(), key.decoding().clone(), key.kid());
         let addr = start("127.0.0.1:0".parse().unwrap(), ISSUER.to_owned(), decoding)
             .await
             .unwrap();
@@ -166,7 +165,7 @@ mod tests {
             "iss": ISSUER, "sub": "dev-1", "aud": "demo-api", "exp": now + 300, "iat": now,
             "scope": "openid", "name": "Ada"
         });
-        let good = token(&encoding, &kid, "at+jwt", &claims);
+        let good = token(encoding, kid, "at+jwt", &claims);
 
         let (status, body) = call(Some(good.clone()), false).await;
         assert_eq!(status, StatusCode::OK);
@@ -192,10 +191,10 @@ mod tests {
         let mut wrong_iss = claims.clone();
         wrong_iss["iss"] = json!("http://evil");
         for bad in [
-            token(&encoding, &kid, "at+jwt", &wrong_aud),
-            token(&encoding, &kid, "JWT", &claims),
-            token(&encoding, &kid, "at+jwt", &expired),
-            token(&encoding, &kid, "at+jwt", &wrong_iss),
+            token(encoding, kid, "at+jwt", &wrong_aud),
+            token(encoding, kid, "JWT", &claims),
+            token(encoding, kid, "at+jwt", &expired),
+            token(encoding, kid, "at+jwt", &wrong_iss),
             "not.a.jwt".to_owned(),
         ] {
             let (status, body) = call(Some(bad), false).await;

@@ -1,137 +1,5 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>sealgate demo</title>
-<style>
-  :root {
-    --bg: #f1f5f9; --card: #ffffff; --ink: #0f172a; --muted: #64748b; --line: #e2e8f0;
-    --brand: #4f46e5; --brand-ink: #ffffff; --ok: #15803d; --ok-bg: #dcfce7;
-    --bad: #b91c1c; --bad-bg: #fee2e2; --warn: #92400e; --warn-bg: #fef3c7;
-    --code-bg: #0f172a; --code-ink: #e2e8f0;
-  }
-  * { box-sizing: border-box; }
-  [hidden] { display: none !important; }
-  body {
-    margin: 0; background: var(--bg); color: var(--ink);
-    font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-  }
-  .banner {
-    background: var(--warn-bg); color: var(--warn); text-align: center; font-weight: 600;
-    padding: .6rem 1rem; border-bottom: 1px solid #fde68a; font-size: .95rem;
-  }
-  main { max-width: 56rem; margin: 0 auto; padding: 2rem 1rem 3rem; }
-  h1 { font-size: 2rem; margin: 0 0 .25rem; letter-spacing: -.02em; }
-  h2 { font-size: 1.15rem; margin: 0; }
-  h3 { font-size: .95rem; margin: 1.25rem 0 .5rem; color: var(--muted); text-transform: uppercase; letter-spacing: .04em; }
-  p { margin: .5rem 0; }
-  .lead { color: #334155; font-size: 1.05rem; max-width: 46rem; }
-  .card {
-    background: var(--card); border-radius: 14px; padding: 1.5rem; margin-top: 1.25rem;
-    box-shadow: 0 1px 2px rgba(15, 23, 42, .06), 0 8px 24px rgba(15, 23, 42, .06);
-  }
-  .card-head { display: flex; align-items: center; justify-content: space-between; gap: 1rem; margin-bottom: .75rem; }
-  .pill { font-size: .8rem; font-weight: 600; padding: .2rem .65rem; border-radius: 999px; background: var(--line); color: var(--muted); }
-  .pill.ok { background: var(--ok-bg); color: var(--ok); }
-  .pill.bad { background: var(--bad-bg); color: var(--bad); }
-  .button, button {
-    display: inline-block; border: 0; border-radius: 9px; padding: .6rem 1.1rem; cursor: pointer;
-    font: inherit; font-weight: 600; text-decoration: none; background: var(--brand); color: var(--brand-ink);
-  }
-  .button:hover, button:hover { filter: brightness(1.08); }
-  .button.secondary { background: var(--line); color: var(--ink); }
-  button:disabled { opacity: .6; cursor: progress; }
-  code { font: .9em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: var(--bg); padding: .1rem .3rem; border-radius: 4px; }
-  pre {
-    margin: .5rem 0 0; padding: 1rem; border-radius: 10px; overflow: auto; max-height: 28rem;
-    background: var(--code-bg); color: var(--code-ink); font: .85rem/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
-  }
-  .proof { display: grid; grid-template-columns: auto 1fr; gap: .25rem 1rem; align-items: baseline; }
-  .proof code.big { font-size: 1.05rem; padding: .25rem .5rem; }
-  .facts { display: grid; grid-template-columns: max-content 1fr; gap: .35rem 1.25rem; margin: 0; }
-  .facts dt { color: var(--muted); }
-  .facts dd { margin: 0; word-break: break-all; }
-  .checks { list-style: none; padding: 0; margin: .75rem 0 0; }
-  .checks li { padding: .35rem .6rem; border-radius: 8px; margin-top: .35rem; }
-  .checks li.ok { background: var(--ok-bg); color: var(--ok); }
-  .checks li.bad { background: var(--bad-bg); color: var(--bad); }
-  .notice { padding: .6rem .8rem; border-radius: 9px; background: var(--bad-bg); color: var(--bad); }
-  .muted { color: var(--muted); font-size: .9rem; }
-  details { margin-top: 1rem; }
-  summary { cursor: pointer; color: var(--muted); font-size: .9rem; }
-  .actions { display: flex; gap: .75rem; flex-wrap: wrap; margin-top: 1rem; }
-  footer { margin-top: 2rem; color: var(--muted); font-size: .85rem; text-align: center; }
-</style>
-</head>
-<body>
-<div class="banner">sealgate demo &mdash; development IdP, not for production</div>
-<main>
-  <h1>sealgate demo</h1>
-  <p class="lead">
-    This page is a single-page app served by sealgate. sealgate signs you in at the development
-    identity provider, keeps every token on the server side, and gives this browser only an
-    encrypted, <code>HttpOnly</code> session cookie. <strong>This page never sees a token.</strong>
-  </p>
-  <p class="notice" id="page-error" role="alert" hidden></p>
-
-  <section class="card" aria-labelledby="proof-title">
-    <div class="card-head"><h2 id="proof-title">What JavaScript on this page can see</h2></div>
-    <div class="proof">
-      <code>document.cookie</code><span>&rarr; <code class="big" id="doc-cookie"></code></span>
-      <code>localStorage</code><span>&rarr; <code id="local-storage"></code></span>
-      <code>sessionStorage</code><span>&rarr; <code id="session-storage"></code></span>
-    </div>
-    <p class="muted" id="doc-cookie-note"></p>
-  </section>
-
-  <section class="card" aria-labelledby="session-title">
-    <div class="card-head">
-      <h2 id="session-title">Session <span class="muted">(<code>GET /bff/user</code>)</span></h2>
-      <span class="pill" id="status-pill">checking&hellip;</span>
-    </div>
-    <div id="anonymous" hidden>
-      <p>Not signed in.</p>
-      <p class="muted">Logging in takes you to the development IdP, which signs in anyone who types a name.</p>
-      <div class="actions"><a class="button" id="login" href="/bff/login?returnUrl=/">Log in</a></div>
-    </div>
-    <div id="signed-in" hidden>
-      <dl class="facts">
-        <dt>Subject (<code>sub</code>)</dt><dd id="sub"></dd>
-        <dt>Signed in</dt><dd id="issued-at"></dd>
-        <dt>Idle expiry</dt><dd id="idle-expires"></dd>
-        <dt>Absolute expiry</dt><dd id="absolute-expires"></dd>
-      </dl>
-      <h3>Claims from the ID token</h3>
-      <dl class="facts" id="claims"></dl>
-      <div class="actions"><a class="button secondary" id="logout" href="/">Log out</a></div>
-    </div>
-    <p class="notice" id="user-error" hidden></p>
-    <details><summary>Raw response</summary><pre id="user-raw"></pre></details>
-  </section>
-
-  <section class="card" aria-labelledby="api-title">
-    <div class="card-head"><h2 id="api-title">Call the API through sealgate</h2></div>
-    <p>
-      <code>fetch('/api/whoami', {headers: {'X-CSRF': '1'}})</code> carries no token. sealgate
-      opens the session cookie, attaches the access token as <code>Authorization: Bearer</code>,
-      drops its cookies, and forwards the call to the demo API, which echoes what it received.
-    </p>
-    <div class="actions"><button type="button" id="call-api">Call the API</button></div>
-    <div id="api-result" hidden>
-      <ul class="checks" id="api-checks"></ul>
-      <h3 id="api-status"></h3>
-      <pre id="api-body"></pre>
-    </div>
-  </section>
-
-  <footer>
-    sealgate &mdash; a Backend-for-Frontend: the browser holds a sealed cookie, never a token.
-    The development IdP and demo API are for trying sealgate out only.
-  </footer>
-</main>
-<script>
+// The sealgate demo page: /bff/user, a call to /api/whoami through sealgate, and what
+// JavaScript on this page can see (no token, ever).
 'use strict';
 (function () {
   var CSRF_HEADERS = { 'X-CSRF': '1' };
@@ -334,7 +202,9 @@
     await loadUser();
   }
 
-  function showPageError() {
+  // Reads what the address bar carries (a sign-in error, or the IdP's `state` after logout),
+  // then takes it out, so that a reload or a bookmark does not bring it back.
+  function readAddressBar() {
     var params = new URLSearchParams(window.location.search);
     var error = params.get('error');
     if (error) {
@@ -342,14 +212,14 @@
       $('page-error').textContent = 'Sign-in did not complete: ' + error + (description ? ' \u2014 ' + description : '');
       show($('page-error'), true);
     }
+    if (window.location.search !== '' && window.history && window.history.replaceState) {
+      window.history.replaceState(null, '', window.location.pathname + window.location.hash);
+    }
   }
 
   $('call-api').addEventListener('click', callApi);
-  showPageError();
+  readAddressBar();
   renderBrowserView();
   loadUser();
   window.setInterval(refreshTimes, 15000);
 })();
-</script>
-</body>
-</html>

@@ -155,9 +155,14 @@ pub(super) fn journal_path(path: &Path) -> Result<(), String> {
     match fs::metadata(dir) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => return Err(format!("{shown} is not a directory")),
-        Err(e) => return Err(format!("directory {shown}: {e} (create it first)")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(format!(
+                "the directory {shown} does not exist (create it first)"
+            ));
+        }
+        Err(e) => return Err(format!("cannot open the directory {shown}: {e}")),
     }
-    writable_dir(dir).map_err(|e| format!("directory {shown} is not writable: {e}"))?;
+    writable_dir(dir).map_err(|e| format!("the directory {shown} is not writable: {e}"))?;
     match fs::metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("cannot open {}: {e}", path.display())),

@@ -12,7 +12,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use super::env::Overrides;
 use super::problem::{ConfigError, Cx};
 use super::raw::{
-    RawBff, RawCluster, RawLog, RawMetrics, RawOidc, RawRevocation, RawRoute, RawServer,
+    self, RawBff, RawCluster, RawLog, RawMetrics, RawOidc, RawRevocation, RawRoute, RawServer,
     RawSession, RawStatic,
 };
 
@@ -47,6 +47,9 @@ const SECTIONS: &[&str] = &[
     "metrics",
     "log",
 ];
+
+/// Keys whose values may be secrets (a reference, or a secret pasted inline by mistake).
+const SECRETS: &[&str] = &["session.keys", "oidc.client_secret", "cluster.redis_url"];
 
 /// Reads `text` with `overrides` applied. `None` when the file is not TOML or an override
 /// cannot be applied: past those, the file's structure is not known.
@@ -95,11 +98,7 @@ pub(super) fn read(text: &str, overrides: &Overrides<'_>, cx: &mut Cx<'_>) -> Op
             "metrics" => raw.metrics = table(name, value, cx),
             "log" => raw.log = table(name, value, cx),
             other => {
-                let expected: Vec<String> = SECTIONS.iter().map(|s| format!("`{s}`")).collect();
-                let problem = format!(
-                    "unknown field `{other}`, expected one of {}",
-                    expected.join(", ")
-                );
+                let problem = unknown_field(other, SECTIONS);
                 cx.push(ConfigError::Parse(problem), Some(key.span()));
             }
         }
@@ -116,23 +115,75 @@ pub(super) fn read(text: &str, overrides: &Overrides<'_>, cx: &mut Cx<'_>) -> Op
     Some(raw)
 }
 
-/// Deserializes one table; a problem names its path and keeps the span `toml` gave it.
+/// Deserializes one table. Unknown keys are reported one by one and set aside, so the rest of
+/// the table is still checked; any other problem names its path and keeps its span.
 fn table<T: DeserializeOwned>(
     path: &str,
-    value: Spanned<DeValue<'_>>,
+    mut value: Spanned<DeValue<'_>>,
     cx: &mut Cx<'_>,
 ) -> Option<T> {
     let span = value.span();
-    T::deserialize(ValueDeserializer::from(value))
-        .map_err(|e| {
-            // Without the input, the message is the problem and, for a nested key, "in `key`".
-            let message = e.to_string().trim_end().replace('\n', " ");
-            cx.push(
-                ConfigError::Parse(format!("{path}: {message}")),
-                Some(e.span().unwrap_or(span)),
-            );
-        })
-        .ok()
+    let fields = raw::field_names::<T>();
+    if let DeValue::Table(table) = value.get_mut() {
+        let unknown: Vec<_> = table
+            .keys()
+            .filter(|k| !fields.contains(&k.get_ref().as_ref()))
+            .cloned()
+            .collect();
+        for key in unknown {
+            let problem = format!("{path}: {}", unknown_field(key.get_ref(), fields));
+            cx.push(ConfigError::Parse(problem), Some(key.span()));
+            table.remove(key.get_ref().as_ref());
+        }
+    }
+    match T::deserialize(ValueDeserializer::from(value)) {
+        // With unknown keys set aside, the rest is still converted (and checked); the
+        // problems recorded keep the settings from being built.
+        Ok(raw) => Some(raw),
+        Err(e) => {
+            // Without the input, toml's message is the problem, then "in `key`" for a nested
+            // key: the key joins the path.
+            let text = e.to_string();
+            let mut lines: Vec<&str> = text.trim_end().lines().collect();
+            let inner = lines
+                .last()
+                .and_then(|l| l.strip_prefix("in `")?.strip_suffix('`'));
+            let path = match inner {
+                Some(key) => {
+                    let path = format!("{path}.{key}");
+                    lines.pop();
+                    path
+                }
+                None => path.to_owned(),
+            };
+            let message = lines.join(" ");
+            let problem = if SECRETS.iter().any(|k| path.starts_with(k)) {
+                // serde quotes the value it refused: never a secret given inline by mistake.
+                let expected = message.split_once(", expected ").map(|(_, e)| e);
+                format!(
+                    "{path}: invalid type, expected {}",
+                    expected.unwrap_or("a reference like \"env:NAME\"")
+                )
+            } else {
+                format!("{path}: {message}")
+            };
+            cx.push(ConfigError::Parse(problem), Some(e.span().unwrap_or(span)));
+            None
+        }
+    }
+}
+
+/// serde's wording for an unknown key.
+fn unknown_field(key: &str, expected: &[&str]) -> String {
+    let names: Vec<String> = expected.iter().map(|f| format!("`{f}`")).collect();
+    match names.as_slice() {
+        [] => format!("unknown field `{key}`, there are no fields"),
+        [one] => format!("unknown field `{key}`, expected {one}"),
+        _ => format!(
+            "unknown field `{key}`, expected one of {}",
+            names.join(", ")
+        ),
+    }
 }
 
 /// `[[routes]]`, each entry on its own.

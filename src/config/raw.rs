@@ -5,6 +5,7 @@
 //! does not hide the problems of the others.
 
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use toml::Spanned;
 
 /// An optional string value.
@@ -128,4 +129,42 @@ pub(super) struct RawMetrics {
 pub(super) struct RawLog {
     pub format: Text,
     pub level: Text,
+}
+
+/// The field names of raw struct `T`, as its derived `Deserialize` declares them (so unknown
+/// keys can be reported one by one, each at its own line, while the rest of the table is still
+/// checked).
+pub(super) fn field_names<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut names: &'static [&'static str] = &[];
+    // The derived impl hands its field list to `deserialize_struct` before reading anything;
+    // the error that follows is expected.
+    let _ = T::deserialize(FieldNames(&mut names));
+    names
+}
+
+/// A deserializer that only records the field list it is asked for.
+struct FieldNames<'a>(&'a mut &'static [&'static str]);
+
+impl<'de> Deserializer<'de> for FieldNames<'_> {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(de::Error::custom("field names recorded"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
 }

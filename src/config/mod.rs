@@ -400,7 +400,7 @@ impl Settings {
         env: &dyn SecretSource,
         overrides: &[(String, String)],
     ) -> Result<Self, ConfigError> {
-        Self::check(text, env, overrides).map_err(|problems| {
+        Self::validate(text, env, overrides).map_err(|problems| {
             problems.into_iter().next().map_or_else(
                 || ConfigError::Parse("the configuration was refused".into()),
                 |p| p.error,
@@ -414,7 +414,7 @@ impl Settings {
     ///
     /// # Errors
     /// Every problem found.
-    pub fn check(
+    pub fn validate(
         text: &str,
         env: &dyn SecretSource,
         overrides: &[(String, String)],
@@ -518,7 +518,7 @@ fn read(
     (result, places)
 }
 
-/// One conversion per section, in file order. A conversion may return a value after recording
+/// One conversion per section, section by section. A conversion may return a value after recording
 /// a problem (to check what depends on it); the settings exist only when none was recorded.
 fn convert(raw: document::RawConfig, cx: &mut Cx<'_>) -> Option<Settings> {
     let max_header_bytes = raw.server.as_ref().map(server::max_header_bytes);

@@ -53,7 +53,21 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
-        Command::CheckConfig { file } => check_config(&file),
+        Command::CheckConfig { file } => {
+            let report = sealgate::config::check::check_file(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            for e in &report.errors {
+                eprintln!("error: {e}");
+            }
+            if !report.is_ok() {
+                return Err(report.summary().into());
+            }
+            for w in &report.warnings {
+                println!("warning: {w}");
+            }
+            println!("{}", report.summary());
+            Ok(())
+        }
         Command::Keygen => {
             println!("{}", sealgate::seal::keys::generate_key_base64()?);
             Ok(())
@@ -75,75 +89,4 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             runtime.block_on(demo::run(port))
         }
     }
-}
-
-/// Secrets for `check-config`: the real value when set, a placeholder (noted) when not.
-struct CheckEnv {
-    missing: std::cell::RefCell<Vec<String>>,
-}
-
-impl sealgate::config::SecretSource for CheckEnv {
-    fn env(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok().or_else(|| {
-            self.missing.borrow_mut().push(name.to_owned());
-            // A well-formed stand-in: 32 bytes for keys, a word for anything else.
-            Some(if name.to_ascii_uppercase().contains("KEY") {
-                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".to_owned()
-            } else {
-                "placeholder".to_owned()
-            })
-        })
-    }
-}
-
-fn check_config(file: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    use sealgate::config::{ENV_PREFIX, Settings, line_of};
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let at = |key: &str| line_of(&text, key).map_or_else(String::new, |l| format!(" (line {l})"));
-    let env = CheckEnv {
-        missing: std::cell::RefCell::new(Vec::new()),
-    };
-    let overrides: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-        .collect();
-    let settings = match Settings::check_all(&text, &env, &overrides) {
-        Ok(s) => s,
-        Err(problems) => {
-            for e in &problems {
-                let place = e.key().map(&at).unwrap_or_default();
-                eprintln!("error: {e}{place}");
-            }
-            return Err(format!(
-                "{}: {} error{}",
-                file.display(),
-                problems.len(),
-                if problems.len() == 1 { "" } else { "s" }
-            )
-            .into());
-        }
-    };
-    let mut warnings: Vec<String> = settings
-        .warnings()
-        .into_iter()
-        .map(|(key, why)| format!("{key}{}: {why}", at(&key)))
-        .collect();
-    for name in env.missing.borrow().iter() {
-        warnings.push(format!(
-            "environment variable {name} is not set here; `sealgate serve` will need it"
-        ));
-    }
-    for (name, _) in &overrides {
-        warnings.push(format!("{name} overrides the file"));
-    }
-    for w in &warnings {
-        println!("warning: {w}");
-    }
-    println!(
-        "{}: ok ({} warning{})",
-        file.display(),
-        warnings.len(),
-        if warnings.len() == 1 { "" } else { "s" }
-    );
-    Ok(())
 }

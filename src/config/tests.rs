@@ -567,3 +567,5 @@ fn environment_overrides_every_key_by_path() {
         assert!(err.contains(says), "{name}: {err}");
     }
 }
+
+mod check_config;

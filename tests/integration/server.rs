@@ -231,12 +231,19 @@ async fn silent_connections_do_not_hold_connection_slots() {
 
 #[test]
 fn check_config_reports_errors_with_key_and_line_and_warns_about_risky_settings() {
-    let run = |path: &std::path::Path| {
+    let dir = std::env::temp_dir().join(format!("sealgate-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The example's journal directory (/var/lib/sealgate) need not exist here: check-config
+    // now refuses a journal `serve` could not open, so the journal goes to a directory that does.
+    let journal = dir.join("revocations.journal");
+    let run_with = |path: &std::path::Path, env: &[(&str, &str)]| {
         let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
             .arg("check-config")
             .arg(path)
             .env_remove("SEALGATE_KEY")
             .env_remove("SEALGATE_CLIENT_SECRET")
+            .env("SEALGATE__REVOCATION__JOURNAL", &journal)
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         (
@@ -245,14 +252,13 @@ fn check_config_reports_errors_with_key_and_line_and_warns_about_risky_settings(
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    let run = |path: &std::path::Path| run_with(path, &[]);
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
     let (code, out, _) = run(&example);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("config.example.toml: ok"), "{out}");
     assert!(out.contains("SEALGATE_KEY is not set here"), "{out}");
 
-    let dir = std::env::temp_dir().join(format!("sealgate-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let text = std::fs::read_to_string(&example).unwrap();
     let bad = dir.join("bad.toml");
     std::fs::write(
@@ -322,5 +328,51 @@ fn check_config_reports_errors_with_key_and_line_and_warns_about_risky_settings(
         out.contains("routes[1].prefix") && out.contains("\"/api/public\" has token = \"none\""),
         "{out}"
     );
+
+    // What `serve` will open is checked: a journal directory that does not exist is an error
+    // at the journal's line (the file's value, when no variable overrides it).
+    let no_dir = dir.join("no-dir.toml");
+    let missing = dir.join("missing").join("revocations.journal");
+    std::fs::write(
+        &no_dir,
+        text.replace(
+            "journal = \"/var/lib/sealgate/revocations.journal\"",
+            &format!("journal = {:?}", missing.display().to_string()),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+        .arg("check-config")
+        .arg(&no_dir)
+        .env_remove("SEALGATE__REVOCATION__JOURNAL")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let journal_line = text
+        .lines()
+        .position(|l| l.starts_with("journal ="))
+        .unwrap()
+        + 1;
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("error: ")
+            && l.contains("revocation.journal")
+            && l.contains("does not exist")
+            && l.contains(&format!("(line {journal_line})"))),
+        "{err}"
+    );
+    assert!(err.contains("no-dir.toml: 1 error"), "{err}");
+
+    // One bad key, one error: a short session key is reported once.
+    let (code, _, err) = run_with(&example, &[("SEALGATE_KEY", "AAAA")]);
+    assert_eq!(code, 1, "{err}");
+    let keys_line = text.lines().position(|l| l.starts_with("keys =")).unwrap() + 1;
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        errors[0].contains("session.keys") && errors[0].contains(&format!("(line {keys_line})")),
+        "{err}"
+    );
+    assert!(err.contains("config.example.toml: 1 error"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

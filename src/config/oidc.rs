@@ -1,0 +1,135 @@
+//! `[oidc]`: the identity provider and how its tokens are checked.
+
+use super::env::resolve_secret;
+use super::problem::{Cx, invalid, span};
+use super::raw::RawOidc;
+use super::values;
+use super::{ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, TokenEndpointAuth};
+
+pub(super) fn oidc(o: RawOidc, cx: &mut Cx<'_>) -> Option<OidcSettings> {
+    let issuer_url = cx.ok(
+        Some(o.issuer.span()),
+        values::web_url("oidc.issuer", o.issuer.get_ref()),
+    );
+    if issuer_url.is_some_and(|u| u.query().is_some()) {
+        cx.push(
+            invalid("oidc.issuer", "must not contain a query"),
+            Some(o.issuer.span()),
+        );
+    }
+    if o.client_id.get_ref().is_empty() {
+        cx.push(
+            invalid("oidc.client_id", "must not be empty"),
+            Some(o.client_id.span()),
+        );
+    }
+    let scopes = scopes(&o, cx);
+    let algs = signing_algs(&o, cx);
+    let client_secret = cx.ok(
+        Some(o.client_secret.span()),
+        resolve_secret("oidc.client_secret", o.client_secret.get_ref(), cx.env),
+    );
+    let post_logout_redirect_uri = match &o.post_logout_redirect_uri {
+        None => Some(None),
+        Some(u) => cx.ok(
+            Some(u.span()),
+            values::web_url("oidc.post_logout_redirect_uri", u.get_ref()).map(Some),
+        ),
+    };
+    let timeout = cx.duration("oidc.timeout", o.timeout.as_ref(), "10s");
+    let jwks_refetch_cooldown = cx.duration(
+        "oidc.jwks_refetch_cooldown",
+        o.jwks_refetch_cooldown.as_ref(),
+        "30s",
+    );
+    let token_endpoint_auth = cx.keyword(
+        "oidc.token_endpoint_auth",
+        o.token_endpoint_auth.as_ref(),
+        "client_secret_basic",
+        &[
+            ("client_secret_basic", TokenEndpointAuth::Basic),
+            ("client_secret_post", TokenEndpointAuth::Post),
+        ],
+    );
+    let clock_skew = cx.duration("oidc.clock_skew", o.clock_skew.as_ref(), "60s");
+    let max_id_token_age = cx.duration("oidc.max_id_token_age", o.max_id_token_age.as_ref(), "10m");
+    let max_logout_token_age = match cx.duration(
+        "oidc.max_logout_token_age",
+        o.max_logout_token_age.as_ref(),
+        "5m",
+    ) {
+        Some(age) if age > MAX_LOGOUT_TOKEN_AGE => {
+            let e = invalid(
+                "oidc.max_logout_token_age",
+                "at most 1h: logout tokens are short-lived (OIDC Back-Channel Logout 2.4)",
+            );
+            cx.refuse(span(o.max_logout_token_age.as_ref()), e)
+        }
+        age => age,
+    };
+    Some(OidcSettings {
+        client_secret: client_secret?,
+        issuer: o.issuer.into_inner(),
+        client_id: o.client_id.into_inner(),
+        scopes: scopes?,
+        post_logout_redirect_uri: post_logout_redirect_uri?,
+        timeout: timeout?,
+        jwks_refetch_cooldown: jwks_refetch_cooldown?,
+        token_endpoint_auth: token_endpoint_auth?,
+        use_userinfo: o.use_userinfo.unwrap_or(false),
+        id_token_signing_algs: algs?,
+        clock_skew: clock_skew?,
+        max_id_token_age: max_id_token_age?,
+        trusted_audiences: o.trusted_audiences.unwrap_or_default(),
+        max_logout_token_age: max_logout_token_age?,
+        strict_logout_token_typ: o.strict_logout_token_typ.unwrap_or(false),
+    })
+}
+
+/// Requested scopes, each a valid scope token; `openid` is added when missing.
+fn scopes(o: &RawOidc, cx: &mut Cx<'_>) -> Option<Vec<String>> {
+    let mut scopes = o.scopes.as_ref().map_or_else(
+        || vec!["openid".into(), "profile".into(), "email".into()],
+        |s| s.get_ref().clone(),
+    );
+    if let Some(bad) = scopes.iter().find(|s| {
+        s.is_empty()
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    }) {
+        let e = invalid("oidc.scopes", format!("{bad:?} is not a valid scope token"));
+        return cx.refuse(span(o.scopes.as_ref()), e);
+    }
+    if !scopes.iter().any(|s| s == "openid") {
+        scopes.insert(0, "openid".into());
+    }
+    Some(scopes)
+}
+
+/// Accepted ID token algorithms: at least one, asymmetric only.
+fn signing_algs(o: &RawOidc, cx: &mut Cx<'_>) -> Option<Vec<String>> {
+    let at = span(o.id_token_signing_algs.as_ref());
+    let algs = o.id_token_signing_algs.as_ref().map_or_else(
+        || ASYMMETRIC_ALGS.iter().map(|s| (*s).to_owned()).collect(),
+        |a| a.get_ref().clone(),
+    );
+    if algs.is_empty() {
+        let e = invalid(
+            "oidc.id_token_signing_algs",
+            "must name at least one algorithm",
+        );
+        return cx.refuse(at, e);
+    }
+    if let Some(bad) = algs.iter().find(|a| !ASYMMETRIC_ALGS.contains(&a.as_str())) {
+        let e = invalid(
+            "oidc.id_token_signing_algs",
+            format!(
+                "{bad:?} is not accepted; choose from {}",
+                ASYMMETRIC_ALGS.join(", ")
+            ),
+        );
+        return cx.refuse(at, e);
+    }
+    Some(algs)
+}

@@ -112,7 +112,7 @@ fn example_keys() -> Vec<(String, String)> {
 
 #[test]
 fn every_example_key_is_documented() {
-    let readme = include_str!("../../README.md");
+    let readme = include_str!("../../docs/configuration.md");
     let keys = example_keys();
     assert!(keys.len() > 50, "{keys:?}");
     for (section, key) in keys {

@@ -4,8 +4,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use devidp::demo::Demo;
-use sealgate::config::Settings;
-use sealgate::server::{self, Options};
+use sealgate::Settings;
+use sealgate::Options;
 
 /// Runs the demo on `port` (IdP on `port + 1`, API on `port + 2`) until Ctrl-C.
 pub async fn run(port: u16) -> Result<(), Box<dyn std::error::Error>> {
@@ -18,7 +18,7 @@ pub async fn run(port: u16) -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e} (try --port)"))?;
     let demo = Demo::start(listener.local_addr()?, at(1)?, at(2)?).await?;
     let settings = Settings::from_toml(demo.config(), &|name: &str| demo.secret(name))?;
-    let running = server::start(
+    let running = sealgate::start(
         settings,
         Options {
             listener: Some(listener),

@@ -64,31 +64,50 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod app;
-pub mod clock;
-pub mod cluster;
-pub mod config;
-pub mod csrf;
-pub mod error;
-pub mod expiring;
-pub mod fuzzing;
-pub mod metrics;
-pub mod oidc;
-pub mod outbound;
-pub mod paths;
-pub mod proxy;
-pub mod request;
-pub mod response;
-pub mod return_url;
-pub mod revocation;
-pub mod routes;
-pub mod seal;
-pub mod secret;
-pub mod server;
-pub mod session;
-pub mod session_cache;
-pub mod static_files;
-pub mod telemetry;
-pub mod tls;
-pub mod token;
-pub mod upstream;
+mod app;
+mod clock;
+mod cluster;
+mod config;
+mod csrf;
+mod error;
+mod expiring;
+mod fuzzing;
+mod metrics;
+mod oidc;
+mod outbound;
+mod paths;
+mod proxy;
+mod request;
+mod response;
+mod return_url;
+mod revocation;
+mod routes;
+mod seal;
+mod secret;
+mod server;
+mod session;
+mod session_cache;
+mod static_files;
+mod telemetry;
+mod tls;
+mod token;
+mod upstream;
+
+pub use clock::Clock;
+pub use config::check::{Report as ConfigReport, check_file as check_config};
+pub use config::{ConfigError, LogSettings, SecretSource, Settings};
+pub use seal::keys::generate_key_base64;
+pub use server::{Options, Running, StartError, start};
+pub use telemetry::init as init_logs;
+
+/// Not a stable API: what the fuzz targets, the corpus replay test, the benchmarks and the
+/// test suite's self-tests reach below the public surface (rustls' `internal` practice).
+#[doc(hidden)]
+pub mod internal {
+    pub use crate::fuzzing::*;
+    pub use crate::oidc::http::{HttpError, IdpHttpClient};
+    pub use crate::revocation::{Denylist, Journal, Revocation, journal};
+    pub use crate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
+    pub use crate::session::{Session, SessionId};
+    pub use crate::token::Token;
+}

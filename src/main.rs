@@ -54,7 +54,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command {
         Command::CheckConfig { file } => {
-            let report = sealgate::config::check::check_file(&file)
+            let report = sealgate::check_config(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
             for e in &report.errors {
                 eprintln!("error: {e}");
@@ -69,22 +69,22 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             Ok(())
         }
         Command::Keygen => {
-            println!("{}", sealgate::seal::keys::generate_key_base64()?);
+            println!("{}", sealgate::generate_key_base64()?);
             Ok(())
         }
         Command::Serve { config } => {
-            let settings = sealgate::config::Settings::load(&config)?;
-            sealgate::telemetry::init(&settings.log);
+            let settings = sealgate::Settings::load(&config)?;
+            sealgate::init_logs(&settings.log);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let running =
-                    sealgate::server::start(settings, sealgate::server::Options::default()).await?;
+                    sealgate::start(settings, sealgate::Options::default()).await?;
                 running.until_signal().await;
                 Ok::<(), Box<dyn std::error::Error>>(())
             })
         }
         Command::Demo { port } => {
-            sealgate::telemetry::init(&sealgate::config::LogSettings::default());
+            sealgate::init_logs(&sealgate::LogSettings::default());
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(demo::run(port))
         }

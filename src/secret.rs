@@ -32,11 +32,6 @@ impl SecretBytes {
     pub fn len(&self) -> usize {
         self.0.len()
     }
-
-    /// Whether there are no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl PartialEq for SecretBytes {

@@ -32,7 +32,7 @@ use openidconnect::core::{CoreClient, CoreJsonWebKeySet, CoreJwsSigningAlgorithm
 use openidconnect::{EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl};
 use url::Url;
 
-pub use self::discovery::{DiscoveryError, ExtraMetadata, Metadata};
+pub use self::discovery::{DiscoveryError, ExtraMetadata};
 pub use self::grants::{LoginError, LoginTokens, RefreshError, Refreshed};
 use self::http::IdpHttpClient;
 use crate::config::OidcSettings;

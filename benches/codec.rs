@@ -15,9 +15,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use criterion::Criterion;
-use sealgate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
-use sealgate::session::{Session, SessionId};
-use sealgate::token::Token;
+use sealgate::internal::Token;
+use sealgate::internal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
+use sealgate::internal::{Session, SessionId};
 
 const NOW: i64 = 1_800_000_000;
 

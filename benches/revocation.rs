@@ -21,9 +21,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use sealgate::revocation::{Denylist, Journal, Revocation, journal};
-use sealgate::session::{Session, SessionId};
-use sealgate::token::Token;
+use sealgate::internal::Token;
+use sealgate::internal::{Denylist, Journal, Revocation, journal};
+use sealgate::internal::{Session, SessionId};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]

@@ -23,7 +23,7 @@ use crate::session_cache::{Opened, SessionCache};
 
 /// Everything a request handler needs.
 #[derive(Debug)]
-pub struct App {
+pub(crate) struct App {
     /// Validated configuration.
     pub settings: Settings,
     /// The cookie codec (key ring and chunk limit).
@@ -64,13 +64,13 @@ type RefreshCell = Arc<tokio::sync::OnceCell<Result<Refreshed, RefreshError>>>;
 /// whole family. Per instance; several instances behind a load balancer without stickiness can
 /// each refresh once.
 #[derive(Debug, Default)]
-pub struct Refreshes {
+pub(crate) struct Refreshes {
     map: Mutex<HashMap<[u8; 32], (i64, RefreshCell)>>,
 }
 
 /// What the lifetime rules and a possible refresh made of an active session.
 #[derive(Debug)]
-pub enum RefreshOutcome {
+pub(crate) enum RefreshOutcome {
     /// Nothing to do, or the session was refreshed (then it must be re-sealed).
     Ready {
         /// Whether tokens changed.
@@ -84,7 +84,7 @@ pub enum RefreshOutcome {
 
 /// The session a request carries, after every rule was applied.
 #[derive(Debug)]
-pub enum SessionState {
+pub(crate) enum SessionState {
     /// No session cookie.
     Anonymous {
         /// Chunk indices present (stale leftovers to delete).
@@ -107,7 +107,7 @@ pub enum SessionState {
 
 /// A valid session and what writing it back needs.
 #[derive(Debug)]
-pub struct Active {
+pub(crate) struct Active {
     /// The session (already renewed when `reseal`); shared with the cache of opened
     /// sessions until something changes it (`Arc::make_mut`).
     pub session: Arc<Session>,
@@ -121,7 +121,7 @@ pub struct Active {
 
 impl SessionState {
     /// The valid session, if there is one.
-    pub fn session(&self) -> Option<&Session> {
+    pub(crate) fn session(&self) -> Option<&Session> {
         match self {
             Self::Active(a) | Self::Unverified(a) => Some(&a.session),
             _ => None,
@@ -140,7 +140,7 @@ enum Unopened {
 
 impl App {
     /// Reads and judges the session cookie at time `now`.
-    pub fn load_session(&self, headers: &HeaderMap, now: i64) -> SessionState {
+    pub(crate) fn load_session(&self, headers: &HeaderMap, now: i64) -> SessionState {
         let name = &self.settings.session.cookie_name;
         // `from_utf8` rather than `HeaderValue::to_str` (SIMD speed on a header of several
         // kilobytes): a session chunk must still be base64url to open; the difference is that
@@ -223,7 +223,11 @@ impl App {
     }
 
     /// Refreshes the session's tokens if its access token expires within `refresh_before`.
-    pub async fn refresh_if_due(&self, session: &mut Arc<Session>, now: i64) -> RefreshOutcome {
+    pub(crate) async fn refresh_if_due(
+        &self,
+        session: &mut Arc<Session>,
+        now: i64,
+    ) -> RefreshOutcome {
         let before = i64::try_from(self.settings.session.refresh_before.as_secs()).unwrap_or(30);
         let due = session
             .access_expires_at
@@ -328,7 +332,7 @@ impl App {
     ///
     /// # Errors
     /// When it could not be recorded; the caller reports that nothing happened.
-    pub async fn revoke(&self, r: Revocation, now: i64) -> Result<(), RevocationError> {
+    pub(crate) async fn revoke(&self, r: Revocation, now: i64) -> Result<(), RevocationError> {
         let recorded = match &self.journal {
             None => self.denylist.apply(r, now)?,
             Some(journal) => {
@@ -346,12 +350,12 @@ impl App {
     }
 
     /// Idle timeout in seconds.
-    pub fn idle_timeout_secs(&self) -> i64 {
+    pub(crate) fn idle_timeout_secs(&self) -> i64 {
         i64::try_from(self.settings.session.idle_timeout.as_secs()).unwrap_or(i64::MAX)
     }
 
     /// Absolute timeout in seconds.
-    pub fn absolute_timeout_secs(&self) -> i64 {
+    pub(crate) fn absolute_timeout_secs(&self) -> i64 {
         i64::try_from(self.settings.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX)
     }
 
@@ -359,7 +363,7 @@ impl App {
     ///
     /// # Errors
     /// When the session does not fit the cookie budget, or encoding fails.
-    pub fn session_cookies(
+    pub(crate) fn session_cookies(
         &self,
         session: &Session,
         now: i64,
@@ -384,7 +388,7 @@ impl App {
     /// `Set-Cookie`s re-sealing a renewed or rotated session. A failure here must not fail the
     /// request the session is valid for: it is logged and the browser keeps its current cookie
     /// (which stays valid until its own idle expiry).
-    pub fn renewal_cookies(
+    pub(crate) fn renewal_cookies(
         &self,
         session: &Session,
         now: i64,
@@ -398,7 +402,7 @@ impl App {
     }
 
     /// Deletions for every chunk in `seen`.
-    pub fn clear_session(&self, seen: IndexSet) -> Vec<Cookie<'static>> {
+    pub(crate) fn clear_session(&self, seen: IndexSet) -> Vec<Cookie<'static>> {
         let mut cookies = jar::removal_cookies(
             &self.settings.session.cookie_name,
             Purpose::Session,
@@ -411,7 +415,7 @@ impl App {
     }
 
     /// Deletions for every chunk the session could use, plus any other seen (logout).
-    pub fn clear_session_everywhere(&self, seen: IndexSet) -> Vec<Cookie<'static>> {
+    pub(crate) fn clear_session_everywhere(&self, seen: IndexSet) -> Vec<Cookie<'static>> {
         let mut all = seen;
         for i in 0..self.codec.max_chunks() {
             all.insert(i);
@@ -420,14 +424,14 @@ impl App {
     }
 
     /// The base name of the login cookie for the flow with `state`.
-    pub fn login_cookie_name(&self, state: &str) -> Option<CookieName> {
+    pub(crate) fn login_cookie_name(&self, state: &str) -> Option<CookieName> {
         let digest = Sha256::digest(state.as_bytes());
         let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         CookieName::new(format!("{}-login-{hex}", self.settings.session.cookie_name)).ok()
     }
 
     /// The `Cookie` names of pending login flows in a request (base names).
-    pub fn pending_login_names<'h>(&self, headers: &'h HeaderMap) -> Vec<&'h str> {
+    pub(crate) fn pending_login_names<'h>(&self, headers: &'h HeaderMap) -> Vec<&'h str> {
         let prefix = format!("{}-login-", self.settings.session.cookie_name);
         let mut names: Vec<&str> = crate::request::cookie_headers(headers)
             .flat_map(Cookie::split_parse)
@@ -441,7 +445,7 @@ impl App {
     }
 
     /// Where "start again" links point.
-    pub fn login_href(&self) -> String {
+    pub(crate) fn login_href(&self) -> String {
         format!("{}/login", self.settings.bff.prefix)
     }
 
@@ -450,7 +454,12 @@ impl App {
     /// # Errors
     /// [`StateUse::Replayed`] when it was used before; [`StateUse::Full`] when the table is
     /// full of unexpired entries (entries are never dropped early: that would re-open replays).
-    pub fn mark_state_used(&self, state: &str, until: i64, now: i64) -> Result<(), StateUse> {
+    pub(crate) fn mark_state_used(
+        &self,
+        state: &str,
+        until: i64,
+        now: i64,
+    ) -> Result<(), StateUse> {
         let key: [u8; 32] = Sha256::digest(state.as_bytes()).into();
         let Ok(mut used) = self.used_states.lock() else {
             return Err(StateUse::Full);
@@ -465,7 +474,7 @@ impl App {
 
 /// Why a callback's state could not be recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateUse {
+pub(crate) enum StateUse {
     /// Already used: a replay.
     Replayed,
     /// The table holds [`ExpiringSet::capacity`] live entries.
@@ -474,7 +483,7 @@ pub enum StateUse {
 
 /// The session could not be written.
 #[derive(Debug, thiserror::Error)]
-pub enum SessionCookieError {
+pub(crate) enum SessionCookieError {
     /// It does not fit in the configured chunks.
     #[error(transparent)]
     Seal(SealError),

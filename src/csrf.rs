@@ -21,7 +21,7 @@ use crate::session::Session;
 
 /// Why an API request was refused as possibly forged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum CsrfError {
+pub(crate) enum CsrfError {
     /// The anti-forgery header is missing or has the wrong value.
     #[error("anti-forgery header missing or wrong")]
     MissingHeader,
@@ -37,7 +37,7 @@ pub enum CsrfError {
 }
 
 /// The double-submit token of `session`: 128 bits of SHA-256 over a label and the session id.
-pub fn token(session: &Session) -> String {
+pub(crate) fn token(session: &Session) -> String {
     let mut h = Sha256::new();
     h.update(b"sealgate csrf v1");
     h.update(session.id.as_bytes());
@@ -45,13 +45,13 @@ pub fn token(session: &Session) -> String {
 }
 
 /// The name of the double-submit cookie: the session cookie's base name + `-csrf`.
-pub fn cookie_name(settings: &Settings) -> String {
+pub(crate) fn cookie_name(settings: &Settings) -> String {
     format!("{}-csrf", settings.session.cookie_name)
 }
 
 /// The double-submit cookie for `session`: `__Host-`, `Secure`, `Path=/`, `SameSite=Strict`,
 /// and deliberately *not* `HttpOnly` (the SPA reads it); it expires with the session.
-pub fn cookie(settings: &Settings, session: &Session, now: i64) -> Cookie<'static> {
+pub(crate) fn cookie(settings: &Settings, session: &Session, now: i64) -> Cookie<'static> {
     let max_age = session.expires_at().saturating_sub(now).max(0);
     Cookie::build((cookie_name(settings), token(session)))
         .secure(true)
@@ -62,7 +62,7 @@ pub fn cookie(settings: &Settings, session: &Session, now: i64) -> Cookie<'stati
 }
 
 /// Deletes the double-submit cookie (same attributes, so the browser replaces it).
-pub fn removal_cookie(settings: &Settings) -> Cookie<'static> {
+pub(crate) fn removal_cookie(settings: &Settings) -> Cookie<'static> {
     Cookie::build((cookie_name(settings), ""))
         .secure(true)
         .path("/")
@@ -72,7 +72,7 @@ pub fn removal_cookie(settings: &Settings) -> Cookie<'static> {
 }
 
 /// Whether `origin` (serialized) may call sealgate: the public origin or an allowed one.
-pub fn origin_allowed(settings: &Settings, origin: &str) -> bool {
+pub(crate) fn origin_allowed(settings: &Settings, origin: &str) -> bool {
     origin == settings.server.public_url.origin().ascii_serialization()
         || settings.bff.allowed_origins.iter().any(|o| o == origin)
 }
@@ -82,7 +82,7 @@ pub fn origin_allowed(settings: &Settings, origin: &str) -> bool {
 ///
 /// # Errors
 /// A [`CsrfError`] when the request may be forged.
-pub fn check_api_request(
+pub(crate) fn check_api_request(
     settings: &Settings,
     headers: &HeaderMap,
     session: Option<&Session>,
@@ -106,7 +106,10 @@ pub fn check_api_request(
 ///
 /// # Errors
 /// A [`CsrfError`] when the origin is missing or not allowed.
-pub fn check_websocket_origin(settings: &Settings, headers: &HeaderMap) -> Result<(), CsrfError> {
+pub(crate) fn check_websocket_origin(
+    settings: &Settings,
+    headers: &HeaderMap,
+) -> Result<(), CsrfError> {
     if !headers.contains_key(ORIGIN) {
         return Err(CsrfError::NoOrigin);
     }
@@ -118,7 +121,7 @@ pub fn check_websocket_origin(settings: &Settings, headers: &HeaderMap) -> Resul
 ///
 /// # Errors
 /// A [`CsrfError`] when the origin is not allowed.
-pub fn check_origin(settings: &Settings, headers: &HeaderMap) -> Result<(), CsrfError> {
+pub(crate) fn check_origin(settings: &Settings, headers: &HeaderMap) -> Result<(), CsrfError> {
     let origin = headers.get(ORIGIN).map(|v| v.to_str().unwrap_or("\u{0}"));
     match origin {
         Some(o) if !origin_allowed(settings, o) => return Err(CsrfError::Origin),

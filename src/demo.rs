@@ -4,11 +4,11 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 use devidp::demo::Demo;
-use sealgate::Settings;
 use sealgate::Options;
+use sealgate::Settings;
 
 /// Runs the demo on `port` (IdP on `port + 1`, API on `port + 2`) until Ctrl-C.
-pub async fn run(port: u16) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) async fn run(port: u16) -> Result<(), Box<dyn std::error::Error>> {
     let at = |n: u16| {
         port.checked_add(n)
             .map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)))

@@ -11,7 +11,7 @@ use crate::response::{self, Body};
 
 /// What went wrong, as the client may learn it.
 #[derive(Debug)]
-pub enum Rejection {
+pub(crate) enum Rejection {
     /// No valid session (401 JSON).
     Unauthenticated,
     /// Missing anti-forgery header or a disallowed origin (403 JSON).
@@ -61,7 +61,7 @@ pub enum Rejection {
 
 /// A rejection, the detail for the log, and cookies to set anyway (clearing ones).
 #[derive(Debug)]
-pub struct Failure {
+pub(crate) struct Failure {
     /// What the client learns.
     pub rejection: Rejection,
     /// What the log learns (never a secret).
@@ -74,7 +74,7 @@ pub struct Failure {
 
 impl Failure {
     /// A failure with a log detail and no cookies.
-    pub fn new(rejection: Rejection, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(rejection: Rejection, detail: impl Into<String>) -> Self {
         Self {
             rejection,
             detail: detail.into(),
@@ -85,20 +85,23 @@ impl Failure {
 
     /// Names the methods the resource does allow (sent as `Allow`).
     #[must_use]
-    pub fn with_allow(mut self, methods: &'static str) -> Self {
+    pub(crate) fn with_allow(mut self, methods: &'static str) -> Self {
         self.allow = Some(methods);
         self
     }
 
     /// Adds cookies to send with the error response.
     #[must_use]
-    pub fn with_cookies(mut self, cookies: impl IntoIterator<Item = Cookie<'static>>) -> Self {
+    pub(crate) fn with_cookies(
+        mut self,
+        cookies: impl IntoIterator<Item = Cookie<'static>>,
+    ) -> Self {
         self.cookies.extend(cookies);
         self
     }
 
     /// Logs and renders. `login_href` is where "start again" links point.
-    pub fn into_response(self, login_href: &str) -> Response<Body> {
+    pub(crate) fn into_response(self, login_href: &str) -> Response<Body> {
         use Rejection::*;
         let status = match &self.rejection {
             Unauthenticated | NotNavigation => StatusCode::UNAUTHORIZED,

@@ -18,7 +18,7 @@ use std::collections::{BinaryHeap, HashMap};
 
 /// Whether a key was in the set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Seen {
+pub(crate) enum Seen {
     /// First time: recorded now.
     Fresh,
     /// Recorded before and still live: a replay.
@@ -28,11 +28,11 @@ pub enum Seen {
 /// The set is full of live entries; nothing was recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("replay table full of live entries")]
-pub struct Full;
+pub(crate) struct Full;
 
 /// 32-byte keys, each live until its own time (inclusive), at most `capacity` of them.
 #[derive(Debug)]
-pub struct ExpiringSet {
+pub(crate) struct ExpiringSet {
     live: HashMap<[u8; 32], i64>,
     /// Every recorded `(until, key)`, soonest first. A removed key's entry stays until it is
     /// popped or the heap is rebuilt; `live` is the truth.
@@ -50,10 +50,10 @@ impl ExpiringSet {
     /// Default capacity: one entry per login flow (over 150 a second, sustained, with a
     /// 10-minute `login_timeout`) or per logout token (over 300 a second with a 5-minute
     /// `max_logout_token_age`).
-    pub const CAPACITY: usize = 100_000;
+    pub(crate) const CAPACITY: usize = 100_000;
 
     /// An empty set for at most `capacity` (at least 1) live entries.
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
         Self {
             live: HashMap::new(),
             expiry: BinaryHeap::new(),
@@ -62,17 +62,20 @@ impl ExpiringSet {
     }
 
     /// How many live entries it may hold.
-    pub fn capacity(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Entries held (expired ones go at the next insert).
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.live.len()
     }
 
     /// Whether it holds no entry.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.live.is_empty()
     }
 
@@ -81,7 +84,7 @@ impl ExpiringSet {
     ///
     /// # Errors
     /// [`Full`] when `key` is new and `capacity` entries are live; nothing was recorded.
-    pub fn insert(&mut self, key: [u8; 32], until: i64, now: i64) -> Result<Seen, Full> {
+    pub(crate) fn insert(&mut self, key: [u8; 32], until: i64, now: i64) -> Result<Seen, Full> {
         self.expire(now);
         if self.live.contains_key(&key) {
             return Ok(Seen::Replayed);
@@ -96,7 +99,7 @@ impl ExpiringSet {
 
     /// Forgets `key` before its time: what it guarded did not happen after all, and a retry
     /// must not be taken for a replay.
-    pub fn remove(&mut self, key: &[u8; 32]) {
+    pub(crate) fn remove(&mut self, key: &[u8; 32]) {
         self.live.remove(key);
         // Removed keys leave their heap entries behind; rebuild before they outnumber the live
         // ones, so the heap stays within twice the capacity whatever the callers do.

@@ -53,7 +53,7 @@
 //! records in memory only.
 //!
 //! ```
-//! use sealgate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
+//! use sealgate::internal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
 //!
 //! let codec = Codec::new(KeyRing::from_bytes(&[[7; 32]])?, 4);
 //! let name = CookieName::new("__Host-demo")?;
@@ -63,6 +63,9 @@
 //! assert_eq!(codec.open(Purpose::Session, &name, &set, 1_000)?.payload(), b"payload");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+
+// The public API is what this file re-exports; everything else is `pub(crate)` at most.
+#![warn(unreachable_pub)]
 
 mod app;
 mod clock;

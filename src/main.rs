@@ -1,6 +1,7 @@
 //! The `sealgate` command line: a thin shell over the library (parse, load, run, print one
 //! error line, exit non-zero).
 
+#[cfg(feature = "demo")]
 mod demo;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ enum Command {
         config: PathBuf,
     },
     /// Run a self-contained demo: sealgate, a development IdP and a demo API, on loopback.
+    #[cfg(feature = "demo")]
     Demo {
         /// Port for sealgate (the page to open); the IdP and API use the next two.
         #[arg(long, default_value_t = 8080)]
@@ -77,12 +79,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             sealgate::init_logs(&settings.log);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
-                let running =
-                    sealgate::start(settings, sealgate::Options::default()).await?;
+                let running = sealgate::start(settings, sealgate::Options::default()).await?;
                 running.until_signal().await;
                 Ok::<(), Box<dyn std::error::Error>>(())
             })
         }
+        #[cfg(feature = "demo")]
         Command::Demo { port } => {
             sealgate::init_logs(&sealgate::LogSettings::default());
             let runtime = tokio::runtime::Runtime::new()?;

@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 /// `route` (a configured prefix such as `/api`, a BFF endpoint such as `/bff/user`, `/healthz`,
 /// `static`, `unmatched`, …) and `class` (`2xx` … `5xx`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
+pub(crate) struct RequestLabels {
     /// Which handler served it.
     pub route: String,
     /// The status class.
@@ -29,11 +29,11 @@ pub struct RequestLabels {
 
 /// A status class label: `1xx` … `5xx`.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub struct StatusClass(u8);
+pub(crate) struct StatusClass(u8);
 
 impl StatusClass {
     /// The class of `status`.
-    pub fn of(status: http::StatusCode) -> Self {
+    pub(crate) fn of(status: http::StatusCode) -> Self {
         // Invariant: StatusCode is 100..=999, so the class is 1..=9.
         Self(u8::try_from(status.as_u16() / 100).unwrap_or(9))
     }
@@ -51,14 +51,14 @@ impl EncodeLabelValue for StatusClass {
 
 /// `route`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabel {
+pub(crate) struct RouteLabel {
     /// The route prefix.
     pub route: String,
 }
 
 /// `outcome` and `reason` (empty on success).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
+pub(crate) struct OutcomeLabels {
     /// `success`, `failure`, …
     pub outcome: &'static str,
     /// Why, from a fixed set of names.
@@ -67,7 +67,7 @@ pub struct OutcomeLabels {
 
 /// Every metric sealgate exports.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// `sealgate_requests_total{route, class}`.
     pub requests: Family<RequestLabels, Counter>,
@@ -175,7 +175,7 @@ impl Metrics {
     }
 
     /// Counts an outcome in `family`.
-    pub fn outcome(
+    pub(crate) fn outcome(
         family: &Family<OutcomeLabels, Counter>,
         outcome: &'static str,
         reason: &'static str,
@@ -186,7 +186,7 @@ impl Metrics {
     }
 
     /// Records a duration in seconds.
-    pub fn observe(histogram: &Histogram, d: Duration) {
+    pub(crate) fn observe(histogram: &Histogram, d: Duration) {
         histogram.observe(d.as_secs_f64());
     }
 
@@ -195,7 +195,7 @@ impl Metrics {
     ///
     /// Setting the gauges and encoding happen under one lock: the registry is per process, and
     /// two scrapes at once (two instances in one test process) must not see each other's values.
-    pub fn render(&self, denylist_entries: usize, denylist_overflows: u64) -> String {
+    pub(crate) fn render(&self, denylist_entries: usize, denylist_overflows: u64) -> String {
         let _scrape = self
             .scrape
             .lock()
@@ -214,6 +214,6 @@ impl Metrics {
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// The process's metrics.
-pub fn metrics() -> &'static Metrics {
+pub(crate) fn metrics() -> &'static Metrics {
     &METRICS
 }

@@ -12,7 +12,7 @@ pub struct TlsError(String);
 ///
 /// # Errors
 /// Only if rustls cannot build a configuration with its default protocol versions.
-pub fn tls_roots()
+pub(crate) fn tls_roots()
 -> Result<hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>, TlsError>
 {
     match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
@@ -32,7 +32,7 @@ pub fn tls_roots()
 }
 
 /// An error and its sources on one line, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

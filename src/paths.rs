@@ -3,7 +3,7 @@
 /// Whether `rest`, the part of a request path after a route's prefix (or a whole static path),
 /// is safe to append to an upstream path or resolve under a directory: no dot segments, no
 /// encoded or doubly encoded slash, backslash, dot or NUL, no empty segment, no control byte.
-pub fn safe_rest(rest: &str) -> bool {
+pub(crate) fn safe_rest(rest: &str) -> bool {
     let lower = rest.to_ascii_lowercase();
     // Control characters and spaces first: URL parsers silently drop tabs and newlines, which
     // would turn `\n..` into a dot segment (the http crate refuses them; this does not rely on it).

@@ -6,14 +6,14 @@ use http::{HeaderMap, HeaderValue};
 
 /// The client of a connection, as seen by the listener (made once per connection).
 #[derive(Debug)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// Its IP as an `X-Forwarded-For` value.
     forwarded_for: Option<HeaderValue>,
 }
 
 impl Peer {
     /// The client at `addr`.
-    pub fn new(addr: std::net::SocketAddr) -> Self {
+    pub(crate) fn new(addr: std::net::SocketAddr) -> Self {
         Self {
             forwarded_for: HeaderValue::from_str(&addr.ip().to_string()).ok(),
         }
@@ -22,7 +22,7 @@ impl Peer {
 
 /// What handlers know about a request beyond the request itself.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestContext<'a> {
+pub(crate) struct RequestContext<'a> {
     /// The connection's client.
     pub peer: &'a Peer,
     /// The request's correlation id, as a header value.
@@ -31,7 +31,7 @@ pub struct RequestContext<'a> {
 
 impl RequestContext<'_> {
     /// The client's IP as an `X-Forwarded-For` value.
-    pub fn forwarded_for(&self) -> Option<&HeaderValue> {
+    pub(crate) fn forwarded_for(&self) -> Option<&HeaderValue> {
         self.peer.forwarded_for.as_ref()
     }
 }
@@ -51,7 +51,7 @@ pub(crate) fn single_param(query: Option<&str>, name: &str) -> Result<Option<Str
 }
 
 /// The values of all `Cookie` headers that are valid text.
-pub fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+pub(crate) fn cookie_headers(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(COOKIE)
         .iter()

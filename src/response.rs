@@ -11,12 +11,12 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 
 /// Errors a streamed body can raise.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response sealgate sends.
-pub type Body = BoxBody<Bytes, BoxError>;
+pub(crate) type Body = BoxBody<Bytes, BoxError>;
 
 /// A body from bytes.
-pub fn full(data: impl Into<Bytes>) -> Body {
+pub(crate) fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into())
         .map_err(|never| match never {})
         .boxed()
@@ -34,17 +34,17 @@ fn base(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
 }
 
 /// `application/json`, `Cache-Control: no-store`.
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     base(status, "application/json", value.to_string())
 }
 
 /// An empty body with the usual headers (`Cache-Control: no-store` included).
-pub fn empty(status: StatusCode) -> Response<Body> {
+pub(crate) fn empty(status: StatusCode) -> Response<Body> {
     base(status, "text/plain; charset=utf-8", Bytes::new())
 }
 
 /// An RFC 9457 problem: a short generic title, never a detail that could carry a secret.
-pub fn problem(status: StatusCode, title: &str) -> Response<Body> {
+pub(crate) fn problem(status: StatusCode, title: &str) -> Response<Body> {
     let body =
         serde_json::json!({ "type": "about:blank", "title": title, "status": status.as_u16() });
     base(status, "application/problem+json", body.to_string())
@@ -52,7 +52,7 @@ pub fn problem(status: StatusCode, title: &str) -> Response<Body> {
 
 /// A minimal HTML page for navigations; `title` and `message` are escaped; `link` is an
 /// optional (href, text) pair, href already validated by the caller.
-pub fn page(
+pub(crate) fn page(
     status: StatusCode,
     title: &str,
     message: &str,
@@ -81,7 +81,7 @@ pub fn page(
 }
 
 /// A 302 to `location` (which the caller has validated or built).
-pub fn redirect(location: &str) -> Response<Body> {
+pub(crate) fn redirect(location: &str) -> Response<Body> {
     let mut r = base(StatusCode::FOUND, "text/plain; charset=utf-8", Bytes::new());
     if let Ok(v) = HeaderValue::from_str(location) {
         r.headers_mut().insert(LOCATION, v);
@@ -93,7 +93,7 @@ pub fn redirect(location: &str) -> Response<Body> {
 }
 
 /// Appends `Set-Cookie` headers.
-pub fn with_cookies<'a>(
+pub(crate) fn with_cookies<'a>(
     mut r: Response<Body>,
     cookies: impl IntoIterator<Item = &'a cookie::Cookie<'static>>,
 ) -> Response<Body> {
@@ -106,7 +106,7 @@ pub fn with_cookies<'a>(
 }
 
 /// HTML-escapes text for element content and quoted attributes.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

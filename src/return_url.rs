@@ -9,16 +9,16 @@
 use url::Url;
 
 /// Longest return URL accepted.
-pub const MAX_LEN: usize = 2048;
+pub(crate) const MAX_LEN: usize = 2048;
 const PLACEHOLDER: &str = "https://return-url.invalid";
 
 /// A validated local return path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReturnUrl(String);
+pub(crate) struct ReturnUrl(String);
 
 /// Why a return URL was refused (for the log; the browser gets a generic 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum ReturnUrlError {
+pub(crate) enum ReturnUrlError {
     /// Empty or longer than [`MAX_LEN`].
     #[error("return URL empty or too long")]
     Length,
@@ -38,7 +38,7 @@ pub enum ReturnUrlError {
 
 impl ReturnUrl {
     /// The root path `/`.
-    pub fn root() -> Self {
+    pub(crate) fn root() -> Self {
         Self("/".into())
     }
 
@@ -46,7 +46,7 @@ impl ReturnUrl {
     ///
     /// # Errors
     /// A [`ReturnUrlError`] naming the rule broken.
-    pub fn parse(raw: &str) -> Result<Self, ReturnUrlError> {
+    pub(crate) fn parse(raw: &str) -> Result<Self, ReturnUrlError> {
         check_text(raw)?;
         let base = Url::parse(PLACEHOLDER).map_err(|_| ReturnUrlError::Escapes)?;
         let url = base.join(raw).map_err(|_| ReturnUrlError::Escapes)?;
@@ -72,13 +72,13 @@ impl ReturnUrl {
     ///
     /// # Errors
     /// As [`ReturnUrl::parse`].
-    pub fn parse_or_root(raw: Option<&str>) -> Result<Self, ReturnUrlError> {
+    pub(crate) fn parse_or_root(raw: Option<&str>) -> Result<Self, ReturnUrlError> {
         raw.map_or_else(|| Ok(Self::root()), Self::parse)
     }
 
     /// Whether the path is `prefix` or below it (the BFF's own endpoints are never a return
     /// target: `/bff/login` would chain logins, `/bff/logout` would undo one).
-    pub fn is_under(&self, prefix: &str) -> bool {
+    pub(crate) fn is_under(&self, prefix: &str) -> bool {
         let path = self.0.split(['?', '#']).next().unwrap_or("");
         let path = path.to_ascii_lowercase();
         let prefix = prefix.to_ascii_lowercase();
@@ -86,7 +86,7 @@ impl ReturnUrl {
     }
 
     /// The path to put in `Location`.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

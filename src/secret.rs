@@ -10,26 +10,26 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Secret bytes (a decoded token segment, a key, a session plaintext).
 #[derive(Clone, Default, Zeroize, ZeroizeOnDrop)]
-pub struct SecretBytes(Vec<u8>);
+pub(crate) struct SecretBytes(Vec<u8>);
 
 impl SecretBytes {
     /// Takes ownership of `bytes`; they are wiped when the value is dropped.
-    pub fn new(bytes: Vec<u8>) -> Self {
+    pub(crate) fn new(bytes: Vec<u8>) -> Self {
         Self(bytes)
     }
 
     /// Copies `bytes` into a new secret.
-    pub fn from_slice(bytes: &[u8]) -> Self {
+    pub(crate) fn from_slice(bytes: &[u8]) -> Self {
         Self(bytes.to_vec())
     }
 
     /// The secret bytes. Callers must not log or return them to a browser.
-    pub fn expose(&self) -> &[u8] {
+    pub(crate) fn expose(&self) -> &[u8] {
         &self.0
     }
 
     /// Number of bytes.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
 }
@@ -85,7 +85,7 @@ impl fmt::Debug for SecretString {
 /// # Errors
 /// When the OS refuses to provide randomness (never on a healthy Linux system); callers turn
 /// this into a 500, since nothing secure can be done without it.
-pub fn fill_random(buf: &mut [u8]) -> Result<(), RandomError> {
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<(), RandomError> {
     getrandom::fill(buf).map_err(|e| RandomError(e.to_string()))
 }
 

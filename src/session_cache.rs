@@ -40,7 +40,7 @@ use crate::session::Session;
 const SHARDS: usize = 16;
 
 /// A session as opened from one cookie, without what depends on the time.
-pub struct Opened {
+pub(crate) struct Opened {
     /// The decoded session, before any renewal.
     pub session: Arc<Session>,
     /// The sealed expiry of the cookie (Unix seconds): a hit at or after it is a miss.
@@ -61,7 +61,7 @@ impl fmt::Debug for Opened {
 }
 
 /// The `Authorization` value for `session`, marked sensitive (never logged by hyper).
-pub fn bearer(session: &Session) -> Option<HeaderValue> {
+pub(crate) fn bearer(session: &Session) -> Option<HeaderValue> {
     let token = session.access_token.expose();
     let mut value = zeroize::Zeroizing::new(Vec::with_capacity(7 + token.expose().len()));
     value.extend_from_slice(b"Bearer ");
@@ -74,7 +74,7 @@ pub fn bearer(session: &Session) -> Option<HeaderValue> {
 type Shard = HashMap<[u8; 32], Arc<Opened>, foldhash::fast::RandomState>;
 
 /// The cache of opened sessions.
-pub struct SessionCache {
+pub(crate) struct SessionCache {
     key: [u8; 32],
     per_shard: usize,
     shards: Box<[Mutex<Shard>]>,
@@ -94,7 +94,7 @@ impl SessionCache {
     ///
     /// # Errors
     /// When the OS CSPRNG fails.
-    pub fn new(capacity: usize) -> Result<Self, RandomError> {
+    pub(crate) fn new(capacity: usize) -> Result<Self, RandomError> {
         let mut key = [0u8; 32];
         fill_random(&mut key)?;
         let per_shard = capacity.div_ceil(SHARDS);
@@ -112,7 +112,7 @@ impl SessionCache {
     /// value declares; stale or extra chunks are left out, so they cannot make one session
     /// into many entries); `None` when the cache is off or the set cannot open as it is (a
     /// duplicate chunk index, a missing chunk, no readable header).
-    pub fn digest(&self, set: &ChunkSet<'_>) -> Option<[u8; 32]> {
+    pub(crate) fn digest(&self, set: &ChunkSet<'_>) -> Option<[u8; 32]> {
         if self.shards.is_empty() || set.has_duplicate() {
             return None;
         }
@@ -134,7 +134,7 @@ impl SessionCache {
     }
 
     /// The session opened from the same bytes, if its cookie has not expired at `now`.
-    pub fn get(&self, digest: &[u8; 32], now: i64) -> Option<Arc<Opened>> {
+    pub(crate) fn get(&self, digest: &[u8; 32], now: i64) -> Option<Arc<Opened>> {
         let shard = self.shard(digest)?;
         let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
         let hit = map.get(digest)?;
@@ -146,7 +146,7 @@ impl SessionCache {
     }
 
     /// Remembers `opened` under `digest`, making room when the shard is full.
-    pub fn insert(&self, digest: [u8; 32], opened: Arc<Opened>) {
+    pub(crate) fn insert(&self, digest: [u8; 32], opened: Arc<Opened>) {
         let Some(shard) = self.shard(&digest) else {
             return;
         };
@@ -164,7 +164,7 @@ impl SessionCache {
 
     /// Forgets the session under `digest` (refused: revoked or expired), so its tokens leave
     /// memory now rather than at eviction.
-    pub fn remove(&self, digest: &[u8; 32]) {
+    pub(crate) fn remove(&self, digest: &[u8; 32]) {
         if let Some(shard) = self.shard(digest) {
             shard
                 .lock()
@@ -174,7 +174,7 @@ impl SessionCache {
     }
 
     /// Sessions held.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
@@ -182,7 +182,8 @@ impl SessionCache {
     }
 
     /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }

@@ -47,13 +47,13 @@ fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
 
 /// A request's correlation id.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub(crate) struct RequestId(pub String);
 
 impl RequestId {
     /// The id for a request with `headers`: a well-formed `X-Request-Id` (1–128 characters of
     /// `[A-Za-z0-9._:-]`), else the trace id of a valid `traceparent`, else 16 random bytes in
     /// hex.
-    pub fn for_request(headers: &http::HeaderMap) -> Self {
+    pub(crate) fn for_request(headers: &http::HeaderMap) -> Self {
         let given = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())

@@ -43,7 +43,7 @@ pub enum TlsError {
 
 /// The current certificate, swappable.
 #[derive(Debug)]
-pub struct Certificate {
+pub(crate) struct Certificate {
     settings: TlsSettings,
     current: RwLock<Arc<CertifiedKey>>,
 }
@@ -82,7 +82,7 @@ impl Certificate {
     ///
     /// # Errors
     /// A [`TlsError`] naming the file and the problem.
-    pub fn load(settings: &TlsSettings) -> Result<Arc<Self>, TlsError> {
+    pub(crate) fn load(settings: &TlsSettings) -> Result<Arc<Self>, TlsError> {
         Ok(Arc::new(Self {
             current: RwLock::new(load(settings)?),
             settings: settings.clone(),
@@ -93,7 +93,7 @@ impl Certificate {
     ///
     /// # Errors
     /// A [`TlsError`]; the current pair stays.
-    pub fn reload(&self) -> Result<(), TlsError> {
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
         let fresh = load(&self.settings)?;
         if let Ok(mut current) = self.current.write() {
             *current = fresh;
@@ -105,7 +105,7 @@ impl Certificate {
     ///
     /// # Errors
     /// When rustls cannot build it.
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    pub(crate) fn server_config(self: &Arc<Self>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

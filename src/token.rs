@@ -15,7 +15,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::secret::{SecretBytes, SecretString};
 
 /// Most segments a dotted token may have to be stored decoded (JWE compact has 5).
-pub const MAX_SEGMENTS: usize = 5;
+pub(crate) const MAX_SEGMENTS: usize = 5;
 
 /// An access, refresh or ID token. `Debug` redacts; read it with [`Token::expose`].
 #[derive(Clone, PartialEq, Eq)]

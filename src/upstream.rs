@@ -24,7 +24,7 @@ type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
 
 /// Which client serves a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// HTTP/1.1 over plain TCP; over TLS, h2 when the upstream offers it by ALPN.
     Default,
     /// HTTP/2 only (`http2 = true` routes): h2c with prior knowledge, or h2 over TLS.
@@ -95,7 +95,7 @@ impl Clients {
 ///
 /// # Errors
 /// When no TLS client configuration can be built.
-pub fn check() -> Result<(), TlsError> {
+pub(crate) fn check() -> Result<(), TlsError> {
     Clients::new().map(drop)
 }
 
@@ -104,7 +104,10 @@ pub fn check() -> Result<(), TlsError> {
 ///
 /// # Errors
 /// When this thread's clients cannot be built (see [`check`]).
-pub fn request(protocol: Protocol, req: http::Request<Body>) -> Result<ResponseFuture, TlsError> {
+pub(crate) fn request(
+    protocol: Protocol,
+    req: http::Request<Body>,
+) -> Result<ResponseFuture, TlsError> {
     CLIENTS.with(|cell| {
         let clients = match cell.get() {
             Some(c) => c,
@@ -119,7 +122,7 @@ pub fn request(protocol: Protocol, req: http::Request<Body>) -> Result<ResponseF
 
 /// `X-Forwarded-Proto` and `X-Forwarded-Host` of the public URL, built once at start.
 #[derive(Debug, Clone, Default)]
-pub struct Forwarded {
+pub(crate) struct Forwarded {
     /// The public URL's scheme.
     pub proto: Option<HeaderValue>,
     /// The public URL's host and, when not the default, port.
@@ -128,7 +131,7 @@ pub struct Forwarded {
 
 impl Forwarded {
     /// The headers for `public_url`.
-    pub fn new(public_url: &url::Url) -> Self {
+    pub(crate) fn new(public_url: &url::Url) -> Self {
         Self {
             proto: HeaderValue::from_str(public_url.scheme()).ok(),
             host: public_url.host_str().and_then(|host| {

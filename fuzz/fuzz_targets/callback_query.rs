@@ -1,4 +1,4 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sealgate::fuzzing::callback_query(data);
+    sealgate::internal::callback_query(data);
 });

@@ -1,4 +1,4 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sealgate::fuzzing::decode_session(data);
+    sealgate::internal::decode_session(data);
 });

@@ -1,4 +1,4 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sealgate::fuzzing::journal_replay(data);
+    sealgate::internal::journal_replay(data);
 });

@@ -1,4 +1,4 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sealgate::fuzzing::logout_token(data);
+    sealgate::internal::logout_token(data);
 });

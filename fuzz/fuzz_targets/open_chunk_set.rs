@@ -1,4 +1,4 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sealgate::fuzzing::open_chunk_set(data);
+    sealgate::internal::open_chunk_set(data);
 });

@@ -1,4 +1,4 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sealgate::fuzzing::open_cookie_header(data);
+    sealgate::internal::open_cookie_header(data);
 });

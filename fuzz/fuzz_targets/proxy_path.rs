@@ -1,4 +1,4 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    sealgate::fuzzing::proxy_path(data);
+    sealgate::internal::proxy_path(data);
 });

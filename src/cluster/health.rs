@@ -21,17 +21,17 @@ const WAIT_POLL: Duration = Duration::from_millis(20);
 
 impl Cluster {
     /// Whether the store is reachable and synchronised.
-    pub fn healthy(&self) -> bool {
+    pub(crate) fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
     }
 
     /// Whether authenticated requests must be refused now (store unavailable, policy refuse).
-    pub fn refuses(&self) -> bool {
+    pub(crate) fn refuses(&self) -> bool {
         self.policy == StorePolicy::Refuse && !self.healthy()
     }
 
     /// Waits until the store is healthy, up to `timeout` (start-up and tests).
-    pub async fn wait_healthy(&self, timeout: Duration) -> bool {
+    pub(crate) async fn wait_healthy(&self, timeout: Duration) -> bool {
         let start = tokio::time::Instant::now();
         while !self.healthy() {
             if start.elapsed() >= timeout {

@@ -46,7 +46,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The Redis side of a sealgate cluster.
-pub struct Cluster {
+pub(crate) struct Cluster {
     client: redis::Client,
     prefix: String,
     policy: StorePolicy,
@@ -80,7 +80,7 @@ impl Cluster {
     ///
     /// # Errors
     /// When the URL cannot be used.
-    pub fn start(
+    pub(crate) fn start(
         settings: &ClusterSettings,
         denylist: Arc<Denylist>,
         clock: Clock,

@@ -53,7 +53,7 @@ impl Cluster {
     /// Runs `refresh` once across the cluster for the refresh token whose SHA-256 is `hash`:
     /// the winner of the lock calls it and shares the sealed result; the others wait for it.
     /// `None` when Redis is unreachable (the caller refreshes on its own).
-    pub async fn refresh_once<F, Fut>(
+    pub(crate) async fn refresh_once<F, Fut>(
         &self,
         hash: &[u8; 32],
         refresh: F,

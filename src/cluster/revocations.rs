@@ -31,7 +31,7 @@ impl Cluster {
 
     /// Shares a revocation already recorded locally. Never fails: if Redis cannot take it now,
     /// it waits in the outbox for the next reconnect.
-    pub async fn publish(&self, r: &Revocation) {
+    pub(crate) async fn publish(&self, r: &Revocation) {
         if let Err(e) = self.write(r).await {
             tracing::warn!(error = %e, "revocation kept for Redis: not reachable now");
             self.keep([r.clone()]);

@@ -61,7 +61,7 @@ pub fn check_file(path: &Path) -> io::Result<Report> {
 }
 
 /// Checks `text` (read from `file`) with secrets looked up in `env`.
-pub fn check_text(
+pub(crate) fn check_text(
     file: &Path,
     text: &str,
     env: &dyn SecretSource,

@@ -18,7 +18,7 @@ pub trait SecretSource {
 
 /// Reads secrets from the real process environment.
 #[derive(Debug, Clone, Copy)]
-pub struct ProcessEnv;
+pub(crate) struct ProcessEnv;
 
 impl SecretSource for ProcessEnv {
     fn env(&self, name: &str) -> Option<String> {
@@ -33,7 +33,7 @@ impl<F: Fn(&str) -> Option<String>> SecretSource for F {
 }
 
 /// Environment variables starting with this override configuration keys.
-pub const ENV_PREFIX: &str = "SEALGATE__";
+pub(crate) const ENV_PREFIX: &str = "SEALGATE__";
 
 /// The environment overrides of one run, sorted by name (the order they apply in).
 ///

@@ -28,7 +28,7 @@ use crate::seal::{CookieName, KeyRing};
 use crate::secret::SecretString;
 
 mod bff;
-pub mod check;
+pub(crate) mod check;
 mod document;
 mod env;
 mod oidc;
@@ -40,8 +40,10 @@ mod session;
 mod static_files;
 mod values;
 
-pub use env::{ENV_PREFIX, ProcessEnv, SecretSource};
-pub use problem::{ConfigError, Place, Problem};
+pub use env::SecretSource;
+pub(crate) use env::{ENV_PREFIX, ProcessEnv};
+pub use problem::ConfigError;
+pub(crate) use problem::{Place, Problem};
 
 use env::Overrides;
 use problem::{Cx, Locator};
@@ -348,21 +350,21 @@ pub struct StaticSettings {
 /// The Content-Security-Policy sent with the SPA's HTML unless `static.csp` replaces it: only
 /// same-origin scripts, styles, fonts and connections, no plugins, no `<base>` hijacking, forms
 /// only to this origin, never framed.
-pub const DEFAULT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+pub(crate) const DEFAULT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
     base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
 
 /// Algorithms sealgate accepts for ID tokens: asymmetric only, so a token can never be forged
 /// by using a public key (or the client secret) as an HMAC key.
-pub const ASYMMETRIC_ALGS: &[&str] = &[
+pub(crate) const ASYMMETRIC_ALGS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 
 /// Largest `oidc.max_logout_token_age`.
-pub const MAX_LOGOUT_TOKEN_AGE: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_LOGOUT_TOKEN_AGE: Duration = Duration::from_secs(3600);
 
 /// Longest `session.cookie_name`: login cookie names derived from it must stay valid.
-pub const MAX_COOKIE_NAME_LEN: usize = 64;
+pub(crate) const MAX_COOKIE_NAME_LEN: usize = 64;
 
 impl Settings {
     /// Reads and validates the file at `path`, resolving secrets from the process environment.

@@ -24,7 +24,7 @@ use crate::outbound::error_chain;
 
 /// Provider metadata fields openidconnect's core set lacks.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct ExtraMetadata {
+pub(crate) struct ExtraMetadata {
     /// RFC 9207: the IdP sends `iss` in authorization responses.
     #[serde(default)]
     pub authorization_response_iss_parameter_supported: bool,
@@ -37,7 +37,7 @@ pub struct ExtraMetadata {
 impl AdditionalProviderMetadata for ExtraMetadata {}
 
 /// Discovery document with the extra fields.
-pub type Metadata = ProviderMetadata<
+pub(super) type Metadata = ProviderMetadata<
     ExtraMetadata,
     CoreAuthDisplay,
     CoreClientAuthMethod,
@@ -134,7 +134,7 @@ impl Provider {
     /// # Errors
     /// When the IdP is unreachable, its issuer differs from the configured one, or an endpoint
     /// is unusable.
-    pub async fn discover(
+    pub(crate) async fn discover(
         settings: &OidcSettings,
         redirect_uri: &str,
     ) -> Result<Self, DiscoveryError> {

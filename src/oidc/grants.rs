@@ -19,7 +19,7 @@ use crate::token::Token;
 /// Why a login could not be completed with the IdP. Logged in full; the browser sees a
 /// generic page.
 #[derive(Debug, thiserror::Error)]
-pub enum LoginError {
+pub(crate) enum LoginError {
     /// The token endpoint answered with an OAuth error (`invalid_grant`, …).
     #[error("token endpoint error: {0}")]
     TokenEndpoint(String),
@@ -42,7 +42,7 @@ pub enum LoginError {
 
 /// What a successful code exchange yields.
 #[derive(Debug)]
-pub struct LoginTokens {
+pub(crate) struct LoginTokens {
     /// The access token.
     pub access_token: Token,
     /// Its expiry (unix seconds), when the IdP said.
@@ -59,7 +59,7 @@ pub struct LoginTokens {
 
 /// The outcome of a refresh.
 #[derive(Debug, Clone)]
-pub struct Refreshed {
+pub(crate) struct Refreshed {
     /// The new access token.
     pub access_token: Token,
     /// Its expiry.
@@ -72,7 +72,7 @@ pub struct Refreshed {
 
 /// A refresh that failed.
 #[derive(Debug, Clone, thiserror::Error)]
-pub enum RefreshError {
+pub(crate) enum RefreshError {
     /// `invalid_grant`: the refresh token is no longer valid; the session is over.
     #[error("refresh token rejected (invalid_grant)")]
     InvalidGrant,
@@ -83,7 +83,7 @@ pub enum RefreshError {
 
 impl Provider {
     /// The authorization request URL for one login flow.
-    pub fn authorization_url(
+    pub(crate) fn authorization_url(
         &self,
         state: &SecretString,
         nonce: &SecretString,
@@ -113,7 +113,7 @@ impl Provider {
     ///
     /// # Errors
     /// A [`LoginError`] saying which step failed; nothing from a failed response is kept.
-    pub async fn exchange_code(
+    pub(crate) async fn exchange_code(
         &self,
         code: &str,
         verifier: &SecretString,
@@ -171,7 +171,7 @@ impl Provider {
     /// # Errors
     /// [`RefreshError::InvalidGrant`] when the IdP refuses the grant (the session is over);
     /// [`RefreshError::Failed`] for anything else.
-    pub async fn refresh(
+    pub(crate) async fn refresh(
         &self,
         refresh: &SecretString,
         previous_id_token: Option<&Token>,
@@ -259,7 +259,7 @@ impl Provider {
     ///
     /// # Errors
     /// A description of the failure, for the log.
-    pub async fn revoke_refresh_token(&self, token: &SecretString) -> Result<(), String> {
+    pub(crate) async fn revoke_refresh_token(&self, token: &SecretString) -> Result<(), String> {
         use base64::Engine as _;
         let Some(url) = &self.metadata_extra.revocation_endpoint else {
             return Ok(());

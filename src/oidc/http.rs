@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
 
 /// Largest IdP response body read (discovery documents and JWKS are a few KB).
-pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// An outbound request failed.
 #[derive(Debug, thiserror::Error)]

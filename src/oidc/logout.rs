@@ -11,7 +11,7 @@ use crate::secret::SecretString;
 
 impl Provider {
     /// The RP-initiated logout URL, if the IdP has an end-session endpoint.
-    pub fn end_session_url(
+    pub(crate) fn end_session_url(
         &self,
         id_token_hint: Option<&SecretString>,
         state: &str,
@@ -39,7 +39,7 @@ impl Provider {
     ///
     /// # Errors
     /// The rule the token breaks (no token material).
-    pub async fn validate_logout_token(
+    pub(crate) async fn validate_logout_token(
         &self,
         token: &str,
         now: i64,

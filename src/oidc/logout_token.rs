@@ -43,20 +43,21 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use crate::expiring::Seen;
+pub(crate) use crate::expiring::Seen;
 
 /// The `events` member that makes a JWT a back-channel logout token.
-pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+pub(crate) const BACKCHANNEL_LOGOUT_EVENT: &str =
+    "http://schemas.openid.net/event/backchannel-logout";
 
 /// Longest logout token accepted (bytes); the endpoint's body limit is the same.
-pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
 /// Longest `jti`, `sid` or `sub` accepted (bytes): what the denylist accepts.
-pub const MAX_CLAIM_TEXT: usize = crate::revocation::MAX_TEXT;
+pub(crate) const MAX_CLAIM_TEXT: usize = crate::revocation::MAX_TEXT;
 
 /// What a logout token must match.
 #[derive(Debug, Clone, Copy)]
-pub struct Expectations<'a> {
+pub(crate) struct Expectations<'a> {
     /// The issuer, compared exactly.
     pub issuer: &'a str,
     /// The client id, which `aud` must name.
@@ -75,7 +76,7 @@ pub struct Expectations<'a> {
 
 /// The verified claims of a logout token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogoutClaims {
+pub(crate) struct LogoutClaims {
     /// The issuer (equal to [`Expectations::issuer`]).
     pub iss: String,
     /// The IdP session to end, if named.
@@ -95,7 +96,7 @@ pub struct LogoutClaims {
 
 /// Why a logout token was refused. Never carries token material.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum LogoutTokenError {
+pub(crate) enum LogoutTokenError {
     /// Too long, not three base64url segments, or a header that is not a JSON object.
     #[error("not a compact JWS")]
     Malformed,
@@ -161,7 +162,7 @@ pub enum LogoutTokenError {
 /// # Errors
 /// The first rule the token breaks. [`LogoutTokenError::UnknownKey`] only comes after every
 /// check that needs no key has passed.
-pub fn validate(
+pub(crate) fn validate(
     token: &str,
     keys: &CoreJsonWebKeySet,
     expect: &Expectations<'_>,
@@ -481,7 +482,7 @@ fn curve_params(key: &CoreJsonWebKey) -> Option<CurveParams> {
 /// [`LogoutClaims::acceptable_until`], so a replay within that window changes nothing. Only
 /// tokens that passed signature validation get there, so only the IdP can fill it; when it is
 /// full a new token is refused (503, the IdP retries) rather than an entry forgotten early.
-pub fn replay_key(iss: &str, jti: &str) -> [u8; 32] {
+pub(crate) fn replay_key(iss: &str, jti: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(iss.as_bytes());
     h.update([0]);

@@ -20,10 +20,10 @@
 
 mod discovery;
 mod grants;
-pub mod http;
+pub(crate) mod http;
 mod id_token;
 mod logout;
-pub mod logout_token;
+pub(crate) mod logout_token;
 
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
@@ -32,8 +32,8 @@ use openidconnect::core::{CoreClient, CoreJsonWebKeySet, CoreJwsSigningAlgorithm
 use openidconnect::{EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl};
 use url::Url;
 
-pub use self::discovery::{DiscoveryError, ExtraMetadata};
-pub use self::grants::{LoginError, LoginTokens, RefreshError, Refreshed};
+pub(crate) use self::discovery::{DiscoveryError, ExtraMetadata};
+pub(crate) use self::grants::{LoginError, LoginTokens, RefreshError, Refreshed};
 use self::http::IdpHttpClient;
 use crate::config::OidcSettings;
 
@@ -47,7 +47,7 @@ type Client = CoreClient<
 >;
 
 /// The configured OpenID Provider after discovery.
-pub struct Provider {
+pub(crate) struct Provider {
     settings: OidcSettings,
     issuer_url: IssuerUrl,
     http: IdpHttpClient,
@@ -72,18 +72,18 @@ impl std::fmt::Debug for Provider {
 
 impl Provider {
     /// The issuer identifier.
-    pub fn issuer(&self) -> &str {
+    pub(crate) fn issuer(&self) -> &str {
         &self.settings.issuer
     }
 
     /// Whether the IdP promises an `iss` parameter in authorization responses (RFC 9207).
-    pub fn sends_iss_parameter(&self) -> bool {
+    pub(crate) fn sends_iss_parameter(&self) -> bool {
         self.metadata_extra
             .authorization_response_iss_parameter_supported
     }
 
     /// Whether the IdP has an RFC 7009 revocation endpoint.
-    pub fn can_revoke(&self) -> bool {
+    pub(crate) fn can_revoke(&self) -> bool {
         self.metadata_extra.revocation_endpoint.is_some()
     }
 }

@@ -21,13 +21,13 @@ use crate::session::Session;
 
 /// A request that passed the anti-forgery and method checks, with its session as read.
 #[derive(Debug)]
-pub struct Checked {
+pub(super) struct Checked {
     state: SessionState,
 }
 
 /// What the proxy may send upstream for this request.
 #[derive(Debug, Default)]
-pub struct Decision {
+pub(super) struct Decision {
     /// `Authorization: Bearer …` to attach; none for anonymous requests and `token = "none"`.
     pub bearer: Option<HeaderValue>,
     /// Cookies that re-seal a renewed or refreshed session, set on the response.
@@ -44,7 +44,7 @@ pub struct Decision {
 ///
 /// # Errors
 /// 403 for a forged request, 405 for a method the route does not allow.
-pub fn check(
+pub(super) fn check(
     app: &App,
     route: &RouteSettings,
     headers: &HeaderMap,
@@ -83,7 +83,7 @@ impl Checked {
     /// # Errors
     /// 401 when the route needs a session and there is none (or the IdP ended it on refresh),
     /// 502 when a refresh failed, 503 when the cluster store cannot vouch for the session.
-    pub async fn decide(
+    pub(super) async fn decide(
         self,
         app: &App,
         route: &RouteSettings,

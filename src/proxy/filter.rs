@@ -16,7 +16,7 @@ use crate::response::{self, Body};
 
 /// Filters `response` for the browser. `switching`: a WebSocket handshake the upstream
 /// accepted, whose upgrade headers are restored after the hop-by-hop removal.
-pub fn response(
+pub(super) fn response(
     cookie_base: &str,
     route: &RouteSettings,
     response: Response<Incoming>,

@@ -22,7 +22,7 @@ use crate::upstream::{self, Protocol};
 
 /// The upstream's answer, and for a WebSocket upgrade the browser's side of it.
 #[derive(Debug)]
-pub struct Sent {
+pub(super) struct Sent {
     /// The upstream's response head and streaming body.
     pub response: Response<Incoming>,
     /// The browser's connection once upgraded, and the tunnel slot it holds.
@@ -34,7 +34,7 @@ pub struct Sent {
 /// # Errors
 /// 400 for a target that is not a valid URI, 503 when no WebSocket tunnel slot is free, 502
 /// when the upstream cannot be reached, 504 when it does not answer within the route's timeout.
-pub async fn send(
+pub(super) async fn send(
     app: &App,
     route: &RouteSettings,
     mut req: Request<Incoming>,

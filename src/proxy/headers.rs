@@ -17,7 +17,7 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 /// Removes the hop-by-hop headers, including every header the `Connection` header lists.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
@@ -35,7 +35,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Whether `name` is one of sealgate's cookies for the session cookie base name `base`: the
 /// session chunks, a login flow's cookie, or the double-submit token.
-pub fn is_sealgate_cookie(base: &str, name: &str) -> bool {
+pub(super) fn is_sealgate_cookie(base: &str, name: &str) -> bool {
     name.strip_prefix(base).is_some_and(|rest| {
         rest.is_empty() || rest.starts_with('.') || rest.starts_with("-login-") || rest == "-csrf"
     })

@@ -22,7 +22,7 @@ mod authorize;
 mod filter;
 mod forward;
 mod headers;
-pub mod route;
+pub(crate) mod route;
 mod websocket;
 
 use http::{Request, Response, StatusCode};
@@ -34,14 +34,14 @@ use crate::error::{Failure, Rejection};
 use crate::request::RequestContext;
 use crate::response::Body;
 
-pub use route::match_route;
+pub(crate) use route::match_route;
 
 /// Proxies one request on `route`.
 ///
 /// # Errors
 /// A [`Failure`] for every refusal (see [`authorize`] and [`forward`]); nothing has been sent
 /// upstream unless the upstream itself failed.
-pub async fn handle(
+pub(crate) async fn handle(
     app: &App,
     route: &RouteSettings,
     req: Request<Incoming>,

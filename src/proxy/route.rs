@@ -4,7 +4,10 @@ use crate::config::RouteSettings;
 use crate::paths::safe_rest;
 
 /// The route serving `path`: the longest prefix that matches at a segment boundary.
-pub fn match_route<'a>(routes: &'a [RouteSettings], path: &str) -> Option<&'a RouteSettings> {
+pub(crate) fn match_route<'a>(
+    routes: &'a [RouteSettings],
+    path: &str,
+) -> Option<&'a RouteSettings> {
     routes.iter().find(|r| {
         r.prefix.is_empty()
             || path == r.prefix
@@ -16,7 +19,7 @@ pub fn match_route<'a>(routes: &'a [RouteSettings], path: &str) -> Option<&'a Ro
 
 /// The upstream URL (without query) for request `path` on `route`, or `None` when the path is
 /// unsafe.
-pub fn upstream_url(route: &RouteSettings, path: &str) -> Option<url::Url> {
+pub(crate) fn upstream_url(route: &RouteSettings, path: &str) -> Option<url::Url> {
     let rest = path.get(route.prefix.len()..)?;
     if !safe_rest(rest) {
         return None;

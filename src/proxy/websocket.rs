@@ -19,7 +19,7 @@ use crate::session::Session;
 
 /// Whether `req` asks for a WebSocket upgrade (HTTP/1.1 `Upgrade: websocket` with
 /// `Connection: upgrade`; RFC 6455 §4.1).
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+pub(super) fn is_upgrade<B>(req: &Request<B>) -> bool {
     let has_token = |name: HeaderName, token: &str| {
         req.headers()
             .get_all(name)
@@ -39,7 +39,7 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 ///
 /// # Errors
 /// 503 when `server.max_connections` tunnels are open.
-pub fn take_slot(app: &App) -> Result<OwnedSemaphorePermit, Failure> {
+pub(super) fn take_slot(app: &App) -> Result<OwnedSemaphorePermit, Failure> {
     app.tunnels.clone().try_acquire_owned().map_err(|_| {
         Failure::new(
             Rejection::Overloaded,
@@ -49,7 +49,7 @@ pub fn take_slot(app: &App) -> Result<OwnedSemaphorePermit, Failure> {
 }
 
 /// The upgrade headers of a WebSocket handshake (hop-by-hop, so re-added after stripping).
-pub fn set_upgrade_headers(headers: &mut HeaderMap) {
+pub(super) fn set_upgrade_headers(headers: &mut HeaderMap) {
     headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
 }
@@ -60,7 +60,7 @@ const TUNNEL_CHECK: Duration = Duration::from_secs(2);
 /// Copies bytes both ways between the browser's and the upstream's upgraded connections, in
 /// the background. A tunnel opened with a session is closed once that session is revoked or
 /// reaches its absolute expiry: logout ends WebSockets too.
-pub fn spawn_tunnel(
+pub(super) fn spawn_tunnel(
     app: &App,
     route: &RouteSettings,
     client: hyper::upgrade::OnUpgrade,

@@ -24,7 +24,8 @@
 
 pub mod journal;
 
-pub use journal::{Journal, JournalError};
+pub use journal::Journal;
+pub(crate) use journal::JournalError;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -107,7 +108,7 @@ impl fmt::Debug for Revocation {
 }
 
 /// Longest issuer, `sid` or `sub` accepted in an entry (bytes).
-pub const MAX_TEXT: usize = 1024;
+pub(crate) const MAX_TEXT: usize = 1024;
 
 /// A byte string that is not a [`Revocation`] encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -45,13 +45,13 @@ use crate::response::{self, Body};
 use crate::revocation::Revocation;
 
 /// Largest request body accepted (bytes); larger: 413.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub(super) const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Time the IdP has to send the body once the head has arrived; then 408.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handles a back-channel logout request.
-pub async fn backchannel_logout(
+pub(super) async fn backchannel_logout(
     app: &App,
     req: Request<Incoming>,
     now: i64,

@@ -26,13 +26,13 @@ use crate::secret::SecretString;
 use crate::session::{Session, SessionId};
 
 /// Longest accepted `code`.
-pub const MAX_CODE_LEN: usize = 4096;
+pub(crate) const MAX_CODE_LEN: usize = 4096;
 /// Longest accepted `state` (sealgate's are 43 characters).
-pub const MAX_STATE_LEN: usize = 256;
+pub(crate) const MAX_STATE_LEN: usize = 256;
 
 /// The parameters of an authorization response. `Debug` redacts `code` and `state`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct CallbackQuery {
+pub(crate) struct CallbackQuery {
     /// `state` (required).
     pub state: String,
     /// `code`, on success.
@@ -56,7 +56,7 @@ impl std::fmt::Debug for CallbackQuery {
 
 /// Why a callback query was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum CallbackQueryError {
+pub(crate) enum CallbackQueryError {
     /// A parameter appeared twice.
     #[error("repeated parameter")]
     Repeated,
@@ -75,7 +75,7 @@ pub enum CallbackQueryError {
 ///
 /// # Errors
 /// A [`CallbackQueryError`] for anything but exactly one `state` and one of `code` / `error`.
-pub fn parse_callback_query(query: &str) -> Result<CallbackQuery, CallbackQueryError> {
+pub(crate) fn parse_callback_query(query: &str) -> Result<CallbackQuery, CallbackQueryError> {
     let (mut state, mut code, mut iss, mut error) = (None, None, None, None);
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         let slot = match k.as_ref() {
@@ -119,7 +119,7 @@ const EXPIRED: &str = "This sign-in link has expired or was already used. Please
 const FAILED: &str = "Sign-in could not be completed. Please start again.";
 
 /// Handles the callback. Every failure after the query names a login cookie also clears it.
-pub async fn callback(
+pub(crate) async fn callback(
     app: &App,
     req: &Request<Incoming>,
     now: i64,

@@ -10,7 +10,7 @@ use crate::response::{self, Body};
 
 /// The request's `Origin` when it is an allowed *other* origin (same-origin requests need no
 /// CORS headers). Never a reflected arbitrary origin, never `*`.
-pub fn allowed_origin(app: &App, req: &Request<Incoming>) -> Option<HeaderValue> {
+pub(super) fn allowed_origin(app: &App, req: &Request<Incoming>) -> Option<HeaderValue> {
     let origin = req.headers().get(http::header::ORIGIN)?;
     let text = origin.to_str().ok()?;
     app.settings
@@ -21,7 +21,7 @@ pub fn allowed_origin(app: &App, req: &Request<Incoming>) -> Option<HeaderValue>
         .then(|| origin.clone())
 }
 
-pub fn allow_origin(response: &mut Response<Body>, origin: HeaderValue) {
+pub(super) fn allow_origin(response: &mut Response<Body>, origin: HeaderValue) {
     let h = response.headers_mut();
     h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     h.insert(
@@ -35,7 +35,7 @@ pub fn allow_origin(response: &mut Response<Body>, origin: HeaderValue) {
 ///
 /// # Errors
 /// 403 for an origin that is not allowed.
-pub fn preflight(app: &App, origin: Option<HeaderValue>) -> Result<Response<Body>, Failure> {
+pub(super) fn preflight(app: &App, origin: Option<HeaderValue>) -> Result<Response<Body>, Failure> {
     let Some(origin) = origin else {
         return Err(Failure::new(
             Rejection::Forbidden,

@@ -7,12 +7,12 @@ use crate::metrics::metrics;
 use crate::response::{self, Body};
 
 /// Liveness: the process answers.
-pub fn liveness() -> Response<Body> {
+pub(crate) fn liveness() -> Response<Body> {
     response::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
 /// The metrics in Prometheus text format; gauges are read from this instance now.
-pub fn metrics_page(app: &App) -> Response<Body> {
+pub(crate) fn metrics_page(app: &App) -> Response<Body> {
     let text = metrics().render(app.denylist.len(), app.denylist.overflows());
     let mut r = Response::new(response::full(text));
     r.headers_mut().insert(
@@ -28,7 +28,7 @@ pub fn metrics_page(app: &App) -> Response<Body> {
 
 /// Ready when the IdP's metadata is loaded (always, once started: discovery happens before the
 /// listener opens) and, in a cluster, the Redis store is reachable and synchronised.
-pub fn readiness(app: &App) -> Response<Body> {
+pub(crate) fn readiness(app: &App) -> Response<Body> {
     let cluster = app.cluster.as_ref().map(|c| c.healthy());
     let ready = cluster.unwrap_or(true);
     let body = serde_json::json!({

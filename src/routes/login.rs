@@ -39,7 +39,11 @@ fn random_token() -> Result<SecretString, Failure> {
 }
 
 /// Handles the login request.
-pub fn login(app: &App, req: &Request<Incoming>, now: i64) -> Result<Response<Body>, Failure> {
+pub(super) fn login(
+    app: &App,
+    req: &Request<Incoming>,
+    now: i64,
+) -> Result<Response<Body>, Failure> {
     let mode = req.headers().get("sec-fetch-mode").map(|v| v.as_bytes());
     if mode.is_some_and(|m| m != b"navigate") {
         return Err(Failure::new(

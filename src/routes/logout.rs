@@ -28,7 +28,7 @@ use crate::revocation::Revocation;
 use crate::secret::fill_random;
 
 /// Handles logout.
-pub async fn logout(
+pub(super) async fn logout(
     app: &App,
     req: &Request<Incoming>,
     now: i64,

@@ -10,7 +10,7 @@
 mod backchannel;
 pub(crate) mod callback;
 mod cors;
-pub mod health;
+pub(crate) mod health;
 mod login;
 mod logout;
 mod user;
@@ -34,7 +34,7 @@ use crate::static_files;
 use crate::telemetry::RequestId;
 
 /// Serves one request.
-pub async fn handle(
+pub(crate) async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
     peer: Arc<Peer>,

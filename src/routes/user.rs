@@ -11,7 +11,11 @@ use crate::response::{self, Body};
 use crate::session::Session;
 
 /// Handles `/bff/user`.
-pub fn user(app: &App, req: &Request<Incoming>, now: i64) -> Result<Response<Body>, Failure> {
+pub(super) fn user(
+    app: &App,
+    req: &Request<Incoming>,
+    now: i64,
+) -> Result<Response<Body>, Failure> {
     let state = app.load_session(req.headers(), now);
     csrf::check_api_request(&app.settings, req.headers(), state.session())
         .map_err(|e| Failure::new(Rejection::Forbidden, format!("/user: {e}")))?;
@@ -70,7 +74,7 @@ fn selected_claims(s: &Session, names: &[String]) -> Value {
 
 /// The value a `GET /bff/logout?sid=` link must carry for this session: a hash of the session
 /// id, unguessable without the cookie, so a cross-site page cannot log the user out.
-pub fn logout_sid(s: &Session) -> String {
+pub(super) fn logout_sid(s: &Session) -> String {
     use base64::Engine as _;
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();

@@ -42,7 +42,7 @@ impl IndexSet {
 /// a property test holds the two equal), but finding the separators with `memchr`'s SIMD search:
 /// a session makes this header several kilobytes, and the `cookie` crate scans it twice with a
 /// byte-at-a-time search, which was ~2% of a proxied request's CPU.
-pub fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn cookie_pairs(header: &str) -> impl Iterator<Item = (&str, &str)> {
     let mut start = 0;
     let ends = memchr::memchr_iter(b';', header.as_bytes()).chain(std::iter::once(header.len()));
     ends.filter_map(move |end| {
@@ -162,7 +162,7 @@ fn base_cookie(name: String, value: String, purpose: Purpose) -> Cookie<'static>
 
 /// `Set-Cookie` values for `sealed`, plus deletions for every previously seen chunk it no
 /// longer uses. `Max-Age` runs to the sealed expiry.
-pub fn set_cookies(
+pub(crate) fn set_cookies(
     name: &CookieName,
     purpose: Purpose,
     sealed: &Sealed,
@@ -188,7 +188,7 @@ pub fn set_cookies(
 }
 
 /// Deletion cookies (empty value, `Max-Age=0`, expiry in the past) for chunks `indices`.
-pub fn removal_cookies(
+pub(crate) fn removal_cookies(
     name: &CookieName,
     purpose: Purpose,
     indices: impl IntoIterator<Item = u8>,

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 use crate::secret::{RandomError, fill_random};
 
 /// Length of a sealing key in bytes.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 
 /// A key could not be loaded. `index` is 1-based, in the order the keys were given.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

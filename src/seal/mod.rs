@@ -21,8 +21,8 @@
 //! earlier, larger session, ignored and reported for deletion. At most `max_chunks` (default
 //! [`DEFAULT_MAX_CHUNKS`]) chunks are read, so hostile input costs bounded work.
 
-pub mod jar;
-pub mod keys;
+pub(crate) mod jar;
+pub(crate) mod keys;
 
 use std::fmt;
 
@@ -33,22 +33,23 @@ use chacha20poly1305::{Tag, XNonce};
 use zeroize::Zeroizing;
 
 pub use jar::ChunkSet;
-pub use keys::{KeyError, KeyRing};
+pub(crate) use keys::KeyError;
+pub use keys::KeyRing;
 
 use crate::secret::{RandomError, fill_random};
 
 /// Current wire format version.
-pub const FORMAT_VERSION: u8 = 1;
+pub(crate) const FORMAT_VERSION: u8 = 1;
 const HEADER_LEN: usize = 3;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 /// Bytes a sealed value adds to its plaintext (header, nonce, tag).
-pub const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
+pub(crate) const OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 /// Each chunk's `name=value` stays strictly below this many bytes: browsers drop cookies whose
 /// name and value exceed 4,096 bytes, and some count attributes too.
-pub const MAX_COOKIE_BYTES: usize = 4000;
+pub(crate) const MAX_COOKIE_BYTES: usize = 4000;
 /// Default maximum number of chunks per cookie.
-pub const DEFAULT_MAX_CHUNKS: u8 = 4;
+pub(crate) const DEFAULT_MAX_CHUNKS: u8 = 4;
 const AAD_LABEL: &[u8] = b"sealgate\0";
 const MAX_NAME_LEN: usize = 96;
 
@@ -476,7 +477,7 @@ fn associated_data(header: [u8; HEADER_LEN], purpose: Purpose, name: &CookieName
 
 /// The chunk count a sealed value declares in its header (the first four characters of chunk
 /// 0), without opening it: opening reads chunks `0..count` and ignores any others.
-pub fn declared_chunks(chunks: &ChunkSet<'_>) -> Option<u8> {
+pub(crate) fn declared_chunks(chunks: &ChunkSet<'_>) -> Option<u8> {
     let mut header = [0u8; 4];
     let first_quantum = chunks.get(0)?.get(..4)?;
     (URL_SAFE_NO_PAD.decode_slice(first_quantum, &mut header) == Ok(3)).then_some(header[2])

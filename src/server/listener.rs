@@ -63,7 +63,7 @@ fn builder(server: &ServerSettings) -> auto::Builder<TokioExecutor> {
 }
 
 /// Accepts connections until `stopped`, deals them to the worker threads, then drains.
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
@@ -192,7 +192,7 @@ impl Connection {
 
 /// The separate metrics listener: `GET /metrics` only, HTTP/1.1, at most
 /// [`METRICS_CONNECTIONS`] connections, until shutdown.
-pub async fn serve_metrics(
+pub(super) async fn serve_metrics(
     listener: TcpListener,
     app: Arc<App>,
     mut stopped: watch::Receiver<bool>,

@@ -78,14 +78,37 @@ pub struct Options {
 pub struct Running {
     /// The bound address.
     pub addr: SocketAddr,
-    /// Shared state (tests inspect it).
-    pub app: Arc<App>,
+    app: Arc<App>,
     certificate: Option<Arc<crate::tls::Certificate>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl Running {
+    /// The configuration it runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.app.settings
+    }
+
+    /// Live revocations in this instance's denylist.
+    pub fn revocation_count(&self) -> usize {
+        self.app.denylist.len()
+    }
+
+    /// Sessions remembered by the cache of opened cookies (`[session] open_cache`).
+    pub fn opened_sessions(&self) -> usize {
+        self.app.opened.len()
+    }
+
+    /// Waits until the cluster store is reachable and synchronised; `false` after `timeout`, or
+    /// at once without `[cluster]`.
+    pub async fn cluster_synchronised(&self, timeout: std::time::Duration) -> bool {
+        match &self.app.cluster {
+            Some(cluster) => cluster.wait_healthy(timeout).await,
+            None => false,
+        }
+    }
+
     /// Stops accepting, lets in-flight requests finish within the grace period, and returns.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);

@@ -3,7 +3,7 @@
 
 /// What a signal asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(super) enum Signal {
     /// SIGINT or SIGTERM: stop accepting, drain, exit.
     Stop,
     /// SIGHUP: reload the TLS certificate and key.
@@ -12,7 +12,7 @@ pub enum Signal {
 
 /// The signals this process listens for, registered once.
 #[derive(Debug)]
-pub struct Signals {
+pub(super) struct Signals {
     #[cfg(unix)]
     int: Option<tokio::signal::unix::Signal>,
     #[cfg(unix)]
@@ -24,7 +24,7 @@ pub struct Signals {
 impl Signals {
     /// Registers the handlers (once, so a signal that arrives while the previous one is being
     /// handled is not lost). A handler the OS refuses is left out.
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -41,7 +41,7 @@ impl Signals {
     }
 
     /// Waits for the next signal.
-    pub async fn next(&mut self) -> Signal {
+    pub(super) async fn next(&mut self) -> Signal {
         #[cfg(unix)]
         {
             async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {

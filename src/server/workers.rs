@@ -1,19 +1,19 @@
 //! Threads that serve connections, each on its own single-threaded runtime.
 
 /// A connection to serve, handed from the accept loop to a worker.
-pub type Job = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(super) type Job = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Threads that serve connections, each on its own single-threaded runtime: a connection, the
 /// upstream connections its requests use, and their timers all live on one thread, so a
 /// proxied request involves no cross-thread wake-ups (on a busy multi-threaded runtime those
 /// cost more than the proxying itself). Connections are dealt round-robin.
-pub struct Workers {
+pub(super) struct Workers {
     queues: Vec<tokio::sync::mpsc::UnboundedSender<Job>>,
     next: usize,
 }
 
 impl Workers {
-    pub fn start(count: usize) -> Self {
+    pub(super) fn start(count: usize) -> Self {
         let mut queues = Vec::with_capacity(count);
         for index in 0..count {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Job>();
@@ -56,7 +56,7 @@ impl Workers {
     }
 
     /// Runs `job` on the next worker (on the calling runtime if no worker takes it).
-    pub fn run(&mut self, mut job: Job) {
+    pub(super) fn run(&mut self, mut job: Job) {
         for _ in 0..self.queues.len() {
             self.next = (self.next + 1) % self.queues.len();
             match self.queues[self.next].send(job) {

@@ -71,17 +71,17 @@ use crate::error::{Failure, Rejection};
 use crate::response::{self, Body, BoxError};
 
 /// `Cache-Control` of files whose name carries a content hash.
-pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub(crate) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// `Cache-Control` of everything else: cache, but revalidate before each use.
-pub const REVALIDATE: &str = "no-cache";
+pub(crate) const REVALIDATE: &str = "no-cache";
 /// `Referrer-Policy` of documents (see the module docs for why not `no-referrer`).
-pub const REFERRER: &str = "strict-origin-when-cross-origin";
+pub(crate) const REFERRER: &str = "strict-origin-when-cross-origin";
 /// Largest chunk read from a file at once.
 const CHUNK: usize = 64 * 1024;
 
 /// Why a request path is not served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     /// Could escape the root or be read differently by another decoder (400).
     #[error("unsafe path")]
     Unsafe,
@@ -93,7 +93,7 @@ pub enum PathError {
 /// A request path that is safe to join onto the root: decoded segments, each one plain file
 /// name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestPath {
+pub(crate) struct RequestPath {
     /// Decoded segments; empty for `/`.
     pub segments: Vec<String>,
     /// Whether the path ended in `/` (then it cannot name a file).
@@ -106,7 +106,7 @@ pub struct RequestPath {
 /// [`PathError::Unsafe`] for anything the proxy would refuse, undecodable segments and decoded
 /// segments that are not one plain path component; [`PathError::Hidden`] for a segment that
 /// starts with `.`.
-pub fn parse_path(path: &str) -> Result<RequestPath, PathError> {
+pub(crate) fn parse_path(path: &str) -> Result<RequestPath, PathError> {
     let rest = path.strip_prefix('/').ok_or(PathError::Unsafe)?;
     // The same refusals as the proxy, on the raw text, before anything is decoded.
     if !crate::paths::safe_rest(path) {
@@ -147,7 +147,7 @@ pub fn parse_path(path: &str) -> Result<RequestPath, PathError> {
 }
 
 /// Whether a file name has an extension: a `.` that is neither first nor last.
-pub fn has_extension(name: &str) -> bool {
+pub(crate) fn has_extension(name: &str) -> bool {
     name.rsplit_once('.')
         .is_some_and(|(stem, ext)| !stem.is_empty() && !ext.is_empty())
 }
@@ -168,7 +168,7 @@ pub fn has_extension(name: &str) -> bool {
 /// the whole name (`3f2a9c1b.js`) is not recognised. Dates (`logo-20240101.png`), sizes
 /// (`icon-1024x1024.png`), versions (`jquery-3.7.1.min.js`) and camera names (`IMG_1234.jpg`)
 /// are not hashes.
-pub fn is_hashed(name: &str) -> bool {
+pub(crate) fn is_hashed(name: &str) -> bool {
     let Some((stem, ext)) = name.rsplit_once('.') else {
         return false;
     };
@@ -190,7 +190,7 @@ pub fn is_hashed(name: &str) -> bool {
 }
 
 /// The `Content-Type` for a file name, from its extension (case-insensitive).
-pub fn content_type(name: &str) -> &'static str {
+pub(crate) fn content_type(name: &str) -> &'static str {
     let ext = match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
         _ => return "application/octet-stream",
@@ -245,7 +245,7 @@ fn is_document(content_type: &str) -> bool {
 
 /// Whether the request wants an HTML page: `Accept` mentions `text/html` (case-insensitive,
 /// q-values not weighed) or `Sec-Fetch-Dest` is `document`.
-pub fn wants_html(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_html(headers: &HeaderMap) -> bool {
     headers.get_all(http::header::ACCEPT).iter().any(|v| {
         v.as_bytes()
             .to_ascii_lowercase()
@@ -270,7 +270,7 @@ fn etag(meta: &std::fs::Metadata) -> Option<String> {
 }
 
 /// Whether an `If-None-Match` value matches `etag` (weak comparison, RFC 9110 13.1.2).
-pub fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+pub(crate) fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     let opaque = |t: &str| t.trim().trim_start_matches("W/").to_owned();
     let ours = opaque(etag);
     if_none_match
@@ -348,7 +348,10 @@ struct Ask {
 /// # Errors
 /// A [`Failure`]: 405 for methods other than GET and HEAD, 400 for an unsafe path, 404 for
 /// anything not served.
-pub async fn serve<B>(site: &StaticSettings, req: &Request<B>) -> Result<Response<Body>, Failure> {
+pub(crate) async fn serve<B>(
+    site: &StaticSettings,
+    req: &Request<B>,
+) -> Result<Response<Body>, Failure> {
     let head = match *req.method() {
         Method::GET => false,
         Method::HEAD => true,

@@ -7,8 +7,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use sealgate::clock::Clock;
-use sealgate::server::Running;
+use sealgate::Clock;
+use sealgate::Running;
 
 use crate::support::app::{Harness, PUBLIC, try_start};
 use crate::support::browser::Browser;
@@ -35,9 +35,8 @@ async fn instance(idp: &FakeIdp, redis: &Redis, policy: &str, clock: &Clock) -> 
     let running = try_start(idp, &cluster_lines(redis, policy), clock.clone())
         .await
         .expect("sealgate starts");
-    let cluster = running.app.cluster.clone().expect("cluster configured");
     assert!(
-        cluster.wait_healthy(Duration::from_secs(10)).await,
+        running.cluster_synchronised(Duration::from_secs(10)).await,
         "synchronised with Redis"
     );
     running

@@ -6,27 +6,27 @@
 
 use std::path::{Path, PathBuf};
 
-use sealgate::fuzzing::{
+use sealgate::internal::Token;
+use sealgate::internal::{
     self, FUZZ_CLIENT, FUZZ_COOKIE, FUZZ_ISSUER, FUZZ_KEY, FUZZ_KID, FUZZ_NOW,
 };
-use sealgate::revocation::{Revocation, journal};
-use sealgate::seal::{Codec, CookieName, KeyRing, Purpose};
-use sealgate::session::{Session, SessionId};
-use sealgate::token::Token;
+use sealgate::internal::{Codec, CookieName, KeyRing, Purpose};
+use sealgate::internal::{Revocation, journal};
+use sealgate::internal::{Session, SessionId};
 
 type Harness = fn(&[u8]) -> bool;
 
 /// Every fuzz target and the harness it calls. Keep in step with `fuzz/Cargo.toml`.
 pub const TARGETS: &[(&str, Harness)] = &[
-    ("open_cookie_header", fuzzing::open_cookie_header),
-    ("open_chunk_set", fuzzing::open_chunk_set),
-    ("decode_session", fuzzing::decode_session),
-    ("return_url", fuzzing::return_url),
-    ("callback_query", fuzzing::callback_query),
-    ("proxy_path", fuzzing::proxy_path),
-    ("static_path", fuzzing::static_path),
-    ("logout_token", fuzzing::logout_token),
-    ("journal_replay", fuzzing::journal_replay),
+    ("open_cookie_header", internal::open_cookie_header),
+    ("open_chunk_set", internal::open_chunk_set),
+    ("decode_session", internal::decode_session),
+    ("return_url", internal::return_url),
+    ("callback_query", internal::callback_query),
+    ("proxy_path", internal::proxy_path),
+    ("static_path", internal::static_path),
+    ("logout_token", internal::logout_token),
+    ("journal_replay", internal::journal_replay),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use devidp::demo::Demo;
-use sealgate::config::Settings;
-use sealgate::server::{Options, Running};
+use sealgate::Settings;
+use sealgate::{Options, Running};
 
 use crate::support::app::{init_logs, urlencode};
 use crate::support::browser::Browser;
@@ -20,7 +20,7 @@ async fn start_demo(listener: TcpListener) -> (Demo, Running) {
         .await
         .unwrap();
     let settings = Settings::from_toml(demo.config(), &|name: &str| demo.secret(name)).unwrap();
-    let running = sealgate::server::start(
+    let running = sealgate::start(
         settings,
         Options {
             listener: Some(listener),

@@ -183,12 +183,12 @@ async fn journal_corruption_stops_start_up_with_one_line_naming_path_and_offset(
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("revocations.journal");
     let entries: Vec<_> = (1..=3u8)
-        .map(|n| sealgate::revocation::Revocation::Session {
+        .map(|n| sealgate::internal::Revocation::Session {
             id: [n; 16],
             until: i64::MAX,
         })
         .collect();
-    let mut bytes = sealgate::revocation::journal::to_bytes(&entries);
+    let mut bytes = sealgate::internal::journal::to_bytes(&entries);
     let second_record = 12 + 8 + 25;
     bytes[second_record + 9] ^= 0x40; // inside the second of three records
     std::fs::write(&journal, &bytes).unwrap();

@@ -400,7 +400,7 @@ async fn client_secret_post_sends_the_secret_in_the_form() {
 async fn discovery_issuer_mismatch_refuses_to_start() {
     let idp = crate::support::idp::FakeIdp::start().await;
     idp.set(|b: &mut Behaviour| b.discovery_issuer = Some("https://other.example".into()));
-    let err = crate::support::app::try_start(&idp, "", sealgate::clock::Clock::system())
+    let err = crate::support::app::try_start(&idp, "", sealgate::Clock::system())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("discovery"), "{err}");

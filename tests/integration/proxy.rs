@@ -166,8 +166,7 @@ async fn upstreams_get_http1_or_http2_as_the_route_says() {
         // The harness' routes all point at one upstream; read it from the /api route.
         let api = h
             .running
-            .app
-            .settings
+            .settings()
             .routes
             .iter()
             .find(|r| r.prefix == "/api")
@@ -210,7 +209,7 @@ async fn a_remembered_session_is_still_judged_on_every_request() {
                 .starts_with("Bearer eyJ")
         );
     }
-    assert_eq!(h.running.app.opened.len(), 1, "one cookie, opened once");
+    assert_eq!(h.running.opened_sessions(), 1, "one cookie, opened once");
 
     // One changed byte is another cookie: opened in full, and refused.
     let mut tampered = h.browser();
@@ -236,7 +235,7 @@ async fn a_remembered_session_is_still_judged_on_every_request() {
         .post(&Harness::url("/bff/logout"), &[("x-csrf", "1")], "")
         .await;
     assert_eq!(r.status, 302);
-    assert_eq!(h.running.app.opened.len(), 1, "still remembered");
+    assert_eq!(h.running.opened_sessions(), 1, "still remembered");
     let mut replay = h.browser();
     replay.import_cookies(PUBLIC, cookies);
     let r = replay
@@ -244,7 +243,7 @@ async fn a_remembered_session_is_still_judged_on_every_request() {
         .await;
     assert_eq!(r.status, 401);
     assert_eq!(
-        h.running.app.opened.len(),
+        h.running.opened_sessions(),
         0,
         "the refusal came from the remembered opening, which is forgotten now"
     );

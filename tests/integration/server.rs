@@ -172,14 +172,13 @@ async fn idp_client_never_follows_redirects() {
                 .await;
         }
     });
-    let client =
-        sealgate::oidc::http::IdpHttpClient::new(std::time::Duration::from_secs(2)).unwrap();
+    let client = sealgate::internal::IdpHttpClient::new(std::time::Duration::from_secs(2)).unwrap();
     let req = http::Request::get(format!("http://{addr}/.well-known/openid-configuration"))
         .body(Vec::new())
         .unwrap();
     let err = client.send(req).await.unwrap_err();
     assert!(
-        matches!(err, sealgate::oidc::http::HttpError::Redirect(302)),
+        matches!(err, sealgate::internal::HttpError::Redirect(302)),
         "{err:?}"
     );
 }
@@ -195,13 +194,13 @@ async fn idp_client_times_out() {
         }
     });
     let client =
-        sealgate::oidc::http::IdpHttpClient::new(std::time::Duration::from_millis(300)).unwrap();
+        sealgate::internal::IdpHttpClient::new(std::time::Duration::from_millis(300)).unwrap();
     let req = http::Request::get(format!("http://{addr}/"))
         .body(Vec::new())
         .unwrap();
     let err = client.send(req).await.unwrap_err();
     assert!(
-        matches!(err, sealgate::oidc::http::HttpError::Timeout(_)),
+        matches!(err, sealgate::internal::HttpError::Timeout(_)),
         "{err:?}"
     );
 }

@@ -1,8 +1,8 @@
 //! Starts sealgate against a [`FakeIdp`] on loopback, with a controllable clock.
 
-use sealgate::clock::Clock;
-use sealgate::config::Settings;
-use sealgate::server::{Options, Running, StartError};
+use sealgate::Clock;
+use sealgate::Settings;
+use sealgate::{Options, Running, StartError};
 
 use super::browser::{Browser, Resp};
 use super::idp::{Behaviour, FakeIdp};
@@ -117,7 +117,7 @@ pub async fn try_start(idp: &FakeIdp, extra: &str, clock: Clock) -> Result<Runni
     let upstream = super::upstream::start().await;
     let toml = config_toml_with_upstream(&idp.issuer(), extra, &upstream.to_string());
     let settings = Settings::from_toml(&toml, &env).expect("test config");
-    sealgate::server::start(
+    sealgate::start(
         settings,
         Options {
             clock,

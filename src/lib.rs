@@ -6,42 +6,63 @@
 //!
 //! # Architecture map
 //!
-//! - [`secret`]: newtypes for secret bytes and strings (zeroized, redacted), the OS CSPRNG.
-//! - [`token`]: OAuth tokens in their compact lossless form (JWT segments decoded).
-//! - [`session`]: the session contents and their compact binary encoding.
-//! - [`seal`]: the sealed-cookie codec: key ring ([`seal::keys`]), XChaCha20-Poly1305 wire
-//!   format and chunking ([`seal`]), `Cookie` / `Set-Cookie` handling ([`seal::jar`]).
-//! - [`oidc`]: the IdP (discovery, login, ID token validation, refresh, RP-initiated logout
-//!   URLs) and [`oidc::logout_token`], back-channel logout token validation (pure);
-//!   [`expiring`]: the bounded set of once-only keys (used login states, logout token `jti`s).
-//! - [`revocation`]: the denylist every authenticated request is checked against
-//!   ([`revocation::Denylist`], memory only, never evicting early) and
-//!   [`revocation::journal`], the append-only file that makes it survive a restart.
-//! - [`app`]: shared state and the per-request session rules; [`routes`]: one file per
-//!   endpoint (`login`, `callback`, `user`, `logout`, `backchannel`, `proxy`), failures turned
-//!   into responses in one place ([`error`]).
-//! - [`cluster`]: several instances through Redis: shared revocations (keys with TTL, pub/sub,
-//!   reload after reconnect, an outbox) and one refresh per cluster; the store-unavailable policy.
+//! Modules are listed from the entry point down; each one calls only modules below it (checked
+//! by `python3 ../shared/tools/structure.py` in CI: no module cycles).
+//!
+//! **Serving a request** (a request travels one way: listener → router → endpoint or proxy):
+//! - [`server`]: start-up ([`server::start`]: journal replay, discovery, shared state),
+//!   `server::listener` (the accept loops, connection cap, header timeout, TLS handshake),
+//!   `server::workers` (per-core threads, one single-threaded runtime each), `server::signals`.
+//! - [`routes`]: the router ([`routes::handle`]: CORS, then by path), one file per BFF
+//!   endpoint (`login`, `callback`, `user`, `logout`, `backchannel`), `health` (`/healthz`,
+//!   `/readyz`, `/metrics`), `cors`.
+//! - [`proxy`]: a proxied API call, top-down: `route` (match, upstream URL) → `authorize`
+//!   (cookies and headers → anonymous, bearer token, re-sealed cookie, or refusal) → `forward`
+//!   (rewrite headers, stream upstream) → `filter` (the response); `websocket` tunnels.
+//! - [`static_files`]: the SPA's own files, last in routing.
+//! - [`upstream`]: pooled upstream HTTP clients, one set per thread, and the forwarding headers.
+//! - [`app`]: the shared state ([`app::App`]) and the per-request session rules: open the
+//!   cookie (through [`session_cache`]), expiry and renewal, the denylist, single-flight
+//!   refresh, revocation, the cookies to set or clear.
+//! - [`error`]: the one place failures become responses (through [`response`]);
+//!   [`request`]: what a handler knows besides the request (peer, request id), query helpers.
+//!
+//! **Below the request path** (no I/O except where named):
+//! - [`oidc`]: the IdP: `discovery` (metadata, JWKS), `id_token` validation, `grants` (code,
+//!   refresh, RFC 7009 revocation), `logout` (RP-initiated URLs), [`oidc::logout_token`]
+//!   (back-channel logout tokens, pure), `http` (the outbound client: no redirects, timeouts).
+//!   One JOSE stack: openidconnect's key set and signature checks for both kinds of token.
+//! - [`cluster`]: several instances through Redis: `revocations` (keys with TTL, pub/sub,
+//!   outbox, reload), `refresh_lock` (one refresh per cluster), `health` (the store-unavailable
+//!   policy).
+//! - [`revocation`]: the denylist every authenticated request is checked against (memory only,
+//!   never evicting early) and [`revocation::journal`], the file that makes it survive a restart.
 //! - [`csrf`]: the anti-forgery header (static or double-submit) and `Origin` checks.
-//! - [`metrics`]: Prometheus counters and histograms; [`telemetry`]: logs (text or JSON) and
-//!   request ids; [`tls`]: the optional HTTPS listener's certificate, reloaded on SIGHUP.
-//! - [`fuzzing`]: harness functions shared by the `fuzz/` targets and the corpus replay test.
-//! - [`config`]: the TOML file parsed once into typed [`config::Settings`].
-//! - [`server`] accepts connections and hands each request to [`routes::handle`], which routes
-//!   it, in this order, to the BFF endpoints (one file each under [`routes`]), `/healthz`, the
-//!   proxied APIs ([`routes::proxy`]), and last, with `[static]` configured, the SPA's own files
-//!   ([`routes::static_files`]: index fallback for client-side routes, caching and security
-//!   headers, path containment). Failures become responses in one place ([`error`]).
+//! - [`seal`]: the sealed-cookie codec: key ring (`seal::keys`), XChaCha20-Poly1305 wire format
+//!   and chunking, `Cookie` / `Set-Cookie` handling (`seal::jar`). Pure.
+//! - [`session`]: the session contents and their compact binary encoding; [`token`]: OAuth
+//!   tokens in their compact lossless form. Pure.
+//! - [`return_url`], [`paths`]: return-URL and request-path validation. Pure, fuzzed.
+//! - [`expiring`]: the bounded set of once-only keys (used login states, logout token `jti`s).
+//! - [`outbound`]: TLS trust roots and error chains shared by every outbound client.
+//! - [`metrics`] (Prometheus), [`telemetry`] (logs, request ids), [`tls`] (the HTTPS
+//!   listener's certificate, reloaded on SIGHUP).
+//! - [`config`]: the TOML file → typed [`Settings`] once, one conversion per section, every
+//!   error with its key and line; environment overrides; `check-config`.
+//! - [`secret`] (zeroized, redacted secrets; the OS CSPRNG), [`clock`].
+//! - [`fuzzing`]: harness functions for the `fuzz/` targets, exported through [`internal`].
+//!
+//! The public API is the handful of items re-exported below; [`internal`] (hidden) holds what
+//! the fuzz targets, benchmarks and test self-checks reach beneath it. The development IdP
+//! used by `sealgate demo` is the separate crate `crates/devidp`, linked only into the binary.
 //!
 //! A request's cookie flows: `Cookie` header → [`seal::ChunkSet`] → [`seal::Codec::open`]
 //! (authenticated decryption, expiry) → [`session::Session::decode`]. A response's cookie flows
 //! back: [`session::Session::encode`] → [`seal::Codec::seal`] → [`seal::jar::set_cookies`].
-//! Everything here is pure (bytes and `now` in, values out); only nonces and ids come from
-//! the OS.
 //!
-//! A back-channel logout flows: `POST` form → [`routes::backchannel`] (content type, 16 KiB
+//! A back-channel logout flows: `POST` form → `routes::backchannel` (content type, 16 KiB
 //! body limit, one `logout_token`) → [`oidc::Provider::validate_logout_token`] (keyless checks,
-//! then the key, a JWKS refetch only for an unknown `kid`) → the replay cache → [`app::App::revoke`]
+//! then the key, a JWKS refetch only for an unknown `kid`) → the replay set → [`app::App::revoke`]
 //! (`iss`+`sid` or `iss`+`sub` with a not-before) → every later [`app::App::load_session`] of a
 //! matching session is refused.
 //!
@@ -66,6 +87,9 @@
 
 // The public API is what this file re-exports; everything else is `pub(crate)` at most.
 #![warn(unreachable_pub)]
+// The map above links private modules: it is read in the source and in
+// `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 
 mod app;
 mod clock;

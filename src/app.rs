@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::clock::Clock;
 use crate::config::{CsrfMode, Settings};
 use crate::error::{Failure, Rejection};
-use crate::expiring::{ExpiringSet, Seen};
+use crate::expiring::{ExpiringSet, Full, Seen};
 use crate::metrics::Metrics;
 use crate::oidc::{Provider, RefreshError, Refreshed};
 use crate::revocation::{Denylist, Journal, Revocation, RevocationError};
@@ -449,36 +449,19 @@ impl App {
         format!("{}/login", self.settings.bff.prefix)
     }
 
-    /// Records a login's state as used until `until`.
+    /// Records a login's state as used until `until`: [`Seen::Replayed`] when it was used
+    /// before.
     ///
     /// # Errors
-    /// [`StateUse::Replayed`] when it was used before; [`StateUse::Full`] when the table is
-    /// full of unexpired entries (entries are never dropped early: that would re-open replays).
-    pub(crate) fn mark_state_used(
-        &self,
-        state: &str,
-        until: i64,
-        now: i64,
-    ) -> Result<(), StateUse> {
+    /// When the table is full of unexpired entries (entries are never dropped early: that would
+    /// re-open replays), or its lock is poisoned.
+    pub(crate) fn mark_state_used(&self, state: &str, until: i64, now: i64) -> Result<Seen, Full> {
         let key: [u8; 32] = Sha256::digest(state.as_bytes()).into();
         let Ok(mut used) = self.used_states.lock() else {
-            return Err(StateUse::Full);
+            return Err(Full);
         };
-        match used.insert(key, until, now) {
-            Ok(Seen::Fresh) => Ok(()),
-            Ok(Seen::Replayed) => Err(StateUse::Replayed),
-            Err(_full) => Err(StateUse::Full),
-        }
+        used.insert(key, until, now)
     }
-}
-
-/// Why a callback's state could not be recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum StateUse {
-    /// Already used: a replay.
-    Replayed,
-    /// The table holds [`ExpiringSet::capacity`] live entries.
-    Full,
 }
 
 /// The session could not be written.

@@ -6,8 +6,9 @@
 //!
 //! # Architecture map
 //!
-//! Modules are listed from the entry point down; each one calls only modules below it (checked
-//! by `python3 ../shared/tools/structure.py` in CI: no module cycles).
+//! Modules are listed from the entry point down; each one uses only modules listed below it.
+//! `python3 .ci/modules.py` (run by CI) checks that no two file modules depend on each other,
+//! directly or through others, counting `crate::`, `super::` and `self::` paths.
 //!
 //! **Serving a request** (a request travels one way: listener → router → endpoint or proxy):
 //! - [`server`]: start-up ([`server::start`]: journal replay, discovery, shared state),
@@ -20,37 +21,42 @@
 //!   (cookies and headers → anonymous, bearer token, re-sealed cookie, or refusal) → `forward`
 //!   (rewrite headers, stream upstream) → `filter` (the response); `websocket` tunnels.
 //! - [`static_files`]: the SPA's own files, last in routing.
-//! - [`upstream`]: pooled upstream HTTP clients, one set per thread, and the forwarding headers.
 //! - [`app`]: the shared state ([`app::App`]) and the per-request session rules: open the
 //!   cookie (through [`session_cache`]), expiry and renewal, the denylist, single-flight
 //!   refresh, revocation, the cookies to set or clear.
+//! - [`upstream`]: pooled upstream HTTP clients, one set per thread, and the forwarding headers.
 //! - [`error`]: the one place failures become responses (through [`response`]);
 //!   [`request`]: what a handler knows besides the request (peer, request id), query helpers.
 //!
 //! **Below the request path** (no I/O except where named):
-//! - [`oidc`]: the IdP: `discovery` (metadata, JWKS), `id_token` validation, `grants` (code,
-//!   refresh, RFC 7009 revocation), `logout` (RP-initiated URLs), [`oidc::logout_token`]
-//!   (back-channel logout tokens, pure), `http` (the outbound client: no redirects, timeouts).
-//!   One JOSE stack: openidconnect's key set and signature checks for both kinds of token.
 //! - [`cluster`]: several instances through Redis: `revocations` (keys with TTL, pub/sub,
 //!   outbox, reload), `refresh_lock` (one refresh per cluster), `health` (the store-unavailable
 //!   policy).
+//! - [`oidc`]: the IdP: `discovery` (metadata, JWKS), `id_token` validation, `grants` (code,
+//!   refresh, RFC 7009 revocation), `logout` (RP-initiated URLs), [`oidc::logout_token`]
+//!   (back-channel logout tokens, pure), `http` (the outbound client: no redirects, timeouts),
+//!   `error`. One JOSE stack: openidconnect's key set and signature checks for both kinds of
+//!   token.
 //! - [`revocation`]: the denylist every authenticated request is checked against (memory only,
 //!   never evicting early) and [`revocation::journal`], the file that makes it survive a restart.
 //! - [`csrf`]: the anti-forgery header (static or double-submit) and `Origin` checks.
+//! - [`session_cache`]: recently opened sessions, by a keyed digest of their exact cookie.
+//! - [`telemetry`] (logs, request ids), [`tls`] (the HTTPS listener's certificate, reloaded
+//!   on SIGHUP).
+//! - [`config`]: the TOML file → typed [`Settings`] once: `raw` (serde structs with spans),
+//!   `document`, one conversion per section, `settings` (the types), `env` (overrides,
+//!   secrets), `check` and `files` (`check-config`).
 //! - [`seal`]: the sealed-cookie codec: key ring (`seal::keys`), XChaCha20-Poly1305 wire format
 //!   and chunking, `Cookie` / `Set-Cookie` handling (`seal::jar`). Pure.
 //! - [`session`]: the session contents and their compact binary encoding; [`token`]: OAuth
 //!   tokens in their compact lossless form. Pure.
-//! - [`return_url`], [`paths`]: return-URL and request-path validation. Pure, fuzzed.
-//! - [`expiring`]: the bounded set of once-only keys (used login states, logout token `jti`s).
-//! - [`outbound`]: TLS trust roots and error chains shared by every outbound client.
-//! - [`metrics`] (Prometheus), [`telemetry`] (logs, request ids), [`tls`] (the HTTPS
-//!   listener's certificate, reloaded on SIGHUP).
-//! - [`config`]: the TOML file → typed [`Settings`] once, one conversion per section, every
-//!   error with its key and line; environment overrides; `check-config`.
-//! - [`secret`] (zeroized, redacted secrets; the OS CSPRNG), [`clock`].
-//! - [`fuzzing`]: harness functions for the `fuzz/` targets, exported through [`internal`].
+//! - Leaves: [`return_url`] and [`paths`] (return-URL and request-path validation, pure,
+//!   fuzzed), [`expiring`] (the bounded set of once-only keys: used login states, logout
+//!   token `jti`s), [`outbound`] (TLS trust roots and error chains for every outbound client),
+//!   [`metrics`] (Prometheus), [`secret`] (zeroized, redacted secrets; the OS CSPRNG),
+//!   [`clock`].
+//! - [`fuzzing`]: harness functions for the `fuzz/` targets (above everything it exercises),
+//!   exported through [`internal`].
 //!
 //! The public API is the handful of items re-exported below; [`internal`] (hidden) holds what
 //! the fuzz targets, benchmarks and test self-checks reach beneath it. The development IdP

@@ -99,8 +99,9 @@ pub(crate) fn check() -> Result<(), TlsError> {
     Clients::new().map(drop)
 }
 
-/// Sends `req` through this thread's pooled client for `protocol`. The future is `'static`
-/// and may be awaited anywhere; the connection it uses belongs to this thread's runtime.
+/// Sends `req` through this thread's pooled client for `protocol`. The future must be awaited
+/// on this thread (as the proxy does): hyper-util's client connects when it is first polled,
+/// and the connection it opens joins this thread's pool.
 ///
 /// # Errors
 /// When this thread's clients cannot be built (see [`check`]).

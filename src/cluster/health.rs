@@ -9,13 +9,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::PubSubSink;
-
-use super::{Cluster, IO_TIMEOUT};
+use super::Cluster;
 use crate::config::StorePolicy;
 
-/// How often the subscription is pinged.
-pub(super) const PING_EVERY: Duration = Duration::from_secs(1);
 /// How often [`Cluster::wait_healthy`] looks again.
 const WAIT_POLL: Duration = Duration::from_millis(20);
 
@@ -59,18 +55,6 @@ impl Cluster {
                 if self.policy == StorePolicy::Refuse { "refused" } else { "served with the revocations known so far" }
             );
         }
-    }
-}
-
-/// One ping on the subscription; `Err` says why the store counts as lost.
-pub(super) async fn ping(sink: &mut PubSubSink) -> Result<(), String> {
-    // In subscribed mode the reply is an array (`pong`, ""), so any value will do.
-    let pong: Result<redis::RedisResult<redis::Value>, _> =
-        tokio::time::timeout(IO_TIMEOUT, sink.ping()).await;
-    match pong {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("ping timed out".into()),
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{MultiplexedConnection, PubSubSink};
 
 use crate::clock::Clock;
 use crate::config::{ClusterSettings, StorePolicy};
@@ -40,6 +40,8 @@ mod revocations;
 
 /// Timeout for connecting to Redis and for each command.
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often the subscription is pinged (a failed ping marks the store unavailable).
+const PING_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait before retrying a lost connection.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Longest first synchronisation after a (re)connect: flushing the outbox and loading all keys.
@@ -188,7 +190,7 @@ async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
         .map_err(|_| "synchronisation timed out".to_owned())?
         .map_err(|e| e.to_string())?;
     c.mark_synchronised(loaded);
-    let mut ping = tokio::time::interval(health::PING_EVERY);
+    let mut ping = tokio::time::interval(PING_EVERY);
     loop {
         tokio::select! {
             msg = stream.next() => {
@@ -196,12 +198,24 @@ async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
                 c.apply(msg.get_payload_bytes(), c.clock.now());
             }
             _ = ping.tick() => {
-                health::ping(&mut sink).await?;
+                ping_subscription(&mut sink).await?;
                 if Arc::strong_count(c) <= 1 {
                     return Ok(()); // only this task holds it: the server is gone
                 }
             }
         }
+    }
+}
+
+/// One ping on the subscription; `Err` says why the store counts as lost.
+async fn ping_subscription(sink: &mut PubSubSink) -> Result<(), String> {
+    // In subscribed mode the reply is an array (`pong`, ""), so any value will do.
+    let pong: Result<redis::RedisResult<redis::Value>, _> =
+        tokio::time::timeout(IO_TIMEOUT, sink.ping()).await;
+    match pong {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("ping timed out".into()),
     }
 }
 

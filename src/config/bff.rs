@@ -1,9 +1,10 @@
 //! `[bff]` and `[[routes]]`: the paths sealgate answers and the APIs it proxies.
 
-use super::problem::{Cx, invalid, span};
+use super::context::{Cx, span};
+use super::problem::invalid;
 use super::raw::{RawBff, RawCookieForwarding, RawRoute};
+use super::settings::{BffSettings, CookieForwarding, CsrfMode, RouteSettings, TokenPolicy};
 use super::values;
-use super::{BffSettings, CookieForwarding, CsrfMode, RouteSettings, TokenPolicy};
 
 pub(super) fn bff(b: RawBff, cx: &mut Cx<'_>) -> Option<BffSettings> {
     let prefix_text = b.prefix.as_ref().map_or("/bff", |p| p.get_ref().as_str());

@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
+use super::context::Cx;
 use super::env::Overrides;
-use super::problem::{ConfigError, Cx};
+use super::problem::ConfigError;
 use super::raw::{
     self, RawBff, RawCluster, RawLog, RawMetrics, RawOidc, RawRevocation, RawRoute, RawServer,
     RawSession, RawStatic,

@@ -1,10 +1,11 @@
 //! `[oidc]`: the identity provider and how its tokens are checked.
 
+use super::context::{Cx, span};
 use super::env::resolve_secret;
-use super::problem::{Cx, invalid, span};
+use super::problem::invalid;
 use super::raw::RawOidc;
+use super::settings::{ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, TokenEndpointAuth};
 use super::values;
-use super::{ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, TokenEndpointAuth};
 
 pub(super) fn oidc(o: RawOidc, cx: &mut Cx<'_>) -> Option<OidcSettings> {
     let issuer_url = cx.ok(

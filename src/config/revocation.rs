@@ -4,11 +4,12 @@ use std::path::PathBuf;
 
 use url::Url;
 
-use super::check;
+use super::context::Cx;
 use super::env::resolve_secret;
-use super::problem::{ConfigError, Cx, invalid};
+use super::files;
+use super::problem::{ConfigError, invalid};
 use super::raw::{RawCluster, RawRevocation};
-use super::{ClusterSettings, RevocationSettings, StorePolicy};
+use super::settings::{ClusterSettings, RevocationSettings, StorePolicy};
 use crate::secret::SecretString;
 
 pub(super) fn revocation(rv: RawRevocation, cx: &mut Cx<'_>) -> Option<RevocationSettings> {
@@ -22,7 +23,7 @@ pub(super) fn revocation(rv: RawRevocation, cx: &mut Cx<'_>) -> Option<Revocatio
             let path = PathBuf::from(j.get_ref());
             if cx.check_files {
                 let usable =
-                    check::journal_path(&path).map_err(|e| invalid("revocation.journal", e));
+                    files::journal_path(&path).map_err(|e| invalid("revocation.journal", e));
                 cx.ok(Some(j.span()), usable);
             }
             Some(Some(path))

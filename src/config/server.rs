@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use super::check;
-use super::problem::{Cx, invalid, span};
+use super::context::{Cx, span};
+use super::files;
+use super::problem::invalid;
 use super::raw::{RawLog, RawMetrics, RawServer};
+use super::settings::{LogFormat, LogSettings, MetricsSettings, ServerSettings, TlsSettings};
 use super::values;
-use super::{LogFormat, LogSettings, MetricsSettings, ServerSettings, TlsSettings};
 
 /// `server.max_header_bytes`, which `[session]` needs too (its cookies must fit).
 pub(super) fn max_header_bytes(raw: &RawServer) -> usize {
@@ -83,7 +84,7 @@ fn tls(s: &RawServer, cx: &mut Cx<'_>) -> Option<Option<TlsSettings>> {
     if cx.check_files {
         for (name, file) in [("server.tls_cert", cert), ("server.tls_key", key)] {
             let readable =
-                check::readable_file(Path::new(file.get_ref())).map_err(|e| invalid(name, e));
+                files::readable_file(Path::new(file.get_ref())).map_err(|e| invalid(name, e));
             cx.ok(Some(file.span()), readable);
         }
     }

@@ -2,10 +2,11 @@
 
 use toml::Spanned;
 
+use super::context::{Cx, span};
 use super::env::resolve_secret;
-use super::problem::{ConfigError, Cx, invalid, span};
+use super::problem::{ConfigError, invalid};
 use super::raw::RawSession;
-use super::{MAX_COOKIE_NAME_LEN, SessionSettings};
+use super::settings::{MAX_COOKIE_NAME_LEN, SessionSettings};
 use crate::seal::{CookieName, DEFAULT_MAX_CHUNKS, KeyError, KeyRing, MAX_COOKIE_BYTES};
 use crate::secret::SecretString;
 

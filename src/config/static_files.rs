@@ -5,11 +5,12 @@
 //! canonical paths without re-resolving the root. A relative `dir` is resolved against the
 //! working directory.
 
-use super::check;
-use super::problem::{Cx, invalid, span};
+use super::context::{Cx, span};
+use super::files;
+use super::problem::invalid;
 use super::raw::RawStatic;
+use super::settings::{DEFAULT_CSP, RouteSettings, StaticSettings};
 use super::values;
-use super::{DEFAULT_CSP, RouteSettings, StaticSettings};
 
 /// `routes` are the routes that converted: one with prefix `/` would take every path.
 pub(super) fn static_files(
@@ -95,8 +96,8 @@ fn root(raw: &RawStatic, index: Option<&str>, cx: &mut Cx<'_>) -> Option<std::pa
     if cx.check_files {
         // `serve` lists nothing at start-up; a directory or index it cannot read fails every
         // request instead.
-        let readable = check::readable_dir(&root)
-            .and_then(|()| check::readable_file(&root.join(index)))
+        let readable = files::readable_dir(&root)
+            .and_then(|()| files::readable_file(&root.join(index)))
             .map_err(|e| invalid("static.dir", e));
         cx.ok(at, readable)?;
     }

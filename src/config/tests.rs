@@ -1,3 +1,7 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::settings::*;
 use super::*;
 
 const KEY: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWY=";

@@ -10,35 +10,12 @@ use openidconnect::{
 use url::Url;
 
 use super::Provider;
+use super::error::{LoginError, RefreshError};
 use super::id_token::same_identity;
 use crate::config::TokenEndpointAuth;
 use crate::outbound::error_chain;
 use crate::secret::SecretString;
 use crate::token::Token;
-
-/// Why a login could not be completed with the IdP. Logged in full; the browser sees a
-/// generic page.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum LoginError {
-    /// The token endpoint answered with an OAuth error (`invalid_grant`, …).
-    #[error("token endpoint error: {0}")]
-    TokenEndpoint(String),
-    /// The token endpoint could not be reached or timed out.
-    #[error("token endpoint unreachable: {0}")]
-    Unreachable(String),
-    /// The token request could not be made, or the response did not parse.
-    #[error("token request failed: {0}")]
-    TokenRequest(String),
-    /// The token response lacks a required token.
-    #[error("token response has no {0}")]
-    MissingToken(&'static str),
-    /// The ID token failed validation.
-    #[error("ID token rejected: {0}")]
-    IdToken(String),
-    /// The userinfo call failed or named another subject.
-    #[error("userinfo: {0}")]
-    UserInfo(String),
-}
 
 /// What a successful code exchange yields.
 #[derive(Debug)]
@@ -68,17 +45,6 @@ pub(crate) struct Refreshed {
     pub refresh_token: Option<Token>,
     /// A new ID token, when the IdP sent one (validated, same identity).
     pub id_token: Option<Token>,
-}
-
-/// A refresh that failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum RefreshError {
-    /// `invalid_grant`: the refresh token is no longer valid; the session is over.
-    #[error("refresh token rejected (invalid_grant)")]
-    InvalidGrant,
-    /// Anything else (unreachable IdP, invalid response).
-    #[error("refresh failed: {0}")]
-    Failed(String),
 }
 
 impl Provider {

@@ -6,7 +6,8 @@ use openidconnect::core::{CoreIdToken, CoreIdTokenVerifier};
 use openidconnect::{ClaimsVerificationError, ClientId, Nonce, SignatureVerificationError};
 use serde::Deserialize;
 
-use super::{LoginError, Provider};
+use super::Provider;
+use super::error::LoginError;
 use crate::secret::SecretString;
 use crate::token::Token;
 

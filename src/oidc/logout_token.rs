@@ -43,8 +43,6 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub(crate) use crate::expiring::Seen;
-
 /// The `events` member that makes a JWT a back-channel logout token.
 pub(crate) const BACKCHANNEL_LOGOUT_EVENT: &str =
     "http://schemas.openid.net/event/backchannel-logout";

@@ -19,6 +19,7 @@
 //!   redirects).
 
 mod discovery;
+mod error;
 mod grants;
 pub(crate) mod http;
 mod id_token;
@@ -33,7 +34,8 @@ use openidconnect::{EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl};
 use url::Url;
 
 pub(crate) use self::discovery::{DiscoveryError, ExtraMetadata};
-pub(crate) use self::grants::{LoginError, LoginTokens, RefreshError, Refreshed};
+pub(crate) use self::error::{LoginError, RefreshError};
+pub(crate) use self::grants::{LoginTokens, Refreshed};
 use self::http::IdpHttpClient;
 use crate::config::OidcSettings;
 

@@ -26,7 +26,7 @@ pub(super) struct Checked {
 }
 
 /// What the proxy may send upstream for this request.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(super) struct Decision {
     /// `Authorization: Bearer …` to attach; none for anonymous requests and `token = "none"`.
     pub bearer: Option<HeaderValue>,
@@ -34,6 +34,17 @@ pub(super) struct Decision {
     pub reseal: Option<Vec<Cookie<'static>>>,
     /// The session, for a WebSocket tunnel to close when it ends.
     pub session: Option<Arc<Session>>,
+}
+
+// Not derived: the re-sealed cookies hold the sealed session; only their number is shown.
+impl std::fmt::Debug for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decision")
+            .field("bearer", &self.bearer.as_ref().map(|_| "[redacted]"))
+            .field("reseal", &self.reseal.as_ref().map(Vec::len))
+            .field("session", &self.session.as_ref().map(|s| &s.id))
+            .finish()
+    }
 }
 
 /// Reads the session (when the route or the anti-forgery mode needs it) and checks the
@@ -137,5 +148,28 @@ impl Checked {
                     .with_cookies(app.clear_session(seen)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_debug_shows_no_token_or_cookie_value() {
+        let mut bearer = HeaderValue::from_static("Bearer secret-access-token");
+        bearer.set_sensitive(true);
+        let decision = Decision {
+            bearer: Some(bearer),
+            reseal: Some(vec![Cookie::new(
+                "__Host-sealgate.0",
+                "sealed-session-bytes",
+            )]),
+            session: None,
+        };
+        let shown = format!("{decision:?}");
+        assert!(!shown.contains("secret-access-token"), "{shown}");
+        assert!(!shown.contains("sealed-session-bytes"), "{shown}");
+        assert!(shown.contains("reseal: Some(1)"), "{shown}");
     }
 }

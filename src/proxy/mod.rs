@@ -34,8 +34,6 @@ use crate::error::{Failure, Rejection};
 use crate::request::RequestContext;
 use crate::response::Body;
 
-pub(crate) use route::match_route;
-
 /// Proxies one request on `route`.
 ///
 /// # Errors

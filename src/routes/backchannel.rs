@@ -40,7 +40,8 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::error::{Failure, Rejection};
-use crate::oidc::logout_token::{self, Seen};
+use crate::expiring::Seen;
+use crate::oidc::logout_token;
 use crate::response::{self, Body};
 use crate::revocation::Revocation;
 

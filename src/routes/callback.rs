@@ -16,6 +16,7 @@ use subtle::ConstantTimeEq;
 use super::login::LoginFlow;
 use crate::app::{App, SessionState};
 use crate::error::{Failure, Rejection};
+use crate::expiring::{Full, Seen};
 use crate::oidc::LoginTokens;
 use crate::response::{self, Body};
 use crate::return_url::ReturnUrl;
@@ -215,13 +216,13 @@ fn check_state(app: &App, flow: &LoginFlow<'_>, state: &str, now: i64) -> Result
     }
     let login_secs = i64::try_from(app.settings.session.login_timeout.as_secs()).unwrap_or(600);
     match app.mark_state_used(state, now.saturating_add(login_secs), now) {
-        Ok(()) => Ok(()),
-        Err(crate::app::StateUse::Replayed) => Err(fail(
+        Ok(Seen::Fresh) => Ok(()),
+        Ok(Seen::Replayed) => Err(fail(
             EXPIRED,
             StatusCode::BAD_REQUEST,
             "callback replay".into(),
         )),
-        Err(crate::app::StateUse::Full) => Err(Failure::new(
+        Err(Full) => Err(Failure::new(
             Rejection::Unavailable,
             "used-state table full",
         )),

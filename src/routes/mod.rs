@@ -56,7 +56,7 @@ pub(crate) async fn handle(
             .unwrap_or_else(|failure| failure.into_response(&app.login_href())));
     }
     // Matched once: the metrics label and the routing below use the same answer.
-    let matched = proxy::match_route(&app.settings.routes, req.uri().path());
+    let matched = proxy::route::match_route(&app.settings.routes, req.uri().path());
     let label = route_label(&app, req.uri().path(), matched);
     let id = RequestId::for_request(req.headers());
     let span = tracing::info_span!("request", id = %id.0, method = %req.method(), route = %label);

@@ -40,7 +40,7 @@ pub enum StartError {
     Discovery(#[from] DiscoveryError),
     /// The HTTP client for upstream APIs cannot be built (no TLS configuration).
     #[error("upstream HTTP client: {0}")]
-    Upstream(crate::outbound::TlsError),
+    Upstream(String),
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -166,7 +166,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
             None
         }
     };
-    crate::upstream::check().map_err(StartError::Upstream)?;
+    crate::upstream::check().map_err(|e| StartError::Upstream(e.to_string()))?;
     let provider = Provider::discover(&settings.oidc, &settings.redirect_uri()).await?;
     let listen = settings.server.listen;
     let listener = match options.listener {

@@ -212,7 +212,7 @@ fn site(dir: &Path) -> StaticSettings {
     StaticSettings {
         root: std::fs::canonicalize(dir).unwrap(),
         index: "index.html".into(),
-        csp: HeaderValue::from_static(crate::config::DEFAULT_CSP),
+        csp: HeaderValue::from_static(crate::config::settings::DEFAULT_CSP),
     }
 }
 

@@ -8,6 +8,7 @@ use rsa::traits::PublicKeyParts as _;
 use serde_json::{Map, json};
 
 use super::*;
+use crate::expiring::Seen;
 use crate::expiring::{ExpiringSet, Full};
 
 const ISS: &str = "https://idp.example";

@@ -1,0 +1,328 @@
+//! The typed settings: what the rest of sealgate reads, validated once at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::seal::{CookieName, KeyRing};
+use crate::secret::SecretString;
+
+/// Everything sealgate needs, validated.
+#[derive(Debug)]
+pub struct Settings {
+    /// `[server]`.
+    pub server: ServerSettings,
+    /// `[oidc]`.
+    pub oidc: OidcSettings,
+    /// `[session]`.
+    pub session: SessionSettings,
+    /// `[bff]`.
+    pub bff: BffSettings,
+    /// `[[routes]]`, longest prefix first.
+    pub routes: Vec<RouteSettings>,
+    /// `[static]`: the SPA's files, when sealgate hosts them.
+    pub static_files: Option<StaticSettings>,
+    /// `[revocation]`.
+    pub revocation: RevocationSettings,
+    /// `[cluster]`: several instances sharing revocations and refreshes through Redis.
+    pub cluster: Option<ClusterSettings>,
+    /// `[metrics]`.
+    pub metrics: MetricsSettings,
+    /// `[log]`.
+    pub log: LogSettings,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the request span's fields.
+    Json,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    /// Text or JSON.
+    pub format: LogFormat,
+    /// A `tracing` filter (`RUST_LOG` syntax); `RUST_LOG` overrides it. Default
+    /// `sealgate=info,warn`.
+    pub level: Option<String>,
+}
+
+/// `[metrics]`: Prometheus text on `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsSettings {
+    /// Whether `/metrics` is served at all.
+    pub enabled: bool,
+    /// A separate address for `/metrics` (then not on the main listener).
+    pub listen: Option<SocketAddr>,
+}
+
+impl MetricsSettings {
+    /// Whether the main listener serves `/metrics`.
+    pub fn on_main_listener(&self) -> bool {
+        self.enabled && self.listen.is_none()
+    }
+}
+
+/// What authenticated requests get while the cluster store is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorePolicy {
+    /// Refused with 503 (a revocation made elsewhere meanwhile cannot be missed). Default.
+    Refuse,
+    /// Served, checked against the revocations known so far.
+    Allow,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `redis://host:port/db` (the URL may carry a password, so it is a secret when it does).
+    pub redis_url: SecretString,
+    /// The policy while Redis is unreachable.
+    pub on_store_unavailable: StorePolicy,
+    /// Prefix of every Redis key and channel (several deployments can share one Redis).
+    pub key_prefix: String,
+}
+
+/// `[revocation]`.
+#[derive(Debug, Clone)]
+pub struct RevocationSettings {
+    /// The append-only journal that makes revocations survive a restart; none: memory only.
+    pub journal: Option<PathBuf>,
+    /// Most entries held; beyond it a revocation becomes a global not-before.
+    pub capacity: usize,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The origin the browser uses, e.g. `https://app.example.com` (no path).
+    pub public_url: Url,
+    /// Connections served at once; more wait in the accept queue.
+    pub max_connections: usize,
+    /// Threads serving connections, each with its own single-threaded runtime and upstream
+    /// connection pool (a connection and its upstream calls stay on one thread). Default: one
+    /// per CPU available to the process.
+    pub workers: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout: Duration,
+    /// Largest request head accepted (larger: 431).
+    pub max_header_bytes: usize,
+    /// Time in-flight requests get to finish on shutdown.
+    pub shutdown_grace: Duration,
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate chain and key.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[server] tls_cert` / `tls_key`: PEM files, re-read on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The certificate chain (leaf first).
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// How the anti-forgery header of API requests is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsrfMode {
+    /// The header must carry the static `csrf_value` (default `X-CSRF: 1`): a custom header
+    /// forces a CORS preflight, which only allowed origins pass.
+    Header,
+    /// Double-submit: the header must carry the session-bound token sealgate sets in a
+    /// JavaScript-readable `__Host-` cookie (`<cookie_name>-csrf`), compared in constant time.
+    /// Requests without a session need the header with any non-empty value.
+    DoubleSubmit,
+}
+
+/// How sealgate authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEndpointAuth {
+    /// HTTP Basic (`client_secret_basic`, the default).
+    Basic,
+    /// Form fields (`client_secret_post`).
+    Post,
+}
+
+/// `[oidc]`.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// The issuer identifier, exactly as configured; discovery must report exactly this.
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: SecretString,
+    /// Requested scopes (`openid` is always included).
+    pub scopes: Vec<String>,
+    /// Where the IdP sends the browser after RP-initiated logout.
+    pub post_logout_redirect_uri: Option<Url>,
+    /// Timeout of each request to the IdP.
+    pub timeout: Duration,
+    /// Least time between two JWKS refetches triggered by an unknown `kid`.
+    pub jwks_refetch_cooldown: Duration,
+    /// Client authentication at the token endpoint.
+    pub token_endpoint_auth: TokenEndpointAuth,
+    /// Whether to call the userinfo endpoint after login (its `sub` must match).
+    pub use_userinfo: bool,
+    /// Accepted ID token signature algorithms; asymmetric only.
+    pub id_token_signing_algs: Vec<String>,
+    /// Tolerated clock difference with the IdP.
+    pub clock_skew: Duration,
+    /// Oldest acceptable ID token `iat`.
+    pub max_id_token_age: Duration,
+    /// Audiences other than the client id that an ID token (or a logout token) may also name.
+    pub trusted_audiences: Vec<String>,
+    /// Oldest acceptable back-channel logout token `iat`. It also bounds how long a logout
+    /// token's `jti` must be remembered to refuse its replay.
+    pub max_logout_token_age: Duration,
+    /// Refuse logout tokens whose header `typ` is `JWT` or absent (accept only `logout+jwt`).
+    pub strict_logout_token_typ: bool,
+}
+
+/// `[session]`.
+#[derive(Debug)]
+pub struct SessionSettings {
+    /// The key ring; the first key seals.
+    pub keys: KeyRing,
+    /// Base name of the session cookie.
+    pub cookie_name: CookieName,
+    /// Sessions end after this long without a request.
+    pub idle_timeout: Duration,
+    /// Sessions end this long after login, whatever happens.
+    pub absolute_timeout: Duration,
+    /// A login must complete within this.
+    pub login_timeout: Duration,
+    /// Most cookie chunks per session.
+    pub max_chunks: u8,
+    /// Keep the ID token in the session (for `id_token_hint` and `/bff/user` claims).
+    pub store_id_token: bool,
+    /// Most login flows one browser may have pending.
+    pub max_pending_logins: usize,
+    /// Opened sessions remembered by their exact cookie bytes (0: every request opens its
+    /// cookie). See `session_cache`.
+    pub open_cache: usize,
+    /// Refresh when the access token expires within this.
+    pub refresh_before: Duration,
+    /// How long a refresh result is reused for requests carrying the pre-refresh cookie.
+    pub refresh_grace: Duration,
+}
+
+/// `[bff]`.
+#[derive(Debug, Clone)]
+pub struct BffSettings {
+    /// Path prefix of the BFF endpoints, e.g. `/bff`.
+    pub prefix: String,
+    /// Exact origins allowed to call the BFF and the proxied routes cross-origin.
+    pub allowed_origins: Vec<String>,
+    /// Anti-forgery header name (lower case).
+    pub csrf_header: http::HeaderName,
+    /// Anti-forgery header value (in [`CsrfMode::Header`]).
+    pub csrf_value: String,
+    /// How the anti-forgery header is checked.
+    pub csrf_mode: CsrfMode,
+    /// ID token claims returned by `/bff/user` besides `sub`.
+    pub user_claims: Vec<String>,
+}
+
+/// Which token a route attaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPolicy {
+    /// A session is required; its access token is attached.
+    User,
+    /// The access token is attached when there is a session.
+    Optional,
+    /// No token; the route is a plain reverse proxy.
+    None,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    /// Path prefix, e.g. `/api` (no trailing slash).
+    pub prefix: String,
+    /// Upstream base URL.
+    pub upstream: Url,
+    /// Token policy.
+    pub token: TokenPolicy,
+    /// Whether the prefix is removed before appending the path to the upstream base URL
+    /// (`/api/x` → `upstream/x`, the default) or kept (`/api/x` → `upstream/api/x`).
+    pub strip_prefix: bool,
+    /// Allowed methods; empty means any.
+    pub methods: Vec<http::Method>,
+    /// Time the upstream has to send its response head (502/504 beyond).
+    pub timeout: Duration,
+    /// Whether WebSocket upgrades are proxied (HTTP/1.1 `Upgrade: websocket`).
+    pub websocket: bool,
+    /// Which of the browser's other cookies reach the upstream (sealgate's never do).
+    pub forward_cookies: CookieForwarding,
+    /// HTTP/2 only to the upstream (h2c with prior knowledge over `http://`); otherwise
+    /// HTTP/1.1, or h2 when a TLS upstream offers it by ALPN.
+    pub http2: bool,
+    /// Where it is in the file, `routes[i]` (routes are kept longest prefix first).
+    pub key: String,
+}
+
+/// Which browser cookies a route forwards. sealgate's own cookies are never forwarded.
+///
+/// The default is [`CookieForwarding::None`]: the upstream authenticates the bearer token, and
+/// every cookie it is sent is one more credential a confused upstream might honour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieForwarding {
+    /// Every cookie except sealgate's.
+    All,
+    /// No cookie.
+    None,
+    /// Only cookies with these exact names.
+    Only(Vec<String>),
+}
+
+impl CookieForwarding {
+    /// Whether a cookie named `name` (already known not to be sealgate's) is forwarded.
+    pub fn allows(&self, name: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::None => false,
+            Self::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// `[static]`: the directory of the SPA's build output, served for paths nothing else handles.
+#[derive(Debug, Clone)]
+pub struct StaticSettings {
+    /// The directory, canonicalized at start-up (absolute, symlinks resolved); every file served
+    /// must canonicalize to a path inside it.
+    pub root: PathBuf,
+    /// File name of the entry page in `root`, served at `/` and for client-side routes.
+    pub index: String,
+    /// The `Content-Security-Policy` sent with HTML (and SVG).
+    pub csp: http::HeaderValue,
+}
+
+/// The Content-Security-Policy sent with the SPA's HTML unless `static.csp` replaces it: only
+/// same-origin scripts, styles, fonts and connections, no plugins, no `<base>` hijacking, forms
+/// only to this origin, never framed.
+pub(crate) const DEFAULT_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; \
+    base-uri 'self'; form-action 'self'; frame-ancestors 'none'";
+
+/// Algorithms sealgate accepts for ID tokens: asymmetric only, so a token can never be forged
+/// by using a public key (or the client secret) as an HMAC key.
+pub(crate) const ASYMMETRIC_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+
+/// Largest `oidc.max_logout_token_age`.
+pub(crate) const MAX_LOGOUT_TOKEN_AGE: Duration = Duration::from_secs(3600);
+
+/// Longest `session.cookie_name`: login cookie names derived from it must stay valid.
+pub(crate) const MAX_COOKIE_NAME_LEN: usize = 64;

@@ -116,20 +116,22 @@ fn example_keys() -> Vec<(String, String)> {
 
 #[test]
 fn every_example_key_is_documented() {
-    let readme = include_str!("../../docs/configuration.md");
+    let docs = include_str!("../../docs/configuration.md");
     let keys = example_keys();
     assert!(keys.len() > 50, "{keys:?}");
     for (section, key) in keys {
-        let row = readme
+        let row = docs
             .lines()
             .find(|l| {
                 l.starts_with(&format!("| `[{section}]`"))
                     || l.starts_with(&format!("| `[[{section}]]`"))
             })
-            .unwrap_or_else(|| panic!("README's configuration table has no row for [{section}]"));
+            .unwrap_or_else(|| {
+                panic!("docs/configuration.md's summary table has no row for [{section}]")
+            });
         assert!(
             row.contains(&format!("`{key}`")),
-            "README's [{section}] row does not document `{key}`"
+            "docs/configuration.md's [{section}] row does not document `{key}`"
         );
     }
 }

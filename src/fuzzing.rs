@@ -124,7 +124,9 @@ pub fn callback_query(data: &[u8]) -> bool {
 /// (prefix stripped), `/api/v2` → `http://v2.invalid/` (prefix kept) and `/` → `http://spa.invalid/`.
 /// The chosen route must be the longest prefix that matches at a segment boundary, and a path
 /// the proxy accepts must produce an upstream URL on that route's host, under its base path,
-/// even after a URL parser resolves it (no dot segment or encoding escapes the route).
+/// even after a URL parser resolves it (no dot segment or encoding escapes the route), and no
+/// segment reads as a dot or empty segment to a servlet container (decoded, `;` parameters
+/// dropped).
 pub fn proxy_path(data: &[u8]) -> bool {
     let Ok(path) = std::str::from_utf8(data) else {
         return false;
@@ -178,6 +180,16 @@ pub fn proxy_path(data: &[u8]) -> bool {
         _ => ("spa.invalid", ""),
     };
     assert_eq!(joined.host_str(), Some(host), "{path:?}");
+    // How a servlet container reads the accepted path: decoded, `;` parameters dropped. No
+    // segment may then be a dot segment or an empty one (that would escape upstream).
+    for segment in path.split('/') {
+        let decoded = percent_encoding::percent_decode_str(segment).decode_utf8_lossy();
+        let base = decoded.split(';').next().unwrap_or("");
+        assert!(
+            base != "." && base != ".." && (!base.is_empty() || !decoded.contains(';')),
+            "{path:?}: a servlet container reads segment {segment:?} as {base:?}"
+        );
+    }
     assert!(
         joined.path() == base || joined.path().starts_with(&format!("{base}/")),
         "{path:?} escaped to {}",

@@ -139,6 +139,7 @@ pub use telemetry::init as init_logs;
 pub mod internal {
     pub use crate::fuzzing::*;
     pub use crate::oidc::http::{HttpError, IdpHttpClient};
+    pub use crate::proxy::headers::CLIENT_CLAIMS;
     pub use crate::revocation::{Denylist, Journal, Revocation, journal};
     pub use crate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
     pub use crate::session::{Session, SessionId};

@@ -1,10 +1,11 @@
 //! The upstream request: the browser's request with its headers rewritten (never sealgate's
-//! cookies, a browser-supplied `Authorization`, hop-by-hop headers or client-supplied
-//! `Forwarded` / `X-Forwarded-*`), the bearer token attached, sent through this thread's pooled
+//! cookies, a browser-supplied `Authorization`, hop-by-hop headers, or any header that names
+//! the client or the original URL: `Forwarded`, `X-Forwarded-*`, `X-Real-IP`, …, see
+//! [`crate::proxy::headers::CLIENT_CLAIMS`]), the bearer token attached, sent through this thread's pooled
 //! client with the route's timeout. The body streams; nothing is buffered.
 
 use http::header::{AUTHORIZATION, COOKIE, HOST};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -15,7 +16,7 @@ use crate::config::{CookieForwarding, RouteSettings};
 use crate::error::{Failure, Rejection};
 use crate::metrics::{RouteLabel, metrics};
 use crate::outbound::error_chain;
-use crate::proxy::headers::{is_sealgate_cookie, strip_hop_by_hop};
+use crate::proxy::headers::{is_sealgate_cookie, strip_client_claims, strip_hop_by_hop};
 use crate::proxy::websocket;
 use crate::request::{RequestContext, cookie_headers};
 use crate::upstream::{self, Protocol};
@@ -111,15 +112,7 @@ fn rewrite_headers(
     strip_hop_by_hop(headers);
     headers.remove(HOST);
     headers.remove(AUTHORIZATION);
-    headers.remove("forwarded");
-    let forwarded: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("x-forwarded-"))
-        .cloned()
-        .collect();
-    for k in forwarded {
-        headers.remove(k);
-    }
+    strip_client_claims(headers);
     let kept_cookies: Vec<String> = if route.forward_cookies == CookieForwarding::None {
         Vec::new()
     } else {

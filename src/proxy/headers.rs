@@ -16,6 +16,53 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Request headers that upstream frameworks, proxies and CDNs read as the client's address or
+/// as the original URL or host. A browser could set any of them to impersonate another client
+/// or to reroute a request inside the upstream, so the client's own are never forwarded
+/// (besides these, every `X-Forwarded-*`); sealgate sets `X-Forwarded-For`, `-Proto` and
+/// `-Host` itself. Documented in SECURITY.md; one test per name.
+pub const CLIENT_CLAIMS: &[&str] = &[
+    "forwarded",
+    "forwarded-for",
+    "x-forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "cf-connecting-ipv6",
+    "fastly-client-ip",
+    "akamai-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-proxyuser-ip",
+    "x-envoy-external-address",
+    "x-original-forwarded-for",
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-original-host",
+    "x-host",
+    "x-envoy-original-path",
+];
+
+/// Removes every header of [`CLIENT_CLAIMS`] and every `X-Forwarded-*` header.
+pub(crate) fn strip_client_claims(headers: &mut HeaderMap) {
+    for name in CLIENT_CLAIMS {
+        headers.remove(*name);
+    }
+    let forwarded: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-forwarded-"))
+        .cloned()
+        .collect();
+    for k in forwarded {
+        headers.remove(k);
+    }
+}
+
 /// Removes the hop-by-hop headers, including every header the `Connection` header lists.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
@@ -59,6 +106,20 @@ mod tests {
         for other in ["theme", "__Host-sealgatex", "__Host-sealgate-other"] {
             assert!(!is_sealgate_cookie(base, other), "{other}");
         }
+    }
+
+    #[test]
+    fn client_claims_and_every_x_forwarded_header_are_stripped() {
+        let mut h = HeaderMap::new();
+        for name in CLIENT_CLAIMS {
+            h.insert(HeaderName::from_static(name), "6.6.6.6".parse().unwrap());
+        }
+        h.insert("x-forwarded-prefix", "/admin".parse().unwrap());
+        h.insert("x-forwarded-anything", "x".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_client_claims(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
     }
 
     #[test]

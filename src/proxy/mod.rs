@@ -21,7 +21,7 @@
 mod authorize;
 mod filter;
 mod forward;
-mod headers;
+pub(crate) mod headers;
 pub(crate) mod route;
 mod websocket;
 
@@ -46,6 +46,14 @@ pub(crate) async fn handle(
     now: i64,
     context: RequestContext<'_>,
 ) -> Result<Response<Body>, Failure> {
+    // Never forwarded, whatever `methods` allows: TRACE echoes the request (with whatever
+    // credentials an upstream adds) back to the caller (cross-site tracing); TRACK is IIS's.
+    if matches!(req.method().as_str(), "TRACE" | "TRACK") {
+        return Err(Failure::new(
+            Rejection::MethodNotAllowed,
+            format!("proxy: {} is never forwarded", req.method()),
+        ));
+    }
     let websocket = websocket::is_upgrade(&req);
     if websocket && !route.websocket {
         return Err(Failure::new(

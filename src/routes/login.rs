@@ -38,12 +38,41 @@ fn random_token() -> Result<SecretString, Failure> {
     Ok(SecretString::new(URL_SAFE_NO_PAD.encode(&bytes[..])))
 }
 
+/// Whether the request is a speculative load (a prefetch or prerender the browser made on its
+/// own): `Sec-Purpose: prefetch` (with or without `;prerender`), the legacy `Purpose: prefetch`,
+/// or Firefox's `X-Moz: prefetch`. Such a load must not start a login: it would set a login
+/// cookie and take one of the bounded pending-login slots for a flow nobody asked for. It gets
+/// the 401 of a non-navigation (a non-2xx answer makes the browser discard the speculative
+/// result and load the page for real when the user navigates).
+fn is_speculative(headers: &http::HeaderMap) -> bool {
+    ["sec-purpose", "purpose", "x-purpose", "x-moz"]
+        .iter()
+        .any(|name| {
+            headers.get_all(*name).iter().any(|v| {
+                v.to_str().is_ok_and(|v| {
+                    v.split([';', ',']).any(|t| {
+                        matches!(
+                            t.trim().to_ascii_lowercase().as_str(),
+                            "prefetch" | "prerender" | "preview"
+                        )
+                    })
+                })
+            })
+        })
+}
+
 /// Handles the login request.
 pub(super) fn login(
     app: &App,
     req: &Request<Incoming>,
     now: i64,
 ) -> Result<Response<Body>, Failure> {
+    if is_speculative(req.headers()) {
+        return Err(Failure::new(
+            Rejection::NotNavigation,
+            "login from a speculative load (prefetch or prerender)",
+        ));
+    }
     let mode = req.headers().get("sec-fetch-mode").map(|v| v.as_bytes());
     if mode.is_some_and(|m| m != b"navigate") {
         return Err(Failure::new(
@@ -115,4 +144,33 @@ pub(super) fn login(
         response::redirect(url.as_str()),
         &cookies,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderMap;
+
+    use super::is_speculative;
+
+    #[test]
+    fn speculative_loads_are_recognised() {
+        for (name, value) in [
+            ("sec-purpose", "prefetch"),
+            ("sec-purpose", "prefetch;prerender"),
+            ("sec-purpose", "prefetch; anonymous-client-ip"),
+            ("purpose", "prefetch"),
+            ("purpose", "Prefetch"),
+            ("x-moz", "prefetch"),
+            ("x-purpose", "preview"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, value.parse().unwrap());
+            assert!(is_speculative(&h), "{name}: {value}");
+        }
+        let mut h = HeaderMap::new();
+        assert!(!is_speculative(&h), "a plain navigation");
+        h.insert("sec-fetch-mode", "navigate".parse().unwrap());
+        h.insert("purpose", "other".parse().unwrap());
+        assert!(!is_speculative(&h));
+    }
 }

@@ -180,6 +180,44 @@ async fn login_from_fetch_is_401_and_mints_nothing() {
 }
 
 #[tokio::test]
+async fn speculative_loads_of_login_start_no_flow() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    for (name, value) in [
+        ("sec-purpose", "prefetch"),
+        ("sec-purpose", "prefetch;prerender"),
+        ("purpose", "prefetch"),
+        ("x-moz", "prefetch"),
+    ] {
+        let r = b
+            .get(
+                &Harness::url("/bff/login?returnUrl=/home"),
+                &[("sec-fetch-mode", "navigate"), (name, value)],
+            )
+            .await;
+        assert_eq!(r.status, 401, "{name}: {value}");
+        assert!(
+            r.set_cookies().is_empty(),
+            "{name}: {value}: no login cookie"
+        );
+        assert!(
+            r.headers.get("location").is_none(),
+            "{name}: {value}: no redirect"
+        );
+        assert_eq!(r.headers["cache-control"], "no-store");
+    }
+    // The same navigation without the speculative header starts a login.
+    let r = b
+        .get(
+            &Harness::url("/bff/login?returnUrl=/home"),
+            &[("sec-fetch-mode", "navigate")],
+        )
+        .await;
+    assert_eq!(r.status, 302);
+    assert_eq!(r.set_cookies().len(), 1);
+}
+
+#[tokio::test]
 async fn return_url_bypass_classes_are_refused() {
     let h = Harness::start().await;
     let mut b = h.browser();

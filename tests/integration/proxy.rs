@@ -64,6 +64,77 @@ async fn forwarding_headers_are_sealgates_own() {
 }
 
 #[tokio::test]
+async fn headers_naming_the_client_or_the_original_url_never_reach_the_upstream() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let mut names: Vec<&str> = sealgate::internal::CLIENT_CLAIMS.to_vec();
+    names.extend([
+        "x-forwarded-prefix",
+        "x-forwarded-port",
+        "x-forwarded-server",
+    ]);
+    for name in names {
+        let r = b
+            .get(
+                &Harness::url("/api/x"),
+                &[("x-csrf", "1"), (name, "6.6.6.6")],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{name}: {}", r.body);
+        assert!(
+            r.json()[name].is_null(),
+            "{name} was forwarded: {}",
+            r.json()[name]
+        );
+    }
+}
+
+#[tokio::test]
+async fn trace_and_track_are_405_on_every_route() {
+    let h = Harness::start().await;
+    let addr = h.running.addr;
+    let answers = tokio::task::spawn_blocking(move || {
+        [
+            "TRACE /api/x HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n",
+            "TRACK /api/x HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n",
+            "TRACE /kept/x HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n",
+            "TRACE /open/x HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n",
+        ]
+        .map(|r| (r, status_line(addr, r.as_bytes())))
+    })
+    .await
+    .unwrap();
+    for (req, answer) in answers {
+        assert!(answer.starts_with("HTTP/1.1 405"), "{req:?} → {answer}");
+    }
+}
+
+#[tokio::test]
+async fn segments_a_servlet_container_reads_as_dot_segments_are_400() {
+    let h = Harness::start().await;
+    let addr = h.running.addr;
+    let answers = tokio::task::spawn_blocking(move || {
+        [
+            "/api/..;/x",
+            "/api/.;/x",
+            "/api/a/..;jsessionid=1/b",
+            "/api/..%3b/x",
+            "/api/;/x",
+        ]
+        .map(|p| {
+            let req = format!("GET {p} HTTP/1.1\r\nHost: a\r\nX-CSRF: 1\r\n\r\n");
+            (p, status_line(addr, req.as_bytes()))
+        })
+    })
+    .await
+    .unwrap();
+    for (path, answer) in answers {
+        assert!(answer.starts_with("HTTP/1.1 400"), "{path} → {answer}");
+    }
+}
+
+#[tokio::test]
 async fn upstream_set_cookie_with_sealgate_names_is_dropped() {
     let h = Harness::start().await;
     let mut b = h.browser();

@@ -53,6 +53,10 @@ pub(crate) struct App {
     pub logout_tokens: Mutex<ExpiringSet>,
 }
 
+/// Chunk deletions a response may carry beyond `max_chunks` (stale chunks of an earlier, larger
+/// configuration, or junk).
+const EXTRA_DELETIONS: u8 = 4;
+
 type RefreshCell = Arc<tokio::sync::OnceCell<Result<Refreshed, RefreshError>>>;
 
 /// Single-flight refresh per refresh token, with a grace window.
@@ -378,7 +382,8 @@ impl App {
         crate::metrics::metrics()
             .cookie_bytes
             .observe(sealed.cookie_bytes(name) as f64);
-        let mut cookies = jar::set_cookies(name, Purpose::Session, &sealed, now, seen);
+        let mut cookies =
+            jar::set_cookies(name, Purpose::Session, &sealed, now, self.deletable(seen));
         if self.settings.bff.csrf_mode == CsrfMode::DoubleSubmit {
             cookies.push(crate::csrf::cookie(&self.settings, session, now));
         }
@@ -401,12 +406,20 @@ impl App {
             })
     }
 
-    /// Deletions for every chunk in `seen`.
+    /// The chunks of `seen` a response deletes: those a session could have written and a few
+    /// more. A request carrying hundreds of junk `<name>.N` cookies gets a bounded number of
+    /// deletions, not one each; junk above the bound is never read (opening reads at most
+    /// `max_chunks`), so it cannot break a session.
+    fn deletable(&self, seen: IndexSet) -> IndexSet {
+        seen.below(self.codec.max_chunks().saturating_add(EXTRA_DELETIONS))
+    }
+
+    /// Deletions for every chunk in `seen` (bounded, see [`App::deletable`]).
     pub(crate) fn clear_session(&self, seen: IndexSet) -> Vec<Cookie<'static>> {
         let mut cookies = jar::removal_cookies(
             &self.settings.session.cookie_name,
             Purpose::Session,
-            seen.iter(),
+            self.deletable(seen).iter(),
         );
         if self.settings.bff.csrf_mode == CsrfMode::DoubleSubmit && !seen.is_empty() {
             cookies.push(crate::csrf::removal_cookie(&self.settings));

@@ -35,6 +35,16 @@ impl IndexSet {
     pub fn is_empty(&self) -> bool {
         self.0 == [0; 4]
     }
+
+    /// The indices below `limit`.
+    #[must_use]
+    pub fn below(&self, limit: u8) -> Self {
+        let mut out = Self::default();
+        for i in self.iter().take_while(|&i| i < limit) {
+            out.insert(i);
+        }
+        out
+    }
 }
 
 /// The `name=value` pairs of a `Cookie` header exactly as `cookie::Cookie::split_parse` reads
@@ -209,6 +219,17 @@ mod tests {
 
     fn name() -> CookieName {
         CookieName::new("__Host-s").unwrap()
+    }
+
+    #[test]
+    fn index_sets_keep_only_what_is_below_a_limit() {
+        let mut s = IndexSet::default();
+        for i in [0, 3, 7, 8, 200, 255] {
+            s.insert(i);
+        }
+        assert_eq!(s.below(8).iter().collect::<Vec<_>>(), vec![0, 3, 7]);
+        assert!(s.below(0).is_empty());
+        assert_eq!(s.below(255).iter().count(), 5);
     }
 
     proptest::proptest! {

@@ -208,3 +208,33 @@ async fn shutdown_gives_up_on_requests_at_the_deadline() {
     drop(in_flight);
     drop(idp);
 }
+
+#[tokio::test]
+async fn hundreds_of_junk_chunks_get_a_bounded_number_of_deletions() {
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    let junk: Vec<String> = (0..=255)
+        .map(|i| format!("__Host-sealgate.{i}=junk"))
+        .collect();
+    let header = junk.join("; ");
+    let r = b
+        .get(
+            &Harness::url("/bff/user"),
+            &[("x-csrf", "1"), ("cookie", header.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let deletions = r
+        .set_cookies()
+        .iter()
+        .filter(|c| c.name().starts_with("__Host-sealgate."))
+        .count();
+    // max_chunks (4 by default) plus a few, never one per junk cookie.
+    assert!(
+        (1..=8).contains(&deletions),
+        "{deletions} chunk deletions for 256 junk chunks"
+    );
+    // The session a browser then makes works, junk or not.
+    h.login(&mut b).await;
+    assert_eq!(h.user(&mut b).await.status, 200);
+}

@@ -461,6 +461,41 @@ async fn session_too_large_fails_login_with_a_clear_message() {
 }
 
 #[tokio::test]
+async fn a_smaller_session_expires_the_higher_chunks_and_a_stale_one_never_breaks_it() {
+    let h = Harness::start_with(
+        |b| {
+            b.extra_claims
+                .insert("groups".into(), serde_json::Value::String("g".repeat(3000)));
+        },
+        "",
+    )
+    .await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let stale = b
+        .cookie(PUBLIC, "__Host-sealgate.1")
+        .expect("a two-chunk session");
+    // A new login with a smaller session: one chunk, and the response expires chunk 1.
+    h.idp.set(|b| b.extra_claims.clear());
+    let r = h.login(&mut b).await;
+    assert_eq!(r.status, 302);
+    assert!(
+        r.set_cookies()
+            .iter()
+            .any(|c| c.name() == "__Host-sealgate.1" && c.value().is_empty()),
+        "chunk 1 is expired on the response that shrinks the session"
+    );
+    assert!(b.cookie(PUBLIC, "__Host-sealgate.1").is_none());
+    assert_eq!(h.user(&mut b).await.status, 200);
+    // A stale chunk sent alongside the valid one is ignored, and expired again.
+    let mut jar = b.export_cookies(PUBLIC);
+    jar.push(("__Host-sealgate.1".into(), stale));
+    b.import_cookies(PUBLIC, jar);
+    let r = h.user(&mut b).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
+#[tokio::test]
 async fn planted_session_cookie_is_replaced_by_a_fresh_session() {
     let h = Harness::start().await;
     // The attacker logs in and plants their valid session cookie in the victim's browser.

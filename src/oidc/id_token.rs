@@ -7,6 +7,7 @@ use openidconnect::{ClaimsVerificationError, ClientId, Nonce, SignatureVerificat
 use serde::Deserialize;
 
 use super::Provider;
+use super::claims::{TimeClaimError, check_time_claims};
 use super::error::LoginError;
 use crate::secret::SecretString;
 use crate::token::Token;
@@ -108,8 +109,23 @@ impl Provider {
         if claims.subject().is_empty() {
             return Err(ClaimsVerificationError::Other("empty sub".into()));
         }
-        // `sid` is not among openidconnect's core claims; read it from the verified payload.
+        // RFC 7519 rules openidconnect does not apply: every time claim a NumericDate (it reads
+        // a string `exp` or `iat` leniently), and not before `nbf`.
         let token = Token::from_issued(&id_token.to_string());
+        let payload = token
+            .jws_payload()
+            .and_then(|p| {
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(p).ok()
+            })
+            .ok_or_else(|| ClaimsVerificationError::Other("payload is not a JSON object".into()))?;
+        let skew = i64::try_from(self.settings.clock_skew.as_secs()).unwrap_or(60);
+        check_time_claims(&payload, now, skew).map_err(|e| {
+            ClaimsVerificationError::Other(match e {
+                TimeClaimError::NotANumber(claim) => format!("{claim} is not a NumericDate"),
+                TimeClaimError::NotYetValid => "not valid before its nbf".into(),
+            })
+        })?;
+        // `sid` is not among openidconnect's core claims; read it from the verified payload.
         let sid = token
             .jws_payload()
             .and_then(|p| serde_json::from_slice::<SidClaim>(p).ok())

@@ -43,6 +43,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::claims::{TimeClaimError, check_nbf_and_auth_time, numeric_date};
+
 /// The `events` member that makes a JWT a back-channel logout token.
 pub(crate) const BACKCHANNEL_LOGOUT_EVENT: &str =
     "http://schemas.openid.net/event/backchannel-logout";
@@ -128,6 +130,9 @@ pub(crate) enum LogoutTokenError {
     /// `iat` is older than the maximum age.
     #[error("iat is older than the maximum logout token age")]
     TooOld,
+    /// `nbf` is in the future beyond the clock skew.
+    #[error("nbf is in the future")]
+    NotYetValid,
     /// `exp` has passed.
     #[error("token expired")]
     Expired,
@@ -272,6 +277,8 @@ struct RawClaims {
     aud: Option<Value>,
     iat: Option<Value>,
     exp: Option<Value>,
+    nbf: Option<Value>,
+    auth_time: Option<Value>,
     jti: Option<Value>,
     events: Option<Value>,
     sid: Option<Value>,
@@ -283,24 +290,6 @@ struct RawClaims {
 /// `true` for any value, even `null`: the member is present.
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     serde::de::IgnoredAny::deserialize(d).map(|_| true)
-}
-
-/// A JSON NumericDate as whole seconds: an integer, or a finite number within ±2^53 (floored).
-fn numeric_date(v: &Value) -> Option<i64> {
-    if let Some(i) = v.as_i64() {
-        return Some(i);
-    }
-    let f = v.as_f64()?;
-    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is exact
-    if f.is_finite() && f.abs() < LIMIT {
-        #[allow(
-            clippy::cast_possible_truncation,
-            reason = "finite and within ±2^53, so the floored value fits i64 exactly"
-        )]
-        Some(f.floor() as i64)
-    } else {
-        None
-    }
 }
 
 /// A present claim that must be a non-empty string of at most [`MAX_CLAIM_TEXT`] bytes.
@@ -358,6 +347,12 @@ fn check_claims(
     }
     if now > exp.saturating_add(skew) {
         return Err(E::Expired);
+    }
+    // RFC 7519: any other time claim present is a NumericDate, and `nbf` is not in the future.
+    match check_nbf_and_auth_time(c.nbf.as_ref(), c.auth_time.as_ref(), now, skew) {
+        Ok(()) => {}
+        Err(TimeClaimError::NotANumber(claim)) => return Err(E::Invalid(claim)),
+        Err(TimeClaimError::NotYetValid) => return Err(E::NotYetValid),
     }
 
     // Identity of the token and of what it logs out.

@@ -18,6 +18,7 @@
 //! - [`http`]: the outbound client every IdP call goes through (timeouts, body cap, no
 //!   redirects).
 
+mod claims;
 mod discovery;
 mod error;
 mod grants;

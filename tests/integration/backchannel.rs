@@ -252,6 +252,26 @@ refused_tests! {
         c.insert("exp".into(), json!(now + 3720));
     }),
     missing_iat_is_refused => |h: &Harness| edited(h, |c| drop(c.remove("iat"))),
+    nbf_in_the_future_is_refused => |h: &Harness| edited(h, |c| {
+        let now = iat(c);
+        c.insert("nbf".into(), json!(now + 3600));
+    }),
+    iat_as_a_string_is_refused => |h: &Harness| edited(h, |c| {
+        let now = iat(c);
+        c.insert("iat".into(), json!(now.to_string()));
+    }),
+    exp_as_a_string_is_refused => |h: &Harness| edited(h, |c| {
+        let now = iat(c);
+        c.insert("exp".into(), json!((now + 60).to_string()));
+    }),
+    nbf_as_a_string_is_refused => |h: &Harness| edited(h, |c| {
+        let now = iat(c);
+        c.insert("nbf".into(), json!(now.to_string()));
+    }),
+    auth_time_as_a_string_is_refused => |h: &Harness| edited(h, |c| {
+        let now = iat(c);
+        c.insert("auth_time".into(), json!(now.to_string()));
+    }),
     token_older_than_the_maximum_age_is_refused => |h: &Harness| edited(h, |c| {
         let now = iat(c);
         c.insert("iat".into(), json!(now - 600));

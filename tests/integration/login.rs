@@ -445,6 +445,38 @@ async fn discovery_issuer_mismatch_refuses_to_start() {
 }
 
 #[tokio::test]
+async fn id_tokens_before_their_nbf_or_with_non_numeric_time_claims_are_refused() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (claim, value, accepted) in [
+        ("nbf", serde_json::json!(now + 3600), false),
+        ("nbf", serde_json::json!(now.to_string()), false),
+        ("auth_time", serde_json::json!(now.to_string()), false),
+        ("auth_time", serde_json::json!(null), false),
+        ("nbf", serde_json::json!(now - 10), true),
+        ("auth_time", serde_json::json!(now - 10), true),
+    ] {
+        let h = Harness::start_with(
+            |b| {
+                b.extra_claims.insert(claim.into(), value.clone());
+            },
+            "",
+        )
+        .await;
+        let mut b = h.browser();
+        let r = h.login(&mut b).await;
+        if accepted {
+            assert_eq!(r.status, 302, "{claim} = {value}");
+            assert_eq!(h.user(&mut b).await.status, 200, "{claim} = {value}");
+        } else {
+            assert_login_failed(&r, &b);
+        }
+    }
+}
+
+#[tokio::test]
 async fn session_too_large_fails_login_with_a_clear_message() {
     let h = Harness::start_with(
         |b| {

@@ -42,7 +42,8 @@ pub use problem::ConfigError;
 pub(crate) use problem::{Place, Problem};
 pub(crate) use settings::{
     ClusterSettings, CookieForwarding, CsrfMode, LogFormat, OidcSettings, RouteSettings,
-    ServerSettings, StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth, TokenPolicy,
+    ServerSettings, SigningAlgsKey, StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth,
+    TokenPolicy,
 };
 pub use settings::{LogSettings, Settings};
 
@@ -125,6 +126,18 @@ impl Settings {
                 "cluster.on_store_unavailable",
                 "\"allow\": while Redis is unreachable, a logout on another instance is not seen here",
             );
+        }
+        match self.oidc.signing_algs_key {
+            SigningAlgsKey::Legacy if self.oidc.id_token_signing_algs.len() > 1 => warn(
+                "oidc.id_token_signing_algs",
+                "accepts several algorithms, though a client registers one: set \
+                 id_token_signed_response_alg to the one your IdP signs with (default RS256)",
+            ),
+            SigningAlgsKey::Both => warn(
+                "oidc.id_token_signing_algs",
+                "ignored: id_token_signed_response_alg is set and wins",
+            ),
+            _ => {}
         }
         if self.metrics.on_main_listener() {
             warn(

@@ -4,7 +4,9 @@ use super::context::{Cx, span};
 use super::env::resolve_secret;
 use super::problem::invalid;
 use super::raw::RawOidc;
-use super::settings::{ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, TokenEndpointAuth};
+use super::settings::{
+    ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, SigningAlgsKey, TokenEndpointAuth,
+};
 use super::values;
 
 pub(super) fn oidc(o: RawOidc, cx: &mut Cx<'_>) -> Option<OidcSettings> {
@@ -68,6 +70,7 @@ pub(super) fn oidc(o: RawOidc, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         }
         age => age,
     };
+    let (id_token_signing_algs, signing_algs_key) = algs?;
     Some(OidcSettings {
         client_secret: client_secret?,
         issuer: o.issuer.into_inner(),
@@ -78,7 +81,8 @@ pub(super) fn oidc(o: RawOidc, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         jwks_refetch_cooldown: jwks_refetch_cooldown?,
         token_endpoint_auth: token_endpoint_auth?,
         use_userinfo: o.use_userinfo.unwrap_or(false),
-        id_token_signing_algs: algs?,
+        id_token_signing_algs,
+        signing_algs_key,
         clock_skew: clock_skew?,
         max_id_token_age: max_id_token_age?,
         trusted_audiences: o.trusted_audiences.unwrap_or_default(),
@@ -108,23 +112,40 @@ fn scopes(o: &RawOidc, cx: &mut Cx<'_>) -> Option<Vec<String>> {
     Some(scopes)
 }
 
-/// Accepted ID token algorithms: at least one, asymmetric only.
-fn signing_algs(o: &RawOidc, cx: &mut Cx<'_>) -> Option<Vec<String>> {
-    let at = span(o.id_token_signing_algs.as_ref());
-    let algs = o.id_token_signing_algs.as_ref().map_or_else(
-        || ASYMMETRIC_ALGS.iter().map(|s| (*s).to_owned()).collect(),
-        |a| a.get_ref().clone(),
-    );
-    if algs.is_empty() {
-        let e = invalid(
+/// Accepted ID token algorithms: at least one, asymmetric only. What the client registered
+/// (`id_token_signed_response_alg`, OIDC Dynamic Registration, default RS256) wins; the older
+/// `id_token_signing_algs` list is still read when it is the only one set.
+fn signing_algs(o: &RawOidc, cx: &mut Cx<'_>) -> Option<(Vec<String>, SigningAlgsKey)> {
+    let (key, at, algs, from) = match (&o.id_token_signed_response_alg, &o.id_token_signing_algs) {
+        (Some(r), legacy) => (
+            "oidc.id_token_signed_response_alg",
+            span(Some(r)),
+            r.get_ref().to_vec(),
+            if legacy.is_some() {
+                SigningAlgsKey::Both
+            } else {
+                SigningAlgsKey::Registered
+            },
+        ),
+        (None, Some(l)) => (
             "oidc.id_token_signing_algs",
-            "must name at least one algorithm",
-        );
-        return cx.refuse(at, e);
+            span(Some(l)),
+            l.get_ref().clone(),
+            SigningAlgsKey::Legacy,
+        ),
+        (None, None) => (
+            "oidc.id_token_signed_response_alg",
+            None,
+            vec!["RS256".to_owned()],
+            SigningAlgsKey::Default,
+        ),
+    };
+    if algs.is_empty() {
+        return cx.refuse(at, invalid(key, "must name at least one algorithm"));
     }
     if let Some(bad) = algs.iter().find(|a| !ASYMMETRIC_ALGS.contains(&a.as_str())) {
         let e = invalid(
-            "oidc.id_token_signing_algs",
+            key,
             format!(
                 "{bad:?} is not accepted; choose from {}",
                 ASYMMETRIC_ALGS.join(", ")
@@ -132,5 +153,5 @@ fn signing_algs(o: &RawOidc, cx: &mut Cx<'_>) -> Option<Vec<String>> {
         );
         return cx.refuse(at, e);
     }
-    Some(algs)
+    Some((algs, from))
 }

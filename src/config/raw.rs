@@ -37,12 +37,30 @@ pub(super) struct RawOidc {
     pub jwks_refetch_cooldown: Text,
     pub token_endpoint_auth: Text,
     pub use_userinfo: Option<bool>,
+    pub id_token_signed_response_alg: Option<Spanned<OneOrMany>>,
     pub id_token_signing_algs: Option<Spanned<Vec<String>>>,
     pub clock_skew: Text,
     pub max_id_token_age: Text,
     pub trusted_audiences: Option<Vec<String>>,
     pub max_logout_token_age: Text,
     pub strict_logout_token_typ: Option<bool>,
+}
+
+/// One string or a list of strings (`"RS256"` or `["RS256", "ES256"]`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(super) fn to_vec(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -173,8 +173,12 @@ pub struct OidcSettings {
     pub token_endpoint_auth: TokenEndpointAuth,
     /// Whether to call the userinfo endpoint after login (its `sub` must match).
     pub use_userinfo: bool,
-    /// Accepted ID token signature algorithms; asymmetric only.
+    /// Accepted ID token (and logout token) signature algorithms; asymmetric only: what the
+    /// client registered (`id_token_signed_response_alg`, default RS256), or the older
+    /// `id_token_signing_algs` list when only that is set.
     pub id_token_signing_algs: Vec<String>,
+    /// Which key the algorithms came from, for `check-config`'s warnings.
+    pub signing_algs_key: SigningAlgsKey,
     /// Tolerated clock difference with the IdP.
     pub clock_skew: Duration,
     /// Oldest acceptable ID token `iat`.
@@ -326,3 +330,16 @@ pub(crate) const MAX_LOGOUT_TOKEN_AGE: Duration = Duration::from_secs(3600);
 
 /// Longest `session.cookie_name`: login cookie names derived from it must stay valid.
 pub(crate) const MAX_COOKIE_NAME_LEN: usize = 64;
+
+/// Where `[oidc]`'s accepted signature algorithms were configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgsKey {
+    /// Neither key: the registration default, RS256.
+    Default,
+    /// `id_token_signed_response_alg`.
+    Registered,
+    /// Only the older `id_token_signing_algs`.
+    Legacy,
+    /// Both: `id_token_signed_response_alg` wins, the older key is ignored.
+    Both,
+}

@@ -281,6 +281,52 @@ csrf_mode = "cookie""#,
 }
 
 #[test]
+fn the_registered_signing_algorithm_defaults_to_rs256_and_the_old_list_still_starts() {
+    let with = |lines: &str| EXAMPLE.replace("[oidc]", &format!("[oidc]\n{lines}"));
+    let signing_warnings = |s: &Settings| -> Vec<(String, String)> {
+        s.warnings()
+            .into_iter()
+            .filter(|(k, _)| k.contains("signing_algs"))
+            .collect()
+    };
+    let s = parse(EXAMPLE).unwrap();
+    assert_eq!(s.oidc.id_token_signing_algs, vec!["RS256"]);
+    assert!(signing_warnings(&s).is_empty());
+    let s = parse(&with(
+        r#"id_token_signed_response_alg = ["ES256", "PS256"]"#,
+    ))
+    .unwrap();
+    assert_eq!(s.oidc.id_token_signing_algs, vec!["ES256", "PS256"]);
+    let s = parse(&with(r#"id_token_signed_response_alg = "PS256""#)).unwrap();
+    assert_eq!(s.oidc.id_token_signing_algs, vec!["PS256"]);
+    let err = parse(&with(r#"id_token_signed_response_alg = "HS256""#))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("HS256") && err.contains("id_token_signed_response_alg"),
+        "{err}"
+    );
+    // The older list alone still starts, with a warning when it allows several algorithms.
+    let s = parse(&with(r#"id_token_signing_algs = ["RS256", "ES256"]"#)).unwrap();
+    assert_eq!(s.oidc.id_token_signing_algs, vec!["RS256", "ES256"]);
+    let w = signing_warnings(&s);
+    assert!(
+        w.len() == 1 && w[0].1.contains("id_token_signed_response_alg"),
+        "{w:?}"
+    );
+    let s = parse(&with(r#"id_token_signing_algs = ["RS256"]"#)).unwrap();
+    assert!(signing_warnings(&s).is_empty());
+    // Both: the registered one wins; the list is reported as ignored.
+    let s = parse(&with(
+        "id_token_signed_response_alg = \"RS256\"\nid_token_signing_algs = [\"ES256\"]",
+    ))
+    .unwrap();
+    assert_eq!(s.oidc.id_token_signing_algs, vec!["RS256"]);
+    let w = signing_warnings(&s);
+    assert!(w.len() == 1 && w[0].1.contains("ignored"), "{w:?}");
+}
+
+#[test]
 fn logout_token_settings_default_and_bounds() {
     let s = parse(EXAMPLE).unwrap();
     assert_eq!(s.oidc.max_logout_token_age, Duration::from_secs(300));

@@ -294,6 +294,15 @@ refused_tests! {
         let claims = h.idp.logout_claims(|_| {});
         signed(h, header_with_typ(h, Some("at+jwt")), claims)
     },
+    an_algorithm_the_client_never_registered_is_refused => |h: &Harness| {
+        // PS256 with the IdP's own RSA key (its kid is in the JWKS): the client registered RS256.
+        sign_jws(
+            &json!({ "alg": "PS256", "typ": "logout+jwt", "kid": h.idp.current_kid() }),
+            &Value::Object(h.idp.logout_claims(|_| {})),
+            h.idp.current_key().encoding(),
+            Algorithm::PS256,
+        )
+    },
     unknown_key_is_refused_after_one_refetch => |h: &Harness| {
         let key = h.idp.other_key();
         sign_jws(

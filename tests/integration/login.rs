@@ -477,6 +477,19 @@ async fn id_tokens_before_their_nbf_or_with_non_numeric_time_claims_are_refused(
 }
 
 #[tokio::test]
+async fn an_id_token_signed_with_an_algorithm_the_client_did_not_register_is_refused() {
+    // The IdP signs RS256 with a key in its JWKS; the client registered PS256 only.
+    let h = Harness::start_with(|_| {}, "oidc.id_token_signed_response_alg = \"PS256\"").await;
+    let mut b = h.browser();
+    let r = h.login(&mut b).await;
+    assert_login_failed(&r, &b);
+    // Registered as RS256 (the default), the same IdP's tokens are accepted.
+    let h = Harness::start().await;
+    let mut b = h.browser();
+    assert_eq!(h.login(&mut b).await.status, 302);
+}
+
+#[tokio::test]
 async fn session_too_large_fails_login_with_a_clear_message() {
     let h = Harness::start_with(
         |b| {

@@ -80,8 +80,12 @@ pub(crate) enum RefreshOutcome {
         /// Whether tokens changed.
         refreshed: bool,
     },
-    /// The IdP refused the refresh token: the session is over.
+    /// The IdP refused the refresh token, or the refresh would change the session's identity
+    /// (then the session is also revoked): the session is over.
     Ended,
+    /// The session must end (its identity would change) but its revocation could not be
+    /// recorded: nothing changed, try again.
+    Unrecorded(String),
     /// The refresh failed and the access token has expired.
     Failed(String),
 }
@@ -280,6 +284,7 @@ impl App {
                         tracing::warn!(session = ?session.id, error = %e, "refresh failed");
                         let reason = match e {
                             RefreshError::InvalidGrant => "invalid_grant",
+                            RefreshError::IdentityChanged => "identity_changed",
                             RefreshError::Failed(_) => "failed",
                         };
                         Metrics::outcome(&m.refreshes, "failure", reason);
@@ -305,6 +310,17 @@ impl App {
                 RefreshOutcome::Ready { refreshed: true }
             }
             Err(RefreshError::InvalidGrant) => RefreshOutcome::Ended,
+            Err(RefreshError::IdentityChanged) => {
+                // The identity of a session never changes (OIDC Core 12.2): end it everywhere,
+                // so a copy of its cookie is dead too, not only this browser's.
+                match self.revoke(Revocation::of_session(session), now).await {
+                    Ok(()) => {
+                        tracing::warn!(session = ?session.id, "session ended: refresh changed its identity");
+                        RefreshOutcome::Ended
+                    }
+                    Err(e) => RefreshOutcome::Unrecorded(e.to_string()),
+                }
+            }
             Err(RefreshError::Failed(e)) => {
                 // A transient failure is not kept for the grace window: the next request retries.
                 if let Ok(mut map) = self.refreshes.map.lock()

@@ -31,6 +31,10 @@ pub(crate) enum RefreshError {
     /// `invalid_grant`: the refresh token is no longer valid; the session is over.
     #[error("refresh token rejected (invalid_grant)")]
     InvalidGrant,
+    /// The refreshed ID token names another `iss`, `sub` or `aud` (OIDC Core 12.2): the
+    /// session's identity would change, so the session is over.
+    #[error("refreshed ID token changes iss, sub or aud")]
+    IdentityChanged,
     /// Anything else (unreachable IdP, invalid response).
     #[error("refresh failed: {0}")]
     Failed(String),

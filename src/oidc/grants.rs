@@ -170,17 +170,19 @@ impl Provider {
         }
         let id_token = match response.id_token() {
             Some(id) => {
-                let new = self
-                    .verify_id_token(id, None, now)
-                    .await
-                    .map_err(|e| RefreshError::Failed(e.to_string()))?
-                    .token;
-                if let Some(old) = previous_id_token
-                    && !same_identity(old, &new)
-                {
-                    return Err(RefreshError::Failed(
-                        "refreshed ID token changes iss, sub or aud".into(),
-                    ));
+                // An ID token naming another iss, sub or aud ends the session whether or not it
+                // validates (one for another issuer never does): its identity would change.
+                let names_another =
+                    |token: &Token| previous_id_token.is_some_and(|old| !same_identity(old, token));
+                let new = match self.verify_id_token(id, None, now).await {
+                    Ok(v) => v.token,
+                    Err(_) if names_another(&Token::from_issued(&id.to_string())) => {
+                        return Err(RefreshError::IdentityChanged);
+                    }
+                    Err(e) => return Err(RefreshError::Failed(e.to_string())),
+                };
+                if names_another(&new) {
+                    return Err(RefreshError::IdentityChanged);
                 }
                 Some(new)
             }

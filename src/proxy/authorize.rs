@@ -113,6 +113,12 @@ impl Checked {
                         )
                         .with_cookies(app.clear_session(a.seen)));
                     }
+                    RefreshOutcome::Unrecorded(e) => {
+                        return Err(Failure::new(
+                            Rejection::StoreUnavailable,
+                            format!("refresh changed the identity; revocation not recorded: {e}"),
+                        ));
+                    }
                     RefreshOutcome::Failed(e) => {
                         return Err(Failure::new(Rejection::BadGateway, format!("refresh: {e}")));
                     }

@@ -104,13 +104,48 @@ async fn pre_refresh_cookie_within_the_grace_window_reuses_the_refresh() {
 }
 
 #[tokio::test]
-async fn refreshed_id_token_for_another_subject_is_refused() {
-    let h = Harness::start().await;
-    let mut b = h.browser();
-    h.login(&mut b).await;
-    h.idp.set(|b| b.user_sub = "mallory".into());
-    h.clock.advance(301);
-    let r = api(&h, &mut b).await;
-    assert_eq!(r.status, 502, "{}", r.body);
-    assert_eq!(h.user(&mut b).await.json()["sub"], "alice");
+async fn a_refresh_that_changes_the_identity_ends_and_revokes_the_session() {
+    for change in ["sub", "aud", "iss"] {
+        // A second, trusted audience makes an ID token with another `aud` set still valid.
+        let h = Harness::start_with(|_| {}, "oidc.trusted_audiences = [\"other-client\"]").await;
+        let mut b = h.browser();
+        h.login(&mut b).await;
+        let copy = b.export_cookies(PUBLIC);
+        h.idp.set(|b| match change {
+            "sub" => b.user_sub = "mallory".into(),
+            "aud" => b.fault = crate::support::idp::Fault::ExtraAudWithAzp,
+            _ => b.fault = crate::support::idp::Fault::WrongIss,
+        });
+        h.clock.advance(301);
+        let r = api(&h, &mut b).await;
+        assert_eq!(r.status, 401, "{change}: {}", r.body);
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+        let cleared: Vec<_> = r.set_cookies();
+        assert!(
+            cleared.iter().any(|c| c.name() == "__Host-sealgate.0")
+                && cleared.iter().all(|c| c.value().is_empty()),
+            "{change}: every chunk cleared: {cleared:?}"
+        );
+        assert_eq!(h.user(&mut b).await.status, 401, "{change}");
+        // A copy of the cookie is dead too: the session was revoked, not only cleared here.
+        h.idp.set(|b| {
+            b.user_sub = "alice".into();
+            b.fault = crate::support::idp::Fault::None;
+        });
+        let mut thief = h.browser();
+        thief.import_cookies(PUBLIC, copy);
+        assert_eq!(
+            h.user(&mut thief).await.status,
+            401,
+            "{change}: the copy is revoked"
+        );
+        assert!(h.running.revocation_count() >= 1);
+        let metrics = h.browser().get(&Harness::url("/metrics"), &[]).await.body;
+        assert!(
+            metrics.contains(
+                r#"sealgate_refreshes_total{outcome="failure",reason="identity_changed"}"#
+            ),
+            "{change}: counted"
+        );
+    }
 }

@@ -126,11 +126,15 @@ pub(crate) async fn callback(
     now: i64,
 ) -> Result<Response<Body>, Failure> {
     let query = parse_callback_query(req.uri().query().unwrap_or("")).map_err(|e| {
+        // No usable `state` names the flow, so every pending login cookie the browser sent is
+        // cleared: the flow this callback belonged to is among them, and none can complete
+        // without a state anyway.
         fail(
             EXPIRED,
             StatusCode::BAD_REQUEST,
             format!("callback query: {e}"),
         )
+        .with_cookies(clear_pending_logins(app, req.headers()))
     })?;
     // The login cookie for this state; a foreign or replayed state finds none.
     let name = app
@@ -147,6 +151,15 @@ pub(crate) async fn callback(
         }
         Err(failure) => Err(failure.with_cookies(clear_login)),
     }
+}
+
+/// Deletions for every pending login cookie in the request.
+fn clear_pending_logins(app: &App, headers: &HeaderMap) -> Vec<Cookie<'static>> {
+    app.pending_login_names(headers)
+        .into_iter()
+        .filter_map(|n| CookieName::new(n).ok())
+        .flat_map(|n| jar::removal_cookies(&n, Purpose::Login, [0]))
+        .collect()
 }
 
 /// The login flow's checks, the code exchange and the new session: its cookies and where to

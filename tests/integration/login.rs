@@ -180,6 +180,38 @@ async fn login_from_fetch_is_401_and_mints_nothing() {
 }
 
 #[tokio::test]
+async fn a_callback_without_a_usable_state_clears_the_pending_login_cookie() {
+    let h = Harness::start().await;
+    for query in [
+        "code=abc",
+        "state=&code=abc",
+        "error=access_denied",
+        "code=a&state=x&state=y",
+    ] {
+        let mut b = h.browser();
+        h.begin_login(&mut b, "/home").await;
+        let pending: Vec<String> = b
+            .export_cookies(PUBLIC)
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.contains("-login-"))
+            .collect();
+        assert_eq!(pending.len(), 1, "{query}: one login in flight");
+        let r = b
+            .get(&Harness::url(&format!("/bff/callback?{query}")), &[])
+            .await;
+        assert_login_failed(&r, &b);
+        assert!(
+            r.set_cookies()
+                .iter()
+                .any(|c| c.name() == pending[0] && c.value().is_empty()),
+            "{query}: the flow's login cookie is cleared"
+        );
+        assert!(b.cookie(PUBLIC, &pending[0]).is_none(), "{query}");
+    }
+}
+
+#[tokio::test]
 async fn speculative_loads_of_login_start_no_flow() {
     let h = Harness::start().await;
     let mut b = h.browser();

@@ -48,19 +48,22 @@ pub const CLIENT_CLAIMS: &[&str] = &[
     "x-envoy-original-path",
 ];
 
-/// Removes every header of [`CLIENT_CLAIMS`] and every `X-Forwarded-*` header.
+/// Removes every header of [`CLIENT_CLAIMS`] and every `X-Forwarded-*` header. One pass over
+/// the request's own headers (usually a dozen), rather than one hash lookup per listed name.
 pub(crate) fn strip_client_claims(headers: &mut HeaderMap) {
-    for name in CLIENT_CLAIMS {
-        headers.remove(*name);
-    }
-    let forwarded: Vec<HeaderName> = headers
+    let claims: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-forwarded-"))
+        .filter(|k| is_client_claim(k.as_str()))
         .cloned()
         .collect();
-    for k in forwarded {
-        headers.remove(k);
+    for name in claims {
+        headers.remove(name);
     }
+}
+
+/// Whether `name` (lower case, as `HeaderName` keeps it) is one of the client's claims.
+fn is_client_claim(name: &str) -> bool {
+    name.starts_with("x-forwarded-") || CLIENT_CLAIMS.contains(&name)
 }
 
 /// Removes the hop-by-hop headers, including every header the `Connection` header lists.

@@ -73,13 +73,13 @@ fn entry(n: u32) -> Revocation {
         16..=18 => Revocation::Sid {
             iss: ISS.into(),
             sid: uuid_text(n, 2),
-            not_before: NOW,
+            not_before: NOW * 1000,
             until,
         },
         _ => Revocation::Sub {
             iss: ISS.into(),
             sub: uuid_text(n, 3),
-            not_before: NOW,
+            not_before: NOW * 1000,
             until,
         },
     }
@@ -92,6 +92,7 @@ fn session(id: [u8; 16], sub: String, sid: Option<String>) -> Session {
         sub,
         sid,
         issued_at: NOW - 60,
+        stamp: (NOW - 60) * 1000,
         last_seen: NOW - 10,
         idle_expires_at: NOW + 1200,
         absolute_expires_at: NOW + 28_000,

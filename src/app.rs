@@ -221,7 +221,8 @@ impl App {
             .codec
             .open(Purpose::Session, name, set, now)
             .map_err(Unopened::Cookie)?;
-        let session = Session::decode(opened.payload()).map_err(Unopened::Plaintext)?;
+        let session = Session::decode_version(opened.payload(), opened.version)
+            .map_err(Unopened::Plaintext)?;
         Ok(Opened {
             bearer: crate::session_cache::bearer(&session),
             session: Arc::new(session),

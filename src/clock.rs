@@ -1,4 +1,5 @@
-//! Wall-clock time for session rules, as unix seconds, with an offset tests can move.
+//! Wall-clock time for session rules, as unix seconds (and milliseconds for revocation order),
+//! with an offset tests can move.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,6 +24,14 @@ impl Clock {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         system.saturating_add(self.offset.load(Ordering::Relaxed))
+    }
+
+    /// Unix milliseconds now (the resolution of revocation not-before times and session stamps).
+    pub fn now_ms(&self) -> i64 {
+        let system = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        system.saturating_add(self.offset.load(Ordering::Relaxed).saturating_mul(1000))
     }
 
     /// Moves this clock (and every clone of it) forward by `secs`.

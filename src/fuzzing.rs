@@ -62,17 +62,23 @@ fn open_and_check(codec: &Codec, name: &CookieName, set: &ChunkSet<'_>) -> bool 
         if let Ok(opened) = codec.open(purpose, name, set, FUZZ_NOW) {
             assert!(opened.expires_at > FUZZ_NOW, "opened an expired value");
             if purpose == Purpose::Session {
-                session = decode_session(opened.payload());
+                session = decode_session_version(opened.payload(), opened.version);
             }
         }
     }
     session
 }
 
-/// Decodes `data` as a session plaintext; whatever decodes must re-encode to a session that
-/// decodes to the same value. Returns whether `data` decoded.
+/// Decodes `data` as a session plaintext of every format version; whatever decodes must
+/// re-encode (in the current version) to a session that decodes to the same value. Returns
+/// whether `data` decoded in some version.
 pub fn decode_session(data: &[u8]) -> bool {
-    let Ok(session) = Session::decode(data) else {
+    let v1 = decode_session_version(data, 1);
+    decode_session_version(data, 2) || v1
+}
+
+fn decode_session_version(data: &[u8], version: u8) -> bool {
+    let Ok(session) = Session::decode_version(data, version) else {
         return false;
     };
     let again = session.encode().map(|b| Session::decode(&b));

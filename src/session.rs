@@ -2,7 +2,8 @@
 //!
 //! The encoding is postcard (varints, length-prefixed byte strings; no field names) over a
 //! private wire struct that borrows from the plaintext, so decoding copies each token once, into
-//! its zeroizing home. Timestamps after `issued_at` are stored as deltas from it. `sub` and
+//! its zeroizing home. Timestamps after `issued_at` are stored as deltas from it (the millisecond `stamp` from
+//! `issued_at` × 1000). `sub` and
 //! `sid` are stored as a reference into the ID token's claims when their exact bytes occur there
 //! (they always do for a conforming IdP), which spares ~70 bytes of cookie; otherwise inline.
 //! When the ID token is absent, a back reference is impossible and the values are inline. The
@@ -18,6 +19,8 @@ use zeroize::Zeroizing;
 
 use crate::secret::{RandomError, SecretBytes, SecretString, fill_random};
 use crate::token::{Form, MAX_SEGMENTS, Token};
+
+const MS_PER_SEC: i64 = 1000;
 
 /// A 128-bit session id from the OS CSPRNG. `Debug` shows only a fingerprint.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,6 +73,12 @@ pub struct Session {
     pub sid: Option<String>,
     /// Unix seconds when the session was created.
     pub issued_at: i64,
+    /// Unix milliseconds that revocation not-before times are compared with (a session is
+    /// revoked by an entry whose not-before is at or after its stamp): the creation time, moved
+    /// just past every revocation this instance already applied that would otherwise catch it,
+    /// so a login that follows a logout is never caught by that logout
+    /// ([`crate::revocation::Denylist::stamp`]). Never moves after creation.
+    pub stamp: i64,
     /// Unix seconds of the last request that re-sealed the cookie.
     pub last_seen: i64,
     /// Unix seconds after which the session is idle-expired.
@@ -116,6 +125,9 @@ struct Wire<'a> {
     refresh_token: Option<WireToken<'a>>,
     #[serde(borrow)]
     id_token: Option<WireToken<'a>>,
+    /// `stamp - issued_at * 1000`. Last on purpose: format version 1 is version 2 without this
+    /// field, so a version-1 plaintext decodes as version 2 with a `0x00` (delta 0) appended.
+    stamp: i64,
 }
 
 /// A short string, inline or as a byte range of the ID token's claims.
@@ -240,6 +252,9 @@ impl Session {
             access_token: access,
             refresh_token: self.refresh_token.as_ref().map(WireToken::from_token),
             id_token,
+            stamp: self
+                .stamp
+                .wrapping_sub(self.issued_at.wrapping_mul(MS_PER_SEC)),
         };
         let size = postcard::experimental::serialized_size(&wire)
             .map_err(|_| SessionError::Unencodable)?;
@@ -248,7 +263,27 @@ impl Session {
         Ok(out)
     }
 
-    /// Decodes a session plaintext. Never panics; trailing bytes are an error.
+    /// Decodes a session plaintext sealed under cookie format `version` (see [`crate::seal`]).
+    /// Version 1 had no stamp: its sessions get the first millisecond of their creation second,
+    /// the safe side (a revocation made in that second still catches them).
+    ///
+    /// # Errors
+    /// [`SessionError::Malformed`] for anything that is not a session encoding of `version`.
+    pub fn decode_version(bytes: &[u8], version: u8) -> Result<Self, SessionError> {
+        match version {
+            1 => {
+                let mut v2 = Zeroizing::new(Vec::with_capacity(bytes.len() + 1));
+                v2.extend_from_slice(bytes);
+                v2.push(0);
+                Self::decode(&v2)
+            }
+            2 => Self::decode(bytes),
+            _ => Err(SessionError::Malformed),
+        }
+    }
+
+    /// Decodes a session plaintext of the current format. Never panics; trailing bytes are an
+    /// error.
     ///
     /// # Errors
     /// [`SessionError::Malformed`] for anything that is not a session encoding.
@@ -277,6 +312,7 @@ impl Session {
             last_seen: issued_at.wrapping_add(w.last_seen),
             idle_expires_at: issued_at.wrapping_add(w.idle_expires_at),
             absolute_expires_at: issued_at.wrapping_add(w.absolute_expires_at),
+            stamp: issued_at.wrapping_mul(MS_PER_SEC).wrapping_add(w.stamp),
             access_expires_at: w.access_expires_at.map(|d| issued_at.wrapping_add(d)),
             access_token: w.access_token.into_token(None)?,
             refresh_token: w.refresh_token.map(|t| t.into_token(None)).transpose()?,
@@ -334,6 +370,7 @@ pub(crate) mod tests {
             sub: "248289761001".into(),
             sid: Some("08a5019c-17e1-4977-8f42-65a12843ea02".into()),
             issued_at: 1_800_000_000,
+            stamp: 1_800_000_000_250,
             last_seen: 1_800_000_100,
             idle_expires_at: 1_800_001_300,
             absolute_expires_at: 1_800_028_800,
@@ -410,9 +447,40 @@ pub(crate) mod tests {
             access_token: WireToken::Raw("a"),
             refresh_token: None,
             id_token: None,
+            stamp: 0,
         };
         let bytes = postcard::to_allocvec(&w).unwrap();
         assert_eq!(Session::decode(&bytes), Err(SessionError::Malformed));
+    }
+
+    #[test]
+    fn a_version_1_plaintext_gets_the_first_millisecond_of_its_second_as_stamp() {
+        let s = sample();
+        let v2 = s.encode().unwrap();
+        // Version 1 is version 2 without the trailing stamp delta (one varint byte here: 250
+        // zigzag-encodes to two bytes, so strip what the delta took).
+        let delta_len = postcard::to_allocvec(&250_i64).unwrap().len();
+        let v1 = &v2[..v2.len() - delta_len];
+        let old = Session::decode_version(v1, 1).unwrap();
+        assert_eq!(old.stamp, 1_800_000_000_000);
+        assert_eq!(
+            Session {
+                stamp: s.stamp,
+                ..old
+            },
+            s,
+            "everything else decodes as before"
+        );
+        assert_eq!(Session::decode_version(&v2, 2).unwrap(), s);
+        assert_eq!(
+            Session::decode_version(&v2, 1),
+            Err(SessionError::Malformed),
+            "a version-2 plaintext is not a version-1 one"
+        );
+        assert_eq!(
+            Session::decode_version(&v2, 3),
+            Err(SessionError::Malformed)
+        );
     }
 
     #[test]
@@ -441,6 +509,7 @@ pub(crate) mod tests {
             sub in "[ -~]{0,40}",
             sid in proptest::option::of("[ -~]{0,40}"),
             times in any::<[i64; 5]>(),
+            stamp in any::<i64>(),
             access_exp in proptest::option::of(any::<i64>()),
             access in token(),
             refresh in proptest::option::of(token()),
@@ -452,6 +521,7 @@ pub(crate) mod tests {
                 sub,
                 sid,
                 issued_at: times[0],
+                stamp,
                 last_seen: times[1],
                 idle_expires_at: times[2],
                 absolute_expires_at: times[3],

@@ -125,6 +125,7 @@ pub(super) struct RawStatic {
 pub(super) struct RawRevocation {
     pub journal: Text,
     pub capacity: Option<Spanned<usize>>,
+    pub clock_skew: Text,
 }
 
 #[derive(Deserialize)]

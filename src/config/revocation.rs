@@ -1,6 +1,7 @@
 //! `[revocation]` and `[cluster]`: where revocations are kept, on one instance or several.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use url::Url;
 
@@ -11,6 +12,9 @@ use super::problem::{ConfigError, invalid};
 use super::raw::{RawCluster, RawRevocation};
 use super::settings::{ClusterSettings, RevocationSettings, StorePolicy};
 use crate::secret::SecretString;
+
+/// Beyond this, a new not-before would refuse logins elsewhere for minutes: fix the clocks.
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 
 pub(super) fn revocation(rv: RawRevocation, cx: &mut Cx<'_>) -> Option<RevocationSettings> {
     let journal = match rv.journal {
@@ -36,9 +40,20 @@ pub(super) fn revocation(rv: RawRevocation, cx: &mut Cx<'_>) -> Option<Revocatio
         ),
         c => Some(c.map_or(1_000_000, |c| c.into_inner())),
     };
+    let clock_skew = match cx.duration("revocation.clock_skew", rv.clock_skew.as_ref(), "1s") {
+        Some(d) if d > MAX_CLOCK_SKEW => cx.refuse(
+            rv.clock_skew.as_ref().map(toml::Spanned::span),
+            invalid(
+                "revocation.clock_skew",
+                "must be at most 5m (synchronise the clocks instead)",
+            ),
+        ),
+        d => d,
+    };
     Some(RevocationSettings {
         journal: journal?,
         capacity: capacity?,
+        clock_skew: clock_skew?,
     })
 }
 

@@ -97,6 +97,9 @@ pub struct RevocationSettings {
     pub journal: Option<PathBuf>,
     /// Most entries held; beyond it a revocation becomes a global not-before.
     pub capacity: usize,
+    /// How far the clocks of instances sharing revocations may disagree: a new not-before is
+    /// set this far ahead, so a session created just before it on a faster clock is caught.
+    pub clock_skew: Duration,
 }
 
 /// `[server]`.

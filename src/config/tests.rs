@@ -327,6 +327,24 @@ fn the_registered_signing_algorithm_defaults_to_rs256_and_the_old_list_still_sta
 }
 
 #[test]
+fn revocation_clock_skew_defaults_to_a_second_and_is_bounded() {
+    let s = parse(EXAMPLE).unwrap();
+    assert_eq!(s.revocation.clock_skew, Duration::from_secs(1));
+    let with =
+        |value: &str| EXAMPLE.to_owned() + &format!("\n[revocation]\nclock_skew = {value}\n");
+    let s = parse(&with("\"250ms\"")).unwrap();
+    assert_eq!(s.revocation.clock_skew, Duration::from_millis(250));
+    assert_eq!(
+        parse(&with("\"5m\"")).unwrap().revocation.clock_skew,
+        Duration::from_secs(300)
+    );
+    for bad in ["\"6m\"", "\"0s\"", "\"soon\"", "3"] {
+        let err = parse(&with(bad)).unwrap_err().to_string();
+        assert!(err.contains("revocation.clock_skew"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn logout_token_settings_default_and_bounds() {
     let s = parse(EXAMPLE).unwrap();
     assert_eq!(s.oidc.max_logout_token_age, Duration::from_secs(300));

@@ -4,10 +4,10 @@
 //! Entries ([`Revocation`]):
 //! - a session id (logout), kept until that session's absolute expiry;
 //! - an IdP `iss`+`sid` or `iss`+`sub` with a not-before time (back-channel logout, "log out
-//!   everywhere"): every session of that IdP session or subject *issued at or before* the
-//!   not-before time is refused; a session issued later (a new login) is not. The entry is kept
-//!   until the last session it can match is over: not-before + the absolute session timeout;
-//! - a global not-before, which refuses every session issued at or before it.
+//!   everywhere"): every session of that IdP session or subject whose stamp is *at or before*
+//!   the not-before time is refused; a later login is not. The entry is kept until the last
+//!   session it can match is over: not-before + the absolute session timeout;
+//! - a global not-before, which refuses every session stamped at or before it.
 //!
 //! Nothing is evicted before it expires: eviction would bring a revoked session back. When the
 //! configured capacity is reached, a new entry is not dropped either: it is recorded as a
@@ -15,8 +15,26 @@
 //! every other session issued until then (everyone signs in again). That is loud (an error log
 //! and [`Denylist::overflows`]) and safe.
 //!
-//! Comparisons with "issued at or before" are inclusive, so a session created in the same
-//! second as a revocation is refused (timestamps are whole seconds; the safe side of a tie).
+//! # Order: which sessions a not-before catches
+//!
+//! Not-before times and session stamps ([`Session::stamp`]) are unix **milliseconds**, and the
+//! rule is `stamp <= not_before`. Two choices make it exact on one instance and hold across
+//! instances whose clocks agree within `[revocation] clock_skew`:
+//! - **A new not-before** ([`Denylist::not_before`]) is `max(now + clock_skew, H + 1)`, where
+//!   `H` is the highest not-before this instance knows and the highest stamp it has given. So
+//!   every session created before it, here or on an instance whose clock runs ahead by up to
+//!   the skew, has a stamp at or below it: it is caught.
+//! - **A new session's stamp** ([`Denylist::stamp`]) is `max(now, N + 1)` over the not-befores
+//!   `N` of the entries this instance holds that would match it (its `sid`, its `sub`, the
+//!   global one). So a session created after a revocation was applied on the instance that
+//!   creates it is never caught by it: a re-login a millisecond after a back-channel logout
+//!   works. Its stamp may lie up to the skew in the future; lifetimes do not use the stamp.
+//!
+//! What remains is the propagation window: a session created on instance B after A recorded a
+//! revocation but before B applied it (Redis delivers in milliseconds) can be caught by it,
+//! and that user signs in once more; it is never the other way round. Entries written by
+//! versions before millisecond stamps (whole seconds `S`) read as `S * 1000 + 999`: they
+//! still catch every session of their second.
 //!
 //! Persistence on a single instance: [`journal`], an append-only file of [`Revocation::encode`]
 //! records, replayed at start. Without it the denylist is memory only and a restart forgets
@@ -24,250 +42,20 @@
 
 pub mod journal;
 
+mod entry;
+
+pub use entry::Revocation;
+use entry::seconds_to_ms;
+pub(crate) use entry::{MAX_TEXT, not_before_second};
 pub use journal::Journal;
 pub(crate) use journal::JournalError;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::session::Session;
-
-/// One revocation.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Revocation {
-    /// One session (logout), until its absolute expiry.
-    Session {
-        /// The session id.
-        id: [u8; 16],
-        /// Unix seconds after which the session cannot exist anyway.
-        until: i64,
-    },
-    /// Every session of IdP session `sid` at issuer `iss` issued at or before `not_before`.
-    Sid {
-        /// The issuer.
-        iss: String,
-        /// The IdP's session id.
-        sid: String,
-        /// Unix seconds; sessions issued at or before it are refused.
-        not_before: i64,
-        /// Unix seconds after which no matching session can exist.
-        until: i64,
-    },
-    /// Every session of subject `sub` at issuer `iss` issued at or before `not_before`.
-    Sub {
-        /// The issuer.
-        iss: String,
-        /// The subject.
-        sub: String,
-        /// Unix seconds; sessions issued at or before it are refused.
-        not_before: i64,
-        /// Unix seconds after which no matching session can exist.
-        until: i64,
-    },
-    /// Every session issued at or before `not_before` (the capacity overflow answer).
-    Global {
-        /// Unix seconds; sessions issued at or before it are refused.
-        not_before: i64,
-        /// Unix seconds after which no matching session can exist.
-        until: i64,
-    },
-}
-
-impl fmt::Debug for Revocation {
-    // Session ids are secrets (they are inside the sealed cookie only); sid and sub are not.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Session { until, .. } => {
-                write!(f, "Session {{ id: <redacted>, until: {until} }}")
-            }
-            Self::Sid {
-                iss,
-                sid,
-                not_before,
-                until,
-            } => write!(
-                f,
-                "Sid {{ iss: {iss:?}, sid: {sid:?}, not_before: {not_before}, until: {until} }}"
-            ),
-            Self::Sub {
-                iss,
-                sub,
-                not_before,
-                until,
-            } => write!(
-                f,
-                "Sub {{ iss: {iss:?}, sub: {sub:?}, not_before: {not_before}, until: {until} }}"
-            ),
-            Self::Global { not_before, until } => {
-                write!(f, "Global {{ not_before: {not_before}, until: {until} }}")
-            }
-        }
-    }
-}
-
-/// Longest issuer, `sid` or `sub` accepted in an entry (bytes).
-pub(crate) const MAX_TEXT: usize = 1024;
-
-/// A byte string that is not a [`Revocation`] encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("malformed revocation record")]
-pub struct Malformed;
-
-const KIND_SESSION: u8 = 1;
-const KIND_SID: u8 = 2;
-const KIND_SUB: u8 = 3;
-const KIND_GLOBAL: u8 = 4;
-
-impl Revocation {
-    /// The logout of `session`, kept until its absolute expiry.
-    pub fn of_session(session: &Session) -> Self {
-        Self::Session {
-            id: *session.id.as_bytes(),
-            until: session.absolute_expires_at,
-        }
-    }
-
-    /// Unix seconds after which the entry can be forgotten.
-    pub fn until(&self) -> i64 {
-        match self {
-            Self::Session { until, .. }
-            | Self::Sid { until, .. }
-            | Self::Sub { until, .. }
-            | Self::Global { until, .. } => *until,
-        }
-    }
-
-    /// The binary form used by the journal and the cluster store:
-    ///
-    /// ```text
-    /// kind u8 | until i64 LE | kind-specific:
-    ///   1 session: id [16]
-    ///   2 sid, 3 sub: not_before i64 LE | iss_len u16 LE | iss | value_len u16 LE | value
-    ///   4 global: not_before i64 LE
-    /// ```
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        let text = |out: &mut Vec<u8>, s: &str| {
-            // Lengths are checked on every way in (`decode`, `Denylist::revoke`); a longer text
-            // is cut to MAX_TEXT here so that the encoding is always well-formed.
-            let bytes = &s.as_bytes()[..s.len().min(MAX_TEXT)];
-            out.extend_from_slice(&u16::try_from(bytes.len()).unwrap_or(0).to_le_bytes());
-            out.extend_from_slice(bytes);
-        };
-        match self {
-            Self::Session { id, until } => {
-                out.push(KIND_SESSION);
-                out.extend_from_slice(&until.to_le_bytes());
-                out.extend_from_slice(id);
-            }
-            Self::Sid {
-                iss,
-                sid: value,
-                not_before,
-                until,
-            }
-            | Self::Sub {
-                iss,
-                sub: value,
-                not_before,
-                until,
-            } => {
-                out.push(if matches!(self, Self::Sid { .. }) {
-                    KIND_SID
-                } else {
-                    KIND_SUB
-                });
-                out.extend_from_slice(&until.to_le_bytes());
-                out.extend_from_slice(&not_before.to_le_bytes());
-                text(&mut out, iss);
-                text(&mut out, value);
-            }
-            Self::Global { not_before, until } => {
-                out.push(KIND_GLOBAL);
-                out.extend_from_slice(&until.to_le_bytes());
-                out.extend_from_slice(&not_before.to_le_bytes());
-            }
-        }
-        out
-    }
-
-    /// Parses [`Revocation::encode`]'s form; the whole input must be one entry.
-    ///
-    /// # Errors
-    /// [`Malformed`] for anything else.
-    pub fn decode(bytes: &[u8]) -> Result<Self, Malformed> {
-        let mut r = Reader(bytes);
-        let kind = r.take(1)?[0];
-        let until = r.i64()?;
-        let entry = match kind {
-            KIND_SESSION => {
-                let mut id = [0u8; 16];
-                id.copy_from_slice(r.take(16)?);
-                Self::Session { id, until }
-            }
-            KIND_SID | KIND_SUB => {
-                let not_before = r.i64()?;
-                let iss = r.text()?;
-                let value = r.text()?;
-                if kind == KIND_SID {
-                    Self::Sid {
-                        iss,
-                        sid: value,
-                        not_before,
-                        until,
-                    }
-                } else {
-                    Self::Sub {
-                        iss,
-                        sub: value,
-                        not_before,
-                        until,
-                    }
-                }
-            }
-            KIND_GLOBAL => Self::Global {
-                not_before: r.i64()?,
-                until,
-            },
-            _ => return Err(Malformed),
-        };
-        if !r.0.is_empty() {
-            return Err(Malformed);
-        }
-        Ok(entry)
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
-        if self.0.len() < n {
-            return Err(Malformed);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn i64(&mut self) -> Result<i64, Malformed> {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(self.take(8)?);
-        Ok(i64::from_le_bytes(b))
-    }
-
-    fn text(&mut self) -> Result<String, Malformed> {
-        let mut b = [0u8; 2];
-        b.copy_from_slice(self.take(2)?);
-        let len = usize::from(u16::from_le_bytes(b));
-        if len == 0 || len > MAX_TEXT {
-            return Err(Malformed);
-        }
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| Malformed)
-    }
-}
 
 /// A revocation could not be recorded; the caller must not report the logout as done.
 #[derive(Debug, thiserror::Error)]
@@ -363,7 +151,7 @@ impl Entries {
     }
 
     fn is_revoked(&self, s: &Session, iss: &str) -> bool {
-        let issued_before = |w: &Window| s.issued_at <= w.0;
+        let issued_before = |w: &Window| s.stamp <= w.0;
         self.global.as_ref().is_some_and(issued_before)
             || self.sessions.contains_key(s.id.as_bytes())
             || self.issuers.get(iss).is_some_and(|i| {
@@ -373,6 +161,19 @@ impl Entries {
                     .is_some_and(issued_before)
                     || i.subs.get(s.sub.as_str()).is_some_and(issued_before)
             })
+    }
+
+    /// The highest not-before of the entries that would match a session of `iss`, `sub` and
+    /// `sid` (whatever its stamp), if any.
+    fn matching_not_before(&self, iss: &str, sub: &str, sid: Option<&str>) -> Option<i64> {
+        let issuer = self.issuers.get(iss);
+        let sid = issuer.and_then(|i| sid.and_then(|sid| i.sids.get(sid)));
+        let sub = issuer.and_then(|i| i.subs.get(sub));
+        [self.global.as_ref(), sid, sub]
+            .into_iter()
+            .flatten()
+            .map(|w| w.0)
+            .max()
     }
 
     /// Drops entries whose sessions can no longer exist.
@@ -425,11 +226,17 @@ impl Entries {
 /// How often expired entries are swept (a sweep is O(entries), under the write lock).
 const PRUNE_EVERY_SECS: i64 = 60;
 
+/// Default `[revocation] clock_skew`: how far instances' clocks may disagree (milliseconds).
+pub(crate) const DEFAULT_CLOCK_SKEW_MS: i64 = 1000;
+
 /// The denylist: in memory, bounded, never evicting early.
 pub struct Denylist {
     entries: RwLock<Entries>,
     capacity: usize,
     absolute_timeout: i64,
+    clock_skew_ms: i64,
+    /// `H` of the module docs: the highest not-before known and stamp given (unix ms).
+    high_water: AtomicI64,
     next_prune: AtomicU64,
     overflows: AtomicU64,
 }
@@ -452,8 +259,47 @@ impl Denylist {
             entries: RwLock::new(Entries::default()),
             capacity: capacity.max(1),
             absolute_timeout,
+            clock_skew_ms: DEFAULT_CLOCK_SKEW_MS,
+            high_water: AtomicI64::new(i64::MIN),
             next_prune: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
+        }
+    }
+
+    /// The same denylist assuming instances' clocks agree within `ms` milliseconds.
+    #[must_use]
+    pub fn with_clock_skew(mut self, ms: i64) -> Self {
+        self.clock_skew_ms = ms.max(0);
+        self
+    }
+
+    /// The not-before of a `sid`, `sub` or global revocation recorded at `now_ms` (unix
+    /// milliseconds): at or after the stamp of every session created until now, here or on an
+    /// instance whose clock is ahead by up to the clock skew (module docs).
+    pub fn not_before(&self, now_ms: i64) -> i64 {
+        now_ms
+            .saturating_add(self.clock_skew_ms)
+            .max(self.high_water.load(Ordering::Acquire).saturating_add(1))
+    }
+
+    /// The stamp of a session of `iss`, `sub` and `sid` created at `now_ms`: after every
+    /// entry held here that would match it, so no revocation applied before the session was
+    /// created ever catches it (module docs).
+    pub fn stamp(&self, iss: &str, sub: &str, sid: Option<&str>, now_ms: i64) -> i64 {
+        let matching = self
+            .entries
+            .read()
+            .ok()
+            .and_then(|e| e.matching_not_before(iss, sub, sid));
+        let stamp = matching.map_or(now_ms, |n| now_ms.max(n.saturating_add(1)));
+        self.high_water.fetch_max(stamp, Ordering::AcqRel);
+        stamp
+    }
+
+    /// Raises `H` to what `r` says (after inserting it).
+    fn saw(&self, r: &Revocation) {
+        if let Some(n) = r.not_before() {
+            self.high_water.fetch_max(n, Ordering::AcqRel);
         }
     }
 
@@ -501,6 +347,7 @@ impl Denylist {
         }
         let mut entries = self.write()?;
         let recorded = self.decide_locked(&mut entries, r, now);
+        self.saw(&recorded);
         entries.insert(recorded.clone());
         Ok(recorded)
     }
@@ -530,6 +377,7 @@ impl Denylist {
     /// When the lock is poisoned (every check then fails closed anyway).
     pub fn insert(&self, recorded: Revocation, now: i64) -> Result<(), RevocationError> {
         if recorded.until() > now {
+            self.saw(&recorded);
             self.write()?.insert(recorded);
         }
         Ok(())
@@ -549,6 +397,7 @@ impl Denylist {
         let mut entries = self.write()?;
         for r in replayed {
             if r.until() > now && check(&r).is_ok() {
+                self.saw(&r);
                 entries.insert(r);
             }
         }
@@ -585,9 +434,13 @@ impl Denylist {
                 "revocation denylist full: refusing every session issued until now instead \
                  (all users sign in again); raise [revocation] capacity"
             );
+            // At or after everything created until now, and after what `r` would have caught.
+            let not_before = self
+                .not_before(seconds_to_ms(now))
+                .max(r.not_before().unwrap_or(i64::MIN));
             Revocation::Global {
-                not_before: now,
-                until: now.saturating_add(self.absolute_timeout),
+                not_before,
+                until: not_before_second(not_before).saturating_add(self.absolute_timeout),
             }
         } else {
             r

@@ -43,7 +43,7 @@ use crate::error::{Failure, Rejection};
 use crate::expiring::Seen;
 use crate::oidc::logout_token;
 use crate::response::{self, Body};
-use crate::revocation::Revocation;
+use crate::revocation::{Revocation, not_before_second};
 
 /// Largest request body accepted (bytes); larger: 413.
 pub(super) const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -91,18 +91,21 @@ pub(super) async fn backchannel_logout(
         return Ok(ok());
     }
 
-    let until = now.saturating_add(app.absolute_timeout_secs());
+    // Every session of that sid or sub stamped until now is caught; a login after this
+    // revocation is applied here is stamped past it (revocation module docs).
+    let not_before = app.denylist.not_before(app.clock.now_ms());
+    let until = not_before_second(not_before).saturating_add(app.absolute_timeout_secs());
     let revocation = match (claims.sid, claims.sub) {
         (Some(sid), _) => Revocation::Sid {
             iss: claims.iss.clone(),
             sid,
-            not_before: now,
+            not_before,
             until,
         },
         (None, Some(sub)) => Revocation::Sub {
             iss: claims.iss.clone(),
             sub,
-            not_before: now,
+            not_before,
             until,
         },
         // `validate` guarantees one of them; refuse rather than assume.

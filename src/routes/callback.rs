@@ -284,12 +284,19 @@ fn authorization_code<'q>(app: &App, query: &'q CallbackQuery) -> Result<&'q str
 fn new_session(app: &App, tokens: LoginTokens, now: i64) -> Result<Session, Failure> {
     let id = SessionId::generate().map_err(|e| Failure::new(Rejection::Internal, e.to_string()))?;
     let absolute = now.saturating_add(app.absolute_timeout_secs());
+    let stamp = app.denylist.stamp(
+        app.provider.issuer(),
+        &tokens.sub,
+        tokens.sid.as_deref(),
+        app.clock.now_ms(),
+    );
     Ok(Session {
         id,
         provider: 0,
         sub: tokens.sub,
         sid: tokens.sid,
         issued_at: now,
+        stamp,
         last_seen: now,
         idle_expires_at: now.saturating_add(app.idle_timeout_secs()).min(absolute),
         absolute_expires_at: absolute,

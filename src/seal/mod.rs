@@ -1,6 +1,6 @@
 //! The sealed, chunked cookie: seal a payload into cookie values, open them back.
 //!
-//! # Wire format (version 1)
+//! # Wire format (version 2)
 //!
 //! ```text
 //! wire   = version(1) | key id(1) | chunk count(1) | nonce(24) | ciphertext | tag(16)
@@ -38,8 +38,13 @@ pub use keys::KeyRing;
 
 use crate::secret::{RandomError, fill_random};
 
-/// Current wire format version.
-pub(crate) const FORMAT_VERSION: u8 = 1;
+/// Current wire format version. Version 2 added the session's millisecond stamp to the session
+/// plaintext; the envelope is the same.
+pub(crate) const FORMAT_VERSION: u8 = 2;
+/// The oldest version still opened (its payload is decoded by the caller, which knows the
+/// version from [`Opened::version`]); such a value reports `current_key: false`, so it is
+/// resealed in the current version on its next use.
+pub(crate) const OLDEST_FORMAT_VERSION: u8 = 1;
 const HEADER_LEN: usize = 3;
 const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
@@ -230,10 +235,13 @@ pub struct Opened {
     end: usize,
     /// The sealed expiry (unix seconds).
     pub expires_at: i64,
-    /// Whether it was sealed under the current key; if not, reseal to rotate.
+    /// Whether it was sealed under the current key in the current format version; if not,
+    /// reseal to rotate.
     pub current_key: bool,
     /// How many chunks the value used.
     pub chunk_count: u8,
+    /// The format version it was sealed in (the payload's schema may depend on it).
+    pub version: u8,
 }
 
 impl Opened {
@@ -249,6 +257,7 @@ impl fmt::Debug for Opened {
             .field("payload", &"<redacted>")
             .field("expires_at", &self.expires_at)
             .field("current_key", &self.current_key)
+            .field("version", &self.version)
             .finish()
     }
 }
@@ -365,7 +374,7 @@ impl Codec {
             return Err(OpenError::Malformed);
         }
         let [version, key_id, count, _] = header;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(OpenError::UnsupportedVersion);
         }
         if count == 0 || count > self.max_chunks {
@@ -446,8 +455,9 @@ impl Codec {
             start,
             end: body.end,
             expires_at,
-            current_key,
+            current_key: current_key && version == FORMAT_VERSION,
             chunk_count: count,
+            version,
         })
     }
 

@@ -77,7 +77,41 @@ fn known_answer_vector() {
     assert_eq!(opened, b"known answer");
 }
 const KAT: &str =
+    "ArQBJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJY57lmBPIsnVQR9bYPt6r0A9X6jYv0oNM32ZNvyl6Y9i";
+/// The same value sealed in format version 1 (same script).
+const KAT_V1: &str =
     "AbQBJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJY57lmBPIsnVQR9bYPt6r0CXyyvI9wKSeWoISxDHCCFb";
+
+#[test]
+fn a_version_1_value_opens_reports_its_version_and_asks_to_be_resealed() {
+    let c = codec(&[[0x42; 32]]);
+    let n = name("__Host-kat");
+    let pairs = [(n.chunk(0), KAT_V1)];
+    let set = ChunkSet::from_pairs(
+        &n,
+        c.max_chunks(),
+        pairs.iter().map(|(a, b)| (a.as_str(), *b)),
+    );
+    let opened = c.open(Purpose::Session, &n, &set, NOW).unwrap();
+    assert_eq!(opened.payload(), b"known answer");
+    assert_eq!(opened.version, 1);
+    assert!(
+        !opened.current_key,
+        "an old version is resealed like an old key"
+    );
+
+    // The version is authenticated: the current value relabelled 1, or the old one relabelled
+    // 2, does not open.
+    for (value, other) in [(KAT, 1u8), (KAT_V1, 2u8)] {
+        let mut wire = URL_SAFE_NO_PAD.decode(value).unwrap();
+        wire[0] = other;
+        let v = URL_SAFE_NO_PAD.encode(&wire);
+        assert_eq!(
+            open_pairs(&c, Purpose::Session, &n, &[(n.chunk(0), &v)], NOW),
+            Err(OpenError::Tampered)
+        );
+    }
+}
 
 #[test]
 fn flipping_any_byte_of_the_wire_value_fails() {
@@ -302,12 +336,14 @@ fn header_fields_out_of_range() {
     let n = name("__Host-sg");
     let s = c.seal(Purpose::Session, &n, NOW + 60, b"x").unwrap();
     let mut wire = URL_SAFE_NO_PAD.decode(&s.chunks[0]).unwrap();
-    wire[0] = 2;
-    let v = URL_SAFE_NO_PAD.encode(&wire);
-    assert_eq!(
-        open_pairs(&c, Purpose::Session, &n, &[(n.chunk(0), &v)], NOW),
-        Err(OpenError::UnsupportedVersion)
-    );
+    for unknown in [0, FORMAT_VERSION + 1, 255] {
+        wire[0] = unknown;
+        let v = URL_SAFE_NO_PAD.encode(&wire);
+        assert_eq!(
+            open_pairs(&c, Purpose::Session, &n, &[(n.chunk(0), &v)], NOW),
+            Err(OpenError::UnsupportedVersion)
+        );
+    }
     wire[0] = FORMAT_VERSION;
     wire[2] = 200;
     let v = URL_SAFE_NO_PAD.encode(&wire);

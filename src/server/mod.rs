@@ -150,10 +150,15 @@ impl Running {
 /// A [`StartError`] naming what could not be set up.
 pub async fn start(settings: Settings, options: Options) -> Result<Running, StartError> {
     // Revocations first: a corrupt journal stops start-up before anything is contacted.
-    let denylist = Arc::new(Denylist::new(
-        settings.revocation.capacity,
-        i64::try_from(settings.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX),
-    ));
+    let denylist = Arc::new(
+        Denylist::new(
+            settings.revocation.capacity,
+            i64::try_from(settings.session.absolute_timeout.as_secs()).unwrap_or(i64::MAX),
+        )
+        .with_clock_skew(
+            i64::try_from(settings.revocation.clock_skew.as_millis()).unwrap_or(i64::MAX),
+        ),
+    );
     let journal = match &settings.revocation.journal {
         Some(path) => Some(Arc::new(
             open_journal(path.clone(), denylist.clone(), options.clock.now()).await?,

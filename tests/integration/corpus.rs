@@ -102,6 +102,7 @@ fn seed_session(access_len: usize) -> Session {
         sub: "user-1".into(),
         sid: Some("sid-1".into()),
         issued_at: FUZZ_NOW - 100,
+        stamp: (FUZZ_NOW - 100) * 1000 + 250,
         last_seen: FUZZ_NOW - 10,
         idle_expires_at: FUZZ_NOW + 1200,
         absolute_expires_at: FUZZ_NOW + 28_000,
@@ -125,7 +126,9 @@ fn write_seed_corpus() {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(file), data).unwrap();
     };
-    for (label, len) in [("small", 10), ("multi_chunk", 4500)] {
+    // Cookie format 2 (millisecond stamps). The seeds without "v2_" were written by format 1
+    // and are kept: they cover the reading of older cookies.
+    for (label, len) in [("v2_small", 10), ("v2_multi_chunk", 4500)] {
         let s = seed_session(len);
         let pt = s.encode().unwrap();
         write("decode_session", label, &pt);
@@ -148,7 +151,7 @@ fn write_seed_corpus() {
         .unwrap();
     write(
         "open_cookie_header",
-        "login",
+        "v2_login",
         format!("{}={}", name.chunk(0), login.chunks[0]).as_bytes(),
     );
     write(
@@ -179,17 +182,17 @@ fn write_seed_corpus() {
         Revocation::Sid {
             iss: "https://idp.example".into(),
             sid: "sid-1".into(),
-            not_before: FUZZ_NOW - 10,
+            not_before: (FUZZ_NOW - 10) * 1000,
             until: FUZZ_NOW + 28_800,
         },
         Revocation::Sub {
             iss: "https://idp.example".into(),
             sub: "user-1".into(),
-            not_before: FUZZ_NOW - 10,
+            not_before: (FUZZ_NOW - 10) * 1000,
             until: FUZZ_NOW + 28_800,
         },
         Revocation::Global {
-            not_before: FUZZ_NOW - 10,
+            not_before: (FUZZ_NOW - 10) * 1000,
             until: FUZZ_NOW + 28_800,
         },
         Revocation::Session {
@@ -197,12 +200,14 @@ fn write_seed_corpus() {
             until: FUZZ_NOW - 1,
         },
     ];
+    // Millisecond not-befores; the seeds without "v2_" hold entries in whole seconds (kinds 2-4)
+    // and are kept for the reading of older journals.
     let valid = journal::to_bytes(&entries);
-    write("journal_replay", "small", &valid);
-    write("journal_replay", "torn", &valid[..valid.len() - 5]);
+    write("journal_replay", "v2_small", &valid);
+    write("journal_replay", "v2_torn", &valid[..valid.len() - 5]);
     let mut damaged = valid.clone();
     damaged[journal::HEADER_LEN + 12] ^= 0x20;
-    write("journal_replay", "damaged_early", &damaged);
+    write("journal_replay", "v2_damaged_early", &damaged);
     write("journal_replay", "empty", b"");
     write("journal_replay", "junk", b"SGREVJN\x01 no journal here");
     write_logout_token_seeds();

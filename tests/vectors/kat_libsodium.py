@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Recomputes the sealed-cookie known-answer vector with libsodium (PyNaCl), independently of
 sealgate's Rust code. `pip install pynacl && python3 tests/vectors/kat_libsodium.py` must print
-the KAT constant in src/seal/tests.rs."""
+the KAT constants in src/seal/tests.rs: KAT_V1 (format version 1, still opened) and KAT
+(the current version, 2). The envelope is the same; the version byte is in the header and in
+the associated data."""
 import base64
 import hashlib
 
@@ -9,7 +11,6 @@ import nacl.bindings as sodium
 
 key = bytes([0x42]) * 32
 key_id = hashlib.sha256(b"sealgate key id v1" + key).digest()[0]
-header = bytes([1, key_id, 1])  # version, key id, chunk count
 nonce = bytes([0x24]) * 24
 
 
@@ -23,6 +24,8 @@ def zigzag_varint(n: int) -> bytes:
 
 
 plaintext = zigzag_varint(2_000_000_000) + b"known answer"
-aad = b"sealgate\0" + header + b"session\0" + b"__Host-kat"
-ct = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, nonce, key)
-print(base64.urlsafe_b64encode(header + nonce + ct).rstrip(b"=").decode())
+for name, version in (("KAT_V1", 1), ("KAT", 2)):
+    header = bytes([version, key_id, 1])  # version, key id, chunk count
+    aad = b"sealgate\0" + header + b"session\0" + b"__Host-kat"
+    ct = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, nonce, key)
+    print(name, base64.urlsafe_b64encode(header + nonce + ct).rstrip(b"=").decode())

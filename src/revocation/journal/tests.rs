@@ -269,9 +269,10 @@ fn record_persists_exactly_what_memory_holds_including_a_capacity_overflow() {
     }
     // Already expired: matches nothing, so neither memory nor the file changes.
     journal.record(&denylist, session(4, NOW - 1), NOW).unwrap();
+    // Recorded during second NOW: its last millisecond, plus the default clock skew.
     let global = Revocation::Global {
-        not_before: NOW,
-        until: NOW + 28_800,
+        not_before: NOW * 1000 + 999 + 1000,
+        until: NOW + 2 + 28_800,
     };
     assert_eq!(journal.records(), 3);
     drop(journal);

@@ -12,7 +12,6 @@ use url::Url;
 use super::Provider;
 use super::error::{LoginError, RefreshError};
 use super::id_token::same_identity;
-use crate::config::TokenEndpointAuth;
 use crate::outbound::error_chain;
 use crate::secret::SecretString;
 use crate::token::Token;
@@ -228,7 +227,6 @@ impl Provider {
     /// # Errors
     /// A description of the failure, for the log.
     pub(crate) async fn revoke_refresh_token(&self, token: &SecretString) -> Result<(), String> {
-        use base64::Engine as _;
         let Some(url) = &self.metadata_extra.revocation_endpoint else {
             return Ok(());
         };
@@ -242,28 +240,7 @@ impl Provider {
                     "application/x-www-form-urlencoded",
                 )
                 .header(::http::header::ACCEPT, "application/json");
-            match self.settings.token_endpoint_auth {
-                TokenEndpointAuth::Basic => {
-                    // RFC 6749 2.3.1: form-encode id and secret before base64.
-                    let enc = |s: &str| {
-                        url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
-                    };
-                    let credentials = SecretString::new(format!(
-                        "{}:{}",
-                        enc(&self.settings.client_id),
-                        enc(self.settings.client_secret.expose())
-                    ));
-                    let value = SecretString::new(format!(
-                        "Basic {}",
-                        base64::engine::general_purpose::STANDARD.encode(credentials.expose())
-                    ));
-                    request = request.header(::http::header::AUTHORIZATION, value.expose());
-                }
-                TokenEndpointAuth::Post => {
-                    form.append_pair("client_id", &self.settings.client_id);
-                    form.append_pair("client_secret", self.settings.client_secret.expose());
-                }
-            }
+            request = self.authenticate(request, &mut form);
             let body = SecretString::new(form.finish());
             request
                 .body(body.expose().as_bytes().to_vec())

@@ -19,6 +19,7 @@
 //!   redirects).
 
 mod claims;
+mod client_auth;
 mod discovery;
 mod error;
 mod grants;

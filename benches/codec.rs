@@ -92,7 +92,7 @@ fn reference(access_len: usize, groups: usize, at_jwt: bool) -> Reference {
     Reference {
         session: Session {
             id: SessionId::from_bytes([7; 16]),
-            provider: 0,
+            provider: String::new(),
             sub: sub.into(),
             sid: Some(sid.into()),
             issued_at: NOW,

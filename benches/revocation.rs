@@ -88,7 +88,7 @@ fn entry(n: u32) -> Revocation {
 fn session(id: [u8; 16], sub: String, sid: Option<String>) -> Session {
     Session {
         id: SessionId::from_bytes(id),
-        provider: 0,
+        provider: String::new(),
         sub,
         sid,
         issued_at: NOW - 60,

@@ -28,8 +28,8 @@ pub(crate) struct App {
     pub settings: Settings,
     /// The cookie codec (key ring and chunk limit).
     pub codec: Codec,
-    /// The IdP.
-    pub provider: Provider,
+    /// The IdPs, in configuration order (never empty; the first is the default for a login).
+    pub providers: Vec<Provider>,
     /// Revocations.
     pub denylist: Arc<Denylist>,
     /// The journal that makes revocations survive a restart (`[revocation] journal`); none:
@@ -147,6 +147,24 @@ enum Unopened {
 }
 
 impl App {
+    /// The provider that issued `session`'s tokens, if it is still configured.
+    pub(crate) fn provider_of(&self, session: &Session) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.tag() == session.provider)
+    }
+
+    /// The provider a login asks for: by name, or the first when none is named.
+    pub(crate) fn provider_named(&self, name: Option<&str>) -> Option<&Provider> {
+        match name {
+            None => self.providers.first(),
+            Some(name) => self.providers.iter().find(|p| p.name() == name),
+        }
+    }
+
+    /// The provider whose login flows carry `tag` ([`Provider::tag`]).
+    pub(crate) fn provider_tagged(&self, tag: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.tag() == tag)
+    }
+
     /// Reads and judges the session cookie at time `now`.
     pub(crate) fn load_session(&self, headers: &HeaderMap, now: i64) -> SessionState {
         let name = &self.settings.session.cookie_name;
@@ -195,7 +213,13 @@ impl App {
             }
             Validity::Fresh => {}
         }
-        if self.denylist.is_revoked(&session, self.provider.issuer()) {
+        let Some(provider) = self.provider_of(&session) else {
+            return refused(format!(
+                "session {:?} names a provider that is not configured",
+                session.id
+            ));
+        };
+        if self.denylist.is_revoked(&session, provider.issuer()) {
             return refused(format!("session {:?} revoked", session.id));
         }
         let bearer = opened.bearer.clone();
@@ -257,23 +281,22 @@ impl App {
                 .1
                 .clone()
         };
+        let Some(provider) = self.provider_of(session) else {
+            return RefreshOutcome::Failed("the session's provider is not configured".into());
+        };
         let previous_id = session.id_token.clone();
         let result = cell
             .get_or_init(|| async {
                 // In a cluster, one instance redeems the refresh token for all; without Redis
                 // (or while it is unreachable) this instance's single flight is all there is.
-                let redeem = || self.provider.refresh(&secret, previous_id.as_ref(), now);
+                let redeem = || provider.refresh(&secret, previous_id.as_ref(), now);
                 let shared = match &self.cluster {
                     Some(c) => c.refresh_once(&key, redeem).await,
                     None => None,
                 };
                 let r = match shared {
                     Some(r) => r,
-                    None => {
-                        self.provider
-                            .refresh(&secret, previous_id.as_ref(), now)
-                            .await
-                    }
+                    None => provider.refresh(&secret, previous_id.as_ref(), now).await,
                 };
                 let m = crate::metrics::metrics();
                 match &r {

@@ -65,8 +65,9 @@ impl fmt::Debug for SessionId {
 pub struct Session {
     /// Fresh at every login; the revocation key for logout.
     pub id: SessionId,
-    /// Which configured provider issued the tokens (0 while only one is supported).
-    pub provider: u8,
+    /// The name of the `[[providers]]` entry that issued the tokens; empty for a lone `[oidc]`.
+    /// A session whose provider is no longer configured is refused.
+    pub provider: String,
     /// The IdP's subject identifier.
     pub sub: String,
     /// The IdP session id (`sid` claim), for back-channel logout.
@@ -109,7 +110,8 @@ pub enum SessionError {
 #[derive(Serialize, Deserialize)]
 struct Wire<'a> {
     id: [u8; 16],
-    provider: u8,
+    /// Format 1 had a `u8` 0 here, the same byte as an empty string: the lone provider.
+    provider: &'a str,
     issued_at: i64,
     last_seen: i64,
     idle_expires_at: i64,
@@ -239,7 +241,7 @@ impl Session {
             });
         let wire = Wire {
             id: self.id.0,
-            provider: self.provider,
+            provider: &self.provider,
             issued_at: self.issued_at,
             last_seen: self.last_seen.wrapping_sub(self.issued_at),
             idle_expires_at: self.idle_expires_at.wrapping_sub(self.issued_at),
@@ -305,7 +307,7 @@ impl Session {
         let issued_at = w.issued_at;
         Ok(Self {
             id: SessionId(w.id),
-            provider: w.provider,
+            provider: w.provider.to_owned(),
             sub: w.sub.resolve(claims)?,
             sid: w.sid.map(|s| s.resolve(claims)).transpose()?,
             issued_at,
@@ -366,7 +368,7 @@ pub(crate) mod tests {
     pub(crate) fn sample() -> Session {
         Session {
             id: SessionId::from_bytes([9; 16]),
-            provider: 0,
+            provider: String::new(),
             sub: "248289761001".into(),
             sid: Some("08a5019c-17e1-4977-8f42-65a12843ea02".into()),
             issued_at: 1_800_000_000,
@@ -436,7 +438,7 @@ pub(crate) mod tests {
         assert_eq!(Session::decode(&[]), Err(SessionError::Malformed));
         let w = Wire {
             id: [0; 16],
-            provider: 0,
+            provider: "",
             issued_at: 0,
             last_seen: 0,
             idle_expires_at: 0,
@@ -505,7 +507,7 @@ pub(crate) mod tests {
         #[test]
         fn any_session_round_trips(
             id in any::<[u8; 16]>(),
-            provider in any::<u8>(),
+            provider in "[a-z0-9_.-]{0,32}",
             sub in "[ -~]{0,40}",
             sid in proptest::option::of("[ -~]{0,40}"),
             times in any::<[i64; 5]>(),

@@ -18,6 +18,9 @@ pub(super) struct Cx<'a> {
     pub(super) check_files: bool,
     locator: &'a Locator,
     found: Vec<Problem>,
+    /// While converting `[[providers]]` entry N: `providers[N]`, which replaces the `oidc`
+    /// at the start of every key recorded (a provider's keys are `[oidc]`'s).
+    provider_key: Option<String>,
 }
 
 impl<'a> Cx<'a> {
@@ -27,11 +30,38 @@ impl<'a> Cx<'a> {
             check_files,
             locator,
             found: Vec::new(),
+            provider_key: None,
         }
     }
 
+    /// Runs `convert` with every `oidc.…` key it records named `key.…` instead.
+    pub(super) fn with_provider_key<T>(
+        &mut self,
+        key: &str,
+        convert: impl FnOnce(&mut Self) -> T,
+    ) -> T {
+        let outer = self.provider_key.replace(key.to_owned());
+        let out = convert(self);
+        self.provider_key = outer;
+        out
+    }
+
     /// Records `error` at `span` (none: a default value or a missing key).
-    pub(super) fn push(&mut self, error: ConfigError, span: Option<Range<usize>>) {
+    pub(super) fn push(&mut self, mut error: ConfigError, span: Option<Range<usize>>) {
+        if let Some(prefix) = &self.provider_key {
+            let rename = |key: &mut String| {
+                if let Some(rest) = key.strip_prefix("oidc")
+                    && (rest.is_empty() || rest.starts_with('.'))
+                {
+                    *key = format!("{prefix}{rest}");
+                }
+            };
+            match &mut error {
+                ConfigError::Invalid { key, .. } | ConfigError::Secret { key, .. } => rename(key),
+                ConfigError::Parse(message) => rename(message),
+                _ => {}
+            }
+        }
         let place = span.map_or(Place::Unknown, |s| self.locator.place(&s));
         self.found.push(Problem { error, place });
     }

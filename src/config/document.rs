@@ -22,6 +22,10 @@ use super::raw::{
 pub(super) struct RawConfig {
     pub server: Option<RawServer>,
     pub oidc: Option<RawOidc>,
+    /// Each `[[providers]]` entry that could be read, with its index in the file.
+    pub providers: Vec<(usize, RawOidc)>,
+    /// Whether the file has `[[providers]]` (even if no entry could be read).
+    pub has_providers: bool,
     pub session: Option<RawSession>,
     pub bff: Option<RawBff>,
     /// Each `[[routes]]` entry that could be read, with its index in the file.
@@ -39,6 +43,7 @@ pub(super) struct RawConfig {
 const SECTIONS: &[&str] = &[
     "server",
     "oidc",
+    "providers",
     "session",
     "bff",
     "routes",
@@ -73,6 +78,8 @@ pub(super) fn read(text: &str, overrides: &Overrides<'_>, cx: &mut Cx<'_>) -> Op
     let mut raw = RawConfig {
         server: None,
         oidc: None,
+        providers: Vec::new(),
+        has_providers: false,
         session: None,
         bff: Some(RawBff::default()),
         routes: Vec::new(),
@@ -92,7 +99,11 @@ pub(super) fn read(text: &str, overrides: &Overrides<'_>, cx: &mut Cx<'_>) -> Op
             "oidc" => raw.oidc = table(name, value, cx),
             "session" => raw.session = table(name, value, cx),
             "bff" => raw.bff = table(name, value, cx),
-            "routes" => raw.routes = routes(value, cx),
+            "providers" => {
+                raw.has_providers = true;
+                raw.providers = array_of_tables(name, value, cx);
+            }
+            "routes" => raw.routes = array_of_tables(name, value, cx),
             "static" => raw.static_files = table(name, value, cx),
             "revocation" => raw.revocation = table(name, value, cx),
             "cluster" => raw.cluster = table(name, value, cx),
@@ -105,13 +116,30 @@ pub(super) fn read(text: &str, overrides: &Overrides<'_>, cx: &mut Cx<'_>) -> Op
         }
         seen.push(name.to_owned());
     }
-    for required in ["server", "oidc", "session"] {
+    for required in ["server", "session"] {
         if !seen.iter().any(|s| s == required) {
             cx.push(
                 ConfigError::Parse(format!("missing field `{required}`")),
                 None,
             );
         }
+    }
+    match (
+        seen.iter().any(|s| s == "oidc"),
+        seen.iter().any(|s| s == "providers"),
+    ) {
+        (false, false) => cx.push(
+            ConfigError::Parse("missing field `oidc` (or `[[providers]]`)".into()),
+            None,
+        ),
+        (true, true) => cx.push(
+            ConfigError::Parse(
+                "`[oidc]` and `[[providers]]` together: use one (a lone [oidc] is one provider)"
+                    .into(),
+            ),
+            None,
+        ),
+        _ => {}
     }
     Some(raw)
 }
@@ -158,7 +186,7 @@ fn table<T: DeserializeOwned>(
                 None => path.to_owned(),
             };
             let message = lines.join(" ");
-            let problem = if SECRETS.iter().any(|k| path.starts_with(k)) {
+            let problem = if SECRETS.iter().any(|k| secret_path(&path).starts_with(k)) {
                 // serde quotes the value it refused: never a secret given inline by mistake.
                 let expected = message.split_once(", expected ").map(|(_, e)| e);
                 format!(
@@ -171,6 +199,19 @@ fn table<T: DeserializeOwned>(
             cx.push(ConfigError::Parse(problem), Some(e.span().unwrap_or(span)));
             None
         }
+    }
+}
+
+/// `path` with a `providers[N]` prefix read as `oidc` (a provider's keys are `[oidc]`'s).
+fn secret_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path
+        .strip_prefix("providers[")
+        .and_then(|rest| rest.split_once(']'))
+    {
+        Some((index, rest)) if index.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("oidc{rest}").into()
+        }
+        _ => path.into(),
     }
 }
 
@@ -187,12 +228,16 @@ fn unknown_field(key: &str, expected: &[&str]) -> String {
     }
 }
 
-/// `[[routes]]`, each entry on its own.
-fn routes(value: Spanned<DeValue<'_>>, cx: &mut Cx<'_>) -> Vec<(usize, RawRoute)> {
+/// `[[routes]]` or `[[providers]]`, each entry on its own.
+fn array_of_tables<T: DeserializeOwned>(
+    name: &str,
+    value: Spanned<DeValue<'_>>,
+    cx: &mut Cx<'_>,
+) -> Vec<(usize, T)> {
     let span = value.span();
     let DeValue::Array(items) = value.into_inner() else {
         cx.push(
-            ConfigError::Parse("routes: expected an array of tables ([[routes]])".into()),
+            ConfigError::Parse(format!("{name}: expected an array of tables ([[{name}]])")),
             Some(span),
         );
         return Vec::new();
@@ -200,7 +245,7 @@ fn routes(value: Spanned<DeValue<'_>>, cx: &mut Cx<'_>) -> Vec<(usize, RawRoute)
     items
         .into_iter()
         .enumerate()
-        .filter_map(|(i, item)| Some((i, table(&format!("routes[{i}]"), item, cx)?)))
+        .filter_map(|(i, item)| Some((i, table(&format!("{name}[{i}]"), item, cx)?)))
         .collect()
 }
 

@@ -127,17 +127,26 @@ impl Settings {
                 "\"allow\": while Redis is unreachable, a logout on another instance is not seen here",
             );
         }
-        match self.oidc.signing_algs_key {
-            SigningAlgsKey::Legacy if self.oidc.id_token_signing_algs.len() > 1 => warn(
-                "oidc.id_token_signing_algs",
-                "accepts several algorithms, though a client registers one: set \
-                 id_token_signed_response_alg to the one your IdP signs with (default RS256)",
-            ),
-            SigningAlgsKey::Both => warn(
-                "oidc.id_token_signing_algs",
-                "ignored: id_token_signed_response_alg is set and wins",
-            ),
-            _ => {}
+        for (i, p) in self.providers.iter().enumerate() {
+            let key = |name: &str| {
+                if p.listed {
+                    format!("providers[{i}].{name}")
+                } else {
+                    format!("oidc.{name}")
+                }
+            };
+            match p.signing_algs_key {
+                SigningAlgsKey::Legacy if p.id_token_signing_algs.len() > 1 => warn(
+                    &key("id_token_signing_algs"),
+                    "accepts several algorithms, though a client registers one: set \
+                     id_token_signed_response_alg to the one your IdP signs with (default RS256)",
+                ),
+                SigningAlgsKey::Both => warn(
+                    &key("id_token_signing_algs"),
+                    "ignored: id_token_signed_response_alg is set and wins",
+                ),
+                _ => {}
+            }
         }
         if self.metrics.on_main_listener() {
             warn(
@@ -179,13 +188,23 @@ impl Settings {
         w
     }
 
-    /// The redirect URI registered at the IdP: `public_url` + `bff.prefix` + `/callback`.
-    pub fn redirect_uri(&self) -> String {
-        format!(
-            "{}{}/callback",
-            self.server.public_url.origin().ascii_serialization(),
-            self.bff.prefix
-        )
+    /// The first provider: the only one of a lone `[oidc]`, the default of `/bff/login`.
+    pub fn oidc(&self) -> &OidcSettings {
+        // Invariant: conversion never builds settings without a provider.
+        &self.providers[0]
+    }
+
+    /// The redirect URI registered at `provider`: `public_url` + `bff.prefix` + `/callback`,
+    /// then `/NAME` for a `[[providers]]` entry (each provider has its own: a code can only
+    /// arrive at the provider that issued it, RFC 9700 4.4).
+    pub fn redirect_uri(&self, provider: &OidcSettings) -> String {
+        let origin = self.server.public_url.origin().ascii_serialization();
+        let prefix = &self.bff.prefix;
+        if provider.listed {
+            format!("{origin}{prefix}/callback/{}", provider.name)
+        } else {
+            format!("{origin}{prefix}/callback")
+        }
     }
 }
 
@@ -222,7 +241,7 @@ fn read(
 fn convert(raw: document::RawConfig, cx: &mut Cx<'_>) -> Option<Settings> {
     let max_header_bytes = raw.server.as_ref().map(server::max_header_bytes);
     let server = raw.server.and_then(|s| server::server(s, cx));
-    let oidc = raw.oidc.and_then(|o| oidc::oidc(o, cx));
+    let providers = oidc::providers(raw.oidc, raw.providers, raw.has_providers, cx);
     let session = raw
         .session
         .and_then(|s| session::session(s, max_header_bytes, cx));
@@ -238,7 +257,7 @@ fn convert(raw: document::RawConfig, cx: &mut Cx<'_>) -> Option<Settings> {
     let log = raw.log.and_then(|l| server::log(l, cx));
     Some(Settings {
         server: server?,
-        oidc: oidc?,
+        providers: providers?,
         session: session?,
         bff: bff?,
         routes,

@@ -1,4 +1,8 @@
-//! `[oidc]`: the identity provider and how its tokens are checked.
+//! `[oidc]` or `[[providers]]`: the identity providers and how their tokens are checked. A
+//! provider's keys are `[oidc]`'s, plus `name`; problems in `[[providers]]` entry N are named
+//! `providers[N].key`.
+
+use std::collections::HashSet;
 
 use super::context::{Cx, span};
 use super::env::resolve_secret;
@@ -9,7 +13,87 @@ use super::settings::{
 };
 use super::values;
 
-pub(super) fn oidc(o: RawOidc, cx: &mut Cx<'_>) -> Option<OidcSettings> {
+/// Longest provider name (it is a path segment of the callback and is sealed in sessions).
+const MAX_NAME_LEN: usize = 32;
+
+/// The providers: a lone `[oidc]`, or every `[[providers]]` entry. Names are unique, and so is
+/// each issuer + client id pair.
+pub(super) fn providers(
+    lone: Option<RawOidc>,
+    listed: Vec<(usize, RawOidc)>,
+    has_listed: bool,
+    cx: &mut Cx<'_>,
+) -> Option<Vec<OidcSettings>> {
+    if let Some(o) = lone {
+        return oidc(o, false, cx).map(|p| vec![p]);
+    }
+    if !has_listed {
+        return None; // the missing table is recorded already
+    }
+    if listed.is_empty() {
+        return cx.refuse(None, invalid("providers", "must have at least one entry"));
+    }
+    let mut out = Vec::with_capacity(listed.len());
+    let mut names = HashSet::new();
+    let mut clients = HashSet::new();
+    for (i, raw) in listed {
+        let key = format!("providers[{i}]");
+        let at = span(raw.name.as_ref());
+        let Some(p) = cx.with_provider_key(&key, |cx| oidc(raw, true, cx)) else {
+            continue;
+        };
+        if !names.insert(p.name.clone()) {
+            cx.push(
+                invalid(
+                    &format!("{key}.name"),
+                    format!("{:?} is used twice", p.name),
+                ),
+                at.clone(),
+            );
+        }
+        if !clients.insert((p.issuer.clone(), p.client_id.clone())) {
+            cx.push(
+                invalid(
+                    &format!("{key}.client_id"),
+                    "the same issuer and client id as an earlier provider",
+                ),
+                at,
+            );
+        }
+        out.push(p);
+    }
+    Some(out)
+}
+
+/// A provider's name: required in `[[providers]]` (`listed`), "default" for a lone `[oidc]`
+/// without one. Letters, digits, `-`, `_` and `.`, at most 32.
+fn name(o: &RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<String> {
+    let Some(raw) = &o.name else {
+        if listed {
+            return cx.refuse(None, invalid("oidc.name", "required in [[providers]]"));
+        }
+        return Some("default".to_owned());
+    };
+    let name = raw.get_ref();
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && name != "."
+        && name != "..";
+    if !ok {
+        let e = invalid(
+            "oidc.name",
+            format!("{name:?}: use 1 to {MAX_NAME_LEN} ASCII letters, digits, '-', '_', '.'"),
+        );
+        return cx.refuse(Some(raw.span()), e);
+    }
+    Some(name.clone())
+}
+
+fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
+    let name = name(&o, listed, cx);
     let issuer_url = cx.ok(
         Some(o.issuer.span()),
         values::web_url("oidc.issuer", o.issuer.get_ref()),
@@ -72,6 +156,8 @@ pub(super) fn oidc(o: RawOidc, cx: &mut Cx<'_>) -> Option<OidcSettings> {
     };
     let (id_token_signing_algs, signing_algs_key) = algs?;
     Some(OidcSettings {
+        name: name?,
+        listed,
         client_secret: client_secret?,
         issuer: o.issuer.into_inner(),
         client_id: o.client_id.into_inner(),

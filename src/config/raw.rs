@@ -28,6 +28,8 @@ pub(super) struct RawServer {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOidc {
+    /// Required in `[[providers]]`; optional in a lone `[oidc]` (shown by `/bff/user`).
+    pub name: Text,
     pub issuer: Spanned<String>,
     pub client_id: Spanned<String>,
     pub client_secret: Spanned<String>,

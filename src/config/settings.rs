@@ -14,8 +14,8 @@ use crate::secret::SecretString;
 pub struct Settings {
     /// `[server]`.
     pub server: ServerSettings,
-    /// `[oidc]`.
-    pub oidc: OidcSettings,
+    /// `[oidc]` (one provider) or `[[providers]]`, in file order; never empty.
+    pub providers: Vec<OidcSettings>,
     /// `[session]`.
     pub session: SessionSettings,
     /// `[bff]`.
@@ -158,6 +158,11 @@ pub enum TokenEndpointAuth {
 /// `[oidc]`.
 #[derive(Debug, Clone)]
 pub struct OidcSettings {
+    /// The provider's name: `/bff/login?provider=NAME`, its callback path, `/bff/user`.
+    pub name: String,
+    /// From `[[providers]]` (callback `/bff/callback/NAME`, name sealed in its sessions), not
+    /// a lone `[oidc]` (callback `/bff/callback`, empty name sealed).
+    pub listed: bool,
     /// The issuer identifier, exactly as configured; discovery must report exactly this.
     pub issuer: String,
     /// The client id.

@@ -51,16 +51,19 @@ fn parse(text: &str) -> Result<Settings, ConfigError> {
 fn example_parses_into_typed_settings() {
     let s = parse(EXAMPLE).unwrap();
     assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
-    assert_eq!(s.oidc.client_secret.expose(), "s3cret");
+    assert_eq!(s.oidc().client_secret.expose(), "s3cret");
     assert_eq!(s.session.idle_timeout, Duration::from_secs(1200));
     assert_eq!(s.session.absolute_timeout, Duration::from_secs(8 * 3600));
-    assert_eq!(s.redirect_uri(), "https://app.example.com/bff/callback");
+    assert_eq!(
+        s.redirect_uri(s.oidc()),
+        "https://app.example.com/bff/callback"
+    );
     assert_eq!(s.routes[0].token, TokenPolicy::User);
     assert_eq!(
         s.bff.allowed_origins,
         vec!["https://app.example.com".to_string()]
     );
-    assert_eq!(s.oidc.token_endpoint_auth, TokenEndpointAuth::Basic);
+    assert_eq!(s.oidc().token_endpoint_auth, TokenEndpointAuth::Basic);
 }
 
 #[test]
@@ -183,7 +186,7 @@ fn secrets_from_files() {
         &format!("file:{}", path.display()),
     );
     assert_eq!(
-        parse(&text).unwrap().oidc.client_secret.expose(),
+        parse(&text).unwrap().oidc().client_secret.expose(),
         "from-file"
     );
     std::fs::remove_dir_all(dir).unwrap();
@@ -290,15 +293,15 @@ fn the_registered_signing_algorithm_defaults_to_rs256_and_the_old_list_still_sta
             .collect()
     };
     let s = parse(EXAMPLE).unwrap();
-    assert_eq!(s.oidc.id_token_signing_algs, vec!["RS256"]);
+    assert_eq!(s.oidc().id_token_signing_algs, vec!["RS256"]);
     assert!(signing_warnings(&s).is_empty());
     let s = parse(&with(
         r#"id_token_signed_response_alg = ["ES256", "PS256"]"#,
     ))
     .unwrap();
-    assert_eq!(s.oidc.id_token_signing_algs, vec!["ES256", "PS256"]);
+    assert_eq!(s.oidc().id_token_signing_algs, vec!["ES256", "PS256"]);
     let s = parse(&with(r#"id_token_signed_response_alg = "PS256""#)).unwrap();
-    assert_eq!(s.oidc.id_token_signing_algs, vec!["PS256"]);
+    assert_eq!(s.oidc().id_token_signing_algs, vec!["PS256"]);
     let err = parse(&with(r#"id_token_signed_response_alg = "HS256""#))
         .unwrap_err()
         .to_string();
@@ -308,7 +311,7 @@ fn the_registered_signing_algorithm_defaults_to_rs256_and_the_old_list_still_sta
     );
     // The older list alone still starts, with a warning when it allows several algorithms.
     let s = parse(&with(r#"id_token_signing_algs = ["RS256", "ES256"]"#)).unwrap();
-    assert_eq!(s.oidc.id_token_signing_algs, vec!["RS256", "ES256"]);
+    assert_eq!(s.oidc().id_token_signing_algs, vec!["RS256", "ES256"]);
     let w = signing_warnings(&s);
     assert!(
         w.len() == 1 && w[0].1.contains("id_token_signed_response_alg"),
@@ -321,7 +324,7 @@ fn the_registered_signing_algorithm_defaults_to_rs256_and_the_old_list_still_sta
         "id_token_signed_response_alg = \"RS256\"\nid_token_signing_algs = [\"ES256\"]",
     ))
     .unwrap();
-    assert_eq!(s.oidc.id_token_signing_algs, vec!["RS256"]);
+    assert_eq!(s.oidc().id_token_signing_algs, vec!["RS256"]);
     let w = signing_warnings(&s);
     assert!(w.len() == 1 && w[0].1.contains("ignored"), "{w:?}");
 }
@@ -347,15 +350,15 @@ fn revocation_clock_skew_defaults_to_a_second_and_is_bounded() {
 #[test]
 fn logout_token_settings_default_and_bounds() {
     let s = parse(EXAMPLE).unwrap();
-    assert_eq!(s.oidc.max_logout_token_age, Duration::from_secs(300));
-    assert!(!s.oidc.strict_logout_token_typ);
+    assert_eq!(s.oidc().max_logout_token_age, Duration::from_secs(300));
+    assert!(!s.oidc().strict_logout_token_typ);
     let text = EXAMPLE.replace(
         "[oidc]",
         "[oidc]\nmax_logout_token_age = \"2m\"\nstrict_logout_token_typ = true",
     );
     let s = parse(&text).unwrap();
-    assert_eq!(s.oidc.max_logout_token_age, Duration::from_secs(120));
-    assert!(s.oidc.strict_logout_token_typ);
+    assert_eq!(s.oidc().max_logout_token_age, Duration::from_secs(120));
+    assert!(s.oidc().strict_logout_token_typ);
     let text = EXAMPLE.replace("[oidc]", "[oidc]\nmax_logout_token_age = \"2h\"");
     let err = parse(&text).unwrap_err().to_string();
     assert!(err.contains("oidc.max_logout_token_age"), "{err}");

@@ -136,7 +136,7 @@ impl Provider {
     /// is unusable.
     pub(crate) async fn discover(
         settings: &OidcSettings,
-        redirect_uri: &str,
+        redirect_uri: String,
     ) -> Result<Self, DiscoveryError> {
         let http = IdpHttpClient::new(settings.timeout)?;
         let issuer = settings.issuer.clone();
@@ -167,8 +167,7 @@ impl Provider {
             .collect();
         let jwks_uri = metadata.jwks_uri().clone();
         let jwks = metadata.jwks().clone();
-        let redirect =
-            RedirectUrl::new(redirect_uri.to_owned()).map_err(|e| disc_err(e.to_string()))?;
+        let redirect = RedirectUrl::new(redirect_uri).map_err(|e| disc_err(e.to_string()))?;
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(settings.client_id.clone()),

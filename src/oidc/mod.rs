@@ -80,6 +80,21 @@ impl Provider {
         &self.settings.issuer
     }
 
+    /// The configured name (`/bff/login?provider=`, `/bff/user`).
+    pub(crate) fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// What its sessions and login flows carry to name it: the name of a `[[providers]]`
+    /// entry, empty for a lone `[oidc]`.
+    pub(crate) fn tag(&self) -> &str {
+        if self.settings.listed {
+            &self.settings.name
+        } else {
+            ""
+        }
+    }
+
     /// Whether the IdP promises an `iss` parameter in authorization responses (RFC 9207).
     pub(crate) fn sends_iss_parameter(&self) -> bool {
         self.metadata_extra

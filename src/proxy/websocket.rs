@@ -69,7 +69,11 @@ pub(super) fn spawn_tunnel(
     slot: OwnedSemaphorePermit,
 ) {
     let denylist = app.denylist.clone();
-    let issuer = app.provider.issuer().to_owned();
+    let issuer = session
+        .as_ref()
+        .and_then(|s| app.provider_of(s))
+        .map(|p| p.issuer().to_owned())
+        .unwrap_or_default();
     let clock = app.clock.clone();
     let prefix = route.prefix.clone();
     tokio::spawn(async move {

@@ -10,7 +10,7 @@ fn session(id: u8, sub: &str, sid: Option<&str>, stamp: i64) -> Session {
     let issued_at = stamp.div_euclid(1000);
     Session {
         id: SessionId::from_bytes([id; 16]),
-        provider: 0,
+        provider: String::new(),
         sub: sub.into(),
         sid: sid.map(Into::into),
         issued_at,

@@ -70,9 +70,7 @@ pub(super) async fn backchannel_logout(
     }
     let body = read_body(req).await?;
     let token = single_form_value(&body, "logout_token").map_err(invalid)?;
-    let claims = app
-        .provider
-        .validate_logout_token(&token, now)
+    let claims = validate(app, &token, now)
         .await
         .map_err(|e| invalid(&format!("logout token refused: {e}")))?;
 
@@ -123,6 +121,33 @@ pub(super) async fn backchannel_logout(
     }
     tracing::info!("back-channel logout recorded");
     Ok(ok())
+}
+
+/// Validates `token` for the provider it is for: each configured provider in turn, until one
+/// accepts it. A token for another issuer or client fails a provider's claim checks before any
+/// key is looked up, so trying costs no JWKS fetch. The error reported is the first that is not
+/// "another issuer or audience", so the log says why the right provider refused it.
+async fn validate(
+    app: &App,
+    token: &str,
+    now: i64,
+) -> Result<logout_token::LogoutClaims, logout_token::LogoutTokenError> {
+    use logout_token::LogoutTokenError as E;
+    let mut refused = None;
+    for provider in &app.providers {
+        match provider.validate_logout_token(token, now).await {
+            Ok(claims) => return Ok(claims),
+            Err(e @ (E::Issuer | E::Audience)) => {
+                refused.get_or_insert(e);
+            }
+            Err(e) => {
+                if refused.is_none_or(|r| matches!(r, E::Issuer | E::Audience)) {
+                    refused = Some(e);
+                }
+            }
+        }
+    }
+    Err(refused.unwrap_or(E::Issuer))
 }
 
 fn ok() -> Response<Body> {

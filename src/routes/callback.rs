@@ -1,8 +1,11 @@
-//! `GET /bff/callback`: completes a login.
+//! `GET /bff/callback` (a lone `[oidc]`) or `/bff/callback/NAME` (each `[[providers]]` entry):
+//! completes a login.
 //!
 //! Order matters: the query is parsed strictly; the login cookie named after `state` must open
 //! (so a callback carrying someone else's state finds nothing: login CSRF fails); its state must
-//! equal the query's (constant time); the RFC 9207 `iss` is checked before any token request;
+//! equal the query's (constant time); the flow must have been started for the provider whose
+//! callback this is (a code or state of one provider arriving at another's callback is refused:
+//! mix-up, RFC 9700 4.4); the RFC 9207 `iss` is checked before any token request;
 //! only then is the code exchanged and the ID token validated. The new session always gets a
 //! fresh id and replaces whatever session cookie the browser had (no fixation). Every failure
 //! clears the login cookie and shows a short page with a link to start again: never a redirect,
@@ -17,7 +20,7 @@ use super::login::LoginFlow;
 use crate::app::{App, SessionState};
 use crate::error::{Failure, Rejection};
 use crate::expiring::{Full, Seen};
-use crate::oidc::LoginTokens;
+use crate::oidc::{LoginTokens, Provider};
 use crate::response::{self, Body};
 use crate::return_url::ReturnUrl;
 use crate::revocation::Revocation;
@@ -122,6 +125,7 @@ const FAILED: &str = "Sign-in could not be completed. Please start again.";
 /// Handles the callback. Every failure after the query names a login cookie also clears it.
 pub(crate) async fn callback(
     app: &App,
+    provider: &Provider,
     req: &Request<Incoming>,
     now: i64,
 ) -> Result<Response<Body>, Failure> {
@@ -141,7 +145,7 @@ pub(crate) async fn callback(
         .login_cookie_name(&query.state)
         .ok_or_else(|| Failure::new(Rejection::Internal, "login cookie name"))?;
     let clear_login = jar::removal_cookies(&name, Purpose::Login, [0]);
-    match complete(app, req.headers(), &query, &name, now).await {
+    match complete(app, provider, req.headers(), &query, &name, now).await {
         Ok((mut cookies, target)) => {
             cookies.extend(clear_login);
             Ok(response::with_cookies(
@@ -166,6 +170,7 @@ fn clear_pending_logins(app: &App, headers: &HeaderMap) -> Vec<Cookie<'static>> 
 /// send the browser.
 async fn complete(
     app: &App,
+    provider: &Provider,
     headers: &HeaderMap,
     query: &CallbackQuery,
     name: &CookieName,
@@ -190,9 +195,19 @@ async fn complete(
         )
     })?;
     check_state(app, &flow, &query.state, now)?;
-    let code = authorization_code(app, query)?;
-    let tokens = app
-        .provider
+    if flow.provider != provider.tag() {
+        return Err(fail(
+            FAILED,
+            StatusCode::BAD_REQUEST,
+            format!(
+                "mix-up: a flow of provider {:?} at the callback of {:?}",
+                flow.provider,
+                provider.name()
+            ),
+        ));
+    }
+    let code = authorization_code(provider, query)?;
+    let tokens = provider
         .exchange_code(
             code,
             &SecretString::new(flow.verifier.to_owned()),
@@ -209,7 +224,7 @@ async fn complete(
             };
             fail(FAILED, status, format!("login: {e}"))
         })?;
-    let session = new_session(app, tokens, now)?;
+    let session = new_session(app, provider, tokens, now)?;
     let cookies = replace_session(app, headers, &session, now).await?;
     tracing::info!(session = ?session.id, "login completed");
     // Sealed at login after validation; validated again so Location is always re-serialized.
@@ -244,9 +259,12 @@ fn check_state(app: &App, flow: &LoginFlow<'_>, state: &str, now: i64) -> Result
 
 /// The authorization response's code, after RFC 9207 `iss` (a mix-up attack shows as a wrong
 /// or missing `iss`) and any `error` the IdP returned.
-fn authorization_code<'q>(app: &App, query: &'q CallbackQuery) -> Result<&'q str, Failure> {
-    match (&query.iss, app.provider.sends_iss_parameter()) {
-        (Some(iss), _) if iss != app.provider.issuer() => {
+fn authorization_code<'q>(
+    provider: &Provider,
+    query: &'q CallbackQuery,
+) -> Result<&'q str, Failure> {
+    match (&query.iss, provider.sends_iss_parameter()) {
+        (Some(iss), _) if iss != provider.issuer() => {
             return Err(fail(
                 FAILED,
                 StatusCode::BAD_REQUEST,
@@ -281,18 +299,23 @@ fn authorization_code<'q>(app: &App, query: &'q CallbackQuery) -> Result<&'q str
 }
 
 /// A new session (always a fresh id) for the tokens of a completed login.
-fn new_session(app: &App, tokens: LoginTokens, now: i64) -> Result<Session, Failure> {
+fn new_session(
+    app: &App,
+    provider: &Provider,
+    tokens: LoginTokens,
+    now: i64,
+) -> Result<Session, Failure> {
     let id = SessionId::generate().map_err(|e| Failure::new(Rejection::Internal, e.to_string()))?;
     let absolute = now.saturating_add(app.absolute_timeout_secs());
     let stamp = app.denylist.stamp(
-        app.provider.issuer(),
+        provider.issuer(),
         &tokens.sub,
         tokens.sid.as_deref(),
         app.clock.now_ms(),
     );
     Ok(Session {
         id,
-        provider: 0,
+        provider: provider.tag().to_owned(),
         sub: tokens.sub,
         sid: tokens.sid,
         issued_at: now,

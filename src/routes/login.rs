@@ -1,4 +1,5 @@
-//! `GET /bff/login?returnUrl=/path`: starts a login flow.
+//! `GET /bff/login?returnUrl=/path[&provider=NAME]`: starts a login flow, with the named
+//! provider or, without `provider`, the first one configured.
 //!
 //! Fresh `state`, `nonce` and PKCE verifier from the OS CSPRNG, sealed into a per-flow login
 //! cookie whose name derives from the state (so two tabs can log in at once) and whose expiry is
@@ -26,6 +27,9 @@ use crate::secret::{SecretString, fill_random};
 /// What a login cookie carries.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct LoginFlow<'a> {
+    /// The provider the flow was started for ([`crate::oidc::Provider::tag`]): only that
+    /// provider's callback completes it (mix-up defence, RFC 9700 4.4).
+    pub provider: &'a str,
     pub state: &'a str,
     pub nonce: &'a str,
     pub verifier: &'a str,
@@ -91,8 +95,21 @@ pub(super) fn login(
         ));
     }
 
+    let name = single_param(req.uri().query(), "provider")
+        .map_err(|()| Failure::new(Rejection::BadRequest, "repeated provider"))?;
+    let provider = app.provider_named(name.as_deref()).ok_or_else(|| {
+        Failure::new(
+            Rejection::LoginFailed {
+                status: http::StatusCode::BAD_REQUEST,
+                message: "There is no such sign-in provider.",
+            },
+            "login: unknown provider",
+        )
+    })?;
+
     let (state, nonce, verifier) = (random_token()?, random_token()?, random_token()?);
     let flow = LoginFlow {
+        provider: provider.tag(),
         state: state.expose(),
         nonce: nonce.expose(),
         verifier: verifier.expose(),
@@ -139,7 +156,7 @@ pub(super) fn login(
         IndexSet::default(),
     ));
 
-    let url = app.provider.authorization_url(&state, &nonce, &verifier);
+    let url = provider.authorization_url(&state, &nonce, &verifier);
     Ok(response::with_cookies(
         response::redirect(url.as_str()),
         &cookies,

@@ -90,9 +90,11 @@ pub(super) async fn logout(
         .map_err(|e| Failure::new(Rejection::Unavailable, e.to_string()))?;
     tracing::info!(session = ?session.id, "logged out");
 
-    if let Some(refresh) = &session.refresh_token
-        && app.provider.can_revoke()
-        && let Err(e) = app.provider.revoke_refresh_token(&refresh.expose()).await
+    // A loaded session's provider is configured (`load_session` refuses others).
+    let provider = app.provider_of(&session);
+    if let (Some(refresh), Some(provider)) = (&session.refresh_token, provider)
+        && provider.can_revoke()
+        && let Err(e) = provider.revoke_refresh_token(&refresh.expose()).await
     {
         tracing::warn!(session = ?session.id, error = %e, "refresh token revocation failed");
     }
@@ -100,9 +102,8 @@ pub(super) async fn logout(
     let mut state = [0u8; 16];
     fill_random(&mut state).map_err(|e| Failure::new(Rejection::Internal, e.to_string()))?;
     let hint = session.id_token.as_ref().map(|t| t.expose());
-    let location = app
-        .provider
-        .end_session_url(hint.as_ref(), &URL_SAFE_NO_PAD.encode(state))
+    let location = provider
+        .and_then(|p| p.end_session_url(hint.as_ref(), &URL_SAFE_NO_PAD.encode(state)))
         .map_or_else(|| return_url.as_str().to_owned(), String::from);
     Ok(answer(json, &location, &clear))
 }

@@ -124,6 +124,7 @@ fn route_label(app: &App, path: &str, matched: Option<&RouteSettings>) -> String
             "/login" | "/callback" | "/user" | "/logout" | "/backchannel-logout" => {
                 format!("{bff}{endpoint}")
             }
+            _ if callback_provider(app, endpoint).is_some() => format!("{bff}/callback"),
             _ => format!("{bff}/*"),
         };
     }
@@ -145,6 +146,16 @@ fn route_label(app: &App, path: &str, matched: Option<&RouteSettings>) -> String
     }
 }
 
+/// The provider whose callback `endpoint` (the path after the BFF prefix) is: `/callback` for
+/// a lone `[oidc]`, `/callback/NAME` for a `[[providers]]` entry.
+fn callback_provider<'a>(app: &'a App, endpoint: &str) -> Option<&'a crate::oidc::Provider> {
+    let tag = match endpoint.strip_prefix("/callback")? {
+        "" => "",
+        rest => rest.strip_prefix('/').filter(|name| !name.is_empty())?,
+    };
+    app.provider_tagged(tag)
+}
+
 async fn route(
     app: &App,
     req: Request<Incoming>,
@@ -161,8 +172,11 @@ async fn route(
     {
         return match (endpoint, req.method()) {
             ("/login", &Method::GET) => login::login(app, &req, now),
-            ("/callback", &Method::GET) => {
-                let r = callback::callback(app, &req, now).await;
+            (callback, &Method::GET) if callback_provider(app, callback).is_some() => {
+                let provider = callback_provider(app, callback).ok_or_else(|| {
+                    Failure::new(Rejection::Internal, "callback provider vanished")
+                })?;
+                let r = callback::callback(app, provider, &req, now).await;
                 count_outcome(&metrics().logins, &r);
                 r
             }
@@ -177,7 +191,9 @@ async fn route(
                 count_outcome(&metrics().backchannel_logouts, &r);
                 r
             }
-            ("/login" | "/callback" | "/user" | "/logout" | "/backchannel-logout", _) => {
+            (e @ ("/login" | "/callback" | "/user" | "/logout" | "/backchannel-logout"), _)
+                if e != "/callback" || callback_provider(app, e).is_some() =>
+            {
                 Err(Failure::new(
                     Rejection::MethodNotAllowed,
                     format!("{} {path}", req.method()),

@@ -38,8 +38,10 @@ pub(super) fn user(
         }
     };
     let s = &active.session;
+    let provider = app.provider_of(s).map(crate::oidc::Provider::name);
     let body = json!({
         "sub": s.sub,
+        "provider": provider,
         "claims": selected_claims(s, &app.settings.bff.user_claims),
         "session": {
             "issued_at": s.issued_at,

@@ -172,7 +172,13 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         }
     };
     crate::upstream::check().map_err(|e| StartError::Upstream(e.to_string()))?;
-    let provider = Provider::discover(&settings.oidc, &settings.redirect_uri()).await?;
+    let providers = futures_util::future::try_join_all(
+        settings
+            .providers
+            .iter()
+            .map(|p| Provider::discover(p, settings.redirect_uri(p))),
+    )
+    .await?;
     let listen = settings.server.listen;
     let listener = match options.listener {
         Some(l) => l
@@ -209,7 +215,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
     };
     let app = Arc::new(App {
         codec,
-        provider,
+        providers,
         denylist,
         cluster,
         journal,

@@ -98,7 +98,7 @@ fn seed_session(access_len: usize) -> Session {
     );
     Session {
         id: SessionId::from_bytes([1; 16]),
-        provider: 0,
+        provider: String::new(),
         sub: "user-1".into(),
         sid: Some("sid-1".into()),
         issued_at: FUZZ_NOW - 100,

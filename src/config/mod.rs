@@ -139,6 +139,14 @@ impl Settings {
             ),
             _ => {}
         }
+        if self.session.revalidate_every.is_some()
+            && !self.oidc.scopes.iter().any(|s| s == "offline_access")
+        {
+            warn(
+                "session.revalidate_every",
+                "needs refresh tokens, and oidc.scopes does not ask for \"offline_access\": if the IdP issues none, every session ends at this interval (users sign in again)",
+            );
+        }
         if self.metrics.on_main_listener() {
             warn(
                 "metrics.listen",

@@ -297,6 +297,7 @@ fn new_session(app: &App, tokens: LoginTokens, now: i64) -> Result<Session, Fail
         sid: tokens.sid,
         issued_at: now,
         stamp,
+        granted_at: now,
         last_seen: now,
         idle_expires_at: now.saturating_add(app.idle_timeout_secs()).min(absolute),
         absolute_expires_at: absolute,

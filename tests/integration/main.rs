@@ -16,6 +16,7 @@ mod logs;
 mod observability;
 mod proxy;
 mod refresh;
+mod revalidate;
 mod server;
 mod static_files;
 mod streaming;

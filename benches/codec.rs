@@ -97,6 +97,7 @@ fn reference(access_len: usize, groups: usize, at_jwt: bool) -> Reference {
             sid: Some(sid.into()),
             issued_at: NOW,
             stamp: NOW * 1000,
+            granted_at: NOW,
             last_seen: NOW,
             idle_expires_at: NOW + 1200,
             absolute_expires_at: NOW + 28_800,

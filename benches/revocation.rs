@@ -93,6 +93,7 @@ fn session(id: [u8; 16], sub: String, sid: Option<String>) -> Session {
         sid,
         issued_at: NOW - 60,
         stamp: (NOW - 60) * 1000,
+        granted_at: NOW - 60,
         last_seen: NOW - 10,
         idle_expires_at: NOW + 1200,
         absolute_expires_at: NOW + 28_000,

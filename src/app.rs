@@ -80,11 +80,12 @@ pub(crate) enum RefreshOutcome {
         /// Whether tokens changed.
         refreshed: bool,
     },
-    /// The IdP refused the refresh token, or the refresh would change the session's identity
-    /// (then the session is also revoked): the session is over.
-    Ended,
-    /// The session must end (its identity would change) but its revocation could not be
-    /// recorded: nothing changed, try again.
+    /// The session is over: the IdP refused the refresh token, or the refresh would change the
+    /// session's identity (in both cases the session is also revoked, so a copy of its cookie
+    /// is dead too), or a revalidation is due and there is no refresh token to do it with.
+    Ended(&'static str),
+    /// The session must end (the IdP refused it, or its identity would change) but its
+    /// revocation could not be recorded: nothing changed, try again.
     Unrecorded(String),
     /// The refresh failed and the access token has expired.
     Failed(String),
@@ -255,31 +256,65 @@ impl App {
         })
     }
 
-    /// Refreshes the session's tokens if its access token expires within `refresh_before`.
+    /// Whether the session's last grant is `[session] revalidate_every` or longer ago (never
+    /// when revalidation is off).
+    pub(crate) fn revalidation_due(&self, session: &Session, now: i64) -> bool {
+        self.settings.session.revalidate_every.is_some_and(|every| {
+            let every = i64::try_from(every.as_secs()).unwrap_or(i64::MAX);
+            now.saturating_sub(session.granted_at) >= every
+        })
+    }
+
+    /// Refreshes the session's tokens if a revalidation is due (see [`App::refresh_if_due`]);
+    /// otherwise leaves them alone, even when the access token is about to expire. For
+    /// endpoints that serve the session without its access token (`/bff/user`).
+    pub(crate) async fn revalidate_if_due(
+        &self,
+        session: &mut Arc<Session>,
+        now: i64,
+    ) -> RefreshOutcome {
+        if self.revalidation_due(session, now) {
+            self.refresh_if_due(session, now).await
+        } else {
+            RefreshOutcome::Ready { refreshed: false }
+        }
+    }
+
+    /// Refreshes the session's tokens if its access token expires within `refresh_before`, or
+    /// if its last grant is `revalidate_every` old (a revalidation: the IdP may refuse a user
+    /// it no longer vouches for, which ends the session).
     pub(crate) async fn refresh_if_due(
         &self,
         session: &mut Arc<Session>,
         now: i64,
     ) -> RefreshOutcome {
         let before = i64::try_from(self.settings.session.refresh_before.as_secs()).unwrap_or(30);
-        let due = session
+        let expiring = session
             .access_expires_at
             .is_some_and(|exp| exp.saturating_sub(before) <= now);
-        let Some(refresh) = session.refresh_token.as_ref().filter(|_| due) else {
+        let revalidating = self.revalidation_due(session, now);
+        if !expiring && !revalidating {
+            return RefreshOutcome::Ready { refreshed: false };
+        }
+        let Some(refresh) = session.refresh_token.as_ref() else {
+            if revalidating {
+                // Nothing to revalidate with: the session ends, and signing in again is the
+                // revalidation. (A copy of the cookie has the same grant time: it ends too.)
+                tracing::info!(session = ?session.id, "session ended: revalidation due without a refresh token");
+                return RefreshOutcome::Ended("revalidation due without a refresh token");
+            }
             return RefreshOutcome::Ready { refreshed: false };
         };
         let secret = refresh.expose();
         let key: [u8; 32] = Sha256::digest(secret.expose().as_bytes()).into();
         let grace = i64::try_from(self.settings.session.refresh_grace.as_secs()).unwrap_or(30);
-        let cell = {
+        let (started, cell) = {
             let Ok(mut map) = self.refreshes.map.lock() else {
                 return RefreshOutcome::Failed("refresh table lock poisoned".into());
             };
             map.retain(|_, (started, _)| started.saturating_add(grace) > now);
-            map.entry(key)
-                .or_insert_with(|| (now, Arc::default()))
-                .1
-                .clone()
+            let (started, cell) = map.entry(key).or_insert_with(|| (now, Arc::default()));
+            (*started, cell.clone())
         };
         let Some(provider) = self.provider_of(session) else {
             return RefreshOutcome::Failed("the session's provider is not configured".into());
@@ -298,22 +333,7 @@ impl App {
                     Some(r) => r,
                     None => provider.refresh(&secret, previous_id.as_ref(), now).await,
                 };
-                let m = crate::metrics::metrics();
-                match &r {
-                    Ok(_) => {
-                        tracing::info!(session = ?session.id, "tokens refreshed");
-                        Metrics::outcome(&m.refreshes, "success", "");
-                    }
-                    Err(e) => {
-                        tracing::warn!(session = ?session.id, error = %e, "refresh failed");
-                        let reason = match e {
-                            RefreshError::InvalidGrant => "invalid_grant",
-                            RefreshError::IdentityChanged => "identity_changed",
-                            RefreshError::Failed(_) => "failed",
-                        };
-                        Metrics::outcome(&m.refreshes, "failure", reason);
-                    }
-                }
+                record_refresh(session, &r, !expiring);
                 r
             })
             .await;
@@ -321,6 +341,9 @@ impl App {
             Ok(new) => {
                 // Copied only now: the cached opening other requests share stays as it was.
                 let session = Arc::make_mut(session);
+                // The grant happened when the first request sharing it started it (a request in
+                // the grace window reuses that grant; it does not make a new one).
+                session.granted_at = started;
                 session.access_token = new.access_token.clone();
                 session.access_expires_at = new.access_expires_at;
                 if let Some(r) = &new.refresh_token {
@@ -333,16 +356,21 @@ impl App {
                 }
                 RefreshOutcome::Ready { refreshed: true }
             }
-            Err(RefreshError::InvalidGrant) => RefreshOutcome::Ended,
-            Err(RefreshError::IdentityChanged) => {
-                // The identity of a session never changes (OIDC Core 12.2): end it everywhere,
-                // so a copy of its cookie is dead too, not only this browser's.
+            Err(e @ (RefreshError::InvalidGrant | RefreshError::IdentityChanged)) => {
+                // The IdP no longer vouches for this session (the user may be disabled, the
+                // grant revoked), or its identity would change, which never happens to a
+                // session (OIDC Core 12.2): end it everywhere, so a copy of its cookie is dead
+                // too, not only this browser's (and its open WebSocket tunnels close).
+                let why = match e {
+                    RefreshError::InvalidGrant => "the IdP refused the refresh token",
+                    _ => "the refresh changed the session's identity",
+                };
                 match self.revoke(Revocation::of_session(session), now).await {
                     Ok(()) => {
-                        tracing::warn!(session = ?session.id, "session ended: refresh changed its identity");
-                        RefreshOutcome::Ended
+                        tracing::warn!(session = ?session.id, revalidation = !expiring, "session ended: {why}");
+                        RefreshOutcome::Ended(why)
                     }
-                    Err(e) => RefreshOutcome::Unrecorded(e.to_string()),
+                    Err(e) => RefreshOutcome::Unrecorded(format!("{why}: {e}")),
                 }
             }
             Err(RefreshError::Failed(e)) => {
@@ -514,6 +542,28 @@ impl App {
             return Err(Full);
         };
         used.insert(key, until, now)
+    }
+}
+
+/// Logs and counts a token-endpoint refresh; `revalidation` when the access token alone would
+/// not have been refreshed (metric reason `revalidate` on success).
+fn record_refresh(session: &Session, r: &Result<Refreshed, RefreshError>, revalidation: bool) {
+    let m = crate::metrics::metrics();
+    match r {
+        Ok(_) => {
+            tracing::info!(session = ?session.id, revalidation, "tokens refreshed");
+            let reason = if revalidation { "revalidate" } else { "" };
+            Metrics::outcome(&m.refreshes, "success", reason);
+        }
+        Err(e) => {
+            tracing::warn!(session = ?session.id, revalidation, error = %e, "refresh failed");
+            let reason = match e {
+                RefreshError::InvalidGrant => "invalid_grant",
+                RefreshError::IdentityChanged => "identity_changed",
+                RefreshError::Failed(_) => "failed",
+            };
+            Metrics::outcome(&m.refreshes, "failure", reason);
+        }
     }
 }
 

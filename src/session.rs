@@ -80,6 +80,9 @@ pub struct Session {
     /// so a login that follows a logout is never caught by that logout
     /// ([`crate::revocation::Denylist::stamp`]). Never moves after creation.
     pub stamp: i64,
+    /// Unix seconds of the last successful grant at the IdP: the login's code exchange or the
+    /// latest refresh. `[session] revalidate_every` counts from it.
+    pub granted_at: i64,
     /// Unix seconds of the last request that re-sealed the cookie.
     pub last_seen: i64,
     /// Unix seconds after which the session is idle-expired.
@@ -127,8 +130,11 @@ struct Wire<'a> {
     refresh_token: Option<WireToken<'a>>,
     #[serde(borrow)]
     id_token: Option<WireToken<'a>>,
-    /// `stamp - issued_at * 1000`. Last on purpose: format version 1 is version 2 without this
-    /// field, so a version-1 plaintext decodes as version 2 with a `0x00` (delta 0) appended.
+    /// `granted_at - issued_at`.
+    granted_at: i64,
+    /// `stamp - issued_at * 1000`. Last on purpose, after `granted_at`: format version 1 is
+    /// version 2 without these two fields, so a version-1 plaintext decodes as version 2 with
+    /// `0x00 0x00` (both deltas 0) appended.
     stamp: i64,
 }
 
@@ -254,6 +260,7 @@ impl Session {
             access_token: access,
             refresh_token: self.refresh_token.as_ref().map(WireToken::from_token),
             id_token,
+            granted_at: self.granted_at.wrapping_sub(self.issued_at),
             stamp: self
                 .stamp
                 .wrapping_sub(self.issued_at.wrapping_mul(MS_PER_SEC)),
@@ -266,17 +273,19 @@ impl Session {
     }
 
     /// Decodes a session plaintext sealed under cookie format `version` (see [`crate::seal`]).
-    /// Version 1 had no stamp: its sessions get the first millisecond of their creation second,
-    /// the safe side (a revocation made in that second still catches them).
+    /// Version 1 had no stamp and no grant time: its sessions get the first millisecond of their
+    /// creation second as stamp, the safe side (a revocation made in that second still catches
+    /// them), and their creation as last grant, also the safe side (a revalidation comes no
+    /// later than it would have).
     ///
     /// # Errors
     /// [`SessionError::Malformed`] for anything that is not a session encoding of `version`.
     pub fn decode_version(bytes: &[u8], version: u8) -> Result<Self, SessionError> {
         match version {
             1 => {
-                let mut v2 = Zeroizing::new(Vec::with_capacity(bytes.len() + 1));
+                let mut v2 = Zeroizing::new(Vec::with_capacity(bytes.len() + 2));
                 v2.extend_from_slice(bytes);
-                v2.push(0);
+                v2.extend_from_slice(&[0, 0]); // granted_at and stamp deltas: 0
                 Self::decode(&v2)
             }
             2 => Self::decode(bytes),
@@ -311,6 +320,7 @@ impl Session {
             sub: w.sub.resolve(claims)?,
             sid: w.sid.map(|s| s.resolve(claims)).transpose()?,
             issued_at,
+            granted_at: issued_at.wrapping_add(w.granted_at),
             last_seen: issued_at.wrapping_add(w.last_seen),
             idle_expires_at: issued_at.wrapping_add(w.idle_expires_at),
             absolute_expires_at: issued_at.wrapping_add(w.absolute_expires_at),
@@ -373,6 +383,7 @@ pub(crate) mod tests {
             sid: Some("08a5019c-17e1-4977-8f42-65a12843ea02".into()),
             issued_at: 1_800_000_000,
             stamp: 1_800_000_000_250,
+            granted_at: 1_800_000_090,
             last_seen: 1_800_000_100,
             idle_expires_at: 1_800_001_300,
             absolute_expires_at: 1_800_028_800,
@@ -449,6 +460,7 @@ pub(crate) mod tests {
             access_token: WireToken::Raw("a"),
             refresh_token: None,
             id_token: None,
+            granted_at: 0,
             stamp: 0,
         };
         let bytes = postcard::to_allocvec(&w).unwrap();
@@ -456,18 +468,21 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn a_version_1_plaintext_gets_the_first_millisecond_of_its_second_as_stamp() {
+    fn a_version_1_plaintext_gets_its_creation_as_grant_and_its_first_millisecond_as_stamp() {
         let s = sample();
         let v2 = s.encode().unwrap();
-        // Version 1 is version 2 without the trailing stamp delta (one varint byte here: 250
-        // zigzag-encodes to two bytes, so strip what the delta took).
-        let delta_len = postcard::to_allocvec(&250_i64).unwrap().len();
-        let v1 = &v2[..v2.len() - delta_len];
+        // Version 1 is version 2 without the trailing grant and stamp deltas (90 and 250 here,
+        // zigzag varints of two bytes each; strip what they took).
+        let deltas_len = postcard::to_allocvec(&(90_i64, 250_i64)).unwrap().len();
+        assert_eq!(&v2[v2.len() - deltas_len..], &[0xb4, 0x01, 0xf4, 0x03]);
+        let v1 = &v2[..v2.len() - deltas_len];
         let old = Session::decode_version(v1, 1).unwrap();
         assert_eq!(old.stamp, 1_800_000_000_000);
+        assert_eq!(old.granted_at, 1_800_000_000, "granted at its creation");
         assert_eq!(
             Session {
                 stamp: s.stamp,
+                granted_at: s.granted_at,
                 ..old
             },
             s,
@@ -480,9 +495,30 @@ pub(crate) mod tests {
             "a version-2 plaintext is not a version-1 one"
         );
         assert_eq!(
+            Session::decode_version(&v2[..v2.len() - 2], 2),
+            Err(SessionError::Malformed),
+            "a version-2 plaintext without its stamp is not one"
+        );
+        assert_eq!(
             Session::decode_version(&v2, 3),
             Err(SessionError::Malformed)
         );
+    }
+
+    #[test]
+    fn the_grant_time_round_trips_and_is_stored_as_a_delta() {
+        let mut s = sample();
+        let len = s.encode().unwrap().len();
+        s.granted_at = s.issued_at;
+        let at_issue = s.encode().unwrap();
+        assert_eq!(Session::decode(&at_issue).unwrap(), s);
+        assert_eq!(
+            at_issue.len(),
+            len - 1,
+            "delta 0 takes one byte, delta 90 two"
+        );
+        s.granted_at = s.issued_at + 7_200;
+        assert_eq!(Session::decode(&s.encode().unwrap()).unwrap(), s);
     }
 
     #[test]
@@ -511,6 +547,7 @@ pub(crate) mod tests {
             sub in "[ -~]{0,40}",
             sid in proptest::option::of("[ -~]{0,40}"),
             times in any::<[i64; 5]>(),
+            granted_at in any::<i64>(),
             stamp in any::<i64>(),
             access_exp in proptest::option::of(any::<i64>()),
             access in token(),
@@ -524,6 +561,7 @@ pub(crate) mod tests {
                 sid,
                 issued_at: times[0],
                 stamp,
+                granted_at,
                 last_seen: times[1],
                 idle_expires_at: times[2],
                 absolute_expires_at: times[3],

@@ -148,6 +148,24 @@ impl Settings {
                 _ => {}
             }
         }
+        if self.session.revalidate_every.is_some() {
+            for (i, p) in self.providers.iter().enumerate() {
+                if p.scopes.iter().any(|s| s == "offline_access") {
+                    continue;
+                }
+                let scopes = if p.listed {
+                    format!("providers[{i}].scopes")
+                } else {
+                    "oidc.scopes".to_owned()
+                };
+                warn(
+                    "session.revalidate_every",
+                    &format!(
+                        "needs refresh tokens, and {scopes} does not ask for \"offline_access\": if the IdP issues none, every session ends at this interval (users sign in again)"
+                    ),
+                );
+            }
+        }
         if self.metrics.on_main_listener() {
             warn(
                 "metrics.listen",

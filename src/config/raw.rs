@@ -79,6 +79,7 @@ pub(super) struct RawSession {
     pub open_cache: Option<Spanned<usize>>,
     pub refresh_before: Text,
     pub refresh_grace: Text,
+    pub revalidate_every: Text,
 }
 
 #[derive(Deserialize, Default)]

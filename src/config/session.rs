@@ -1,5 +1,7 @@
 //! `[session]`: the key ring, the cookie, and the session's lifetimes.
 
+use std::time::Duration;
+
 use toml::Spanned;
 
 use super::context::{Cx, span};
@@ -42,6 +44,7 @@ pub(super) fn session(
     };
     let refresh_before = cx.duration("session.refresh_before", se.refresh_before.as_ref(), "30s");
     let refresh_grace = cx.duration("session.refresh_grace", se.refresh_grace.as_ref(), "30s");
+    let revalidate_every = revalidate_every(&se, absolute_timeout, refresh_grace, cx);
     if let (Some(chunks), Some(max_header_bytes)) = (max_chunks, max_header_bytes) {
         let budget = usize::from(chunks) * MAX_COOKIE_BYTES + 1024;
         if budget > max_header_bytes {
@@ -76,7 +79,43 @@ pub(super) fn session(
         open_cache: open_cache?,
         refresh_before: refresh_before?,
         refresh_grace: refresh_grace?,
+        revalidate_every: revalidate_every?,
     })
+}
+
+/// The shortest `revalidate_every`: each revalidation is a token-endpoint call per session.
+const MIN_REVALIDATE_EVERY: Duration = Duration::from_secs(60);
+
+/// `revalidate_every`: `Some(None)` when not set (off); at least a minute, longer than
+/// `refresh_grace` (a refresh's result is reused that long, so a shorter interval would not be
+/// kept) and shorter than `absolute_timeout` (else it never comes).
+fn revalidate_every(
+    se: &RawSession,
+    absolute_timeout: Option<Duration>,
+    refresh_grace: Option<Duration>,
+    cx: &mut Cx<'_>,
+) -> Option<Option<Duration>> {
+    const KEY: &str = "session.revalidate_every";
+    let Some(raw) = se.revalidate_every.as_ref() else {
+        return Some(None);
+    };
+    let every = cx.duration(KEY, Some(raw), "")?;
+    let problem = if every < MIN_REVALIDATE_EVERY {
+        Some("must be at least \"1m\"".to_owned())
+    } else if absolute_timeout.is_some_and(|a| every >= a) {
+        Some("must be shorter than session.absolute_timeout".to_owned())
+    } else {
+        refresh_grace.filter(|g| every <= *g).map(|grace| {
+            format!(
+                "must be longer than session.refresh_grace ({}s)",
+                grace.as_secs()
+            )
+        })
+    };
+    match problem {
+        Some(why) => cx.refuse(Some(raw.span()), invalid(KEY, why)),
+        None => Some(Some(every)),
+    }
 }
 
 /// The key ring: every reference resolved (each problem at its own key), then decoded.

@@ -226,6 +226,9 @@ pub struct SessionSettings {
     pub refresh_before: Duration,
     /// How long a refresh result is reused for requests carrying the pre-refresh cookie.
     pub refresh_grace: Duration,
+    /// A session whose last grant is older than this refreshes before it is served, even with
+    /// a valid access token, so the IdP can refuse it; `None`: off.
+    pub revalidate_every: Option<Duration>,
 }
 
 /// `[bff]`.

@@ -89,7 +89,8 @@ pub(super) fn check(
 
 impl Checked {
     /// Applies the route's token policy: the session's access token (refreshed first when it
-    /// is due), nothing, or a refusal that clears the session cookies.
+    /// is due, or revalidated when its last grant is `revalidate_every` old), nothing, or a
+    /// refusal that clears the session cookies.
     ///
     /// # Errors
     /// 401 when the route needs a session and there is none (or the IdP ended it on refresh),
@@ -106,17 +107,14 @@ impl Checked {
             (_, SessionState::Active(mut a)) => {
                 let refreshed = match app.refresh_if_due(&mut a.session, now).await {
                     RefreshOutcome::Ready { refreshed } => refreshed,
-                    RefreshOutcome::Ended => {
-                        return Err(Failure::new(
-                            Rejection::Unauthenticated,
-                            "refresh token rejected",
-                        )
-                        .with_cookies(app.clear_session(a.seen)));
+                    RefreshOutcome::Ended(why) => {
+                        return Err(Failure::new(Rejection::Unauthenticated, why)
+                            .with_cookies(app.clear_session(a.seen)));
                     }
                     RefreshOutcome::Unrecorded(e) => {
                         return Err(Failure::new(
                             Rejection::StoreUnavailable,
-                            format!("refresh changed the identity; revocation not recorded: {e}"),
+                            format!("session ended; revocation not recorded: {e}"),
                         ));
                     }
                     RefreshOutcome::Failed(e) => {

@@ -15,6 +15,7 @@ fn session(id: u8, sub: &str, sid: Option<&str>, stamp: i64) -> Session {
         sid: sid.map(Into::into),
         issued_at,
         stamp,
+        granted_at: issued_at,
         last_seen: issued_at,
         idle_expires_at: issued_at + 1200,
         absolute_expires_at: issued_at + 28_800,

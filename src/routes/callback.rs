@@ -320,6 +320,7 @@ fn new_session(
         sid: tokens.sid,
         issued_at: now,
         stamp,
+        granted_at: now,
         last_seen: now,
         idle_expires_at: now.saturating_add(app.idle_timeout_secs()).min(absolute),
         absolute_expires_at: absolute,

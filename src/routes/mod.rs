@@ -180,7 +180,7 @@ async fn route(
                 count_outcome(&metrics().logins, &r);
                 r
             }
-            ("/user", &Method::GET) => user::user(app, &req, now),
+            ("/user", &Method::GET) => user::user(app, &req, now).await,
             ("/logout", &Method::GET | &Method::POST) => {
                 let r = logout::logout(app, &req, now).await;
                 count_outcome(&metrics().logouts, &r);

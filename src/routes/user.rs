@@ -1,17 +1,19 @@
 //! `GET /bff/user`: who is signed in. Requires the anti-forgery header; never returns a token.
+//! A session due for revalidation (`[session] revalidate_every`) is revalidated first, as on a
+//! proxied call, so an ended session is not reported as signed in.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
-use crate::app::{App, SessionState};
+use crate::app::{App, RefreshOutcome, SessionState};
 use crate::csrf;
 use crate::error::{Failure, Rejection};
 use crate::response::{self, Body};
 use crate::session::Session;
 
 /// Handles `/bff/user`.
-pub(super) fn user(
+pub(super) async fn user(
     app: &App,
     req: &Request<Incoming>,
     now: i64,
@@ -19,7 +21,7 @@ pub(super) fn user(
     let state = app.load_session(req.headers(), now);
     csrf::check_api_request(&app.settings, req.headers(), state.session())
         .map_err(|e| Failure::new(Rejection::Forbidden, format!("/user: {e}")))?;
-    let active = match state {
+    let mut active = match state {
         SessionState::Active(a) => a,
         SessionState::Unverified(_) => {
             return Err(Failure::new(
@@ -37,6 +39,26 @@ pub(super) fn user(
             );
         }
     };
+    match app.revalidate_if_due(&mut active.session, now).await {
+        RefreshOutcome::Ready { refreshed } => active.reseal |= refreshed,
+        RefreshOutcome::Ended(why) => {
+            return Err(
+                Failure::new(Rejection::Unauthenticated, format!("/user: {why}"))
+                    .with_cookies(app.clear_session(active.seen)),
+            );
+        }
+        RefreshOutcome::Unrecorded(e) => {
+            return Err(Failure::new(
+                Rejection::StoreUnavailable,
+                format!("/user: session ended; revocation not recorded: {e}"),
+            ));
+        }
+        // Nothing here needs the access token: an unreachable IdP signs nobody out; the next
+        // request tries again.
+        RefreshOutcome::Failed(e) => {
+            tracing::warn!(session = ?active.session.id, error = %e, "/user: revalidation failed; served from the session");
+        }
+    }
     let s = &active.session;
     let provider = app.provider_of(s).map(crate::oidc::Provider::name);
     let body = json!({

@@ -49,6 +49,8 @@ fn committed_corpus_replays_without_panics() {
             if [
                 "small",
                 "multi_chunk",
+                "v2_small",
+                "v2_multi_chunk",
                 "unicode",
                 "error",
                 "sub_only",
@@ -103,6 +105,7 @@ fn seed_session(access_len: usize) -> Session {
         sid: Some("sid-1".into()),
         issued_at: FUZZ_NOW - 100,
         stamp: (FUZZ_NOW - 100) * 1000 + 250,
+        granted_at: FUZZ_NOW - 40,
         last_seen: FUZZ_NOW - 10,
         idle_expires_at: FUZZ_NOW + 1200,
         absolute_expires_at: FUZZ_NOW + 28_000,

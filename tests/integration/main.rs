@@ -17,6 +17,7 @@ mod observability;
 mod providers;
 mod proxy;
 mod refresh;
+mod revalidate;
 mod server;
 mod static_files;
 mod streaming;

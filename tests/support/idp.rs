@@ -247,6 +247,10 @@ pub struct Behaviour {
     pub refresh_tokens: bool,
     /// When set, `/token` answers 400 `{"error": <this>}` to every request.
     pub token_error: Option<String>,
+    /// Subjects whose accounts are disabled: a refresh grant issued to one of them answers
+    /// 400 `invalid_grant` (its refresh token stays on file: enabling the account again makes
+    /// it work again). Default none.
+    pub disabled_subs: Vec<String>,
     /// When set, `/authorize` redirects back with `error=<this>` (e.g. `access_denied`).
     pub authorize_error: Option<String>,
     /// Seconds added to the real clock for every `iat`/`exp` the IdP writes or checks.
@@ -283,6 +287,7 @@ impl Default for Behaviour {
             access_token_lifetime: 300,
             refresh_tokens: true,
             token_error: None,
+            disabled_subs: Vec::new(),
             authorize_error: None,
             clock_offset: 0,
             unavailable: false,
@@ -380,6 +385,7 @@ struct AccessGrant {
 struct RefreshGrant {
     client_id: String,
     scope: String,
+    sub: String,
 }
 
 struct State {
@@ -825,7 +831,9 @@ impl State {
         let Some(grant) = self.refresh_tokens.get(old) else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
         };
-        if grant.client_id != self.behaviour.client_id {
+        if grant.client_id != self.behaviour.client_id
+            || self.behaviour.disabled_subs.contains(&grant.sub)
+        {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
         }
         let scope = grant.scope.clone();
@@ -878,6 +886,7 @@ impl State {
                 RefreshGrant {
                     client_id: self.behaviour.client_id.clone(),
                     scope: scope.to_owned(),
+                    sub: self.behaviour.user_sub.clone(),
                 },
             );
             body["refresh_token"] = json!(refresh);

@@ -639,3 +639,4 @@ fn environment_overrides_every_key_by_path() {
 }
 
 mod check_config;
+mod request_params;

@@ -94,8 +94,13 @@ fn count_outcome(
     result: &Result<Response<Body>, Failure>,
 ) {
     let reason = match result {
-        Ok(_) => {
-            crate::metrics::Metrics::outcome(family, "success", "");
+        Ok(r) => {
+            // A callback back to the SPA without a session: `none` or `cancelled`.
+            let outcome = r
+                .extensions()
+                .get::<callback::NoSession>()
+                .map_or("success", |n| n.0);
+            crate::metrics::Metrics::outcome(family, outcome, "");
             return;
         }
         Err(f) => match &f.rejection {
@@ -160,7 +165,7 @@ async fn route(
         .filter(|rest| rest.is_empty() || rest.starts_with('/'))
     {
         return match (endpoint, req.method()) {
-            ("/login", &Method::GET) => login::login(app, &req, now),
+            ("/login", &Method::GET) => login::login(app, &req, now).await,
             ("/callback", &Method::GET) => {
                 let r = callback::callback(app, &req, now).await;
                 count_outcome(&metrics().logins, &r);

@@ -179,12 +179,12 @@ struct Completed {
     cookies: Vec<Cookie<'static>>,
     /// The return URL, with the `sealgate_login` marker when there is one.
     target: ReturnUrl,
-    /// The marker, for the metrics (`None`: a session was made).
+    /// The metrics outcome without a session (`None`: a session was made).
     outcome: Option<&'static str>,
 }
 
-/// The outcome of a callback that went back to the SPA without a session (`none`,
-/// `cancelled`), set on its response for the login metrics.
+/// The outcome of a callback that went back to the SPA without a session
+/// (`interaction_required`, `cancelled`), set on its response for the login metrics.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NoSession(pub &'static str);
 
@@ -231,7 +231,11 @@ async fn complete(
         return Ok(Completed {
             cookies: Vec::new(),
             target: target.with_login_marker(Some(marker)),
-            outcome: Some(marker),
+            outcome: Some(if marker == "none" {
+                "interaction_required"
+            } else {
+                "cancelled"
+            }),
         });
     }
     let code = query

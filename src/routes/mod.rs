@@ -95,7 +95,7 @@ fn count_outcome(
 ) {
     let reason = match result {
         Ok(r) => {
-            // A callback back to the SPA without a session: `none` or `cancelled`.
+            // A callback back to the SPA without a session: `interaction_required` or `cancelled`.
             let outcome = r
                 .extensions()
                 .get::<callback::NoSession>()

@@ -65,6 +65,11 @@ async fn silent_login_without_an_idp_session_returns_to_the_spa_with_the_marker(
     assert!(b.cookie(PUBLIC, SESSION0).is_none());
     assert_eq!(h.user(&mut b).await.status, 401);
     assert!(h.idp.requests_to("/token").is_empty(), "no code, no grant");
+    let metrics = b.get(&Harness::url("/metrics"), &[]).await.body;
+    assert!(
+        metrics.contains(r#"sealgate_logins_total{outcome="interaction_required",reason=""}"#),
+        "{metrics}"
+    );
 
     // Signed in already: the session stays exactly as it was.
     h.idp.set(|b| b.idp_session = true);

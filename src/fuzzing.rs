@@ -90,7 +90,8 @@ fn decode_session_version(data: &[u8], version: u8) -> bool {
 }
 
 /// Validates `data` as a return URL; an accepted one must be a local path that validates again
-/// to itself (re-serialization is stable) and never starts with `//` or `/\`.
+/// to itself (re-serialization is stable) and never starts with `//` or `/\`; with the login
+/// marker added or removed it must still be one, naming the marker once or not at all.
 pub fn return_url(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else {
         return false;
@@ -109,6 +110,28 @@ pub fn return_url(data: &[u8]) -> bool {
     );
     let again = crate::return_url::ReturnUrl::parse(s);
     assert_eq!(again.as_ref().map(|u| u.as_str()), Ok(s), "not stable");
+    // The login marker keeps it valid and local, and names itself exactly once.
+    let marker = crate::return_url::LOGIN_MARKER;
+    for (value, expected) in [(Some("none"), 1), (None, 0)] {
+        let marked = url.with_login_marker(value);
+        let m = marked.as_str();
+        assert_eq!(
+            crate::return_url::ReturnUrl::parse(m)
+                .as_ref()
+                .map(|u| u.as_str()),
+            Ok(m),
+            "{s:?} -> {m:?}"
+        );
+        let query = m
+            .split('#')
+            .next()
+            .and_then(|r| r.split_once('?'))
+            .map_or("", |(_, q)| q);
+        let named = url::form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| k == marker)
+            .count();
+        assert_eq!(named, expected, "{s:?} -> {m:?}");
+    }
     true
 }
 

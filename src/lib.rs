@@ -51,7 +51,8 @@
 //! - [`session`]: the session contents and their compact binary encoding; [`token`]: OAuth
 //!   tokens in their compact lossless form. Pure.
 //! - Leaves: [`return_url`] and [`paths`] (return-URL and request-path validation, pure,
-//!   fuzzed), [`expiring`] (the bounded set of once-only keys: used login states, logout
+//!   fuzzed), [`oidc_params`] (the parameter names sealgate owns and the checks on the SPA's
+//!   login parameters, pure), [`expiring`] (the bounded set of once-only keys: used login states, logout
 //!   token `jti`s), [`outbound`] (TLS trust roots and error chains for every outbound client),
 //!   [`metrics`] (Prometheus), [`secret`] (zeroized, redacted secrets; the OS CSPRNG),
 //!   [`clock`].
@@ -107,6 +108,7 @@ mod expiring;
 mod fuzzing;
 mod metrics;
 mod oidc;
+mod oidc_params;
 mod outbound;
 mod paths;
 mod proxy;

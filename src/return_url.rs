@@ -89,7 +89,56 @@ impl ReturnUrl {
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// This URL with every [`LOGIN_MARKER`] query parameter removed (so an old marker never
+    /// survives a login) and, when `marker` is given, `sealgate_login=<marker>` appended to the
+    /// query, before any fragment. The other query parameters are kept as they are. Should the
+    /// result break a rule (only its length can), `/` with the marker.
+    pub(crate) fn with_login_marker(&self, marker: Option<&str>) -> Self {
+        let (rest, fragment) = match self.0.split_once('#') {
+            Some((rest, fragment)) => (rest, Some(fragment)),
+            None => (self.0.as_str(), None),
+        };
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let is_marker = |part: &&str| {
+            url::form_urlencoded::parse(part.as_bytes())
+                .next()
+                .is_some_and(|(k, _)| k == LOGIN_MARKER)
+        };
+        if marker.is_none() && !query.split('&').any(|p| is_marker(&p)) {
+            return self.clone();
+        }
+        let mut parts: Vec<String> = query
+            .split('&')
+            .filter(|p| !p.is_empty() && !is_marker(p))
+            .map(str::to_owned)
+            .collect();
+        if let Some(marker) = marker {
+            let value: String = url::form_urlencoded::byte_serialize(marker.as_bytes()).collect();
+            parts.push(format!("{LOGIN_MARKER}={value}"));
+        }
+        let mut out = path.to_owned();
+        if !parts.is_empty() {
+            out.push('?');
+            out.push_str(&parts.join("&"));
+        }
+        if let Some(fragment) = fragment {
+            out.push('#');
+            out.push_str(fragment);
+        }
+        Self::parse(&out).unwrap_or_else(|_| {
+            if self.0 == "/" {
+                Self::root()
+            } else {
+                Self::root().with_login_marker(marker)
+            }
+        })
+    }
 }
+
+/// The query parameter sealgate adds to the return URL when a login comes back to the SPA
+/// without a session (`none`: a silent login needs the user; `cancelled`: the user cancelled).
+pub(crate) const LOGIN_MARKER: &str = "sealgate_login";
 
 /// The textual rules, applied to the input and again to the serialized result.
 fn check_text(raw: &str) -> Result<(), ReturnUrlError> {
@@ -139,6 +188,42 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_login_marker_is_added_before_the_fragment_and_replaces_any_other() {
+        let url = |s: &str| ReturnUrl::parse(s).unwrap();
+        for (from, marker, to) in [
+            ("/x", Some("none"), "/x?sealgate_login=none"),
+            ("/", Some("cancelled"), "/?sealgate_login=cancelled"),
+            (
+                "/x?a=1&b=%20+",
+                Some("none"),
+                "/x?a=1&b=%20+&sealgate_login=none",
+            ),
+            (
+                "/x?a=1#/route?q=2",
+                Some("none"),
+                "/x?a=1&sealgate_login=none#/route?q=2",
+            ),
+            ("/#/hash", Some("none"), "/?sealgate_login=none#/hash"),
+            (
+                "/x?sealgate_login=none&a=1",
+                Some("cancelled"),
+                "/x?a=1&sealgate_login=cancelled",
+            ),
+            ("/x?sealgate%5Flogin=none&a=1", None, "/x?a=1"),
+            ("/x?sealgate_login=none", None, "/x"),
+            ("/x?a=1&&b", None, "/x?a=1&&b"),
+            ("/x?a=1#f", None, "/x?a=1#f"),
+        ] {
+            assert_eq!(url(from).with_login_marker(marker).as_str(), to, "{from}");
+        }
+        let long = url(&format!("/{}", "a".repeat(MAX_LEN - 1)));
+        assert_eq!(
+            long.with_login_marker(Some("none")).as_str(),
+            "/?sealgate_login=none"
+        );
+    }
 
     #[test]
     fn local_paths_are_accepted_and_reserialized() {

@@ -29,6 +29,7 @@ mod files;
 mod oidc;
 mod problem;
 mod raw;
+mod request_params;
 mod revocation;
 mod server;
 mod session;
@@ -41,7 +42,7 @@ pub(crate) use env::{ENV_PREFIX, ProcessEnv};
 pub use problem::ConfigError;
 pub(crate) use problem::{Place, Problem};
 pub(crate) use settings::{
-    ClusterSettings, CookieForwarding, CsrfMode, LogFormat, OidcSettings, RouteSettings,
+    ClusterSettings, CookieForwarding, CsrfMode, LogFormat, OidcSettings, ParMode, RouteSettings,
     ServerSettings, SigningAlgsKey, StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth,
     TokenPolicy,
 };

@@ -8,8 +8,9 @@ use super::context::{Cx, span};
 use super::env::resolve_secret;
 use super::problem::invalid;
 use super::raw::RawOidc;
+use super::request_params::{login_params, param_table};
 use super::settings::{
-    ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, SigningAlgsKey, TokenEndpointAuth,
+    ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, ParMode, SigningAlgsKey, TokenEndpointAuth,
 };
 use super::values;
 
@@ -154,6 +155,19 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         }
         age => age,
     };
+    let auth_params = param_table("oidc.auth_params", o.auth_params.as_ref(), cx);
+    let token_params = param_table("oidc.token_params", o.token_params.as_ref(), cx);
+    let login_params = login_params(o.login_params.as_ref(), cx);
+    let par = cx.keyword(
+        "oidc.par",
+        o.par.as_ref(),
+        "auto",
+        &[
+            ("auto", ParMode::Auto),
+            ("always", ParMode::Always),
+            ("never", ParMode::Never),
+        ],
+    );
     let (id_token_signing_algs, signing_algs_key) = algs?;
     Some(OidcSettings {
         name: name?,
@@ -174,6 +188,10 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         trusted_audiences: o.trusted_audiences.unwrap_or_default(),
         max_logout_token_age: max_logout_token_age?,
         strict_logout_token_typ: o.strict_logout_token_typ.unwrap_or(false),
+        auth_params: auth_params?,
+        token_params: token_params?,
+        login_params: login_params?,
+        par: par?,
     })
 }
 

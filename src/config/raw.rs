@@ -4,6 +4,8 @@
 //! Each table is deserialized on its own (see [`super::document`]): a mistake in one table
 //! does not hide the problems of the others.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use toml::Spanned;
@@ -46,6 +48,10 @@ pub(super) struct RawOidc {
     pub trusted_audiences: Option<Vec<String>>,
     pub max_logout_token_age: Text,
     pub strict_logout_token_typ: Option<bool>,
+    pub auth_params: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub token_params: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub login_params: Option<Spanned<Vec<Spanned<String>>>>,
+    pub par: Text,
 }
 
 /// One string or a list of strings (`"RS256"` or `["RS256", "ES256"]`).

@@ -198,6 +198,25 @@ pub struct OidcSettings {
     pub max_logout_token_age: Duration,
     /// Refuse logout tokens whose header `typ` is `JWT` or absent (accept only `logout+jwt`).
     pub strict_logout_token_typ: bool,
+    /// Extra parameters of every authorization request (none of them a name sealgate owns).
+    pub auth_params: Vec<(String, String)>,
+    /// Extra parameters of every code and refresh-token grant (AD FS `resource`, …).
+    pub token_params: Vec<(String, String)>,
+    /// The `/bff/login` query parameters passed on to the IdP, each checked.
+    pub login_params: Vec<String>,
+    /// Pushed authorization requests (RFC 9126).
+    pub par: ParMode,
+}
+
+/// `[oidc] par`: when authorization requests are pushed (RFC 9126).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParMode {
+    /// When discovery advertises a PAR endpoint (the default).
+    Auto,
+    /// Always; start-up fails when discovery advertises no PAR endpoint.
+    Always,
+    /// Never; start-up fails when the IdP requires PAR.
+    Never,
 }
 
 /// `[session]`.

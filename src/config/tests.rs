@@ -644,3 +644,4 @@ fn environment_overrides_every_key_by_path() {
 mod check_config;
 mod providers;
 mod revalidate;
+mod request_params;

@@ -66,6 +66,27 @@ pub(super) fn check_time_claims(
     check_nbf_and_auth_time(payload.get("nbf"), payload.get("auth_time"), now, skew)
 }
 
+/// OIDC Core 3.1.2.1 and 3.1.3.7 (13): when the authorization request sent `max_age`, the ID
+/// token must carry `auth_time`, and the authentication it names must be no older than
+/// `max_age` (nor in the future), both with `skew`.
+pub(super) fn check_auth_time(
+    auth_time: Option<i64>,
+    max_age: u64,
+    now: i64,
+    skew: i64,
+) -> Result<(), &'static str> {
+    let auth_time = auth_time.ok_or("max_age was requested but the ID token has no auth_time")?;
+    let skew = skew.max(0);
+    let max_age = i64::try_from(max_age).unwrap_or(i64::MAX);
+    if auth_time > now.saturating_add(skew) {
+        return Err("auth_time is in the future");
+    }
+    if now.saturating_sub(auth_time) > max_age.saturating_add(skew) {
+        return Err("auth_time is older than the requested max_age");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -74,6 +95,17 @@ mod tests {
 
     fn check(payload: Value) -> Result<(), TimeClaimError> {
         check_time_claims(payload.as_object().unwrap(), 1_000, 60)
+    }
+
+    #[test]
+    fn auth_time_is_required_and_bounded_when_max_age_was_requested() {
+        assert_eq!(check_auth_time(Some(1_000), 0, 1_000, 60), Ok(()));
+        assert_eq!(check_auth_time(Some(900), 100, 1_000, 0), Ok(()));
+        assert_eq!(check_auth_time(Some(840), 100, 1_000, 60), Ok(()), "skew");
+        assert!(check_auth_time(Some(839), 100, 1_000, 60).is_err());
+        assert!(check_auth_time(None, 100, 1_000, 60).is_err());
+        assert!(check_auth_time(Some(1_061), 100, 1_000, 60).is_err());
+        assert_eq!(check_auth_time(Some(0), u64::MAX, 1_000, 60), Ok(()));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use url::Url;
 
 use super::Provider;
 use super::http::{self, IdpHttpClient};
-use crate::config::{OidcSettings, TokenEndpointAuth};
+use crate::config::{OidcSettings, ParMode, TokenEndpointAuth};
 use crate::outbound::error_chain;
 
 /// Provider metadata fields openidconnect's core set lacks.
@@ -32,6 +32,11 @@ pub(crate) struct ExtraMetadata {
     pub end_session_endpoint: Option<String>,
     /// RFC 7009 revocation endpoint.
     pub revocation_endpoint: Option<String>,
+    /// RFC 9126 pushed authorization request endpoint.
+    pub pushed_authorization_request_endpoint: Option<String>,
+    /// RFC 9126: the IdP accepts only pushed authorization requests.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -65,6 +70,14 @@ pub enum DiscoveryError {
         issuer: String,
         /// Why.
         reason: String,
+    },
+    /// `oidc.par` and what the IdP advertises disagree.
+    #[error("OIDC discovery for {issuer}: {problem}")]
+    Par {
+        /// The configured issuer.
+        issuer: String,
+        /// What is wrong.
+        problem: &'static str,
     },
     /// The metadata names an endpoint sealgate will not call.
     #[error("OIDC discovery for {issuer}: {field} {problem}")]
@@ -117,6 +130,10 @@ fn check_endpoints(
         ),
         ("revocation_endpoint", extra.revocation_endpoint.as_deref()),
         (
+            "pushed_authorization_request_endpoint",
+            extra.pushed_authorization_request_endpoint.as_deref(),
+        ),
+        (
             "end_session_endpoint",
             extra.end_session_endpoint.as_deref(),
         ),
@@ -126,6 +143,42 @@ fn check_endpoints(
         }
     }
     Ok(())
+}
+
+/// The PAR endpoint authorization requests are pushed to, if any, for `mode` and what the
+/// IdP advertises: `auto` pushes when there is an endpoint; `always` needs one; the IdP's
+/// `require_pushed_authorization_requests` needs one and refuses `never`.
+fn par_endpoint(
+    issuer: &str,
+    mode: ParMode,
+    extra: &ExtraMetadata,
+) -> Result<Option<Url>, DiscoveryError> {
+    let err = |problem| DiscoveryError::Par {
+        issuer: issuer.to_owned(),
+        problem,
+    };
+    let endpoint = extra
+        .pushed_authorization_request_endpoint
+        .as_deref()
+        .map(|u| endpoint_url(issuer, "pushed_authorization_request_endpoint", u))
+        .transpose()?;
+    let required = extra.require_pushed_authorization_requests;
+    match (mode, endpoint) {
+        (ParMode::Never, _) if required => {
+            Err(err("the IdP requires pushed authorization requests \
+             (require_pushed_authorization_requests) but oidc.par = \"never\""))
+        }
+        (ParMode::Never, _) => Ok(None),
+        (_, Some(url)) => Ok(Some(url)),
+        (ParMode::Always, None) => Err(err(
+            "oidc.par = \"always\" but the metadata has no pushed_authorization_request_endpoint",
+        )),
+        (ParMode::Auto, None) if required => Err(err(
+            "the IdP requires pushed authorization requests but names no \
+             pushed_authorization_request_endpoint",
+        )),
+        (ParMode::Auto, None) => Ok(None),
+    }
 }
 
 impl Provider {
@@ -154,6 +207,7 @@ impl Provider {
         if metadata.token_endpoint().is_none() {
             return Err(disc_err("the metadata has no token_endpoint".into()));
         }
+        let par_endpoint = par_endpoint(&issuer, settings.par, &extra)?;
         let end_session = extra
             .end_session_endpoint
             .as_deref()
@@ -191,6 +245,7 @@ impl Provider {
             last_refetch: Mutex::new(None),
             allowed_algs,
             end_session,
+            par_endpoint,
         })
     }
 
@@ -228,5 +283,49 @@ impl Provider {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extra(endpoint: Option<&str>, required: bool) -> ExtraMetadata {
+        ExtraMetadata {
+            pushed_authorization_request_endpoint: endpoint.map(str::to_owned),
+            require_pushed_authorization_requests: required,
+            ..ExtraMetadata::default()
+        }
+    }
+
+    #[test]
+    fn par_is_used_as_configured_and_as_the_idp_requires() {
+        let at = Some("https://idp.example/par");
+        let decide = |mode, extra| par_endpoint("https://idp.example", mode, &extra);
+        let url = |r: Result<Option<Url>, DiscoveryError>| r.unwrap().map(|u| u.to_string());
+        assert_eq!(url(decide(ParMode::Auto, extra(at, false))).as_deref(), at);
+        assert_eq!(url(decide(ParMode::Auto, extra(None, false))), None);
+        assert_eq!(
+            url(decide(ParMode::Always, extra(at, false))).as_deref(),
+            at
+        );
+        assert_eq!(url(decide(ParMode::Never, extra(at, false))), None);
+        assert_eq!(url(decide(ParMode::Auto, extra(at, true))).as_deref(), at);
+        for (mode, extra) in [
+            (ParMode::Always, extra(None, false)),
+            (ParMode::Never, extra(at, true)),
+            (ParMode::Auto, extra(None, true)),
+        ] {
+            let err = decide(mode, extra).unwrap_err().to_string();
+            assert!(err.contains("push"), "{err}");
+        }
+        // The endpoint obeys the rule every endpoint does.
+        let err = decide(ParMode::Auto, extra(Some("http://idp.example/par"), false))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pushed_authorization_request_endpoint"),
+            "{err}"
+        );
     }
 }

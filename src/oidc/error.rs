@@ -39,3 +39,23 @@ pub(crate) enum RefreshError {
     #[error("refresh failed: {0}")]
     Failed(String),
 }
+
+/// A pushed authorization request (RFC 9126) that failed. Logged; the browser sees a generic
+/// page.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ParError {
+    /// The PAR endpoint could not be reached or timed out.
+    #[error("PAR endpoint unreachable: {0}")]
+    Unreachable(String),
+    /// The PAR endpoint refused the request (its status and OAuth `error` code, filtered).
+    #[error("PAR endpoint answered {status} {error}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The OAuth `error` code, letters, digits and `_` only.
+        error: String,
+    },
+    /// The PAR response is not what RFC 9126 2.2 says.
+    #[error("PAR response refused: {0}")]
+    BadResponse(&'static str),
+}

@@ -10,8 +10,10 @@ use openidconnect::{
 use url::Url;
 
 use super::Provider;
+use super::claims::check_auth_time;
 use super::error::{LoginError, RefreshError};
 use super::id_token::same_identity;
+use crate::oidc_params::{self, AuthorizationParams};
 use crate::outbound::error_chain;
 use crate::secret::SecretString;
 use crate::token::Token;
@@ -47,12 +49,15 @@ pub(crate) struct Refreshed {
 }
 
 impl Provider {
-    /// The authorization request URL for one login flow.
+    /// The authorization request URL for one login flow: sealgate's own parameters, then
+    /// `extra` (`auth_params` and the SPA's login parameters, none of them a name sealgate
+    /// owns).
     pub(crate) fn authorization_url(
         &self,
         state: &SecretString,
         nonce: &SecretString,
         verifier: &SecretString,
+        extra: &[(String, String)],
     ) -> Url {
         let challenge = PkceCodeChallenge::from_code_verifier_sha256(&PkceCodeVerifier::new(
             verifier.expose().to_owned(),
@@ -69,11 +74,29 @@ impl Provider {
         for scope in self.settings.scopes.iter().filter(|s| *s != "openid") {
             request = request.add_scope(Scope::new(scope.clone()));
         }
+        for (name, value) in extra {
+            request = request.add_extra_param(name.as_str(), value.as_str());
+        }
         let (url, _, _) = request.url();
         url
     }
 
-    /// Exchanges `code`, validates the ID token against `nonce` at time `now`, and (if
+    /// The extra parameters of one authorization request: `[oidc] auth_params` with the SPA's
+    /// checked login parameters on top.
+    pub(crate) fn authorization_params(
+        &self,
+        chosen: Vec<(String, String)>,
+    ) -> AuthorizationParams {
+        oidc_params::merge(&self.settings.auth_params, chosen)
+    }
+
+    /// The `/bff/login` query parameters passed on to this IdP (`[oidc] login_params`).
+    pub(crate) fn login_param_names(&self) -> &[String] {
+        &self.settings.login_params
+    }
+
+    /// Exchanges `code`, validates the ID token against `nonce` at time `now` (and its
+    /// `auth_time` against `max_age`, when the authorization request sent one), and (if
     /// configured) checks userinfo.
     ///
     /// # Errors
@@ -83,13 +106,17 @@ impl Provider {
         code: &str,
         verifier: &SecretString,
         nonce: &SecretString,
+        max_age: Option<u64>,
         now: i64,
     ) -> Result<LoginTokens, LoginError> {
-        let request = self
+        let mut request = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| LoginError::TokenRequest(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
+        for (name, value) in &self.settings.token_params {
+            request = request.add_extra_param(name.as_str(), value.as_str());
+        }
         let response = request
             .request_async(&self.http)
             .await
@@ -109,6 +136,11 @@ impl Provider {
             .id_token()
             .ok_or(LoginError::MissingToken("id_token"))?;
         let verified = self.verify_id_token(id_token, Some(nonce), now).await?;
+        if let Some(max_age) = max_age {
+            let skew = i64::try_from(self.settings.clock_skew.as_secs()).unwrap_or(60);
+            check_auth_time(verified.auth_time, max_age, now, skew)
+                .map_err(|e| LoginError::IdToken(e.into()))?;
+        }
 
         if self.settings.use_userinfo {
             self.check_userinfo(response.access_token().clone(), &verified.sub)
@@ -143,10 +175,13 @@ impl Provider {
         now: i64,
     ) -> Result<Refreshed, RefreshError> {
         let token = RefreshToken::new(refresh.expose().to_owned());
-        let request = self
+        let mut request = self
             .client
             .exchange_refresh_token(&token)
             .map_err(|e| RefreshError::Failed(e.to_string()))?;
+        for (name, value) in &self.settings.token_params {
+            request = request.add_extra_param(name.as_str(), value.as_str());
+        }
         let response = request
             .request_async(&self.http)
             .await

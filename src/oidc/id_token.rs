@@ -7,7 +7,7 @@ use openidconnect::{ClaimsVerificationError, ClientId, Nonce, SignatureVerificat
 use serde::Deserialize;
 
 use super::Provider;
-use super::claims::{TimeClaimError, check_time_claims};
+use super::claims::{TimeClaimError, check_time_claims, numeric_date};
 use super::error::LoginError;
 use crate::secret::SecretString;
 use crate::token::Token;
@@ -17,6 +17,8 @@ use crate::token::Token;
 pub(super) struct Verified {
     pub(super) sub: String,
     pub(super) sid: Option<String>,
+    /// `auth_time`, when present (a NumericDate: checked with the other time claims).
+    pub(super) auth_time: Option<i64>,
     /// The validated ID token in its compact form (built once, used for `sid` and storage).
     pub(super) token: Token,
 }
@@ -125,6 +127,7 @@ impl Provider {
                 TimeClaimError::NotYetValid => "not valid before its nbf".into(),
             })
         })?;
+        let auth_time = payload.get("auth_time").and_then(numeric_date);
         // `sid` is not among openidconnect's core claims; read it from the verified payload.
         let sid = token
             .jws_payload()
@@ -133,6 +136,7 @@ impl Provider {
         Ok(Verified {
             sub: claims.subject().as_str().to_owned(),
             sid,
+            auth_time,
             token,
         })
     }

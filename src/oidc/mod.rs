@@ -10,7 +10,8 @@
 //!   any kind, so a public key can never be used as an HMAC secret), a clock from the caller,
 //!   `iat` bounds, and the `azp` rule openidconnect leaves to its users.
 //! - `grants`: the authorization request, the code exchange (with userinfo), refresh, and
-//!   token revocation (RFC 7009).
+//!   token revocation (RFC 7009); `par`: pushing the authorization request (RFC 9126) when
+//!   the IdP offers or requires it.
 //! - `logout`: RP-initiated logout URLs, and the provider side of back-channel logout:
 //!   [`logout_token`] validates the token (pure) with the same keys and algorithm allowlist as
 //!   ID tokens and openidconnect's signature check, sharing the refetch rule: only a token that
@@ -27,6 +28,7 @@ pub(crate) mod http;
 mod id_token;
 mod logout;
 pub(crate) mod logout_token;
+mod par;
 
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
@@ -64,6 +66,8 @@ pub(crate) struct Provider {
     /// `oidc.id_token_signing_algs`, for ID tokens and logout tokens alike.
     allowed_algs: Vec<CoreJwsSigningAlgorithm>,
     end_session: Option<Url>,
+    /// Where authorization requests are pushed (RFC 9126), when they are.
+    par_endpoint: Option<Url>,
 }
 
 impl std::fmt::Debug for Provider {

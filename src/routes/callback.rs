@@ -3,13 +3,17 @@
 //!
 //! Order matters: the query is parsed strictly; the login cookie named after `state` must open
 //! (so a callback carrying someone else's state finds nothing: login CSRF fails); its state must
-//! equal the query's (constant time); the flow must have been started for the provider whose
-//! callback this is (a code or state of one provider arriving at another's callback is refused:
-//! mix-up, RFC 9700 4.4); the RFC 9207 `iss` is checked before any token request;
+//! equal the query's (constant time); the RFC 9207 `iss` is checked before any token request;
 //! only then is the code exchanged and the ID token validated. The new session always gets a
 //! fresh id and replaces whatever session cookie the browser had (no fixation). Every failure
 //! clears the login cookie and shows a short page with a link to start again: never a redirect,
 //! so never a loop, and nothing from a failed response is kept.
+//!
+//! Two IdP answers are not failures but go back to the SPA, only after the state and `iss`
+//! checks and with no session cookie touched: a silent login (`prompt=none`) answered with
+//! "log in first" (`login_required`, `interaction_required`, `consent_required`,
+//! `account_selection_required`) returns with `sealgate_login=none`, and a user who cancelled
+//! (`access_denied`) with `sealgate_login=cancelled`, added to the validated return URL.
 
 use cookie::Cookie;
 use http::{HeaderMap, Request, Response, StatusCode};
@@ -146,12 +150,17 @@ pub(crate) async fn callback(
         .ok_or_else(|| Failure::new(Rejection::Internal, "login cookie name"))?;
     let clear_login = jar::removal_cookies(&name, Purpose::Login, [0]);
     match complete(app, provider, req.headers(), &query, &name, now).await {
-        Ok((mut cookies, target)) => {
+        Ok(Completed {
+            mut cookies,
+            target,
+            outcome,
+        }) => {
             cookies.extend(clear_login);
-            Ok(response::with_cookies(
-                response::redirect(target.as_str()),
-                &cookies,
-            ))
+            let mut r = response::with_cookies(response::redirect(target.as_str()), &cookies);
+            if let Some(outcome) = outcome {
+                r.extensions_mut().insert(NoSession(outcome));
+            }
+            Ok(r)
         }
         Err(failure) => Err(failure.with_cookies(clear_login)),
     }
@@ -166,6 +175,21 @@ fn clear_pending_logins(app: &App, headers: &HeaderMap) -> Vec<Cookie<'static>> 
         .collect()
 }
 
+/// A callback that ends with a redirect to the SPA.
+struct Completed {
+    /// The new session's cookies (none when no session was made).
+    cookies: Vec<Cookie<'static>>,
+    /// The return URL, with the `sealgate_login` marker when there is one.
+    target: ReturnUrl,
+    /// The metrics outcome without a session (`None`: a session was made).
+    outcome: Option<&'static str>,
+}
+
+/// The outcome of a callback that went back to the SPA without a session
+/// (`interaction_required`, `cancelled`), set on its response for the login metrics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NoSession(pub &'static str);
+
 /// The login flow's checks, the code exchange and the new session: its cookies and where to
 /// send the browser.
 async fn complete(
@@ -175,7 +199,7 @@ async fn complete(
     query: &CallbackQuery,
     name: &CookieName,
     now: i64,
-) -> Result<(Vec<Cookie<'static>>, ReturnUrl), Failure> {
+) -> Result<Completed, Failure> {
     let set = ChunkSet::from_headers(name, 1, crate::request::cookie_headers(headers));
     let opened = app
         .codec
@@ -187,7 +211,7 @@ async fn complete(
                 format!("login cookie: {e}"),
             )
         })?;
-    let flow: LoginFlow<'_> = postcard::from_bytes(opened.payload()).map_err(|e| {
+    let flow = LoginFlow::decode(opened.payload()).map_err(|e| {
         fail(
             FAILED,
             StatusCode::BAD_REQUEST,
@@ -206,12 +230,38 @@ async fn complete(
             ),
         ));
     }
-    let code = authorization_code(provider, query)?;
+    check_iss(provider, query)?;
+    // Sealed at login after validation; validated again so Location is always re-serialized.
+    let target = ReturnUrl::parse(flow.return_url).unwrap_or_else(|_| ReturnUrl::root());
+    if let Some(error) = &query.error {
+        let marker = back_to_spa(error, flow.prompt_none).ok_or_else(|| {
+            fail(
+                FAILED,
+                StatusCode::BAD_REQUEST,
+                format!("IdP returned error {}", loggable(error)),
+            )
+        })?;
+        tracing::info!(error = %loggable(error), "login not completed; back to the app");
+        return Ok(Completed {
+            cookies: Vec::new(),
+            target: target.with_login_marker(Some(marker)),
+            outcome: Some(if marker == "none" {
+                "interaction_required"
+            } else {
+                "cancelled"
+            }),
+        });
+    }
+    let code = query
+        .code
+        .as_deref()
+        .ok_or_else(|| fail(FAILED, StatusCode::BAD_REQUEST, "no code".into()))?;
     let tokens = provider
         .exchange_code(
             code,
             &SecretString::new(flow.verifier.to_owned()),
             &SecretString::new(flow.nonce.to_owned()),
+            flow.max_age,
             now,
         )
         .await
@@ -227,9 +277,38 @@ async fn complete(
     let session = new_session(app, provider, tokens, now)?;
     let cookies = replace_session(app, headers, &session, now).await?;
     tracing::info!(session = ?session.id, "login completed");
-    // Sealed at login after validation; validated again so Location is always re-serialized.
-    let target = ReturnUrl::parse(flow.return_url).unwrap_or_else(|_| ReturnUrl::root());
-    Ok((cookies, target))
+    Ok(Completed {
+        cookies,
+        target: target.with_login_marker(None),
+        outcome: None,
+    })
+}
+
+/// The `sealgate_login` marker for an IdP `error` that goes back to the SPA, or `None` for a
+/// failure: "log in first" answers to a silent login are `none`; a cancelled login
+/// (`access_denied`) is `cancelled`.
+fn back_to_spa(error: &str, prompt_none: bool) -> Option<&'static str> {
+    match error {
+        "login_required"
+        | "interaction_required"
+        | "consent_required"
+        | "account_selection_required"
+            if prompt_none =>
+        {
+            Some("none")
+        }
+        "access_denied" => Some("cancelled"),
+        _ => None,
+    }
+}
+
+/// An IdP `error` as the log may show it: letters, digits and `_`, at most 64.
+fn loggable(error: &str) -> String {
+    error
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
 }
 
 /// The flow's state must equal the query's (constant time) and must not have completed a
@@ -257,45 +336,22 @@ fn check_state(app: &App, flow: &LoginFlow<'_>, state: &str, now: i64) -> Result
     }
 }
 
-/// The authorization response's code, after RFC 9207 `iss` (a mix-up attack shows as a wrong
-/// or missing `iss`) and any `error` the IdP returned.
-fn authorization_code<'q>(
-    provider: &Provider,
-    query: &'q CallbackQuery,
-) -> Result<&'q str, Failure> {
+/// RFC 9207 `iss` of the authorization response, success or error (a mix-up attack shows as a
+/// wrong or missing `iss`).
+fn check_iss(provider: &Provider, query: &CallbackQuery) -> Result<(), Failure> {
     match (&query.iss, provider.sends_iss_parameter()) {
-        (Some(iss), _) if iss != provider.issuer() => {
-            return Err(fail(
-                FAILED,
-                StatusCode::BAD_REQUEST,
-                "authorization response iss mismatch".into(),
-            ));
-        }
-        (None, true) => {
-            return Err(fail(
-                FAILED,
-                StatusCode::BAD_REQUEST,
-                "authorization response lacks iss".into(),
-            ));
-        }
-        _ => {}
-    }
-    if let Some(error) = &query.error {
-        let error: String = error
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(64)
-            .collect();
-        return Err(fail(
+        (Some(iss), _) if iss != provider.issuer() => Err(fail(
             FAILED,
             StatusCode::BAD_REQUEST,
-            format!("IdP returned error {error}"),
-        ));
+            "authorization response iss mismatch".into(),
+        )),
+        (None, true) => Err(fail(
+            FAILED,
+            StatusCode::BAD_REQUEST,
+            "authorization response lacks iss".into(),
+        )),
+        _ => Ok(()),
     }
-    query
-        .code
-        .as_deref()
-        .ok_or_else(|| fail(FAILED, StatusCode::BAD_REQUEST, "no code".into()))
 }
 
 /// A new session (always a fresh id) for the tokens of a completed login.

@@ -3,20 +3,23 @@
 //!
 //! Fresh `state`, `nonce` and PKCE verifier from the OS CSPRNG, sealed into a per-flow login
 //! cookie whose name derives from the state (so two tabs can log in at once) and whose expiry is
-//! checked inside the seal; 302 to the IdP. Only top-level navigations may start a login: a
+//! checked inside the seal; 302 to the IdP (with PAR, after pushing the request). The query
+//! parameters named in `[oidc] login_params` go to the IdP, each checked (a bad value is a 400,
+//! nothing forwarded); any other is ignored. Only top-level navigations may start a login: a
 //! `fetch` would follow the redirect cross-origin and fail, and minting flows for scripts helps
 //! nobody. When a browser already has `max_pending_logins` flows open, they are all cleared
 //! before the new one starts: abandoned tabs cannot pile cookies up, and the newest login wins.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::app::App;
 use crate::error::{Failure, Rejection};
+use crate::oidc_params;
 use crate::request::single_param;
 use crate::response::{self, Body};
 use crate::return_url::ReturnUrl;
@@ -27,14 +30,51 @@ use crate::secret::{SecretString, fill_random};
 /// What a login cookie carries.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct LoginFlow<'a> {
-    /// The provider the flow was started for ([`crate::oidc::Provider::tag`]): only that
-    /// provider's callback completes it (mix-up defence, RFC 9700 4.4).
-    pub provider: &'a str,
     pub state: &'a str,
     pub nonce: &'a str,
     pub verifier: &'a str,
     pub return_url: &'a str,
+    /// The request said `prompt=none`: "log in first" answers go back to the SPA.
+    pub prompt_none: bool,
+    /// The request's `max_age`: the ID token's `auth_time` is checked against it.
+    pub max_age: Option<u64>,
+    /// The provider the flow was started for ([`crate::oidc::Provider::tag`]): only that
+    /// provider's callback completes it (mix-up defence, RFC 9700 4.4).
+    pub provider: &'a str,
 }
+
+/// A login cookie sealed before `prompt_none` and `max_age` existed (still open for
+/// `login_timeout` after an upgrade, so logins in flight complete).
+#[derive(Deserialize)]
+struct LoginFlowV1<'a> {
+    state: &'a str,
+    nonce: &'a str,
+    verifier: &'a str,
+    return_url: &'a str,
+}
+
+impl<'a> LoginFlow<'a> {
+    /// Reads a login cookie's payload, in either layout.
+    pub(crate) fn decode(bytes: &'a [u8]) -> Result<Self, postcard::Error> {
+        postcard::from_bytes::<LoginFlow<'a>>(bytes).or_else(|e| {
+            let v1: LoginFlowV1<'a> = postcard::from_bytes(bytes).map_err(|_| e)?;
+            Ok(LoginFlow {
+                state: v1.state,
+                nonce: v1.nonce,
+                verifier: v1.verifier,
+                return_url: v1.return_url,
+                prompt_none: false,
+                max_age: None,
+                provider: "",
+            })
+        })
+    }
+}
+
+/// The page a refused login parameter gets (the link starts a plain login).
+const BAD_PARAMETER: &str = "This sign-in request has a parameter that is not allowed.";
+/// The page a failed pushed authorization request gets.
+const IDP_UNAVAILABLE: &str = "The sign-in service could not be reached. Please try again.";
 
 fn random_token() -> Result<SecretString, Failure> {
     let mut bytes = Zeroizing::new([0u8; 32]);
@@ -66,7 +106,7 @@ fn is_speculative(headers: &http::HeaderMap) -> bool {
 }
 
 /// Handles the login request.
-pub(super) fn login(
+pub(super) async fn login(
     app: &App,
     req: &Request<Incoming>,
     now: i64,
@@ -100,20 +140,32 @@ pub(super) fn login(
     let provider = app.provider_named(name.as_deref()).ok_or_else(|| {
         Failure::new(
             Rejection::LoginFailed {
-                status: http::StatusCode::BAD_REQUEST,
+                status: StatusCode::BAD_REQUEST,
                 message: "There is no such sign-in provider.",
             },
             "login: unknown provider",
         )
     })?;
 
+    let chosen = oidc_params::from_query(req.uri().query(), provider.login_param_names())
+        .map_err(|e| {
+            let rejection = Rejection::LoginFailed {
+                status: StatusCode::BAD_REQUEST,
+                message: BAD_PARAMETER,
+            };
+            Failure::new(rejection, format!("login: {e}"))
+        })?;
+    let params = provider.authorization_params(chosen);
+
     let (state, nonce, verifier) = (random_token()?, random_token()?, random_token()?);
     let flow = LoginFlow {
-        provider: provider.tag(),
         state: state.expose(),
         nonce: nonce.expose(),
         verifier: verifier.expose(),
         return_url: return_url.as_str(),
+        prompt_none: params.prompt_none,
+        max_age: params.max_age,
+        provider: provider.tag(),
     };
     let size = postcard::experimental::serialized_size(&flow)
         .map_err(|e| Failure::new(Rejection::Internal, e.to_string()))?;
@@ -134,6 +186,18 @@ pub(super) fn login(
             &plaintext,
         )
         .map_err(|e| Failure::new(Rejection::Internal, format!("login cookie: {e}")))?;
+
+    // With PAR the request is pushed first: when that fails, no login cookie is set.
+    let url = provider
+        .authorization_redirect(&state, &nonce, &verifier, &params.extra)
+        .await
+        .map_err(|e| {
+            let rejection = Rejection::LoginFailed {
+                status: StatusCode::BAD_GATEWAY,
+                message: IDP_UNAVAILABLE,
+            };
+            Failure::new(rejection, format!("login: {e}"))
+        })?;
 
     let mut cookies = Vec::new();
     let pending = app.pending_login_names(req.headers());
@@ -156,7 +220,6 @@ pub(super) fn login(
         IndexSet::default(),
     ));
 
-    let url = provider.authorization_url(&state, &nonce, &verifier);
     Ok(response::with_cookies(
         response::redirect(url.as_str()),
         &cookies,
@@ -167,7 +230,33 @@ pub(super) fn login(
 mod tests {
     use http::HeaderMap;
 
-    use super::is_speculative;
+    use super::{LoginFlow, LoginFlowV1, is_speculative};
+
+    #[test]
+    fn login_cookies_of_the_earlier_layout_still_open() {
+        #[derive(serde::Serialize)]
+        struct V1<'a>(&'a str, &'a str, &'a str, &'a str);
+        let old = postcard::to_allocvec(&V1("s", "n", "v", "/back")).unwrap();
+        let flow = LoginFlow::decode(&old).unwrap();
+        assert_eq!(
+            (flow.state, flow.nonce, flow.verifier, flow.return_url),
+            ("s", "n", "v", "/back")
+        );
+        assert!(!flow.prompt_none);
+        assert_eq!(flow.max_age, None);
+        let new = LoginFlow {
+            prompt_none: true,
+            max_age: Some(30),
+            ..flow
+        };
+        let bytes = postcard::to_allocvec(&new).unwrap();
+        let back = LoginFlow::decode(&bytes).unwrap();
+        assert!(back.prompt_none);
+        assert_eq!(back.max_age, Some(30));
+        // An instance still on the earlier layout reads the new one too (trailing fields).
+        let old_reader: LoginFlowV1<'_> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(old_reader.return_url, "/back");
+    }
 
     #[test]
     fn speculative_loads_are_recognised() {

@@ -94,8 +94,13 @@ fn count_outcome(
     result: &Result<Response<Body>, Failure>,
 ) {
     let reason = match result {
-        Ok(_) => {
-            crate::metrics::Metrics::outcome(family, "success", "");
+        Ok(r) => {
+            // A callback back to the SPA without a session: `interaction_required` or `cancelled`.
+            let outcome = r
+                .extensions()
+                .get::<callback::NoSession>()
+                .map_or("success", |n| n.0);
+            crate::metrics::Metrics::outcome(family, outcome, "");
             return;
         }
         Err(f) => match &f.rejection {
@@ -171,7 +176,7 @@ async fn route(
         .filter(|rest| rest.is_empty() || rest.starts_with('/'))
     {
         return match (endpoint, req.method()) {
-            ("/login", &Method::GET) => login::login(app, &req, now),
+            ("/login", &Method::GET) => login::login(app, &req, now).await,
             (callback, &Method::GET) if callback_provider(app, callback).is_some() => {
                 let provider = callback_provider(app, callback).ok_or_else(|| {
                     Failure::new(Rejection::Internal, "callback provider vanished")

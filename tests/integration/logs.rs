@@ -113,3 +113,98 @@ async fn debug_logs_of_login_api_refresh_and_logout_hold_no_secret() {
         "no JWT (access, ID or logout token) in the log"
     );
 }
+
+#[tokio::test]
+async fn debug_logs_of_pushed_silent_and_refused_logins_hold_no_secret_and_no_junk() {
+    let idp = FakeIdp::start().await;
+    idp.set(|b| {
+        b.par_endpoint = true;
+        b.idp_session = false;
+    });
+    let upstream = crate::support::upstream::start().await;
+    let log = std::env::temp_dir().join(format!("sealgate-par-logs-{}.jsonl", std::process::id()));
+    let sealgate = Sealgate::spawn(
+        &idp,
+        upstream,
+        Spawn {
+            extra: "oidc.auth_params = { audience = \"urn:aud-value\" }\ntoml.[log]\ntoml.format = \"json\"",
+            rust_log: "debug",
+            log_file: Some(log.clone()),
+        },
+    )
+    .await;
+    // A pushed silent login the IdP answers with login_required.
+    let mut b = sealgate.browser();
+    let authorize = start_login(
+        &mut b,
+        "prompt=none&login_hint=hint-value%40example.com&returnUrl=%2F",
+    )
+    .await;
+    let callback = b.get(&authorize, &[]).await.location().unwrap();
+    let r = b.get(&callback, &[]).await;
+    assert_eq!(r.location().as_deref(), Some("/?sealgate_login=none"));
+    // A refused login whose error carries junk, with the flow's own state.
+    let authorize2 = start_login(&mut b, "returnUrl=%2F").await;
+    let state = idp
+        .requests_to("/par")
+        .pop()
+        .unwrap()
+        .form_param("state")
+        .unwrap()
+        .to_owned();
+    let junk = "access_denied%0A%7B%22level%22%3A%22ERROR%22%7D%3Cjunk-marker%3E";
+    let r = b
+        .get(
+            &format!(
+                "{PUBLIC}/bff/callback?error={junk}&state={state}&iss={}",
+                crate::support::app::urlencode(&idp.issuer())
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    drop(sealgate);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    for l in text.lines() {
+        serde_json::from_str::<serde_json::Value>(l)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+    }
+    assert!(
+        text.contains("access_deniedlevelERRORjunkmarker"),
+        "the error code, filtered"
+    );
+    assert!(!text.contains("junk-marker"), "no raw junk in the log");
+    let mut secrets = vec![
+        ("state", state),
+        ("client secret", "test-secret".to_owned()),
+        ("login_hint (personal data)", "hint-value".to_owned()),
+    ];
+    for url in [&authorize, &authorize2] {
+        let request_uri = url::Url::parse(url)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "request_uri")
+            .unwrap()
+            .1
+            .into_owned();
+        secrets.push(("request_uri", request_uri));
+    }
+    for pushed in idp.requests_to("/par") {
+        for field in ["state", "nonce", "code_challenge"] {
+            secrets.push(("pushed field", pushed.form_param(field).unwrap().to_owned()));
+        }
+    }
+    for (what, secret) in &secrets {
+        assert!(!text.contains(secret.as_str()), "the log contains a {what}");
+    }
+}
+
+/// `GET /bff/login?<query>` as a navigation; the IdP URL it redirects to.
+async fn start_login(b: &mut crate::support::browser::Browser, query: &str) -> String {
+    let url = format!("{PUBLIC}/bff/login?{query}");
+    let r = b.get(&url, &[("sec-fetch-mode", "navigate")]).await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    r.location().unwrap()
+}

@@ -491,6 +491,109 @@ async fn authorize_iss_parameter_and_errors_follow_behaviour() {
 }
 
 #[tokio::test]
+async fn prompt_none_without_an_idp_session_is_login_required() {
+    let idp = FakeIdp::start().await;
+    let mut browser = Browser::new();
+    let silent = format!("{}&prompt=none", authorize_url(&idp, "s"));
+    let q = query(&browser.get(&silent, &[]).await.location().unwrap());
+    assert!(
+        param(&q, "code").is_some(),
+        "a session at the IdP: signed in"
+    );
+    idp.set(|b| b.idp_session = false);
+    let q = query(&browser.get(&silent, &[]).await.location().unwrap());
+    assert_eq!(param(&q, "error").as_deref(), Some("login_required"));
+    assert_eq!(param(&q, "state").as_deref(), Some("s"));
+    let q = query(
+        &browser
+            .get(&authorize_url(&idp, "s"), &[])
+            .await
+            .location()
+            .unwrap(),
+    );
+    assert!(
+        param(&q, "code").is_some(),
+        "an interactive login still works"
+    );
+}
+
+#[tokio::test]
+async fn par_endpoint_authenticates_the_client_and_its_request_uri_works_once() {
+    let idp = FakeIdp::start().await;
+    let mut browser = Browser::new();
+    let issuer = idp.issuer();
+    let par = format!("{issuer}/par");
+    let pushed: Vec<(String, String)> = query(&authorize_url(&idp, "st-par"));
+    let pairs: Vec<(&str, &str)> = pushed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let body = form(&pairs);
+    let ct = ("content-type", "application/x-www-form-urlencoded");
+
+    // Not advertised, not served.
+    assert_eq!(
+        browser
+            .get(&format!("{issuer}/.well-known/openid-configuration"), &[])
+            .await
+            .json()["pushed_authorization_request_endpoint"],
+        Value::Null
+    );
+    assert_eq!(
+        browser.post(&par, &[ct], &body).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    idp.set(|b| {
+        b.par_endpoint = true;
+        b.require_par = true;
+    });
+    let meta = browser
+        .get(&format!("{issuer}/.well-known/openid-configuration"), &[])
+        .await
+        .json();
+    assert_eq!(meta["pushed_authorization_request_endpoint"], json!(par));
+    assert_eq!(meta["require_pushed_authorization_requests"], json!(true));
+    // Without client authentication: refused.
+    assert_eq!(
+        browser.post(&par, &[ct], &body).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = browser
+        .post(&par, &[ct, ("authorization", &basic())], &body)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let request_uri = r.json()["request_uri"].as_str().unwrap().to_owned();
+    assert!(r.json()["expires_in"].as_u64().unwrap() > 0);
+
+    // Required: a front-channel request is refused.
+    assert_eq!(
+        browser.get(&authorize_url(&idp, "s"), &[]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let mut by_reference = Url::parse(&format!("{issuer}/authorize")).unwrap();
+    by_reference
+        .query_pairs_mut()
+        .append_pair("client_id", "spa-bff")
+        .append_pair("request_uri", &request_uri);
+    let r = browser.get(by_reference.as_str(), &[]).await;
+    let q = query(&r.location().unwrap());
+    assert_eq!(param(&q, "state").as_deref(), Some("st-par"));
+    assert!(param(&q, "code").is_some());
+    // Once only.
+    assert_eq!(
+        browser.get(by_reference.as_str(), &[]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    idp.set(|b| b.par_status = Some(503));
+    let r = browser
+        .post(&par, &[ct, ("authorization", &basic())], &body)
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
 async fn every_fault_breaks_exactly_what_it_says() {
     let idp = FakeIdp::start().await;
     let mut browser = Browser::new();

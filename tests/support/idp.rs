@@ -2,7 +2,8 @@
 //!
 //! [`FakeIdp::start`] binds `127.0.0.1:0` and serves discovery, JWKS, `/authorize` (approves at
 //! once, no login page), `/token` (authorization-code with PKCE S256, refresh with rotation),
-//! `/userinfo`, `/revoke` and `/end-session`. Tests change its [`Behaviour`] at any time with
+//! `/userinfo`, `/revoke`, `/end-session` and, when [`Behaviour::par_endpoint`] is set, `/par`
+//! (RFC 9126 pushed authorization requests). Tests change its [`Behaviour`] at any time with
 //! [`FakeIdp::set`]; a [`Fault`] breaks exactly one thing in the ID tokens it issues, so each
 //! rule of OIDC Core 3.1.3.7 can be shown to be enforced. Every request is logged
 //! ([`FakeIdp::requests`]) after its form body is read.
@@ -253,6 +254,16 @@ pub struct Behaviour {
     pub disabled_subs: Vec<String>,
     /// When set, `/authorize` redirects back with `error=<this>` (e.g. `access_denied`).
     pub authorize_error: Option<String>,
+    /// Whether the user has a session at the IdP. Without one, `prompt=none` is answered with
+    /// `error=login_required`; other requests "log in" as usual. Default true.
+    pub idp_session: bool,
+    /// Advertise and serve `/par` (RFC 9126). Default false.
+    pub par_endpoint: bool,
+    /// Metadata `require_pushed_authorization_requests: true`, and `/authorize` refuses a
+    /// request without `request_uri` (400). Default false.
+    pub require_par: bool,
+    /// When set, `/par` answers this status with `{"error": "invalid_request"}`.
+    pub par_status: Option<u16>,
     /// Seconds added to the real clock for every `iat`/`exp` the IdP writes or checks.
     pub clock_offset: i64,
     /// Every endpoint answers 503 (the IdP is "down"); requests are still logged.
@@ -289,6 +300,10 @@ impl Default for Behaviour {
             token_error: None,
             disabled_subs: Vec::new(),
             authorize_error: None,
+            idp_session: true,
+            par_endpoint: false,
+            require_par: false,
+            par_status: None,
             clock_offset: 0,
             unavailable: false,
             response_delay: None,
@@ -396,6 +411,8 @@ struct State {
     codes: HashMap<String, PendingCode>,
     refresh_tokens: HashMap<String, RefreshGrant>,
     access_tokens: HashMap<String, AccessGrant>,
+    /// Pushed authorization requests by `request_uri` (each usable once).
+    pushed: HashMap<String, Vec<(String, String)>>,
     log: Vec<Logged>,
     serial: u64,
 }
@@ -414,6 +431,7 @@ impl FakeIdp {
             codes: HashMap::new(),
             refresh_tokens: HashMap::new(),
             access_tokens: HashMap::new(),
+            pushed: HashMap::new(),
             log: Vec::new(),
             serial: 0,
         }));
@@ -648,6 +666,7 @@ impl State {
                 &json!({ "keys": [self.current_key().jwk()] }),
             ),
             "/authorize" if get => self.authorize(req),
+            "/par" if post && self.behaviour.par_endpoint => self.par(req),
             "/token" if post => self.token(req),
             "/userinfo" if get || post => self.userinfo(req),
             "/revoke" if post && self.behaviour.revocation_endpoint => self.revoke(req),
@@ -694,12 +713,77 @@ impl State {
         if b.end_session_endpoint {
             doc["end_session_endpoint"] = json!(format!("{issuer}/end-session"));
         }
+        if b.par_endpoint {
+            doc["pushed_authorization_request_endpoint"] = json!(format!("{issuer}/par"));
+        }
+        if b.require_par {
+            doc["require_pushed_authorization_requests"] = json!(true);
+        }
         doc
+    }
+
+    /// RFC 9126: authenticates the client, keeps the pushed parameters under a fresh
+    /// `request_uri` (valid once) and answers 201.
+    fn par(&mut self, req: &Logged) -> Response<Full<Bytes>> {
+        if let Some(response) = self.client_auth_error(req) {
+            return response;
+        }
+        if let Some(status) = self.behaviour.par_status {
+            let status = StatusCode::from_u16(status).expect("a valid status");
+            return oauth_error(status, "invalid_request");
+        }
+        if req.form_param("request_uri").is_some() {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        }
+        let request_uri = format!("urn:ietf:params:oauth:request_uri:{}", self.fresh("par"));
+        let params = req
+            .form
+            .iter()
+            .filter(|(k, _)| k != "client_secret")
+            .cloned()
+            .collect();
+        self.pushed.insert(request_uri.clone(), params);
+        json_response(
+            StatusCode::CREATED,
+            &json!({ "request_uri": request_uri, "expires_in": 60 }),
+        )
+    }
+
+    /// A pushed request's parameters in place of the query (RFC 9126 4), or the request as it
+    /// came; `Err` says why the IdP refuses it outright (a 400 page).
+    fn resolve(&mut self, req: &Logged) -> Result<Logged, &'static str> {
+        let Some(uri) = req.query_param("request_uri") else {
+            if self.behaviour.require_par {
+                return Err("pushed authorization request required");
+            }
+            return Ok(req.clone());
+        };
+        let mut query = self
+            .pushed
+            .remove(uri)
+            .ok_or("unknown or used request_uri")?;
+        if find(&query, "client_id").is_some_and(|c| Some(c) != req.query_param("client_id")) {
+            return Err("client_id mismatch");
+        }
+        if find(&query, "client_id").is_none() {
+            query.extend(
+                req.query_param("client_id")
+                    .map(|c| ("client_id".into(), c.into())),
+            );
+        }
+        Ok(Logged {
+            query,
+            ..req.clone()
+        })
     }
 
     /// Approves at once. Errors about the client or its redirect URI are shown to the "user"
     /// (400); the others go back to the client, as RFC 6749 4.1.2.1 says.
     fn authorize(&mut self, req: &Logged) -> Response<Full<Bytes>> {
+        let req = &match self.resolve(req) {
+            Ok(req) => req,
+            Err(why) => return text(StatusCode::BAD_REQUEST, why),
+        };
         if req.query_param("client_id") != Some(self.behaviour.client_id.as_str()) {
             return text(StatusCode::BAD_REQUEST, "unknown client_id");
         }
@@ -722,6 +806,8 @@ impl State {
             Some("invalid_request".to_owned())
         } else if !scope.split(' ').any(|s| s == "openid") {
             Some("invalid_scope".to_owned())
+        } else if req.query_param("prompt") == Some("none") && !self.behaviour.idp_session {
+            Some("login_required".to_owned())
         } else {
             self.behaviour.authorize_error.clone()
         };

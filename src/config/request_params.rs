@@ -1,0 +1,95 @@
+//! `[oidc] auth_params`, `token_params` and `login_params`: parameters added to requests to the
+//! IdP. A name sealgate sets itself (or a case variant of one) is refused with its key, so
+//! configuration can never override `state`, `redirect_uri`, PKCE or client authentication.
+
+use std::collections::BTreeMap;
+
+use toml::Spanned;
+
+use super::context::{Cx, span};
+use super::problem::invalid;
+use crate::oidc_params::{self, DEFAULT_LOGIN_PARAMS};
+
+/// The key of parameter `name` in table `table` (`oidc.auth_params.resource`), quoted when it
+/// is not a bare TOML key.
+fn param_key(table: &str, name: &str) -> String {
+    let bare = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        format!("{table}.{name}")
+    } else {
+        format!("{table}.{name:?}")
+    }
+}
+
+/// A table of extra parameters (`oidc.auth_params`, `oidc.token_params`), in name order. Each
+/// problem names its parameter's key; values are never quoted (one may be a credential).
+pub(super) fn param_table(
+    table: &str,
+    raw: Option<&Spanned<BTreeMap<String, Spanned<String>>>>,
+    cx: &mut Cx<'_>,
+) -> Option<Vec<(String, String)>> {
+    let Some(raw) = raw else {
+        return Some(Vec::new());
+    };
+    let mut ok = true;
+    for (name, value) in raw.get_ref() {
+        let key = param_key(table, name);
+        let problem = oidc_params::name_problem(name).or_else(|| {
+            // A configured `prompt` or `max_age` must read as the SPA's would: the login flow
+            // relies on them (silent login, the `auth_time` check).
+            (oidc_params::has_specific_rule(name)
+                && oidc_params::check_login_value(name, value.get_ref()).is_none())
+            .then_some("not a valid value for this parameter (see docs/configuration.md)")
+        });
+        if let Some(problem) = problem {
+            cx.push(invalid(&key, problem), Some(value.span()));
+            ok = false;
+        }
+    }
+    ok.then(|| {
+        raw.get_ref()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect()
+    })
+}
+
+/// `oidc.login_params`: the `/bff/login` query parameters passed on to the IdP.
+pub(super) fn login_params(
+    raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    cx: &mut Cx<'_>,
+) -> Option<Vec<String>> {
+    let Some(list) = raw else {
+        return Some(
+            DEFAULT_LOGIN_PARAMS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+        );
+    };
+    let mut ok = true;
+    let mut names: Vec<String> = Vec::new();
+    for (i, entry) in list.get_ref().iter().enumerate() {
+        let name = entry.get_ref();
+        let problem = if name.eq_ignore_ascii_case("returnUrl") {
+            Some("returnUrl is sealgate's own login parameter")
+        } else if names.contains(name) {
+            Some("listed twice")
+        } else {
+            oidc_params::name_problem(name)
+        };
+        if let Some(problem) = problem {
+            let key = format!("oidc.login_params[{i}]");
+            cx.push(
+                invalid(&key, format!("{name:?}: {problem}")),
+                span(Some(entry)),
+            );
+            ok = false;
+        }
+        names.push(name.clone());
+    }
+    ok.then_some(names)
+}

@@ -30,7 +30,10 @@ pub(super) struct RawServer {
 pub(super) struct RawOidc {
     pub issuer: Spanned<String>,
     pub client_id: Spanned<String>,
-    pub client_secret: Spanned<String>,
+    pub client_secret: Text,
+    pub client_assertion_key: Text,
+    pub client_assertion_kid: Text,
+    pub client_assertion_audience: Text,
     pub scopes: Option<Spanned<Vec<String>>>,
     pub post_logout_redirect_uri: Text,
     pub timeout: Text,

@@ -1,6 +1,7 @@
 //! Grants at the token endpoint: the authorization request and the code exchange (PKCE, ID
 //! token, optional userinfo check), refresh (with the identity rule of OIDC Core 12.2), and
-//! refresh token revocation (RFC 7009).
+//! refresh token revocation (RFC 7009). With `private_key_jwt`, each token request carries a
+//! fresh client assertion (openidconnect's client then sends no secret, only `client_id`).
 
 use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{
@@ -12,6 +13,7 @@ use url::Url;
 use super::Provider;
 use super::error::{LoginError, RefreshError};
 use super::id_token::same_identity;
+use crate::client_assertion::ASSERTION_TYPE;
 use crate::outbound::error_chain;
 use crate::secret::SecretString;
 use crate::token::Token;
@@ -85,11 +87,19 @@ impl Provider {
         nonce: &SecretString,
         now: i64,
     ) -> Result<LoginTokens, LoginError> {
-        let request = self
+        let assertion = self
+            .client_assertion()
+            .map_err(|e| LoginError::TokenRequest(e.to_string()))?;
+        let mut request = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| LoginError::TokenRequest(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
+        if let Some(assertion) = &assertion {
+            request = request
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion.expose());
+        }
         let response = request
             .request_async(&self.http)
             .await
@@ -143,10 +153,18 @@ impl Provider {
         now: i64,
     ) -> Result<Refreshed, RefreshError> {
         let token = RefreshToken::new(refresh.expose().to_owned());
-        let request = self
+        let assertion = self
+            .client_assertion()
+            .map_err(|e| RefreshError::Failed(e.to_string()))?;
+        let mut request = self
             .client
             .exchange_refresh_token(&token)
             .map_err(|e| RefreshError::Failed(e.to_string()))?;
+        if let Some(assertion) = &assertion {
+            request = request
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion.expose());
+        }
         let response = request
             .request_async(&self.http)
             .await
@@ -240,7 +258,9 @@ impl Provider {
                     "application/x-www-form-urlencoded",
                 )
                 .header(::http::header::ACCEPT, "application/json");
-            request = self.authenticate(request, &mut form);
+            request = self
+                .authenticate(request, &mut form)
+                .map_err(|e| e.to_string())?;
             let body = SecretString::new(form.finish());
             request
                 .body(body.expose().as_bytes().to_vec())

@@ -3,10 +3,7 @@
 //! the `private_key_jwt` assertions the grants add to openidconnect's requests.
 //!
 //! An assertion is made fresh for every request (its `jti` is never reused; the IdP refuses a
-//! replay) and its times come from the system clock: the IdP checks `iat` and `exp` against
-//! its own clock, whatever time the session rules are told.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! replay); its `iat` is the caller's `now` (sealgate's clock, as for every time rule).
 
 use base64::Engine as _;
 use url::form_urlencoded::Serializer;
@@ -22,12 +19,15 @@ impl Provider {
     /// form fields (`client_secret_post`), or `client_id`, `client_assertion_type` and a fresh
     /// `client_assertion` (`private_key_jwt`).
     ///
+    /// `now` (unix seconds) is the assertion's `iat`.
+    ///
     /// # Errors
     /// When a `private_key_jwt` assertion cannot be signed (the OS refused randomness).
     pub(super) fn authenticate(
         &self,
         mut request: ::http::request::Builder,
         form: &mut Serializer<'_, String>,
+        now: i64,
     ) -> Result<::http::request::Builder, AssertionError> {
         match &self.settings.token_endpoint_auth {
             TokenEndpointAuth::Basic(secret) => {
@@ -52,7 +52,7 @@ impl Provider {
             }
             TokenEndpointAuth::PrivateKeyJwt(_) => {
                 form.append_pair("client_id", &self.settings.client_id);
-                if let Some(assertion) = self.client_assertion()? {
+                if let Some(assertion) = self.client_assertion(now)? {
                     form.append_pair("client_assertion_type", ASSERTION_TYPE);
                     form.append_pair("client_assertion", assertion.expose());
                 }
@@ -61,11 +61,15 @@ impl Provider {
         Ok(request)
     }
 
-    /// A fresh `private_key_jwt` assertion, or `None` with a client secret method.
+    /// A fresh `private_key_jwt` assertion issued at `now`, or `None` with a client secret
+    /// method.
     ///
     /// # Errors
     /// When the assertion cannot be signed (the OS refused randomness).
-    pub(super) fn client_assertion(&self) -> Result<Option<SecretString>, AssertionError> {
+    pub(super) fn client_assertion(
+        &self,
+        now: i64,
+    ) -> Result<Option<SecretString>, AssertionError> {
         let TokenEndpointAuth::PrivateKeyJwt(config) = &self.settings.token_endpoint_auth else {
             return Ok(None);
         };
@@ -73,9 +77,6 @@ impl Provider {
             AssertionAudience::TokenEndpoint => self.token_endpoint.as_str(),
             AssertionAudience::Issuer => self.settings.issuer.as_str(),
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
         config
             .key
             .assertion(&self.settings.client_id, audience, now)

@@ -88,7 +88,7 @@ impl Provider {
         now: i64,
     ) -> Result<LoginTokens, LoginError> {
         let assertion = self
-            .client_assertion()
+            .client_assertion(now)
             .map_err(|e| LoginError::TokenRequest(e.to_string()))?;
         let mut request = self
             .client
@@ -154,7 +154,7 @@ impl Provider {
     ) -> Result<Refreshed, RefreshError> {
         let token = RefreshToken::new(refresh.expose().to_owned());
         let assertion = self
-            .client_assertion()
+            .client_assertion(now)
             .map_err(|e| RefreshError::Failed(e.to_string()))?;
         let mut request = self
             .client
@@ -242,9 +242,15 @@ impl Provider {
     /// Sent directly rather than through oauth2's revocation request, which refuses `http://`
     /// endpoints even on loopback (where development IdPs live).
     ///
+    /// `now` (unix seconds) dates a `private_key_jwt` assertion.
+    ///
     /// # Errors
     /// A description of the failure, for the log.
-    pub(crate) async fn revoke_refresh_token(&self, token: &SecretString) -> Result<(), String> {
+    pub(crate) async fn revoke_refresh_token(
+        &self,
+        token: &SecretString,
+        now: i64,
+    ) -> Result<(), String> {
         let Some(url) = &self.metadata_extra.revocation_endpoint else {
             return Ok(());
         };
@@ -259,7 +265,7 @@ impl Provider {
                 )
                 .header(::http::header::ACCEPT, "application/json");
             request = self
-                .authenticate(request, &mut form)
+                .authenticate(request, &mut form, now)
                 .map_err(|e| e.to_string())?;
             let body = SecretString::new(form.finish());
             request

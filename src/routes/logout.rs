@@ -92,7 +92,10 @@ pub(super) async fn logout(
 
     if let Some(refresh) = &session.refresh_token
         && app.provider.can_revoke()
-        && let Err(e) = app.provider.revoke_refresh_token(&refresh.expose()).await
+        && let Err(e) = app
+            .provider
+            .revoke_refresh_token(&refresh.expose(), now)
+            .await
     {
         tracing::warn!(session = ?session.id, error = %e, "refresh token revocation failed");
     }

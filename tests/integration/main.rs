@@ -14,6 +14,7 @@ mod journal;
 mod login;
 mod logs;
 mod observability;
+mod private_key_jwt;
 mod proxy;
 mod refresh;
 mod server;

@@ -5,12 +5,13 @@
 
 use std::collections::HashSet;
 
-use crate::support::app::Harness;
+use crate::support::app::{Harness, PUBLIC};
 use crate::support::browser::{Browser, Resp};
 use crate::support::client_keys::{
     ASSERTION_TYPE, AssertionAudience, CLIENT_EC256, CLIENT_EC384, CLIENT_RSA, ClientKey, file_ref,
 };
-use crate::support::idp::{AuthMethod, Logged, peek_jwt};
+use crate::support::idp::{AuthMethod, FakeIdp, Logged, peek_jwt};
+use crate::support::process::{Sealgate, Spawn};
 
 const SECRET_LINE: &str = "client_secret = \"env:SECRET\"\n";
 
@@ -272,4 +273,57 @@ async fn assertions_live_a_minute_at_most() {
     let mut b = h.browser();
     assert_eq!(h.login(&mut b).await.status, 302);
     assert_eq!(h.idp.assertion_jtis().len(), 1);
+}
+
+#[tokio::test]
+async fn debug_logs_hold_no_assertion_and_no_key() {
+    let idp = FakeIdp::start().await;
+    idp.set(|b| b.auth_method = AuthMethod::PrivateKeyJwt(&CLIENT_EC256));
+    let upstream = crate::support::upstream::start().await;
+    let log = std::env::temp_dir().join(format!("sealgate-pkjwt-{}.log", std::process::id()));
+    let extra = format!(
+        "oidc.token_endpoint_auth = \"private_key_jwt\"\n\
+         oidc.client_assertion_key = \"{}\"\n\
+         session.refresh_before = \"1h\"",
+        CLIENT_EC256.config_ref()
+    );
+    let sealgate = Sealgate::spawn_edited(
+        &idp,
+        upstream,
+        Spawn {
+            extra: &extra,
+            rust_log: "debug",
+            log_file: Some(log.clone()),
+        },
+        |toml| toml.replace(SECRET_LINE, ""),
+    )
+    .await;
+    let mut b = sealgate.browser();
+    sealgate.login(&mut b).await;
+    let r = b
+        .get(&format!("{}/api/orders", PUBLIC), &[("x-csrf", "1")])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = b
+        .post(&format!("{}/bff/logout", PUBLIC), &[("x-csrf", "1")], "")
+        .await;
+    assert_eq!(r.status, 302);
+    drop(sealgate);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(text.lines().count() > 10, "debug logging was on");
+    let requests = [idp.requests_to("/token"), idp.requests_to("/revoke")].concat();
+    assert_eq!(requests.len(), 3, "code exchange, refresh, revocation");
+    assert_eq!(idp.assertion_jtis().len(), 3);
+    for r in &requests {
+        let assertion = r.form_param("client_assertion").unwrap();
+        let signature = assertion.rsplit('.').next().unwrap();
+        assert!(!text.contains(signature), "an assertion in the log");
+    }
+    assert!(!text.contains("eyJ"), "no JWT in the log");
+    let pem = CLIENT_EC256.private_pem();
+    for line in pem.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(!text.contains(line), "key material in the log");
+    }
 }

@@ -32,6 +32,11 @@ impl ClientKey {
     pub fn config_ref(&self) -> String {
         file_ref(self.file)
     }
+
+    /// The private key's PEM text.
+    pub fn private_pem(&self) -> String {
+        std::fs::read_to_string(format!("{KEYS}/{}", self.file)).expect("a committed test key")
+    }
 }
 
 /// `file:` reference to a file in `tests/support/keys/`.

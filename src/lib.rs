@@ -55,7 +55,8 @@
 //!   login parameters, pure), [`expiring`] (the bounded set of once-only keys: used login states, logout
 //!   token `jti`s), [`outbound`] (TLS trust roots and error chains for every outbound client),
 //!   [`metrics`] (Prometheus), [`secret`] (zeroized, redacted secrets; the OS CSPRNG),
-//!   [`clock`].
+//!   [`clock`], [`client_assertion`] (the `private_key_jwt` key, read from PEM at start-up,
+//!   and the JWTs it signs with ring).
 //! - [`fuzzing`]: harness functions for the `fuzz/` targets (above everything it exercises),
 //!   exported through [`internal`].
 //!
@@ -99,6 +100,7 @@
 #![allow(rustdoc::private_intra_doc_links)]
 
 mod app;
+mod client_assertion;
 mod clock;
 mod cluster;
 mod config;

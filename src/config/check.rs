@@ -122,4 +122,8 @@ impl SecretSource for CheckEnv<'_> {
             })
         })
     }
+
+    fn is_stand_in(&self, name: &str) -> bool {
+        self.lookup.env(name).is_none()
+    }
 }

@@ -55,7 +55,12 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// Keys whose values may be secrets (a reference, or a secret pasted inline by mistake).
-const SECRETS: &[&str] = &["session.keys", "oidc.client_secret", "cluster.redis_url"];
+const SECRETS: &[&str] = &[
+    "session.keys",
+    "oidc.client_secret",
+    "oidc.client_assertion_key",
+    "cluster.redis_url",
+];
 
 /// Reads `text` with `overrides` applied. `None` when the file is not TOML or an override
 /// cannot be applied: past those, the file's structure is not known.

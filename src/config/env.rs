@@ -14,6 +14,12 @@ use crate::secret::SecretString;
 pub trait SecretSource {
     /// The value of environment variable `name`.
     fn env(&self, name: &str) -> Option<String>;
+
+    /// Whether the value [`SecretSource::env`] gave for `name` stands in for a variable that is
+    /// not set (`check-config`): a secret that must parse (a PEM key) is then not parsed.
+    fn is_stand_in(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// Reads secrets from the real process environment.

@@ -22,6 +22,7 @@ use std::path::Path;
 
 mod bff;
 pub(crate) mod check;
+mod client_auth;
 mod context;
 mod document;
 mod env;
@@ -42,9 +43,9 @@ pub(crate) use env::{ENV_PREFIX, ProcessEnv};
 pub use problem::ConfigError;
 pub(crate) use problem::{Place, Problem};
 pub(crate) use settings::{
-    ClusterSettings, CookieForwarding, CsrfMode, LogFormat, OidcSettings, ParMode, RouteSettings,
-    ServerSettings, SigningAlgsKey, StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth,
-    TokenPolicy,
+    AssertionAudience, ClusterSettings, CookieForwarding, CsrfMode, LogFormat, OidcSettings,
+    ParMode, RouteSettings, ServerSettings, SigningAlgsKey, StaticSettings, StorePolicy,
+    TlsSettings, TokenEndpointAuth, TokenPolicy,
 };
 pub use settings::{LogSettings, Settings};
 

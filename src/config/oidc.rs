@@ -4,13 +4,13 @@
 
 use std::collections::HashSet;
 
+use super::client_auth::client_auth;
 use super::context::{Cx, span};
-use super::env::resolve_secret;
 use super::problem::invalid;
 use super::raw::RawOidc;
 use super::request_params::{login_params, param_table};
 use super::settings::{
-    ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, ParMode, SigningAlgsKey, TokenEndpointAuth,
+    ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, ParMode, SigningAlgsKey,
 };
 use super::values;
 
@@ -113,10 +113,7 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
     }
     let scopes = scopes(&o, cx);
     let algs = signing_algs(&o, cx);
-    let client_secret = cx.ok(
-        Some(o.client_secret.span()),
-        resolve_secret("oidc.client_secret", o.client_secret.get_ref(), cx.env),
-    );
+    let token_endpoint_auth = client_auth(&o, cx);
     let post_logout_redirect_uri = match &o.post_logout_redirect_uri {
         None => Some(None),
         Some(u) => cx.ok(
@@ -129,15 +126,6 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         "oidc.jwks_refetch_cooldown",
         o.jwks_refetch_cooldown.as_ref(),
         "30s",
-    );
-    let token_endpoint_auth = cx.keyword(
-        "oidc.token_endpoint_auth",
-        o.token_endpoint_auth.as_ref(),
-        "client_secret_basic",
-        &[
-            ("client_secret_basic", TokenEndpointAuth::Basic),
-            ("client_secret_post", TokenEndpointAuth::Post),
-        ],
     );
     let clock_skew = cx.duration("oidc.clock_skew", o.clock_skew.as_ref(), "60s");
     let max_id_token_age = cx.duration("oidc.max_id_token_age", o.max_id_token_age.as_ref(), "10m");
@@ -172,7 +160,6 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
     Some(OidcSettings {
         name: name?,
         listed,
-        client_secret: client_secret?,
         issuer: o.issuer.into_inner(),
         client_id: o.client_id.into_inner(),
         scopes: scopes?,

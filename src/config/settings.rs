@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use url::Url;
 
+use crate::client_assertion::AssertionKey;
 use crate::seal::{CookieName, KeyRing};
 use crate::secret::SecretString;
 
@@ -146,13 +147,48 @@ pub enum CsrfMode {
     DoubleSubmit,
 }
 
-/// How sealgate authenticates to the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How sealgate authenticates to the token endpoint (and the revocation endpoint), with the
+/// credential that method uses.
+#[derive(Debug, Clone)]
 pub enum TokenEndpointAuth {
-    /// HTTP Basic (`client_secret_basic`, the default).
-    Basic,
-    /// Form fields (`client_secret_post`).
-    Post,
+    /// HTTP Basic with the client secret (`client_secret_basic`, the default).
+    Basic(SecretString),
+    /// The client secret in the form (`client_secret_post`).
+    Post(SecretString),
+    /// A JWT signed with the client's private key, fresh for each request (`private_key_jwt`,
+    /// RFC 7523 section 2.2, OIDC Core section 9).
+    PrivateKeyJwt(ClientAssertion),
+}
+
+impl TokenEndpointAuth {
+    /// The method's registered name (`token_endpoint_auth_methods_supported`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Basic(_) => "client_secret_basic",
+            Self::Post(_) => "client_secret_post",
+            Self::PrivateKeyJwt(_) => "private_key_jwt",
+        }
+    }
+}
+
+/// `private_key_jwt`: the key and the audience of the assertions.
+#[derive(Debug, Clone)]
+pub struct ClientAssertion {
+    /// The client's private key (`oidc.client_assertion_key`), with its `kid`
+    /// (`oidc.client_assertion_kid`).
+    pub key: AssertionKey,
+    /// What the assertions' `aud` names (`oidc.client_assertion_audience`).
+    pub audience: AssertionAudience,
+}
+
+/// The `aud` of a client assertion: one string, never an array (some IdPs refuse several
+/// audiences).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAudience {
+    /// The token endpoint URL from discovery (OIDC Core section 9; the default).
+    TokenEndpoint,
+    /// The issuer identifier (draft-ietf-oauth-rfc7523bis; immune to audience injection).
+    Issuer,
 }
 
 /// `[oidc]`.
@@ -167,8 +203,6 @@ pub struct OidcSettings {
     pub issuer: String,
     /// The client id.
     pub client_id: String,
-    /// The client secret.
-    pub client_secret: SecretString,
     /// Requested scopes (`openid` is always included).
     pub scopes: Vec<String>,
     /// Where the IdP sends the browser after RP-initiated logout.
@@ -177,7 +211,8 @@ pub struct OidcSettings {
     pub timeout: Duration,
     /// Least time between two JWKS refetches triggered by an unknown `kid`.
     pub jwks_refetch_cooldown: Duration,
-    /// Client authentication at the token endpoint.
+    /// Client authentication at the token and revocation endpoints, with its credential
+    /// (`oidc.token_endpoint_auth`, `oidc.client_secret`, `oidc.client_assertion_*`).
     pub token_endpoint_auth: TokenEndpointAuth,
     /// Whether to call the userinfo endpoint after login (its `sub` must match).
     pub use_userinfo: bool,

@@ -47,11 +47,19 @@ fn parse(text: &str) -> Result<Settings, ConfigError> {
     Settings::from_toml(text, &env)
 }
 
+/// The client secret of a `client_secret_*` method.
+fn client_secret(s: &Settings) -> &str {
+    match &s.oidc().token_endpoint_auth {
+        TokenEndpointAuth::Basic(secret) | TokenEndpointAuth::Post(secret) => secret.expose(),
+        TokenEndpointAuth::PrivateKeyJwt(_) => panic!("no client secret with private_key_jwt"),
+    }
+}
+
 #[test]
 fn example_parses_into_typed_settings() {
     let s = parse(EXAMPLE).unwrap();
     assert_eq!(s.server.listen.to_string(), "127.0.0.1:8080");
-    assert_eq!(s.oidc().client_secret.expose(), "s3cret");
+    assert_eq!(client_secret(&s), "s3cret");
     assert_eq!(s.session.idle_timeout, Duration::from_secs(1200));
     assert_eq!(s.session.absolute_timeout, Duration::from_secs(8 * 3600));
     assert_eq!(
@@ -63,7 +71,10 @@ fn example_parses_into_typed_settings() {
         s.bff.allowed_origins,
         vec!["https://app.example.com".to_string()]
     );
-    assert_eq!(s.oidc().token_endpoint_auth, TokenEndpointAuth::Basic);
+    assert!(matches!(
+        s.oidc().token_endpoint_auth,
+        TokenEndpointAuth::Basic(_)
+    ));
 }
 
 #[test]
@@ -185,10 +196,7 @@ fn secrets_from_files() {
         "env:SEALGATE_CLIENT_SECRET",
         &format!("file:{}", path.display()),
     );
-    assert_eq!(
-        parse(&text).unwrap().oidc().client_secret.expose(),
-        "from-file"
-    );
+    assert_eq!(client_secret(&parse(&text).unwrap()), "from-file");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -645,3 +653,4 @@ mod check_config;
 mod providers;
 mod revalidate;
 mod request_params;
+mod client_auth;

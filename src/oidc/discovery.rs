@@ -181,6 +181,49 @@ fn par_endpoint(
     }
 }
 
+/// Why the metadata suggests the IdP will refuse this client's authentication, if it does: the
+/// method missing from `token_endpoint_auth_methods_supported` (`methods`), or for
+/// `private_key_jwt` the key's algorithm missing from
+/// `token_endpoint_auth_signing_alg_values_supported` (`algs`). Absent lists say nothing. A
+/// warning, not a refusal: metadata often lists less than the IdP accepts, and a refused method
+/// shows at the first login (`invalid_client`).
+fn auth_method_warning(
+    auth: &TokenEndpointAuth,
+    methods: Option<&[String]>,
+    algs: Option<&[String]>,
+) -> Option<String> {
+    let method = auth.name();
+    if let Some(methods) = methods
+        && !methods.iter().any(|m| m == method)
+    {
+        return Some(format!(
+            "token_endpoint_auth = {method:?}, but the IdP's token_endpoint_auth_methods_supported \
+             lists only {methods:?}"
+        ));
+    }
+    let TokenEndpointAuth::PrivateKeyJwt(config) = auth else {
+        return None;
+    };
+    let alg = config.key.alg().name();
+    let algs = algs?;
+    if algs.iter().any(|a| a == alg) {
+        return None;
+    }
+    Some(format!(
+        "the client assertion key signs {alg}, but the IdP's \
+         token_endpoint_auth_signing_alg_values_supported lists only {algs:?}"
+    ))
+}
+
+/// Metadata values as the document spells them (`"private_key_jwt"`, `"ES256"`).
+fn wire_names<T: Serialize>(values: Option<&Vec<T>>) -> Option<Vec<String>> {
+    let name = |value: &T| match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    };
+    values.map(|v| v.iter().map(name).collect())
+}
+
 impl Provider {
     /// Runs discovery for the configured issuer and fetches its JWKS.
     ///
@@ -204,8 +247,17 @@ impl Provider {
             .map_err(|e| disc_err(error_chain(&e)))?;
         let extra = metadata.additional_metadata().clone();
         check_endpoints(&issuer, &metadata, &extra)?;
-        if metadata.token_endpoint().is_none() {
+        let Some(token_endpoint) = metadata.token_endpoint().map(|u| u.as_str().to_owned()) else {
             return Err(disc_err("the metadata has no token_endpoint".into()));
+        };
+        let methods = wire_names(metadata.token_endpoint_auth_methods_supported());
+        let algs = wire_names(metadata.token_endpoint_auth_signing_alg_values_supported());
+        if let Some(warning) = auth_method_warning(
+            &settings.token_endpoint_auth,
+            methods.as_deref(),
+            algs.as_deref(),
+        ) {
+            tracing::warn!(issuer = %issuer, "{warning}");
         }
         let par_endpoint = par_endpoint(&issuer, settings.par, &extra)?;
         let end_session = extra
@@ -221,24 +273,28 @@ impl Provider {
             .collect();
         let jwks_uri = metadata.jwks_uri().clone();
         let jwks = metadata.jwks().clone();
-        let redirect = RedirectUrl::new(redirect_uri).map_err(|e| disc_err(e.to_string()))?;
+        let redirect =
+            RedirectUrl::new(redirect_uri).map_err(|e| disc_err(e.to_string()))?;
+        // With private_key_jwt, no secret and the client id in the body: the grants add the
+        // assertion to openidconnect's requests, which then carry no other credential.
+        let (secret, auth_type) = match &settings.token_endpoint_auth {
+            TokenEndpointAuth::Basic(s) => (Some(s), AuthType::BasicAuth),
+            TokenEndpointAuth::Post(s) => (Some(s), AuthType::RequestBody),
+            TokenEndpointAuth::PrivateKeyJwt(_) => (None, AuthType::RequestBody),
+        };
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(settings.client_id.clone()),
-            Some(ClientSecret::new(
-                settings.client_secret.expose().to_owned(),
-            )),
+            secret.map(|s| ClientSecret::new(s.expose().to_owned())),
         )
         .set_redirect_uri(redirect)
-        .set_auth_type(match settings.token_endpoint_auth {
-            TokenEndpointAuth::Basic => AuthType::BasicAuth,
-            TokenEndpointAuth::Post => AuthType::RequestBody,
-        });
+        .set_auth_type(auth_type);
         Ok(Self {
             settings: settings.clone(),
             issuer_url,
             http,
             client,
+            token_endpoint,
             metadata_extra: extra,
             jwks_uri,
             jwks: RwLock::new(jwks),
@@ -327,5 +383,43 @@ mod tests {
             err.contains("pushed_authorization_request_endpoint"),
             "{err}"
         );
+    }
+
+    use crate::client_assertion::AssertionKey;
+    use crate::config::AssertionAudience;
+    use crate::config::settings::ClientAssertion;
+    use crate::secret::SecretString;
+
+    fn list(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_method_or_algorithm_the_metadata_does_not_list_is_warned_about() {
+        let basic = TokenEndpointAuth::Basic(SecretString::new("s".into()));
+        let jwt = TokenEndpointAuth::PrivateKeyJwt(ClientAssertion {
+            key: AssertionKey::ephemeral(None).unwrap(),
+            audience: AssertionAudience::TokenEndpoint,
+        });
+        let secrets = list(&["client_secret_basic", "client_secret_post"]);
+        let with_jwt = list(&["client_secret_basic", "private_key_jwt"]);
+        let rs = list(&["RS256"]);
+        let es = list(&["RS256", "ES256"]);
+        // Absent lists: nothing to say.
+        assert_eq!(auth_method_warning(&basic, None, None), None);
+        assert_eq!(auth_method_warning(&jwt, None, None), None);
+        assert_eq!(auth_method_warning(&basic, Some(&secrets), None), None);
+        assert_eq!(auth_method_warning(&jwt, Some(&with_jwt), Some(&es)), None);
+        assert_eq!(auth_method_warning(&jwt, Some(&with_jwt), None), None);
+
+        let w = auth_method_warning(&jwt, Some(&secrets), None).unwrap();
+        assert!(
+            w.contains("\"private_key_jwt\"") && w.contains("client_secret_post"),
+            "{w}"
+        );
+        let w = auth_method_warning(&jwt, Some(&with_jwt), Some(&rs)).unwrap();
+        assert!(w.contains("ES256") && w.contains("RS256"), "{w}");
+        let w = auth_method_warning(&basic, Some(&with_jwt[1..]), None).unwrap();
+        assert!(w.contains("client_secret_basic"), "{w}");
     }
 }

@@ -1,6 +1,7 @@
 //! Grants at the token endpoint: the authorization request and the code exchange (PKCE, ID
 //! token, optional userinfo check), refresh (with the identity rule of OIDC Core 12.2), and
-//! refresh token revocation (RFC 7009).
+//! refresh token revocation (RFC 7009). With `private_key_jwt`, each token request carries a
+//! fresh client assertion (openidconnect's client then sends no secret, only `client_id`).
 
 use openidconnect::core::CoreAuthenticationFlow;
 use openidconnect::{
@@ -14,6 +15,7 @@ use super::claims::check_auth_time;
 use super::error::{LoginError, RefreshError};
 use super::id_token::same_identity;
 use crate::oidc_params::{self, AuthorizationParams};
+use crate::client_assertion::ASSERTION_TYPE;
 use crate::outbound::error_chain;
 use crate::secret::SecretString;
 use crate::token::Token;
@@ -109,6 +111,9 @@ impl Provider {
         max_age: Option<u64>,
         now: i64,
     ) -> Result<LoginTokens, LoginError> {
+        let assertion = self
+            .client_assertion(now)
+            .map_err(|e| LoginError::TokenRequest(e.to_string()))?;
         let mut request = self
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -116,6 +121,11 @@ impl Provider {
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
         for (name, value) in &self.settings.token_params {
             request = request.add_extra_param(name.as_str(), value.as_str());
+        }
+        if let Some(assertion) = &assertion {
+            request = request
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion.expose());
         }
         let response = request
             .request_async(&self.http)
@@ -175,12 +185,20 @@ impl Provider {
         now: i64,
     ) -> Result<Refreshed, RefreshError> {
         let token = RefreshToken::new(refresh.expose().to_owned());
+        let assertion = self
+            .client_assertion(now)
+            .map_err(|e| RefreshError::Failed(e.to_string()))?;
         let mut request = self
             .client
             .exchange_refresh_token(&token)
             .map_err(|e| RefreshError::Failed(e.to_string()))?;
         for (name, value) in &self.settings.token_params {
             request = request.add_extra_param(name.as_str(), value.as_str());
+        }
+        if let Some(assertion) = &assertion {
+            request = request
+                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion.expose());
         }
         let response = request
             .request_async(&self.http)
@@ -259,9 +277,15 @@ impl Provider {
     /// Sent directly rather than through oauth2's revocation request, which refuses `http://`
     /// endpoints even on loopback (where development IdPs live).
     ///
+    /// `now` (unix seconds) dates a `private_key_jwt` assertion.
+    ///
     /// # Errors
     /// A description of the failure, for the log.
-    pub(crate) async fn revoke_refresh_token(&self, token: &SecretString) -> Result<(), String> {
+    pub(crate) async fn revoke_refresh_token(
+        &self,
+        token: &SecretString,
+        now: i64,
+    ) -> Result<(), String> {
         let Some(url) = &self.metadata_extra.revocation_endpoint else {
             return Ok(());
         };
@@ -275,7 +299,9 @@ impl Provider {
                     "application/x-www-form-urlencoded",
                 )
                 .header(::http::header::ACCEPT, "application/json");
-            request = self.authenticate(request, &mut form);
+            request = self
+                .authenticate(request, &mut form, now)
+                .map_err(|e| e.to_string())?;
             let body = SecretString::new(form.finish());
             request
                 .body(body.expose().as_bytes().to_vec())

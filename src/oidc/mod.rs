@@ -58,6 +58,8 @@ pub(crate) struct Provider {
     issuer_url: IssuerUrl,
     http: IdpHttpClient,
     client: Client,
+    /// The token endpoint URL from discovery (the default `aud` of client assertions).
+    token_endpoint: String,
     metadata_extra: ExtraMetadata,
     jwks_uri: openidconnect::JsonWebKeySetUrl,
     /// The IdP's keys, for ID tokens and logout tokens alike; replaced by a refetch.

@@ -29,6 +29,7 @@ impl Provider {
         nonce: &SecretString,
         verifier: &SecretString,
         extra: &[(String, String)],
+        now: i64,
     ) -> Result<Url, ParError> {
         let url = self.authorization_url(state, nonce, verifier, extra);
         let Some(endpoint) = &self.par_endpoint else {
@@ -43,7 +44,7 @@ impl Provider {
             .skip(own)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        let request_uri = self.push(endpoint, &params).await?;
+        let request_uri = self.push(endpoint, &params, now).await?;
         let mut browser = base.clone();
         browser
             .query_pairs_mut()
@@ -57,10 +58,11 @@ impl Provider {
         &self,
         endpoint: &Url,
         params: &[(String, String)],
+        now: i64,
     ) -> Result<SecretString, ParError> {
         let request = self
-            .par_request(endpoint, params)
-            .map_err(|e| ParError::Unreachable(e.to_string()))?;
+            .par_request(endpoint, params, now)
+            .map_err(ParError::Unreachable)?;
         let response = self
             .http
             .send(request)
@@ -69,12 +71,14 @@ impl Provider {
         parse_par_response(response.status().as_u16(), response.body())
     }
 
-    /// The PAR request: `params` and this client's authentication, as a form.
+    /// The PAR request: `params` and this client's authentication (a `private_key_jwt`
+    /// assertion dated `now`), as a form.
     fn par_request(
         &self,
         endpoint: &Url,
         params: &[(String, String)],
-    ) -> Result<::http::Request<Vec<u8>>, ::http::Error> {
+        now: i64,
+    ) -> Result<::http::Request<Vec<u8>>, String> {
         let mut auth = Serializer::new(String::new());
         let request = ::http::Request::post(endpoint.as_str())
             .header(
@@ -82,7 +86,9 @@ impl Provider {
                 "application/x-www-form-urlencoded",
             )
             .header(::http::header::ACCEPT, "application/json");
-        let request = self.authenticate(request, &mut auth);
+        let request = self
+            .authenticate(request, &mut auth, now)
+            .map_err(|e| e.to_string())?;
         let auth = SecretString::new(auth.finish());
         // `client_id` once: client authentication may have sent it already (client_secret_post).
         let has_client_id =
@@ -94,7 +100,9 @@ impl Provider {
             }
         }
         let body = SecretString::new(form.finish());
-        request.body(body.expose().as_bytes().to_vec())
+        request
+            .body(body.expose().as_bytes().to_vec())
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -189,7 +189,7 @@ pub(super) async fn login(
 
     // With PAR the request is pushed first: when that fails, no login cookie is set.
     let url = provider
-        .authorization_redirect(&state, &nonce, &verifier, &params.extra)
+        .authorization_redirect(&state, &nonce, &verifier, &params.extra, now)
         .await
         .map_err(|e| {
             let rejection = Rejection::LoginFailed {

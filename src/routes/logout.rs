@@ -94,7 +94,7 @@ pub(super) async fn logout(
     let provider = app.provider_of(&session);
     if let (Some(refresh), Some(provider)) = (&session.refresh_token, provider)
         && provider.can_revoke()
-        && let Err(e) = provider.revoke_refresh_token(&refresh.expose()).await
+        && let Err(e) = provider.revoke_refresh_token(&refresh.expose(), now).await
     {
         tracing::warn!(session = ?session.id, error = %e, "refresh token revocation failed");
     }

@@ -17,6 +17,7 @@ mod observability;
 mod providers;
 mod par;
 mod params;
+mod private_key_jwt;
 mod proxy;
 mod refresh;
 mod revalidate;

@@ -113,9 +113,23 @@ pub fn init_logs() {
 }
 
 pub async fn try_start(idp: &FakeIdp, extra: &str, clock: Clock) -> Result<Running, StartError> {
+    try_start_edited(idp, extra, clock, |toml| toml).await
+}
+
+/// [`try_start`] with the configuration text passed through `edit` first (to remove a line).
+pub async fn try_start_edited(
+    idp: &FakeIdp,
+    extra: &str,
+    clock: Clock,
+    edit: impl FnOnce(String) -> String,
+) -> Result<Running, StartError> {
     init_logs();
     let upstream = super::upstream::start().await;
-    let toml = config_toml_with_upstream(&idp.issuer(), extra, &upstream.to_string());
+    let toml = edit(config_toml_with_upstream(
+        &idp.issuer(),
+        extra,
+        &upstream.to_string(),
+    ));
     let settings = Settings::from_toml(&toml, &env).expect("test config");
     sealgate::start(
         settings,
@@ -134,10 +148,19 @@ impl Harness {
 
     /// `setup` adjusts the IdP; `extra` holds lines like `oidc.use_userinfo = true`.
     pub async fn start_with(setup: impl FnOnce(&mut Behaviour), extra: &str) -> Self {
+        Self::start_edited(setup, extra, |toml| toml).await
+    }
+
+    /// [`Harness::start_with`], the configuration text passed through `edit` first.
+    pub async fn start_edited(
+        setup: impl FnOnce(&mut Behaviour),
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
         let idp = FakeIdp::start().await;
         idp.set(setup);
         let clock = Clock::system();
-        let running = try_start(&idp, extra, clock.clone())
+        let running = try_start_edited(&idp, extra, clock.clone(), edit)
             .await
             .expect("sealgate starts");
         let actual = format!("http://{}", running.addr);

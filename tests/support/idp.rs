@@ -23,7 +23,7 @@
 //! deterministic token values. Putting those hooks into the development IdP would make the demo
 //! carry test-only branches on every endpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
@@ -44,6 +44,8 @@ use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use url::Url;
+
+use super::client_keys::{self, AssertionAudience, ClientKey};
 
 /// The `iss` that [`Fault::WrongIss`] and [`IssParam::Wrong`] put in place of the real one.
 pub const EVIL_ISSUER: &str = "https://evil.example";
@@ -128,6 +130,9 @@ pub enum AuthMethod {
     Basic,
     /// `client_secret_post`: `client_id` and `client_secret` in the form body.
     Post,
+    /// `private_key_jwt`: a client assertion signed with this key (see [`client_keys`]); a
+    /// `client_secret` or `Authorization` header is refused.
+    PrivateKeyJwt(&'static ClientKey),
 }
 
 /// What `/authorize` puts in the RFC 9207 `iss` response parameter.
@@ -213,6 +218,8 @@ pub struct Behaviour {
     pub client_secret: String,
     /// The client authentication `/token` and `/revoke` accept. Default [`AuthMethod::Basic`].
     pub auth_method: AuthMethod,
+    /// The `aud` a `private_key_jwt` assertion must have. Default the token endpoint.
+    pub assertion_audience: AssertionAudience,
     /// `sub` of the user who "logs in". Default `alice`.
     pub user_sub: String,
     /// Merged into the ID token and the userinfo response (standard claims and faults win).
@@ -282,6 +289,7 @@ impl Default for Behaviour {
             client_id: "spa-bff".into(),
             client_secret: "test-secret".into(),
             auth_method: AuthMethod::Basic,
+            assertion_audience: AssertionAudience::TokenEndpoint,
             user_sub: "alice".into(),
             extra_claims,
             sid: Some("idp-sid-1".into()),
@@ -415,6 +423,11 @@ struct State {
     pushed: HashMap<String, Vec<(String, String)>>,
     log: Vec<Logged>,
     serial: u64,
+    /// Every client assertion `jti` accepted, in order (a replay is refused).
+    assertion_jtis: Vec<String>,
+    seen_jtis: HashSet<String>,
+    /// Why each refused client assertion was refused, in order.
+    assertion_refusals: Vec<String>,
 }
 
 impl FakeIdp {
@@ -434,6 +447,9 @@ impl FakeIdp {
             pushed: HashMap::new(),
             log: Vec::new(),
             serial: 0,
+            assertion_jtis: Vec::new(),
+            seen_jtis: HashSet::new(),
+            assertion_refusals: Vec::new(),
         }));
         let shared = Arc::clone(&state);
         // No header read timeout: tests pause and advance time; they never open this many.
@@ -488,6 +504,16 @@ impl FakeIdp {
             .filter(|l| l.path == path)
             .cloned()
             .collect()
+    }
+
+    /// The `jti` of every client assertion accepted so far, in order.
+    pub fn assertion_jtis(&self) -> Vec<String> {
+        self.lock().assertion_jtis.clone()
+    }
+
+    /// Why each refused client assertion was refused (`"replayed jti"`, `"signature"`, ...).
+    pub fn assertion_refusals(&self) -> Vec<String> {
+        self.lock().assertion_refusals.clone()
     }
 
     /// Forgets the request log.
@@ -700,6 +726,7 @@ impl State {
             "token_endpoint_auth_methods_supported": [match b.auth_method {
                 AuthMethod::Basic => "client_secret_basic",
                 AuthMethod::Post => "client_secret_post",
+                AuthMethod::PrivateKeyJwt(_) => "private_key_jwt",
             }],
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "nonce", "sid", "name", "email"],
@@ -707,6 +734,9 @@ impl State {
             "backchannel_logout_supported": true,
             "backchannel_logout_session_supported": true,
         });
+        if let AuthMethod::PrivateKeyJwt(key) = b.auth_method {
+            doc["token_endpoint_auth_signing_alg_values_supported"] = json!([key.alg]);
+        }
         if b.revocation_endpoint {
             doc["revocation_endpoint"] = json!(format!("{issuer}/revoke"));
         }
@@ -855,7 +885,7 @@ impl State {
 
     /// Checks client authentication per [`Behaviour::auth_method`]; `Some` is the error
     /// response.
-    fn client_auth_error(&self, req: &Logged) -> Option<Response<Full<Bytes>>> {
+    fn client_auth_error(&mut self, req: &Logged) -> Option<Response<Full<Bytes>>> {
         let b = &self.behaviour;
         let basic = req
             .authorization
@@ -882,6 +912,10 @@ impl State {
                     && req.form_param("client_id") == Some(b.client_id.as_str())
                     && post_secret == Some(b.client_secret.as_str())
             }
+            AuthMethod::PrivateKeyJwt(key) => {
+                let no_secret = req.authorization.is_none() && post_secret.is_none();
+                no_secret && self.check_assertion(req, key)
+            }
         };
         if ok {
             return None;
@@ -892,6 +926,31 @@ impl State {
             HeaderValue::from_static("Basic realm=\"fake-idp\""),
         );
         Some(response)
+    }
+
+    /// A `private_key_jwt` assertion per [`client_keys::verify`]; its `jti` or the reason it
+    /// was refused is recorded.
+    fn check_assertion(&mut self, req: &Logged, key: &'static ClientKey) -> bool {
+        let audience = match self.behaviour.assertion_audience {
+            AssertionAudience::TokenEndpoint => format!("{}/token", self.issuer),
+            AssertionAudience::Issuer => self.issuer.clone(),
+        };
+        let expect = client_keys::Expected {
+            key,
+            client_id: &self.behaviour.client_id,
+            audience: &audience,
+            now: self.now(),
+        };
+        match client_keys::verify(&req.form, &expect, &mut self.seen_jtis) {
+            Ok(jti) => {
+                self.assertion_jtis.push(jti);
+                true
+            }
+            Err(why) => {
+                self.assertion_refusals.push(why);
+                false
+            }
+        }
     }
 
     fn code_grant(&mut self, req: &Logged) -> Response<Full<Bytes>> {

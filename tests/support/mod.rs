@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod browser;
+pub mod client_keys;
 pub mod idp;
 pub mod process;
 pub mod raw;

@@ -44,6 +44,16 @@ impl Sealgate {
     /// Starts `sealgate serve` on a free port with the harness configuration (routes to
     /// `upstream`), and waits until it accepts connections.
     pub async fn spawn(idp: &FakeIdp, upstream: SocketAddr, how: Spawn<'_>) -> Sealgate {
+        Self::spawn_edited(idp, upstream, how, |text| text).await
+    }
+
+    /// [`Sealgate::spawn`] with the configuration text passed through `edit` first.
+    pub async fn spawn_edited(
+        idp: &FakeIdp,
+        upstream: SocketAddr,
+        how: Spawn<'_>,
+        edit: impl FnOnce(String) -> String,
+    ) -> Sealgate {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -56,7 +66,7 @@ impl Sealgate {
         let config = dir.join("sealgate.toml");
         let text = config_toml_with_upstream(&idp.issuer(), how.extra, &upstream.to_string())
             .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, edit(text)).unwrap();
         let stderr = match &how.log_file {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
             None => Stdio::inherit(),

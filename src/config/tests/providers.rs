@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::super::check::check_text;
-use super::super::{Place, Settings};
+use super::super::{Place, Settings, TokenEndpointAuth};
 use super::{EXAMPLE, env};
 
 /// EXAMPLE with its `[oidc]` table replaced by `providers`.
@@ -42,7 +42,10 @@ fn several_providers_each_get_their_own_callback() {
         "https://app.example.com/bff/callback/customers"
     );
     assert_eq!(s.providers[1].scopes, ["openid", "offline_access"]);
-    assert_eq!(s.providers[1].client_secret.expose(), "s3cret");
+    assert!(matches!(
+        &s.providers[1].token_endpoint_auth,
+        TokenEndpointAuth::Basic(secret) if secret.expose() == "s3cret"
+    ));
 }
 
 #[test]

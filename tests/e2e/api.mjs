@@ -1,14 +1,16 @@
 // The upstream API for the end-to-end tests: it trusts nothing but the bearer JWT, whose
-// signature it verifies against the OpenID Provider's JWKS (plus issuer, audience, type and
-// expiry), and answers with the subject. Every request is recorded, so the scenarios can prove
-// that a valid token arrived and that no cookie did.
+// signature it verifies against the JWKS of the OpenID Provider that issued it (one of ISSUERS;
+// plus issuer, audience, type and expiry), and answers with the subject. Every request is
+// recorded, so the scenarios can prove that a valid token arrived, from which provider, and
+// that no cookie did.
 //
-// Environment (set by run.sh): API_PORT, ISSUER, API_AUDIENCE, EVENTS_FILE.
+// Environment (set by run.sh): API_PORT, ISSUERS (space-separated: the providers it trusts),
+// API_AUDIENCE, EVENTS_FILE.
 
 import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 
-import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 
 const env = (name) => {
   const value = process.env[name];
@@ -17,20 +19,23 @@ const env = (name) => {
 };
 
 const port = Number(env('API_PORT'));
-const issuer = env('ISSUER');
+const issuers = env('ISSUERS').split(/\s+/).filter(Boolean);
 const audience = env('API_AUDIENCE');
 const eventsFile = env('EVENTS_FILE');
 
-let jwks;
-async function keySet() {
-  if (!jwks) {
+const jwks = new Map(); // issuer -> its key set, from its discovery document
+
+/** The key set of `issuer`, which must be one of ISSUERS. */
+async function keySet(issuer) {
+  if (!issuers.includes(issuer)) throw new Error('untrusted issuer');
+  if (!jwks.has(issuer)) {
     const res = await fetch(`${issuer}/.well-known/openid-configuration`);
     if (!res.ok) throw new Error(`discovery: ${res.status}`);
     const { jwks_uri: jwksUri, issuer: discovered } = await res.json();
     if (discovered !== issuer) throw new Error(`discovery names issuer ${discovered}`);
-    jwks = createRemoteJWKSet(new URL(jwksUri));
+    jwks.set(issuer, createRemoteJWKSet(new URL(jwksUri)));
   }
-  return jwks;
+  return jwks.get(issuer);
 }
 
 function send(res, status, body) {
@@ -54,8 +59,11 @@ const server = createServer(async (req, res) => {
     // The signature segment identifies the token (the scenarios look for it in the page)
     // without being usable on its own.
     entry.token_signature = token.split('.')[2] ?? null;
-    const { payload, protectedHeader } = await jwtVerify(token, await keySet(), {
-      issuer,
+    // The unverified `iss` only picks the key set; jwtVerify then requires that same issuer
+    // in the signed payload.
+    const { iss } = decodeJwt(token);
+    const { payload, protectedHeader } = await jwtVerify(token, await keySet(iss), {
+      issuer: iss,
       audience,
       typ: 'at+jwt',
       algorithms: ['RS256'],
@@ -63,6 +71,8 @@ const server = createServer(async (req, res) => {
     Object.assign(entry, {
       verified: true,
       alg: protectedHeader.alg,
+      kid: protectedHeader.kid,
+      iss: payload.iss,
       sub: payload.sub,
       client_id: payload.client_id,
       scope: payload.scope ?? null,
@@ -71,7 +81,7 @@ const server = createServer(async (req, res) => {
       exp: payload.exp,
     });
     appendFileSync(eventsFile, `${JSON.stringify(entry)}\n`);
-    send(res, 200, { sub: payload.sub, jti: payload.jti, exp: payload.exp, via: entry.forwarded_host });
+    send(res, 200, { sub: payload.sub, iss: payload.iss, jti: payload.jti, exp: payload.exp, via: entry.forwarded_host });
   } catch (err) {
     Object.assign(entry, { verified: false, error: String(err?.code ?? err?.message ?? err) });
     appendFileSync(eventsFile, `${JSON.stringify(entry)}\n`);

@@ -2,11 +2,20 @@
 // for sealgate as a confidential client. Everything here is test-only: devInteractions signs in
 // anyone, keys are generated at start, and storage is in memory.
 //
+// run.sh starts two of them, "op" and "op2": sealgate's two `[[providers]]`. Each has its own
+// issuer, signing key (kid `e2e-NAME-rs256`), client and event file; op2 also gives its
+// accounts other subjects (SUBJECT_PREFIX), so a session shows which provider signed it in.
+//
 // Environment (set by run.sh):
 //   OP_PORT              port on 127.0.0.1; the issuer is http://127.0.0.1:OP_PORT
+//   PROVIDER_NAME        the provider's name in sealgate's config: the redirect URI is
+//                        ORIGIN/bff/callback/PROVIDER_NAME
 //   SEALGATE_ORIGINS     space-separated origins of the sealgate instances (first gets back-channel logout)
 //   API_AUDIENCE         resource indicator and `aud` of the JWT access tokens
+//   CLIENT_ID            sealgate's client id
 //   CLIENT_SECRET        sealgate's client secret
+//   SUBJECT_PREFIX       optional: the client is pairwise and the subject of account X is
+//                        SUBJECT_PREFIX + X (in ID and access tokens); unset: X
 //   ACCESS_TOKEN_TTL     access-token lifetime in seconds (short, so refresh happens mid-test)
 //   EVENTS_FILE          JSON lines of what happened, read by the scenarios
 
@@ -23,6 +32,8 @@ const env = (name) => {
 
 const port = Number(env('OP_PORT'));
 const issuer = `http://127.0.0.1:${port}`;
+const name = env('PROVIDER_NAME');
+const subjectPrefix = process.env.SUBJECT_PREFIX ?? '';
 const origins = env('SEALGATE_ORIGINS').split(/\s+/).filter(Boolean);
 const audience = env('API_AUDIENCE');
 const accessTokenTtl = Number(env('ACCESS_TOKEN_TTL'));
@@ -33,26 +44,34 @@ function record(event, details = {}) {
 }
 
 const { privateKey } = await generateKeyPair('RS256', { extractable: true });
-const signingKey = { ...(await exportJWK(privateKey)), kid: 'e2e-rs256', alg: 'RS256', use: 'sig' };
+const signingKey = { ...(await exportJWK(privateKey)), kid: `e2e-${name}-rs256`, alg: 'RS256', use: 'sig' };
 
 const provider = new Provider(issuer, {
   clients: [
     {
-      client_id: 'sealgate',
+      client_id: env('CLIENT_ID'),
       client_secret: env('CLIENT_SECRET'),
-      client_name: 'sealgate e2e',
+      client_name: `sealgate e2e (${name})`,
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
       id_token_signed_response_alg: 'RS256',
-      redirect_uris: origins.map((o) => `${o}/bff/callback`),
+      redirect_uris: origins.map((o) => `${o}/bff/callback/${name}`),
       post_logout_redirect_uris: origins.map((o) => `${o}/`),
       // One back-channel URI per client (the spec's rule): the first instance receives it and
       // shares the revocation with the others through Redis.
       backchannel_logout_uri: `${origins[0]}/bff/backchannel-logout`,
       backchannel_logout_session_required: true,
+      // A pairwise client needs a sector identifier when its redirect URIs name several hosts
+      // (host:port here); this one is never fetched (sectorIdentifierUriValidate below).
+      ...(subjectPrefix ? { subject_type: 'pairwise', sector_identifier_uri: 'https://sector.example.test/sealgate-e2e' } : {}),
     },
   ],
+  subjectTypes: subjectPrefix ? ['public', 'pairwise'] : ['public'],
+  // Pairwise subjects are how a real provider gives an account a subject of its own: here a
+  // readable one, so the scenarios can predict it.
+  pairwiseIdentifier: async (_ctx, accountId) => `${subjectPrefix}${accountId}`,
+  sectorIdentifierUriValidate: () => false,
   jwks: { keys: [signingKey] },
   cookies: {
     keys: [Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url')],
@@ -131,6 +150,11 @@ provider.use(async (ctx, next) => {
   const started = Date.now();
   await next();
   console.log(`${new Date().toISOString()} ${ctx.method} ${ctx.path} ${ctx.status} ${Date.now() - started}ms`);
+  // Every request to the token endpoint, whatever its outcome (the mix-up scenario proves
+  // that none was made).
+  if (ctx.method === 'POST' && ctx.path === '/token') {
+    record('token.request', { status: ctx.status, client_id: clientId(ctx) });
+  }
   // 8.x emits no event for a successful RFC 7009 revocation.
   if (ctx.method === 'POST' && ctx.path === '/token/revocation') {
     record('revocation', { status: ctx.status, client_id: clientId(ctx) });
@@ -166,6 +190,6 @@ for (const what of ['saved', 'consumed', 'destroyed']) {
 }
 
 provider.listen(port, '127.0.0.1', () => {
-  console.log(`op: ${issuer} ready`);
+  console.log(`${name}: ${issuer} ready`);
   record('ready', { issuer });
 });

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests: a real Chromium signs in through a real, OpenID Certified provider
-# (oidc-provider) via two sealgate instances sharing Redis, calls an API that verifies the
-# token, refreshes, and logs out (RP-initiated and back-channel).
+# (oidc-provider; two instances, sealgate's two [[providers]]) via two sealgate instances sharing
+# Redis, calls an API that verifies the token, refreshes, and logs out (RP-initiated and
+# back-channel).
 #
 #   tests/e2e/run.sh                 # everything
 #   tests/e2e/run.sh refresh logout  # only the named scenarios (see scenarios.mjs)
@@ -116,28 +117,34 @@ wait_http() {
   done
 }
 
-read -r P_REDIS P_OP P_API P_A P_B < <(node -e '
+read -r P_REDIS P_OP P_OP2 P_API P_A P_B < <(node -e '
   const net = require("net");
-  const servers = Array.from({ length: 5 }, () => net.createServer());
+  const servers = Array.from({ length: 6 }, () => net.createServer());
   Promise.all(servers.map((s) => new Promise((r) => s.listen(0, "127.0.0.1", r)))).then(() => {
     console.log(servers.map((s) => s.address().port).join(" "));
     servers.forEach((s) => s.close());
   });')
 
-ISSUER="http://127.0.0.1:$P_OP"
+ISSUER="http://127.0.0.1:$P_OP"   # provider "op", the default
+ISSUER2="http://127.0.0.1:$P_OP2" # provider "op2"
 UPSTREAM="http://127.0.0.1:$P_API"
 ORIGIN_A="http://127.0.0.1:$P_A"
 ORIGIN_B="http://127.0.0.1:$P_B"
 API_AUDIENCE="$UPSTREAM/"
 OP_EVENTS="$ARTIFACTS/op-events.jsonl"
+OP2_EVENTS="$ARTIFACTS/op2-events.jsonl"
 API_EVENTS="$ARTIFACTS/api-events.jsonl"
 : >"$OP_EVENTS"
+: >"$OP2_EVENTS"
 : >"$API_EVENTS"
-export SEALGATE_KEY SEALGATE_CLIENT_SECRET SEALGATE_REDIS_URL="redis://127.0.0.1:$P_REDIS/0"
+export SEALGATE_KEY SEALGATE_CLIENT_SECRET SEALGATE_OP2_CLIENT_SECRET
+export SEALGATE_REDIS_URL="redis://127.0.0.1:$P_REDIS/0"
 SEALGATE_KEY="$("$SEALGATE_BIN" keygen)"
-SEALGATE_CLIENT_SECRET="$(node -e 'console.log(require("crypto").randomBytes(32).toString("base64url"))')"
+random_secret() { node -e 'console.log(require("crypto").randomBytes(32).toString("base64url"))'; }
+SEALGATE_CLIENT_SECRET="$(random_secret)"
+SEALGATE_OP2_CLIENT_SECRET="$(random_secret)"
 
-say "redis on $P_REDIS, provider on $P_OP, API on $P_API, sealgate A on $P_A and B on $P_B"
+say "redis on $P_REDIS, providers op on $P_OP and op2 on $P_OP2, API on $P_API, sealgate A on $P_A and B on $P_B"
 start redis redis-server --port "$P_REDIS" --bind 127.0.0.1 --save '' --appendonly no \
   --dir "$ARTIFACTS" --logfile ''
 for ((i = 0; ; i++)); do
@@ -146,18 +153,25 @@ for ((i = 0; ; i++)); do
   sleep 0.1
 done
 
-start op env OP_PORT="$P_OP" SEALGATE_ORIGINS="$ORIGIN_A $ORIGIN_B" API_AUDIENCE="$API_AUDIENCE" \
-  CLIENT_SECRET="$SEALGATE_CLIENT_SECRET" ACCESS_TOKEN_TTL="$ACCESS_TOKEN_TTL" \
-  EVENTS_FILE="$OP_EVENTS" node "$E2E/op.mjs"
+# Two providers from the same op.mjs: each its own issuer, key, client and events; op2's
+# subjects are "op2|" + the login (pairwise), so a session shows which provider made it.
+start op env OP_PORT="$P_OP" PROVIDER_NAME=op SEALGATE_ORIGINS="$ORIGIN_A $ORIGIN_B" \
+  API_AUDIENCE="$API_AUDIENCE" CLIENT_ID=sealgate CLIENT_SECRET="$SEALGATE_CLIENT_SECRET" \
+  ACCESS_TOKEN_TTL="$ACCESS_TOKEN_TTL" EVENTS_FILE="$OP_EVENTS" node "$E2E/op.mjs"
 wait_http op "$ISSUER/.well-known/openid-configuration" 200
+start op2 env OP_PORT="$P_OP2" PROVIDER_NAME=op2 SUBJECT_PREFIX='op2|' \
+  SEALGATE_ORIGINS="$ORIGIN_A $ORIGIN_B" API_AUDIENCE="$API_AUDIENCE" CLIENT_ID=sealgate-op2 \
+  CLIENT_SECRET="$SEALGATE_OP2_CLIENT_SECRET" ACCESS_TOKEN_TTL="$ACCESS_TOKEN_TTL" \
+  EVENTS_FILE="$OP2_EVENTS" node "$E2E/op.mjs"
+wait_http op2 "$ISSUER2/.well-known/openid-configuration" 200
 
-start api env API_PORT="$P_API" ISSUER="$ISSUER" API_AUDIENCE="$API_AUDIENCE" \
+start api env API_PORT="$P_API" ISSUERS="$ISSUER $ISSUER2" API_AUDIENCE="$API_AUDIENCE" \
   EVENTS_FILE="$API_EVENTS" node "$E2E/api.mjs"
 wait_http api "$UPSTREAM/health" 401
 
 for instance in a b; do
   if [[ $instance == a ]]; then port=$P_A; origin=$ORIGIN_A; else port=$P_B; origin=$ORIGIN_B; fi
-  sed -e "s|@PORT@|$port|g" -e "s|@PUBLIC_URL@|$origin|g" -e "s|@ISSUER@|$ISSUER|g" \
+  sed -e "s|@PORT@|$port|g" -e "s|@PUBLIC_URL@|$origin|g" -e "s|@ISSUER@|$ISSUER|g" -e "s|@ISSUER2@|$ISSUER2|g" \
     -e "s|@UPSTREAM@|$UPSTREAM|g" -e "s|@SPA_DIR@|$E2E/spa|g" \
     -e "s|@ALLOWED_ORIGINS@|\"$ORIGIN_A\", \"$ORIGIN_B\"|g" \
     "$E2E/sealgate.toml.in" >"$ARTIFACTS/sealgate-$instance.toml"
@@ -168,7 +182,7 @@ done
 
 # --- scenarios ----------------------------------------------------------------------------------
 say "scenarios"
-export ORIGIN_A ORIGIN_B ISSUER ARTIFACTS OP_EVENTS API_EVENTS ACCESS_TOKEN_TTL CHROMIUM
+export ORIGIN_A ORIGIN_B ISSUER ISSUER2 ARTIFACTS OP_EVENTS OP2_EVENTS API_EVENTS ACCESS_TOKEN_TTL CHROMIUM
 started=$SECONDS
 # In the background and waited for, so that Ctrl-C or SIGTERM reaches the trap at once (the
 # cleanup then stops the scenarios too). scenarios.mjs bounds its own run (E2E_TIMEOUT, 300 s).

@@ -1,6 +1,7 @@
 // End-to-end scenarios: a real Chromium (driven by playwright-core) signs in through a real
-// OpenID Provider (oidc-provider) via two sealgate instances sharing Redis, and calls an API
-// that verifies the token it receives. Each scenario asserts what the user sees and what the
+// OpenID Provider (oidc-provider; two instances, sealgate's providers "op", the default, and
+// "op2") via two sealgate instances sharing Redis, and calls an API that verifies the token it
+// receives. Each scenario asserts what the user sees and what the
 // servers recorded (the provider's and the API's event files). run.sh starts every server and
 // sets the environment; `node scenarios.mjs [name …]` runs all scenarios or the named ones.
 
@@ -17,9 +18,11 @@ const env = (name) => {
 
 const A = env('ORIGIN_A'); // sealgate instance A (receives back-channel logout)
 const B = env('ORIGIN_B'); // sealgate instance B
-const OP = env('ISSUER');
+const OP = env('ISSUER'); // provider "op", the first in sealgate's config: the default
+const OP2 = env('ISSUER2'); // provider "op2"; its subjects are "op2|" + the login
 const ARTIFACTS = env('ARTIFACTS');
 const OP_EVENTS = env('OP_EVENTS');
+const OP2_EVENTS = env('OP2_EVENTS');
 const API_EVENTS = env('API_EVENTS');
 const ACCESS_TOKEN_TTL = Number(env('ACCESS_TOKEN_TTL'));
 const CHROMIUM = env('CHROMIUM');
@@ -46,10 +49,15 @@ function readEvents(file) {
   return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line));
 }
 
-/** The provider's events since `t` (ms), optionally of one kind. */
-function opEvents(since, event) {
-  return readEvents(OP_EVENTS).filter((e) => e.t >= since && (event === undefined || e.event === event));
+/** The events in `file` since `t` (ms), optionally of one kind. */
+function eventsIn(file, since, event) {
+  return readEvents(file).filter((e) => e.t >= since && (event === undefined || e.event === event));
 }
+
+/** Provider op's events since `t` (ms), optionally of one kind. */
+const opEvents = (since, event) => eventsIn(OP_EVENTS, since, event);
+/** Provider op2's events since `t` (ms), optionally of one kind. */
+const op2Events = (since, event) => eventsIn(OP2_EVENTS, since, event);
 
 /** The requests the API received since `t` (ms). */
 function apiCalls(since) {
@@ -89,7 +97,7 @@ async function seeText(page, selector, want, within = 10000) {
   }
 }
 
-const onOp = (url) => url.startsWith(`${OP}/`);
+const onOp = (url, op = OP) => url.startsWith(`${op}/`);
 
 /** The status of a fetch the page itself makes (with the anti-forgery header). */
 function pageFetch(page, path) {
@@ -115,35 +123,48 @@ async function signIn(page, origin, user) {
 }
 
 /** Which of the provider's interaction pages is shown: "login" or "consent". */
-async function opPrompt(page) {
-  await page.waitForURL((u) => onOp(u.href) && u.pathname.startsWith('/interaction/'));
+async function opPrompt(page, op = OP) {
+  await page.waitForURL((u) => onOp(u.href, op) && u.pathname.startsWith('/interaction/'));
   const form = await page.waitForSelector('form input[name=prompt]', { state: 'attached' });
   return form.getAttribute('value');
 }
 
-async function seeOpLoginPage(page, message) {
-  equal(await opPrompt(page), 'login', message);
+async function seeOpLoginPage(page, message, op = OP) {
+  equal(await opPrompt(page, op), 'login', message);
   equal(await text(page, 'h1'), 'Sign-in', `${message} (heading)`);
   check(await page.isVisible('input[name=login]') && await page.isVisible('input[name=password]'),
     `${message} (login and password fields)`);
 }
 
-async function completeOpLogin(page, origin, user) {
-  await seeOpLoginPage(page, 'the provider shows its login page');
+/**
+ * On the provider `op`'s login page: signs in as `user` and, when asked, consents. The
+ * browser is then on its way back to sealgate at `origin`.
+ */
+async function passOpPages(page, origin, user, op = OP) {
+  await seeOpLoginPage(page, 'the provider shows its login page', op);
   await page.fill('input[name=login]', user);
   await page.fill('input[name=password]', 'correct horse battery staple');
   await page.click('button[type=submit]');
   await page.waitForURL((u) => u.href.startsWith(`${origin}/`)
-    || (onOp(u.href) && u.pathname.startsWith('/interaction/') && !u.pathname.endsWith('/login')));
-  if (onOp(page.url())) {
-    equal(await opPrompt(page), 'consent', 'after the login, the provider asks for consent');
+    || (onOp(u.href, op) && u.pathname.startsWith('/interaction/') && !u.pathname.endsWith('/login')));
+  if (onOp(page.url(), op)) {
+    equal(await opPrompt(page, op), 'consent', 'after the login, the provider asks for consent');
     equal(await text(page, 'h1'), 'Authorize', 'the consent page\'s heading');
     await page.click('button[type=submit]');
   }
+}
+
+/**
+ * Signs in as `user` on the provider `op`'s pages; ends on the SPA at `origin` showing the
+ * subject `sub`. Returns what the SPA shows (`/bff/user`).
+ */
+async function completeOpLogin(page, origin, user, { op = OP, sub = user } = {}) {
+  await passOpPages(page, origin, user, op);
   await page.waitForURL((u) => u.href.startsWith(`${origin}/`));
   await seeText(page, '#state', 'yes');
   const shown = JSON.parse(await text(page, '#user'));
-  equal(shown.sub, user, 'the SPA shows the signed-in subject');
+  equal(shown.sub, sub, 'the SPA shows the signed-in subject');
+  return shown;
 }
 
 /** Clicks "Call API" and waits for the answer the user sees; returns the upstream's answer. */
@@ -156,8 +177,8 @@ async function callApi(page) {
 }
 
 /** On the provider's logout confirmation page: "Yes, sign me out". */
-async function confirmOpLogout(page) {
-  await page.waitForURL((u) => onOp(u.href) && u.pathname === '/session/end');
+async function confirmOpLogout(page, op = OP) {
+  await page.waitForURL((u) => onOp(u.href, op) && u.pathname === '/session/end');
   equal(await page.title(), 'Logout Request', 'the provider asks to confirm the logout');
   await page.click('button[name=logout][value=yes]');
 }
@@ -180,6 +201,7 @@ scenario('login', 'log in through the provider\'s login page; the SPA shows /bff
   await completeOpLogin(page, A, user);
 
   const shown = JSON.parse(await text(page, '#user'));
+  equal(shown.provider, 'op', '/bff/user names the provider: without ?provider=, the first one');
   equal(shown.claims?.email, `${user}@example.test`, '/bff/user carries the ID token\'s claims');
   equal(shown.claims?.preferred_username, user, '/bff/user carries preferred_username');
   check(typeof shown.logout_url === 'string' && shown.session?.absolute_expires_at > Date.now() / 1000,
@@ -211,6 +233,7 @@ scenario('api', 'an API call through sealgate succeeds; the upstream verified th
   equal(calls.length, 1, 'the upstream received one request');
   const [call] = calls;
   check(call.verified, 'the upstream verified the bearer JWT against the provider\'s JWKS', call);
+  equal(call.iss, OP, 'the token was issued by the default provider, op');
   equal(call.sub, user, 'the token\'s subject');
   equal(call.client_id, 'sealgate', 'the token was issued to sealgate');
   check(call.scope?.split(' ').includes('api:read'), 'the token carries the API scope', call);
@@ -415,13 +438,140 @@ scenario('cluster', 'two instances and Redis: a logout on A is honoured by B', a
   equal(refreshGrants(t).length, 0, 'no refresh was attempted: the refusal came from the shared denylist');
 });
 
+scenario('two-providers', 'sign in with op2 and, in another browser, with op (the default): both sessions work; op2\'s logout leaves op\'s', async ({ context, newContext, since }) => {
+  const login = newUser('heidi'); // the same login at both providers: two different accounts
+  const sub2 = `op2|${login}`;
+
+  // Browser 1: provider op2, on its own login page.
+  const page2 = await context.newPage();
+  await page2.goto(`${A}/`);
+  await seeText(page2, '#state', 'no');
+  await page2.goto(`${A}/bff/login?provider=op2&returnUrl=%2F`);
+  check(onOp(page2.url(), OP2), 'login?provider=op2 goes to op2', page2.url());
+  const shown2 = await completeOpLogin(page2, A, login, { op: OP2, sub: sub2 });
+  equal(shown2.provider, 'op2', '/bff/user names provider op2');
+  equal(shown2.claims?.preferred_username, login, 'with op2\'s claims');
+  const codeGrants = (events) => events.filter((e) => e.grant_type === 'authorization_code');
+  equal(codeGrants(op2Events(since, 'grant.success')).length, 1, 'op2 issued the tokens');
+  equal(op2Events(since, 'grant.success')[0].client_id, 'sealgate-op2', 'to sealgate\'s client at op2');
+  equal(opEvents(since, 'token.request').length, 0, 'op was not asked for tokens');
+
+  let t = Date.now();
+  const answer2 = await callApi(page2);
+  equal(answer2.sub, sub2, 'the API answers with op2\'s subject');
+  const [call2, ...more2] = apiCalls(t);
+  check(call2 && more2.length === 0, 'the upstream received one request', apiCalls(t));
+  check(call2.verified, 'the upstream verified the token against op2\'s JWKS', call2);
+  equal(call2.iss, OP2, 'the token was issued by op2');
+  equal(call2.kid, 'e2e-op2-rs256', 'signed with op2\'s key');
+  equal(call2.client_id, 'sealgate-op2', 'to sealgate\'s client at op2');
+
+  // Browser 2: the default provider, op, with the same login name.
+  const other = await newContext();
+  const page1 = await other.newPage();
+  await page1.goto(`${A}/`);
+  await seeText(page1, '#state', 'no');
+  await page1.click('#login'); // /bff/login without provider
+  check(onOp(page1.url()), 'login without provider goes to op', page1.url());
+  const shown1 = await completeOpLogin(page1, A, login);
+  equal(shown1.provider, 'op', '/bff/user names provider op');
+  t = Date.now();
+  equal((await callApi(page1)).sub, login, 'the API answers with op\'s subject');
+  const [call1] = apiCalls(t);
+  check(call1.verified && call1.iss === OP && call1.kid === 'e2e-op-rs256' && call1.client_id === 'sealgate',
+    'the token came from op, signed with op\'s key, issued to sealgate', call1);
+
+  // Side by side: each browser keeps its own session and provider, on either instance.
+  const tabB = await context.newPage();
+  await tabB.goto(`${B}/`);
+  await seeText(tabB, '#state', 'yes');
+  equal(JSON.parse(await text(tabB, '#user')).provider, 'op2', 'instance B serves the op2 session');
+  equal((await callApi(tabB)).iss, OP2, 'browser 1 still calls with op2\'s token');
+  equal((await callApi(page1)).iss, OP, 'browser 2 still calls with op\'s token');
+
+  // Logging out of the op2 session ends it at op2, not at op.
+  t = Date.now();
+  await page2.click('#logout');
+  await confirmOpLogout(page2, OP2);
+  await page2.waitForURL((u) => u.href.startsWith(`${A}/`));
+  await seeText(page2, '#state', 'no');
+  const ended = op2Events(t, 'end_session.success');
+  check(ended.length === 1 && ended[0].client_id === 'sealgate-op2', 'op2 ended its session, for sealgate', ended);
+  const revocations = op2Events(t, 'revocation');
+  check(revocations.length === 1 && revocations[0].status === 200 && revocations[0].client_id === 'sealgate-op2',
+    'sealgate revoked the refresh token at op2', revocations);
+  const delivered = await eventually('op2 delivered its back-channel logout',
+    () => op2Events(t).find((e) => e.event === 'backchannel.success' || e.event === 'backchannel.error'));
+  equal(delivered.event, 'backchannel.success', `sealgate accepted op2's logout token (${delivered.error ?? ''})`);
+  const atOp = opEvents(t).filter((e) => ['end_session.success', 'revocation', 'token.request', 'backchannel.success',
+    'backchannel.error'].includes(e.event));
+  equal(atOp.length, 0, `nothing reached op (${JSON.stringify(atOp)})`);
+
+  // The op session is untouched, on both instances.
+  await page1.reload();
+  await seeText(page1, '#state', 'yes');
+  equal(JSON.parse(await text(page1, '#user')).provider, 'op', 'browser 2 is still signed in with op');
+  t = Date.now();
+  const after = await callApi(page1);
+  check(after.sub === login && after.iss === OP, 'and its API calls still succeed with op\'s token', after);
+  const tab1B = await other.newPage();
+  await tab1B.goto(`${B}/`);
+  await seeText(tab1B, '#state', 'yes');
+  equal((await callApi(tab1B)).sub, login, 'on instance B too');
+  equal(apiCalls(t).filter((c) => c.iss === OP2).length, 0, 'no op2 token reached the upstream after the logout');
+});
+
+scenario('mix-up', 'op2\'s authorization response delivered to op\'s callback: the failure page, no token request', async ({ context, since }) => {
+  const page = await context.newPage();
+  // Hold the browser's request to sealgate's callback (it follows op2's redirect, which
+  // Playwright's page.route does not see) and take its URL: what an attacker would deliver.
+  const cdp = await context.newCDPSession(page);
+  const held = new Promise((resolve) => {
+    cdp.on('Fetch.requestPaused', ({ requestId, request }) => {
+      resolve(request.url);
+      cdp.send('Fetch.failRequest', { requestId, errorReason: 'Aborted' }).catch(() => {});
+    });
+  });
+  await cdp.send('Fetch.enable', { patterns: [{ urlPattern: `${A}/bff/callback/*`, requestStage: 'Request' }] });
+  const login = newUser('ivan');
+  await page.goto(`${A}/bff/login?provider=op2&returnUrl=%2F`);
+  await passOpPages(page, A, login, OP2);
+  const response = new URL(await held);
+  await cdp.send('Fetch.disable');
+  await cdp.detach();
+  equal(response.pathname, '/bff/callback/op2', 'op2 sent the browser to op2\'s callback');
+  check(response.searchParams.get('code') && response.searchParams.get('state'), 'with a code and the state');
+  equal(response.searchParams.get('iss'), OP2, 'and op2 as iss (RFC 9207)');
+
+  const log = join(ARTIFACTS, 'sealgate-a.log');
+  const mixUps = () => (readFileSync(log, 'utf8').match(/mix-up: a flow of provider "op2" at the callback of "op"/g) ?? []).length;
+  const before = mixUps();
+  const t = Date.now();
+  const crossed = new URL(response);
+  crossed.pathname = '/bff/callback/op';
+  const shown = await page.goto(crossed.href);
+  equal(shown.status(), 400, 'op\'s callback answers 400');
+  equal(await text(page, 'h1'), 'Sign-in failed', 'sealgate shows its failure page');
+  check(await page.isVisible('a'), 'with a link to start again');
+  await eventually('sealgate logged the refusal as a mix-up', () => mixUps() > before, 2000);
+  equal(opEvents(t, 'token.request').length, 0, 'op\'s token endpoint was not called');
+  equal(op2Events(since, 'token.request').length, 0, 'nor op2\'s: the code was never redeemed');
+
+  // The flow is spent: delivered to op2's own callback now, it fails too.
+  equal((await page.goto(response.href)).status(), 400, 'op2\'s callback then refuses the response as well');
+  equal(op2Events(since, 'token.request').length, 0, 'still no token request at op2');
+  equal((await sessionCookies(context)).length, 0, 'no session cookie');
+  await page.goto(`${A}/`);
+  await seeText(page, '#state', 'no'); // the SPA: /bff/user is 401
+});
+
 // ---------------------------------------------------------------------------------------------
 // Runner
 
-async function saveFailure(name, context, err) {
-  const pages = context ? context.pages() : [];
-  for (const [i, page] of pages.entries()) {
-    const base = join(ARTIFACTS, `${name}-tab${i + 1}`);
+async function saveFailure(name, contexts, err) {
+  const pages = contexts.flatMap((c, i) => c.pages().map((page, j) => [`${i ? `-context${i + 1}` : ''}-tab${j + 1}`, page]));
+  for (const [suffix, page] of pages) {
+    const base = join(ARTIFACTS, `${name}${suffix}`);
     try {
       await page.screenshot({ path: `${base}.png`, fullPage: true, timeout: 5000 });
       writeFileSync(`${base}.html`, `<!-- ${page.url()} -->\n${await page.content()}`);
@@ -464,12 +614,12 @@ const browser = await chromium.launch({
 });
 console.log(`chromium ${browser.version()}`);
 
-let current; // the running scenario: { name, context }
+let current; // the running scenario: { name, contexts }
 
 async function abort(why, code) {
   if (current) {
     console.log(`FAIL ${current.name}: ${why}`);
-    await saveFailure(current.name, current.context, new Error(why)).catch(() => {});
+    await saveFailure(current.name, current.contexts, new Error(why)).catch(() => {});
   }
   console.log(`e2e: ${why}; ${passed} passed, ${failed.length + (current ? 1 : 0)} failed`);
   await browser.close().catch(() => {});
@@ -483,22 +633,29 @@ setTimeout(() => abort(`timed out after ${timeoutSeconds} s`, 124), timeoutSecon
 
 for (const s of selected) {
   const started = Date.now();
-  // A fresh cookie jar and storage per scenario.
-  const context = await browser.newContext();
-  context.setDefaultTimeout(15000);
-  current = { name: s.name, context };
+  // A fresh cookie jar and storage per scenario; newContext() gives it another browser (kept
+  // in the failure artifacts and closed after it).
+  const contexts = [];
+  const newContext = async () => {
+    const c = await browser.newContext();
+    c.setDefaultTimeout(15000);
+    contexts.push(c);
+    return c;
+  };
+  const context = await newContext();
+  current = { name: s.name, contexts };
   try {
-    await s.fn({ browser, context, since: started });
+    await s.fn({ browser, context, newContext, since: started });
     passed += 1;
     console.log(`ok   ${s.name}: ${s.title} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   } catch (err) {
     failed.push(s.name);
     console.log(`FAIL ${s.name}: ${s.title} (${((Date.now() - started) / 1000).toFixed(1)} s)\n     ${err.message}`);
     if (!(err instanceof Failure)) console.log(err.stack);
-    await saveFailure(s.name, context, err);
+    await saveFailure(s.name, contexts, err);
   } finally {
     current = undefined;
-    await context.close();
+    for (const c of contexts) await c.close();
   }
 }
 await browser.close();

@@ -650,7 +650,7 @@ fn environment_overrides_every_key_by_path() {
 }
 
 mod check_config;
-mod providers;
-mod revalidate;
-mod request_params;
 mod client_auth;
+mod providers;
+mod request_params;
+mod revalidate;

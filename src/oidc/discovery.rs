@@ -273,8 +273,7 @@ impl Provider {
             .collect();
         let jwks_uri = metadata.jwks_uri().clone();
         let jwks = metadata.jwks().clone();
-        let redirect =
-            RedirectUrl::new(redirect_uri).map_err(|e| disc_err(e.to_string()))?;
+        let redirect = RedirectUrl::new(redirect_uri).map_err(|e| disc_err(e.to_string()))?;
         // With private_key_jwt, no secret and the client id in the body: the grants add the
         // assertion to openidconnect's requests, which then carry no other credential.
         let (secret, auth_type) = match &settings.token_endpoint_auth {

@@ -147,8 +147,8 @@ pub(super) async fn login(
         )
     })?;
 
-    let chosen = oidc_params::from_query(req.uri().query(), provider.login_param_names())
-        .map_err(|e| {
+    let chosen =
+        oidc_params::from_query(req.uri().query(), provider.login_param_names()).map_err(|e| {
             let rejection = Rejection::LoginFailed {
                 status: StatusCode::BAD_REQUEST,
                 message: BAD_PARAMETER,

@@ -79,6 +79,9 @@ pub enum KeyError {
          (or PKCS#1 for RSA)"
     )]
     Rejected(String),
+    /// `client_assertion_cert` holds no PEM `CERTIFICATE` block.
+    #[error("no certificate found: expected a PEM \"CERTIFICATE\" block")]
+    NoCertificate,
 }
 
 /// Signing an assertion failed.
@@ -97,6 +100,8 @@ pub enum AssertionError {
 #[derive(Clone)]
 pub struct AssertionKey {
     inner: Arc<Inner>,
+    /// `x5t` and `x5t#S256` of the certificate registered for this key, when configured.
+    thumbprints: Option<Arc<(String, String)>>,
 }
 
 struct Inner {
@@ -115,6 +120,7 @@ impl fmt::Debug for AssertionKey {
         f.debug_struct("AssertionKey")
             .field("alg", &self.alg())
             .field("kid", &self.inner.kid)
+            .field("x5t", &self.thumbprints.as_ref().map(|t| t.0.as_str()))
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +151,7 @@ impl AssertionKey {
                 kid,
                 rng,
             }),
+            thumbprints: None,
         })
     }
 
@@ -165,6 +172,7 @@ impl AssertionKey {
                 kid,
                 rng,
             }),
+            thumbprints: None,
         })
     }
 
@@ -174,6 +182,25 @@ impl AssertionKey {
             Signer::Rsa(_) => AssertionAlg::Rs256,
             Signer::Ecdsa(_, alg) => *alg,
         }
+    }
+
+    /// The same key, whose assertions also carry the `x5t` (SHA-1) and `x5t#S256` (SHA-256)
+    /// thumbprints of the first certificate in `pem` (RFC 7515 4.1.7, 4.1.8): Entra ID and AD FS
+    /// find a client's certificate by them. The certificate is public; it is the one registered
+    /// at the IdP for this key (a mismatch shows as `invalid_client` at the first login).
+    ///
+    /// # Errors
+    /// [`KeyError::NoCertificate`] when `pem` holds no certificate.
+    pub fn with_certificate(mut self, pem: &[u8]) -> Result<Self, KeyError> {
+        use rustls::pki_types::CertificateDer;
+        let cert = CertificateDer::from_pem_slice(pem).map_err(|_| KeyError::NoCertificate)?;
+        let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref());
+        let sha256 = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+        self.thumbprints = Some(Arc::new((
+            URL_SAFE_NO_PAD.encode(sha1.as_ref()),
+            URL_SAFE_NO_PAD.encode(sha256.as_ref()),
+        )));
+        Ok(self)
     }
 
     /// The `kid` header of this key's assertions, if configured.
@@ -198,6 +225,10 @@ impl AssertionKey {
         let mut header = serde_json::json!({ "alg": self.alg().name(), "typ": "JWT" });
         if let Some(kid) = &self.inner.kid {
             header["kid"] = serde_json::Value::from(kid.as_str());
+        }
+        if let Some(t) = &self.thumbprints {
+            header["x5t"] = serde_json::Value::from(t.0.as_str());
+            header["x5t#S256"] = serde_json::Value::from(t.1.as_str());
         }
         let claims = serde_json::json!({
             "iss": client_id,

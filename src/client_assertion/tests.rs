@@ -208,3 +208,31 @@ fn debug_shows_the_algorithm_and_kid_but_no_key_material() {
         );
     }
 }
+
+#[test]
+fn a_configured_certificate_adds_its_sha1_and_sha256_thumbprints() {
+    // Computed independently: `openssl x509 -outform der | sha1sum / sha256sum`, base64url.
+    const X5T: &str = "RcS5E0OvR2_C7GLuPVZlP4k9i5o";
+    const X5T_S256: &str = "QwyWRcwnWvW1DXNoDFK4qpM8qgI76OgPAhF6KkkziU4";
+    let cert = include_str!("../../tests/support/keys/client_rsa.cert.pem");
+    let k = key(RSA, Some("k1"))
+        .with_certificate(cert.as_bytes())
+        .unwrap();
+    let jwt = k.assertion(CLIENT, AUD, now()).unwrap();
+    let header = part(jwt.expose(), 0);
+    assert_eq!(header["x5t"], X5T);
+    assert_eq!(header["x5t#S256"], X5T_S256);
+    assert_eq!(header["kid"], "k1");
+    verify(
+        jwt.expose(),
+        &DecodingKey::from_rsa_pem(RSA_PUB.as_bytes()).unwrap(),
+        Algorithm::RS256,
+    );
+    // Without one, no thumbprint header; a PEM without a certificate is refused.
+    let plain = key(RSA, None).assertion(CLIENT, AUD, now()).unwrap();
+    assert!(part(plain.expose(), 0).get("x5t").is_none());
+    assert_eq!(
+        key(RSA, None).with_certificate(RSA.as_bytes()).unwrap_err(),
+        KeyError::NoCertificate
+    );
+}

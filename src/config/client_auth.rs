@@ -46,6 +46,7 @@ pub(super) fn client_auth(o: &RawOidc, cx: &mut Cx<'_>) -> Option<TokenEndpointA
                     "oidc.client_assertion_audience",
                     &o.client_assertion_audience,
                 ),
+                ("oidc.client_assertion_cert", &o.client_assertion_cert),
             ] {
                 if let Some(raw) = raw {
                     let problem = format!(
@@ -107,6 +108,21 @@ fn private_key_jwt(o: &RawOidc, cx: &mut Cx<'_>) -> Option<ClientAssertion> {
         Some(raw.span()),
         key.map_err(|e| invalid(key_key, e.to_string())),
     )?;
+    let key = match &o.client_assertion_cert {
+        None => key,
+        Some(cert) => {
+            // A certificate is public: a path (or `file:PATH`), read now.
+            let path = cert.get_ref();
+            let path = path.strip_prefix("file:").unwrap_or(path);
+            let with = std::fs::read(path)
+                .map_err(|e| format!("cannot read {path:?}: {e}"))
+                .and_then(|pem| key.with_certificate(&pem).map_err(|e| e.to_string()));
+            cx.ok(
+                Some(cert.span()),
+                with.map_err(|e| invalid("oidc.client_assertion_cert", e)),
+            )?
+        }
+    };
     Some(ClientAssertion {
         key,
         audience: audience?,

@@ -8,7 +8,7 @@ use super::client_auth::client_auth;
 use super::context::{Cx, span};
 use super::problem::invalid;
 use super::raw::RawOidc;
-use super::request_params::{login_params, param_table};
+use super::request_params::{login_params, logout_params, param_table};
 use super::settings::{
     ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, ParMode, SigningAlgsKey,
 };
@@ -145,6 +145,14 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
     };
     let auth_params = param_table("oidc.auth_params", o.auth_params.as_ref(), cx);
     let token_params = param_table("oidc.token_params", o.token_params.as_ref(), cx);
+    let logout_params = logout_params(o.logout_params.as_ref(), cx);
+    let end_session_endpoint = match &o.end_session_endpoint {
+        None => Some(None),
+        Some(u) => cx.ok(
+            Some(u.span()),
+            values::web_url("oidc.end_session_endpoint", u.get_ref()).map(Some),
+        ),
+    };
     let login_params = login_params(o.login_params.as_ref(), cx);
     let par = cx.keyword(
         "oidc.par",
@@ -177,6 +185,8 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         strict_logout_token_typ: o.strict_logout_token_typ.unwrap_or(false),
         auth_params: auth_params?,
         token_params: token_params?,
+        logout_params: logout_params?,
+        end_session_endpoint: end_session_endpoint?,
         login_params: login_params?,
         par: par?,
     })

@@ -38,6 +38,7 @@ pub(super) struct RawOidc {
     pub client_assertion_key: Text,
     pub client_assertion_kid: Text,
     pub client_assertion_audience: Text,
+    pub client_assertion_cert: Text,
     pub scopes: Option<Spanned<Vec<String>>>,
     pub post_logout_redirect_uri: Text,
     pub timeout: Text,
@@ -55,6 +56,8 @@ pub(super) struct RawOidc {
     pub token_params: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub login_params: Option<Spanned<Vec<Spanned<String>>>>,
     pub par: Text,
+    pub logout_params: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub end_session_endpoint: Text,
 }
 
 /// One string or a list of strings (`"RS256"` or `["RS256", "ES256"]`).

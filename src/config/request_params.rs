@@ -57,6 +57,47 @@ pub(super) fn param_table(
     })
 }
 
+/// Parameters sealgate sets on the RP-initiated logout redirect itself.
+const LOGOUT_OWNED: &[&str] = &[
+    "id_token_hint",
+    "post_logout_redirect_uri",
+    "state",
+    "client_id",
+];
+
+/// `oidc.logout_params`: added to the end-session redirect. Its own names are refused (in any
+/// letter case); `post_logout_redirect_uri` has its own key.
+pub(super) fn logout_params(
+    raw: Option<&Spanned<BTreeMap<String, Spanned<String>>>>,
+    cx: &mut Cx<'_>,
+) -> Option<Vec<(String, String)>> {
+    let Some(raw) = raw else {
+        return Some(Vec::new());
+    };
+    let mut ok = true;
+    for (name, value) in raw.get_ref() {
+        let owned = LOGOUT_OWNED.iter().any(|o| o.eq_ignore_ascii_case(name));
+        let problem = if owned {
+            Some("sealgate sets this parameter itself; it cannot be configured")
+        } else {
+            oidc_params::name_problem(name)
+        };
+        if let Some(problem) = problem {
+            cx.push(
+                invalid(&param_key("oidc.logout_params", name), problem),
+                Some(value.span()),
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| {
+        raw.get_ref()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
+            .collect()
+    })
+}
+
 /// `oidc.login_params`: the `/bff/login` query parameters passed on to the IdP.
 pub(super) fn login_params(
     raw: Option<&Spanned<Vec<Spanned<String>>>>,
@@ -76,6 +117,8 @@ pub(super) fn login_params(
         let name = entry.get_ref();
         let problem = if name.eq_ignore_ascii_case("returnUrl") {
             Some("returnUrl is sealgate's own login parameter")
+        } else if name.eq_ignore_ascii_case("provider") {
+            Some("provider is sealgate's own login parameter (it picks the [[providers]] entry)")
         } else if names.contains(name) {
             Some("listed twice")
         } else {

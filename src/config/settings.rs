@@ -241,6 +241,11 @@ pub struct OidcSettings {
     pub login_params: Vec<String>,
     /// Pushed authorization requests (RFC 9126).
     pub par: ParMode,
+    /// Added to the RP-initiated logout redirect (Cognito's `logout_uri`).
+    pub logout_params: Vec<(String, String)>,
+    /// The end-session endpoint to use instead of discovery's (an IdP whose metadata has none,
+    /// or names another).
+    pub end_session_endpoint: Option<Url>,
 }
 
 /// `[oidc] par`: when authorization requests are pushed (RFC 9126).

@@ -260,11 +260,15 @@ impl Provider {
             tracing::warn!(issuer = %issuer, "{warning}");
         }
         let par_endpoint = par_endpoint(&issuer, settings.par, &extra)?;
-        let end_session = extra
-            .end_session_endpoint
-            .as_deref()
-            .map(|u| endpoint_url(&issuer, "end_session_endpoint", u))
-            .transpose()?;
+        // A configured endpoint wins (checked as a URL by the configuration).
+        let end_session = match &settings.end_session_endpoint {
+            Some(url) => Some(url.clone()),
+            None => extra
+                .end_session_endpoint
+                .as_deref()
+                .map(|u| endpoint_url(&issuer, "end_session_endpoint", u))
+                .transpose()?,
+        };
         // Config allows only the asymmetric algorithms, all of which openidconnect knows.
         let allowed_algs = settings
             .id_token_signing_algs

@@ -27,6 +27,9 @@ impl Provider {
                 q.append_pair("post_logout_redirect_uri", post.as_str());
             }
             q.append_pair("state", state);
+            for (name, value) in &self.settings.logout_params {
+                q.append_pair(name, value);
+            }
         }
         Some(url)
     }

@@ -286,3 +286,47 @@ async fn max_age_requires_a_recent_auth_time() {
     let r = login_with_auth_time("", Some(100_000)).await;
     assert_eq!(r.status, 302, "{}", r.body);
 }
+
+#[tokio::test]
+async fn logout_params_and_a_configured_end_session_endpoint_shape_the_logout_redirect() {
+    // Cognito's /logout wants client_id and logout_uri; an IdP without end_session_endpoint in
+    // its metadata gets one from the configuration.
+    let h = Harness::start_with(
+        |b| b.end_session_endpoint = false,
+        "oidc.logout_params = { logout_uri = \"https://app.example.com/signed-out\" }\n\
+         oidc.end_session_endpoint = \"https://auth.example.com/logout\"",
+    )
+    .await;
+    let mut b = h.browser();
+    assert_eq!(h.login(&mut b).await.status, 302);
+    let r = b
+        .post(&Harness::url("/bff/logout"), &[("x-csrf", "1")], "")
+        .await;
+    assert_eq!(r.status, 302);
+    let location = r.location().unwrap();
+    assert!(
+        location.starts_with("https://auth.example.com/logout?"),
+        "{location}"
+    );
+    let query = pairs(&location);
+    assert_eq!(
+        all(&query, "logout_uri"),
+        ["https://app.example.com/signed-out"]
+    );
+    assert_eq!(all(&query, "client_id"), ["spa-bff"]);
+    assert_eq!(all(&query, "state").len(), 1);
+
+    // Without the override, an IdP without the endpoint gets a local logout (302 to the app).
+    let h = Harness::start_with(|b| b.end_session_endpoint = false, "").await;
+    let mut b = h.browser();
+    assert_eq!(h.login(&mut b).await.status, 302);
+    let r = b
+        .post(&Harness::url("/bff/logout"), &[("x-csrf", "1")], "")
+        .await;
+    assert_eq!(r.status, 302);
+    assert!(
+        !r.location().unwrap().contains("logout?"),
+        "{:?}",
+        r.location()
+    );
+}

@@ -250,3 +250,40 @@ fn check_config_without_the_key_variable_warns_instead_of_failing() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn a_client_certificate_is_read_for_its_thumbprints_and_refused_when_unusable() {
+    let key = format!("file:{}", key_path("client_rsa.pem"));
+    let cert = key_path("client_rsa.cert.pem");
+    let s = parse(&jwt_config(
+        &key,
+        &format!("client_assertion_cert = \"{cert}\""),
+    ))
+    .unwrap();
+    assert!(
+        format!("{:?}", assertion(&s).key).contains("RcS5E0OvR2_C7GLuPVZlP4k9i5o"),
+        "the x5t is computed at load"
+    );
+    let s = parse(&jwt_config(
+        &key,
+        &format!("client_assertion_cert = \"file:{cert}\""),
+    ))
+    .unwrap();
+    assert!(format!("{:?}", assertion(&s).key).contains("x5t: Some"));
+    for bad in [key_path("missing.pem"), key_path("client_rsa.pem")] {
+        let err = parse(&jwt_config(
+            &key,
+            &format!("client_assertion_cert = \"{bad}\""),
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("oidc.client_assertion_cert"), "{err}");
+    }
+    // Only with private_key_jwt.
+    let text = EXAMPLE.replace(
+        SECRET_LINE,
+        &format!("{SECRET_LINE}client_assertion_cert = \"{cert}\"\n"),
+    );
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("oidc.client_assertion_cert"), "{err}");
+}

@@ -195,3 +195,64 @@ fn a_whole_table_can_come_from_the_environment() {
         [("resource".to_owned(), "urn:api".to_owned())]
     );
 }
+
+#[test]
+fn logout_params_and_end_session_endpoint_are_read_and_owned_names_refused() {
+    let s = Settings::from_toml(EXAMPLE, &env).unwrap();
+    assert!(s.oidc().logout_params.is_empty());
+    assert!(s.oidc().end_session_endpoint.is_none());
+    let text = with_oidc(
+        "logout_params = { logout_uri = \"https://app.example.com/\" }\n\
+         end_session_endpoint = \"https://auth.example.com/logout\"",
+    );
+    let s = Settings::from_toml(&text, &env).unwrap();
+    assert_eq!(
+        s.oidc().logout_params,
+        [(
+            "logout_uri".to_owned(),
+            "https://app.example.com/".to_owned()
+        )]
+    );
+    assert_eq!(
+        s.oidc().end_session_endpoint.as_ref().map(url::Url::as_str),
+        Some("https://auth.example.com/logout")
+    );
+    for owned in [
+        "id_token_hint",
+        "State",
+        "client_id",
+        "POST_LOGOUT_REDIRECT_URI",
+    ] {
+        let text = with_oidc(&format!("logout_params = {{ {owned} = \"x\" }}"));
+        let found = errors(&text);
+        assert!(
+            found
+                .iter()
+                .any(|(e, p)| e.contains(&format!("oidc.logout_params.{owned}"))
+                    && *p == line(&text, "logout_params")),
+            "{owned}: {found:?}"
+        );
+    }
+    let text = with_oidc("end_session_endpoint = \"http://auth.example.com/logout\"");
+    let found = errors(&text);
+    assert!(
+        found
+            .iter()
+            .any(|(e, _)| e.contains("oidc.end_session_endpoint")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn provider_is_not_a_login_param() {
+    for name in ["provider", "Provider"] {
+        let text = with_oidc(&format!("login_params = [\"prompt\", \"{name}\"]"));
+        let found = errors(&text);
+        assert!(
+            found
+                .iter()
+                .any(|(e, _)| e.contains("oidc.login_params[1]") && e.contains("provider")),
+            "{found:?}"
+        );
+    }
+}

@@ -150,7 +150,9 @@ enum Unopened {
 impl App {
     /// The provider that issued `session`'s tokens, if it is still configured.
     pub(crate) fn provider_of(&self, session: &Session) -> Option<&Provider> {
-        self.providers.iter().find(|p| p.tag() == session.provider)
+        self.providers
+            .iter()
+            .find(|p| p.is_tagged(&session.provider))
     }
 
     /// The provider a login asks for: by name, or the first when none is named.
@@ -161,9 +163,9 @@ impl App {
         }
     }
 
-    /// The provider whose login flows carry `tag` ([`Provider::tag`]).
-    pub(crate) fn provider_tagged(&self, tag: &str) -> Option<&Provider> {
-        self.providers.iter().find(|p| p.tag() == tag)
+    /// The provider whose callback is `/callback` (`name` empty) or `/callback/NAME`.
+    pub(crate) fn provider_at_callback(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.callback_name() == name)
     }
 
     /// Reads and judges the session cookie at time `now`.

@@ -8,7 +8,7 @@ use super::client_auth::client_auth;
 use super::context::{Cx, span};
 use super::problem::invalid;
 use super::raw::RawOidc;
-use super::request_params::{login_params, logout_params, param_table};
+use super::request_params::{login_params, logout_params, overlap, param_table};
 use super::settings::{
     ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, ParMode, SigningAlgsKey,
 };
@@ -154,6 +154,9 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         ),
     };
     let login_params = login_params(o.login_params.as_ref(), cx);
+    if let (Some(configured), Some(listed)) = (&auth_params, &login_params) {
+        overlap(configured, listed, &o, cx);
+    }
     let par = cx.keyword(
         "oidc.par",
         o.par.as_ref(),

@@ -37,13 +37,15 @@ pub(super) fn param_table(
     let mut ok = true;
     for (name, value) in raw.get_ref() {
         let key = param_key(table, name);
-        let problem = oidc_params::name_problem(name).or_else(|| {
-            // A configured `prompt` or `max_age` must read as the SPA's would: the login flow
-            // relies on them (silent login, the `auth_time` check).
-            (oidc_params::has_specific_rule(name)
-                && oidc_params::check_login_value(name, value.get_ref()).is_none())
-            .then_some("not a valid value for this parameter (see docs/configuration.md)")
-        });
+        let problem = oidc_params::name_problem(name)
+            .or_else(|| case_variant(name))
+            .or_else(|| {
+                // A configured `prompt` or `max_age` must read as the SPA's would: the login flow
+                // relies on them (silent login, the `auth_time` check).
+                (oidc_params::has_specific_rule(name)
+                    && oidc_params::check_login_value(name, value.get_ref()).is_none())
+                .then_some("not a valid value for this parameter (see docs/configuration.md)")
+            });
         if let Some(problem) = problem {
             cx.push(invalid(&key, problem), Some(value.span()));
             ok = false;
@@ -55,6 +57,33 @@ pub(super) fn param_table(
             .map(|(k, v)| (k.clone(), v.get_ref().clone()))
             .collect()
     })
+}
+
+/// A name both in `auth_params` and in `login_params` is refused: the SPA could replace what the
+/// operator requires (an `acr_values` for MFA, a `max_age`). Say which one decides.
+pub(super) fn overlap(
+    configured: &[(String, String)],
+    listed: &[String],
+    o: &super::raw::RawOidc,
+    cx: &mut Cx<'_>,
+) {
+    for (name, _) in configured {
+        if listed.iter().any(|l| l.eq_ignore_ascii_case(name)) {
+            let at = o
+                .auth_params
+                .as_ref()
+                .and_then(|t| t.get_ref().get(name))
+                .map(Spanned::span);
+            cx.push(
+                invalid(
+                    &param_key("oidc.auth_params", name),
+                    "also in login_params, so the SPA could replace it: remove it from \
+                     login_params (the configured value is then always sent) or from auth_params",
+                ),
+                at,
+            );
+        }
+    }
 }
 
 /// Parameters sealgate sets on the RP-initiated logout redirect itself.
@@ -98,6 +127,15 @@ pub(super) fn logout_params(
     })
 }
 
+/// A letter-case variant of a name with a value rule (`Prompt`, `MAX_AGE`): IdPs that read names
+/// case-insensitively would take it for the real one, unchecked.
+fn case_variant(name: &str) -> Option<&'static str> {
+    DEFAULT_LOGIN_PARAMS
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(name) && *p != name)
+        .then_some("write this parameter name in lower case (its value is checked)")
+}
+
 /// `oidc.login_params`: the `/bff/login` query parameters passed on to the IdP.
 pub(super) fn login_params(
     raw: Option<&Spanned<Vec<Spanned<String>>>>,
@@ -119,8 +157,10 @@ pub(super) fn login_params(
             Some("returnUrl is sealgate's own login parameter")
         } else if name.eq_ignore_ascii_case("provider") {
             Some("provider is sealgate's own login parameter (it picks the [[providers]] entry)")
-        } else if names.contains(name) {
+        } else if names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
             Some("listed twice")
+        } else if let Some(problem) = case_variant(name) {
+            Some(problem)
         } else {
             oidc_params::name_problem(name)
         };

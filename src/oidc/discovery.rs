@@ -293,6 +293,7 @@ impl Provider {
         .set_redirect_uri(redirect)
         .set_auth_type(auth_type);
         Ok(Self {
+            tag: super::provider_tag(settings),
             settings: settings.clone(),
             issuer_url,
             http,

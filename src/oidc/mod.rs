@@ -38,7 +38,7 @@ use openidconnect::{EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl};
 use url::Url;
 
 pub(crate) use self::discovery::{DiscoveryError, ExtraMetadata};
-pub(crate) use self::error::{LoginError, RefreshError};
+pub(crate) use self::error::{LoginError, ParError, RefreshError};
 pub(crate) use self::grants::{LoginTokens, Refreshed};
 use self::http::IdpHttpClient;
 use crate::config::OidcSettings;
@@ -55,6 +55,8 @@ type Client = CoreClient<
 /// The configured OpenID Provider after discovery.
 pub(crate) struct Provider {
     settings: OidcSettings,
+    /// [`Provider::tag`], computed once.
+    tag: String,
     issuer_url: IssuerUrl,
     http: IdpHttpClient,
     client: Client,
@@ -70,6 +72,28 @@ pub(crate) struct Provider {
     end_session: Option<Url>,
     /// Where authorization requests are pushed (RFC 9126), when they are.
     par_endpoint: Option<Url>,
+}
+
+/// `callback name ~ base64url(SHA-256("sealgate provider" 0 issuer 0 client_id)[..9])`.
+pub(crate) fn provider_tag(settings: &OidcSettings) -> String {
+    use base64::Engine as _;
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [
+        "sealgate provider",
+        settings.issuer.as_str(),
+        settings.client_id.as_str(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let name = if settings.listed {
+        settings.name.as_str()
+    } else {
+        ""
+    };
+    let hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&h.finalize()[..9]);
+    format!("{name}~{hash}")
 }
 
 impl std::fmt::Debug for Provider {
@@ -91,14 +115,28 @@ impl Provider {
         &self.settings.name
     }
 
-    /// What its sessions and login flows carry to name it: the name of a `[[providers]]`
-    /// entry, empty for a lone `[oidc]`.
-    pub(crate) fn tag(&self) -> &str {
+    /// The path segment of its callback: the name of a `[[providers]]` entry, empty for a lone
+    /// `[oidc]` (`/bff/callback`).
+    pub(crate) fn callback_name(&self) -> &str {
         if self.settings.listed {
             &self.settings.name
         } else {
             ""
         }
+    }
+
+    /// What its sessions and login flows seal to name it: the callback name and a hash of the
+    /// issuer and client id ([`provider_tag`]). A provider renamed, or a name given to another
+    /// IdP or client, no longer matches the sessions of the old one: they are refused, never sent
+    /// to the wrong token endpoint.
+    pub(crate) fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    /// Whether a session or login flow sealed with `tag` belongs to this provider. An empty tag
+    /// is a cookie of format 1 (one provider only): it belongs to a lone `[oidc]`.
+    pub(crate) fn is_tagged(&self, tag: &str) -> bool {
+        tag == self.tag || (tag.is_empty() && !self.settings.listed)
     }
 
     /// Whether the IdP promises an `iss` parameter in authorization responses (RFC 9207).

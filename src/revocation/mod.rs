@@ -32,7 +32,9 @@
 //!
 //! What remains is the propagation window: a session created on instance B after A recorded a
 //! revocation but before B applied it (Redis delivers in milliseconds) can be caught by it,
-//! and that user signs in once more; it is never the other way round. Entries written by
+//! and that user signs in once more. The other way round needs two revocations of one subject
+//! on two instances within that window, with a login between them on a third whose stamp was
+//! moved past the first (docs/revocation.md says how). Entries written by
 //! versions before millisecond stamps (whole seconds `S`) read as `S * 1000 + 999`: they
 //! still catch every session of their second.
 //!

@@ -219,7 +219,7 @@ async fn complete(
         )
     })?;
     check_state(app, &flow, &query.state, now)?;
-    if flow.provider != provider.tag() {
+    if !provider.is_tagged(flow.provider) {
         return Err(fail(
             FAILED,
             StatusCode::BAD_REQUEST,

@@ -192,9 +192,23 @@ pub(super) async fn login(
         .authorization_redirect(&state, &nonce, &verifier, &params.extra, now)
         .await
         .map_err(|e| {
-            let rejection = Rejection::LoginFailed {
-                status: StatusCode::BAD_GATEWAY,
-                message: IDP_UNAVAILABLE,
+            // The IdP refusing the request as invalid is the request's fault (a login option
+            // it does not take), not an outage: the "parameter not allowed" page.
+            let refused_request = matches!(
+                &e,
+                crate::oidc::ParError::Refused { status: 400, error }
+                    if error == "invalid_request" || error == "invalid_scope"
+            );
+            let rejection = if refused_request {
+                Rejection::LoginFailed {
+                    status: StatusCode::BAD_REQUEST,
+                    message: BAD_PARAMETER,
+                }
+            } else {
+                Rejection::LoginFailed {
+                    status: StatusCode::BAD_GATEWAY,
+                    message: IDP_UNAVAILABLE,
+                }
             };
             Failure::new(rejection, format!("login: {e}"))
         })?;

@@ -158,7 +158,7 @@ fn callback_provider<'a>(app: &'a App, endpoint: &str) -> Option<&'a crate::oidc
         "" => "",
         rest => rest.strip_prefix('/').filter(|name| !name.is_empty())?,
     };
-    app.provider_tagged(tag)
+    app.provider_at_callback(tag)
 }
 
 async fn route(

@@ -150,12 +150,14 @@ async fn par_always_without_an_endpoint_refuses_to_start() {
 
 #[tokio::test]
 async fn a_failed_push_is_a_502_page_that_leaves_no_cookie() {
+    // A 400 invalid_request is the request's fault (a login option the IdP refuses): a 400
+    // page; anything else is the IdP's: 502. Neither leaves a cookie.
     let h = Harness::start_with(|b| b.par_endpoint = true, "").await;
-    for (status, down) in [
-        (Some(400), false),
-        (Some(401), false),
-        (Some(500), false),
-        (None, true),
+    for (status, down, expected) in [
+        (Some(400), false, 400),
+        (Some(401), false, 502),
+        (Some(500), false, 502),
+        (None, true, 502),
     ] {
         h.idp.set(|b| {
             b.par_status = status;
@@ -163,7 +165,7 @@ async fn a_failed_push_is_a_502_page_that_leaves_no_cookie() {
         });
         let mut b = h.browser();
         let r = login_with(&mut b, "returnUrl=%2Fx").await;
-        assert_eq!(r.status, 502, "{status:?}: {}", r.body);
+        assert_eq!(r.status, expected, "{status:?}: {}", r.body);
         assert!(r.location().is_none());
         assert!(r.body.contains("Sign-in failed"), "{}", r.body);
         assert!(r.set_cookies().is_empty(), "{:?}", r.set_cookies());

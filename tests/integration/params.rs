@@ -218,19 +218,33 @@ async fn bad_login_param_values_are_a_400_and_mint_nothing() {
 }
 
 #[tokio::test]
-async fn the_spa_overrides_a_configured_value_only_for_listed_names() {
+async fn the_spa_can_never_replace_a_configured_value() {
+    // A name in both auth_params and login_params is refused at start-up: the SPA could
+    // otherwise drop an operator's acr_values or max_age.
+    let idp = FakeIdp::start().await;
+    for extra in [
+        r#"oidc.auth_params = { acr_values = "mfa" }"#,
+        "oidc.auth_params = { Prompt = \"login\" }\noidc.login_params = [\"login_hint\"]",
+        "oidc.auth_params = { x = \"1\" }\noidc.login_params = [\"X\"]",
+    ] {
+        let err = Settings::from_toml(&config_toml(&idp.issuer(), extra), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("oidc.auth_params"), "{extra}: {err}");
+    }
+    // Out of login_params, the configured value is always sent and the SPA's ignored.
     let h = Harness::start_with(
         |_| {},
-        r#"oidc.auth_params = { prompt = "login", resource = "urn:api" }"#,
+        "oidc.auth_params = { prompt = \"login\", resource = \"urn:api\" }\n\
+         oidc.login_params = [\"login_hint\"]",
     )
     .await;
     let mut b = h.browser();
-    let r = login_with(&mut b, "prompt=consent&resource=urn%3Aevil").await;
+    let r = login_with(&mut b, "prompt=consent&resource=urn%3Aevil&login_hint=a").await;
     let query = pairs(&r.location().unwrap());
-    assert_eq!(all(&query, "prompt"), ["consent"]);
+    assert_eq!(all(&query, "prompt"), ["login"]);
     assert_eq!(all(&query, "resource"), ["urn:api"]);
-    let r = login_with(&mut b, "").await;
-    assert_eq!(all(&pairs(&r.location().unwrap()), "prompt"), ["login"]);
+    assert_eq!(all(&query, "login_hint"), ["a"]);
 }
 
 #[tokio::test]

@@ -349,6 +349,29 @@ async fn a_session_of_a_provider_no_longer_configured_is_refused_and_cleared() {
     let r = user(&mut again).await;
     assert_eq!(r.status, 401);
     assert!(again.cookie_names(PUBLIC).is_empty(), "cleared");
+
+    // The name "customers" given to another IdP: the old sessions are not its sessions (their
+    // refresh tokens must never reach the new IdP's token endpoint).
+    let other = FakeIdp::start().await;
+    let renamed = start(
+        &format!(
+            "{}{}",
+            provider("work", &t.work),
+            provider("customers", &other)
+        ),
+        t.clock.clone(),
+    )
+    .await;
+    let mut moved = Browser::new();
+    moved.map_origin(PUBLIC, &format!("http://{}", renamed.addr));
+    moved.import_cookies(PUBLIC, b.export_cookies(PUBLIC));
+    assert_eq!(user(&mut moved).await.status, 401);
+    t.clock.advance(290);
+    assert_eq!(api(&mut moved).await.status, 401);
+    assert!(
+        other.requests_to("/token").is_empty(),
+        "no refresh token reached the other IdP"
+    );
 }
 
 #[tokio::test]

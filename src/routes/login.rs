@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::app::App;
 use crate::error::{Failure, Rejection};
+use crate::oidc::{ParError, Provider};
 use crate::oidc_params;
 use crate::request::single_param;
 use crate::response::{self, Body};
@@ -105,12 +106,12 @@ fn is_speculative(headers: &http::HeaderMap) -> bool {
         })
 }
 
-/// Handles the login request.
-pub(super) async fn login(
-    app: &App,
+/// What the login request asks for, after the checks every login passes: a top-level
+/// navigation, a local return URL outside the BFF, a known provider.
+fn requested<'a>(
+    app: &'a App,
     req: &Request<Incoming>,
-    now: i64,
-) -> Result<Response<Body>, Failure> {
+) -> Result<(ReturnUrl, &'a Provider), Failure> {
     if is_speculative(req.headers()) {
         return Err(Failure::new(
             Rejection::NotNavigation,
@@ -146,6 +147,39 @@ pub(super) async fn login(
             "login: unknown provider",
         )
     })?;
+    Ok((return_url, provider))
+}
+
+/// The answer to a failed pushed authorization request. The IdP refusing the request as invalid
+/// is the request's fault (a login option it does not take), not an outage: the "parameter not
+/// allowed" page; anything else is a 502.
+fn push_failed(e: ParError) -> Failure {
+    let refused_request = matches!(
+        &e,
+        ParError::Refused { status: 400, error }
+            if error == "invalid_request" || error == "invalid_scope"
+    );
+    let rejection = if refused_request {
+        Rejection::LoginFailed {
+            status: StatusCode::BAD_REQUEST,
+            message: BAD_PARAMETER,
+        }
+    } else {
+        Rejection::LoginFailed {
+            status: StatusCode::BAD_GATEWAY,
+            message: IDP_UNAVAILABLE,
+        }
+    };
+    Failure::new(rejection, format!("login: {e}"))
+}
+
+/// Handles the login request.
+pub(super) async fn login(
+    app: &App,
+    req: &Request<Incoming>,
+    now: i64,
+) -> Result<Response<Body>, Failure> {
+    let (return_url, provider) = requested(app, req)?;
 
     let chosen =
         oidc_params::from_query(req.uri().query(), provider.login_param_names()).map_err(|e| {
@@ -191,27 +225,7 @@ pub(super) async fn login(
     let url = provider
         .authorization_redirect(&state, &nonce, &verifier, &params.extra, now)
         .await
-        .map_err(|e| {
-            // The IdP refusing the request as invalid is the request's fault (a login option
-            // it does not take), not an outage: the "parameter not allowed" page.
-            let refused_request = matches!(
-                &e,
-                crate::oidc::ParError::Refused { status: 400, error }
-                    if error == "invalid_request" || error == "invalid_scope"
-            );
-            let rejection = if refused_request {
-                Rejection::LoginFailed {
-                    status: StatusCode::BAD_REQUEST,
-                    message: BAD_PARAMETER,
-                }
-            } else {
-                Rejection::LoginFailed {
-                    status: StatusCode::BAD_GATEWAY,
-                    message: IDP_UNAVAILABLE,
-                }
-            };
-            Failure::new(rejection, format!("login: {e}"))
-        })?;
+        .map_err(push_failed)?;
 
     let mut cookies = Vec::new();
     let pending = app.pending_login_names(req.headers());

@@ -17,6 +17,7 @@ mod observability;
 mod par;
 mod params;
 mod private_key_jwt;
+mod profiles;
 mod providers;
 mod proxy;
 mod refresh;

@@ -14,6 +14,12 @@
 //!
 //! The signing keys are the committed test-only keys in `tests/support/keys/`.
 //!
+//! [`FakeIdp::start_at`] puts the issuer under a path (`/realms/demo`, or `/` for an issuer
+//! with a trailing slash), and the switches in [`profile`] make the IdP behave as a particular
+//! provider does: the access tokens it issues ([`AccessTokens`]), when it issues refresh
+//! tokens ([`RefreshWhen`]) and how it rotates them ([`Rotation`]), what its end-session
+//! endpoint requires ([`EndSessionRule`]).
+//!
 //! Shared with the development IdP (the `devidp` crate): the RSA keys as JWKs
 //! ([`devidp::keys`]), compact JWS signing ([`devidp::jws`]), PKCE S256 ([`devidp::pkce`]),
 //! `client_secret_basic` parsing ([`devidp::form`]) and the accept loop ([`devidp::http`]).
@@ -47,6 +53,11 @@ use url::Url;
 
 use super::client_keys::{self, AssertionAudience, ClientKey};
 
+mod profile;
+
+use profile::GrantRequest;
+pub use profile::{AccessTokens, EndSessionRule, RefreshWhen, Rotation};
+
 /// The `iss` that [`Fault::WrongIss`] and [`IssParam::Wrong`] put in place of the real one.
 pub const EVIL_ISSUER: &str = "https://evil.example";
 /// The nonce that [`Fault::WrongNonce`] puts in the ID token.
@@ -57,6 +68,11 @@ pub const WRONG_AUD: &str = "someone-else";
 pub const OTHER_CLIENT: &str = "other-client";
 /// The `aud` of every access token the fake IdP issues.
 pub const ACCESS_TOKEN_AUD: &str = "api";
+/// The `aud` of an Entra ID token for Microsoft Graph, what a login without an API's
+/// `.default` scope gets ([`AccessTokens::DefaultScope`]).
+pub const GRAPH_AUD: &str = "00000003-0000-0000-c000-000000000000";
+/// The `aud` of an AD FS access token when no `resource` was named ([`AccessTokens::Resource`]).
+pub const USERINFO_AUD: &str = "urn:microsoft:userinfo";
 /// The `events` member that marks a back-channel logout token.
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
@@ -278,6 +294,21 @@ pub struct Behaviour {
     /// Every response is held back this long (outbound-timeout tests; honours
     /// `tokio::time::pause`).
     pub response_delay: Option<Duration>,
+    /// What the access tokens look like. Default [`AccessTokens::Jwt`].
+    pub access_tokens: AccessTokens,
+    /// When a code grant comes with a refresh token (with [`Behaviour::refresh_tokens`]).
+    /// Default [`RefreshWhen::Always`].
+    pub refresh_when: RefreshWhen,
+    /// What a refresh does to the refresh token (with [`Behaviour::refresh_tokens`]). Default
+    /// [`Rotation::Rotate`].
+    pub rotation: Rotation,
+    /// Scopes `/authorize` refuses with `error=invalid_scope`. Default none.
+    pub refused_scopes: Vec<String>,
+    /// What `/end-session` requires. Default [`EndSessionRule::Standard`].
+    pub end_session_rule: EndSessionRule,
+    /// Revoking a refresh token revokes every refresh token of the same user and client (the
+    /// app's access as a whole, as Google does). Default false.
+    pub revoke_all_grants: bool,
 }
 
 impl Default for Behaviour {
@@ -315,6 +346,12 @@ impl Default for Behaviour {
             clock_offset: 0,
             unavailable: false,
             response_delay: None,
+            access_tokens: AccessTokens::Jwt,
+            refresh_when: RefreshWhen::Always,
+            rotation: Rotation::Rotate,
+            refused_scopes: Vec::new(),
+            end_session_rule: EndSessionRule::Standard,
+            revoke_all_grants: false,
         }
     }
 }
@@ -398,6 +435,8 @@ struct PendingCode {
     code_challenge: String,
     nonce: Option<String>,
     scope: String,
+    /// The parameters of the authorization request (pushed ones included).
+    auth_params: Vec<(String, String)>,
 }
 
 struct AccessGrant {
@@ -409,15 +448,25 @@ struct RefreshGrant {
     client_id: String,
     scope: String,
     sub: String,
+    /// The parameters of the authorization request the grant began with.
+    auth_params: Vec<(String, String)>,
+    /// Every refresh token rotated from the same code grant shares this.
+    family: u64,
 }
 
 struct State {
     issuer: String,
+    /// The endpoints' common prefix: the issuer without a trailing slash.
+    base: String,
+    /// The issuer's path without a trailing slash (`""` at the root): stripped from requests.
+    prefix: String,
     behaviour: Behaviour,
     /// Signing with [`RSA2`] instead of [`RSA1`].
     rotated: bool,
     codes: HashMap<String, PendingCode>,
     refresh_tokens: HashMap<String, RefreshGrant>,
+    /// Refresh tokens spent by rotation, with their family (for reuse detection).
+    spent_refresh: HashMap<String, u64>,
     access_tokens: HashMap<String, AccessGrant>,
     /// Pushed authorization requests by `request_uri` (each usable once).
     pushed: HashMap<String, Vec<(String, String)>>,
@@ -433,16 +482,29 @@ struct State {
 impl FakeIdp {
     /// Binds `127.0.0.1:0` and serves until the last handle is dropped (or the runtime ends).
     pub async fn start() -> FakeIdp {
+        FakeIdp::start_at("").await
+    }
+
+    /// [`FakeIdp::start`] with the issuer `http://127.0.0.1:PORT<path>` (`path` empty or
+    /// starting with `/`; `/` gives an issuer with a trailing slash). The endpoints live under
+    /// the issuer without its trailing slash; requests elsewhere are 404. The request log names
+    /// paths relative to that (`/token`).
+    pub async fn start_at(path: &str) -> FakeIdp {
+        assert!(path.is_empty() || path.starts_with('/'), "{path}");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the fake IdP");
         let addr = listener.local_addr().expect("fake IdP address");
+        let issuer = format!("http://{addr}{path}");
         let state = Arc::new(Mutex::new(State {
-            issuer: format!("http://{addr}"),
+            base: issuer.trim_end_matches('/').to_owned(),
+            prefix: path.trim_end_matches('/').to_owned(),
+            issuer,
             behaviour: Behaviour::default(),
             rotated: false,
             codes: HashMap::new(),
             refresh_tokens: HashMap::new(),
+            spent_refresh: HashMap::new(),
             access_tokens: HashMap::new(),
             pushed: HashMap::new(),
             log: Vec::new(),
@@ -474,6 +536,11 @@ impl FakeIdp {
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub fn issuer(&self) -> String {
         self.lock().issuer.clone()
+    }
+
+    /// The URL of one of the IdP's endpoints (`path` like `/end-session`).
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.lock().base)
     }
 
     /// The address the IdP listens on.
@@ -611,6 +678,11 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 
 async fn handle(shared: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
+    let prefix = lock(&shared).prefix.clone();
+    let full = parts.uri.path();
+    let path = full
+        .strip_prefix(prefix.as_str())
+        .filter(|p| p.starts_with('/'));
     let body = body
         .collect()
         .await
@@ -618,7 +690,7 @@ async fn handle(shared: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<F
         .unwrap_or_default();
     let logged = Logged {
         method: parts.method.to_string(),
-        path: parts.uri.path().to_owned(),
+        path: path.unwrap_or(full).to_owned(),
         query: parse_pairs(parts.uri.query().unwrap_or_default().as_bytes()),
         form: if parts.method == Method::POST {
             parse_pairs(&body)
@@ -637,6 +709,8 @@ async fn handle(shared: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<F
         let delay = state.behaviour.response_delay;
         let response = if state.behaviour.unavailable {
             text(StatusCode::SERVICE_UNAVAILABLE, "fake IdP is down")
+        } else if path.is_none() {
+            text(StatusCode::NOT_FOUND, "not under the issuer's path")
         } else {
             state.route(&parts.method, &logged)
         };
@@ -697,7 +771,7 @@ impl State {
             "/userinfo" if get || post => self.userinfo(req),
             "/revoke" if post && self.behaviour.revocation_endpoint => self.revoke(req),
             "/end-session" if (get || post) && self.behaviour.end_session_endpoint => {
-                end_session(req)
+                self.end_session_checked(req)
             }
             "/.well-known/openid-configuration"
             | "/jwks"
@@ -710,9 +784,9 @@ impl State {
 
     fn discovery(&self) -> Value {
         let b = &self.behaviour;
-        let issuer = &self.issuer;
+        let issuer = &self.base;
         let mut doc = json!({
-            "issuer": b.discovery_issuer.as_deref().unwrap_or(issuer),
+            "issuer": b.discovery_issuer.as_deref().unwrap_or(&self.issuer),
             "authorization_endpoint": format!("{issuer}/authorize"),
             "token_endpoint": format!("{issuer}/token"),
             "userinfo_endpoint": format!("{issuer}/userinfo"),
@@ -749,6 +823,7 @@ impl State {
         if b.require_par {
             doc["require_pushed_authorization_requests"] = json!(true);
         }
+        self.profile_metadata(&mut doc);
         doc
     }
 
@@ -834,7 +909,11 @@ impl State {
         } else if req.query_param("code_challenge_method") != Some("S256") || challenge.len() != 43
         {
             Some("invalid_request".to_owned())
-        } else if !scope.split(' ').any(|s| s == "openid") {
+        } else if !scope.split(' ').any(|s| s == "openid")
+            || scope
+                .split(' ')
+                .any(|s| self.behaviour.refused_scopes.iter().any(|r| r == s))
+        {
             Some("invalid_scope".to_owned())
         } else if req.query_param("prompt") == Some("none") && !self.behaviour.idp_session {
             Some("login_required".to_owned())
@@ -854,6 +933,7 @@ impl State {
                     code_challenge: challenge.to_owned(),
                     nonce: req.query_param("nonce").map(str::to_owned),
                     scope: scope.to_owned(),
+                    auth_params: req.query.clone(),
                 },
             );
             params.push(("code", code));
@@ -932,7 +1012,7 @@ impl State {
     /// was refused is recorded.
     fn check_assertion(&mut self, req: &Logged, key: &'static ClientKey) -> bool {
         let audience = match self.behaviour.assertion_audience {
-            AssertionAudience::TokenEndpoint => format!("{}/token", self.issuer),
+            AssertionAudience::TokenEndpoint => format!("{}/token", self.base),
             AssertionAudience::Issuer => self.issuer.clone(),
         };
         let expect = client_keys::Expected {
@@ -966,13 +1046,20 @@ impl State {
         {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
         }
-        self.issue(pending.nonce.as_deref(), &pending.scope, true)
+        let grant = GrantRequest {
+            scope: &pending.scope,
+            auth_params: &pending.auth_params,
+            token_form: &req.form,
+            family: None,
+        };
+        self.issue(pending.nonce.as_deref(), &grant, true)
     }
 
     fn refresh_grant(&mut self, req: &Logged) -> Response<Full<Bytes>> {
         let Some(old) = req.form_param("refresh_token") else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
         };
+        self.detect_reuse(old);
         let Some(grant) = self.refresh_tokens.get(old) else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
         };
@@ -981,39 +1068,48 @@ impl State {
         {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
         }
-        let scope = grant.scope.clone();
-        if self.behaviour.refresh_tokens {
+        let (scope, auth_params, family) =
+            (grant.scope.clone(), grant.auth_params.clone(), grant.family);
+        if self.behaviour.refresh_tokens && self.behaviour.rotation.spends_old() {
             // Rotation: the presented refresh token is spent.
             self.refresh_tokens.remove(old);
+            self.spent_refresh.insert(old.to_owned(), family);
         }
-        self.issue(None, &scope, self.behaviour.id_token_on_refresh)
+        let grant = GrantRequest {
+            scope: &scope,
+            auth_params: &auth_params,
+            token_form: &req.form,
+            family: Some(family),
+        };
+        self.issue(None, &grant, self.behaviour.id_token_on_refresh)
     }
 
     fn issue(
         &mut self,
         nonce: Option<&str>,
-        scope: &str,
+        grant: &GrantRequest<'_>,
         with_id_token: bool,
     ) -> Response<Full<Bytes>> {
+        let scope = grant.scope;
         let now = self.now();
         let lifetime = self.behaviour.access_token_lifetime;
         let exp = now + i64::try_from(lifetime).expect("lifetime fits i64");
         let jti = self.fresh("at");
         let sub = self.behaviour.user_sub.clone();
-        let access_token = sign_rs256(
-            self.current_key(),
-            "at+jwt",
-            &json!({
-                "iss": self.issuer,
-                "sub": sub,
-                "aud": ACCESS_TOKEN_AUD,
-                "client_id": self.behaviour.client_id,
-                "scope": scope,
-                "iat": now,
-                "exp": exp,
-                "jti": jti,
-            }),
-        );
+        let mut claims = json!({
+            "iss": self.issuer,
+            "sub": sub,
+            "aud": ACCESS_TOKEN_AUD,
+            "client_id": self.behaviour.client_id,
+            "scope": scope,
+            "iat": now,
+            "exp": exp,
+            "jti": jti,
+        });
+        let access_token = match self.shape_access_token(grant, &mut claims) {
+            Some(opaque) => opaque,
+            None => sign_rs256(self.current_key(), "at+jwt", &claims),
+        };
         self.access_tokens
             .insert(access_token.clone(), AccessGrant { sub, exp });
         let mut body = json!({
@@ -1024,14 +1120,17 @@ impl State {
         if !self.behaviour.omit_access_token {
             body["access_token"] = json!(access_token);
         }
-        if self.behaviour.refresh_tokens {
+        if self.behaviour.refresh_tokens && self.issues_refresh_token(grant) {
             let refresh = self.fresh("rt");
+            let family = grant.family.unwrap_or(self.serial);
             self.refresh_tokens.insert(
                 refresh.clone(),
                 RefreshGrant {
                     client_id: self.behaviour.client_id.clone(),
                     scope: scope.to_owned(),
                     sub: self.behaviour.user_sub.clone(),
+                    auth_params: grant.auth_params.to_vec(),
+                    family,
                 },
             );
             body["refresh_token"] = json!(refresh);
@@ -1078,6 +1177,7 @@ impl State {
         let Some(token) = req.form_param("token") else {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
         };
+        self.revoke_grants(token);
         self.refresh_tokens.remove(token);
         self.access_tokens.remove(token);
         text(StatusCode::OK, "")

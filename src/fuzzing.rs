@@ -368,3 +368,60 @@ pub fn journal_replay(data: &[u8]) -> bool {
     );
     true
 }
+
+/// Reads `data` as a `/bff/login` query with the default `login_params`: what is accepted has
+/// each name at most once, in the configured order, and each value passes its rule again
+/// unchanged (normalization is stable) and carries no control character.
+pub fn login_query(data: &[u8]) -> bool {
+    let Ok(query) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let allowed: Vec<String> = crate::oidc_params::DEFAULT_LOGIN_PARAMS
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    let Ok(chosen) = crate::oidc_params::from_query(Some(query), &allowed) else {
+        return false;
+    };
+    let mut last = None;
+    for (name, value) in &chosen {
+        let at = allowed.iter().position(|a| a == name);
+        assert!(at.is_some() && at > last, "{name} out of order or repeated");
+        last = at;
+        assert!(
+            !value.is_empty() && !value.chars().any(char::is_control),
+            "{value:?}"
+        );
+        assert_eq!(
+            crate::oidc_params::check_login_value(name, value).as_deref(),
+            Some(value.as_str()),
+            "{name} does not normalize stably"
+        );
+        if name == "prompt" && value.split(' ').any(|w| w == "none") {
+            assert_eq!(value, "none", "prompt=none only alone");
+        }
+    }
+    true
+}
+
+/// Reads `data` as a PAR endpoint's answer: the first byte picks the status (even: 201, else
+/// 200 + byte), the rest is the body. An accepted `request_uri` is non-empty, bounded and free
+/// of control characters, and only from a 200 or 201.
+pub fn par_response(data: &[u8]) -> bool {
+    let Some((first, body)) = data.split_first() else {
+        return false;
+    };
+    let status = if first % 2 == 0 {
+        201
+    } else {
+        200 + u16::from(*first)
+    };
+    let Ok(uri) = crate::oidc::parse_par_response(status, body) else {
+        return false;
+    };
+    assert!(status == 200 || status == 201);
+    let uri = uri.expose();
+    assert!(!uri.is_empty() && uri.len() <= crate::oidc::MAX_REQUEST_URI_LEN);
+    assert!(!uri.chars().any(char::is_control));
+    true
+}

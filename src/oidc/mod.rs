@@ -41,6 +41,7 @@ pub(crate) use self::discovery::{DiscoveryError, ExtraMetadata};
 pub(crate) use self::error::{LoginError, ParError, RefreshError};
 pub(crate) use self::grants::{LoginTokens, Refreshed};
 use self::http::IdpHttpClient;
+pub(crate) use self::par::{MAX_REQUEST_URI_LEN, parse_par_response};
 use crate::config::OidcSettings;
 
 type Client = CoreClient<

@@ -14,7 +14,7 @@ use super::error::ParError;
 use crate::secret::SecretString;
 
 /// Longest `request_uri` accepted.
-const MAX_REQUEST_URI_LEN: usize = 2048;
+pub(crate) const MAX_REQUEST_URI_LEN: usize = 2048;
 
 impl Provider {
     /// Where to send the browser to start one login: the authorization request URL, or, when
@@ -113,7 +113,7 @@ impl Provider {
 /// # Errors
 /// [`ParError::Refused`] for another status, [`ParError::BadResponse`] for a body that breaks
 /// a rule.
-pub(super) fn parse_par_response(status: u16, body: &[u8]) -> Result<SecretString, ParError> {
+pub(crate) fn parse_par_response(status: u16, body: &[u8]) -> Result<SecretString, ParError> {
     let object = serde_json::from_slice::<Map<String, Value>>(body).ok();
     if status != 201 && status != 200 {
         // Only the OAuth error code reaches the log, reduced to its safe characters.

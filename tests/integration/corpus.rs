@@ -27,6 +27,8 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("static_path", internal::static_path),
     ("logout_token", internal::logout_token),
     ("journal_replay", internal::journal_replay),
+    ("login_query", internal::login_query),
+    ("par_response", internal::par_response),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {

@@ -10,7 +10,7 @@ use super::problem::invalid;
 use super::raw::RawOidc;
 use super::request_params::{login_params, logout_params, overlap, param_table};
 use super::settings::{
-    ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, ParMode, SigningAlgsKey,
+    ASYMMETRIC_ALGS, MAX_LOGOUT_TOKEN_AGE, OidcSettings, ParMode, Params, SigningAlgsKey,
 };
 use super::values;
 
@@ -186,9 +186,9 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         trusted_audiences: o.trusted_audiences.unwrap_or_default(),
         max_logout_token_age: max_logout_token_age?,
         strict_logout_token_typ: o.strict_logout_token_typ.unwrap_or(false),
-        auth_params: auth_params?,
-        token_params: token_params?,
-        logout_params: logout_params?,
+        auth_params: Params(auth_params?),
+        token_params: Params(token_params?),
+        logout_params: Params(logout_params?),
         end_session_endpoint: end_session_endpoint?,
         login_params: login_params?,
         par: par?,

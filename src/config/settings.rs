@@ -234,15 +234,15 @@ pub struct OidcSettings {
     /// Refuse logout tokens whose header `typ` is `JWT` or absent (accept only `logout+jwt`).
     pub strict_logout_token_typ: bool,
     /// Extra parameters of every authorization request (none of them a name sealgate owns).
-    pub auth_params: Vec<(String, String)>,
+    pub auth_params: Params,
     /// Extra parameters of every code and refresh-token grant (AD FS `resource`, …).
-    pub token_params: Vec<(String, String)>,
+    pub token_params: Params,
     /// The `/bff/login` query parameters passed on to the IdP, each checked.
     pub login_params: Vec<String>,
     /// Pushed authorization requests (RFC 9126).
     pub par: ParMode,
     /// Added to the RP-initiated logout redirect (Cognito's `logout_uri`).
-    pub logout_params: Vec<(String, String)>,
+    pub logout_params: Params,
     /// The end-session endpoint to use instead of discovery's (an IdP whose metadata has none,
     /// or names another).
     pub end_session_endpoint: Option<Url>,
@@ -257,6 +257,40 @@ pub enum ParMode {
     Always,
     /// Never; start-up fails when the IdP requires PAR.
     Never,
+}
+
+/// Extra request parameters, in name order. `Debug` shows the names only: a value may be a
+/// credential (an API key some IdP wants on the token request).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Params(pub Vec<(String, String)>);
+
+impl std::ops::Deref for Params {
+    type Target = [(String, String)];
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Params {
+    type Item = &'a (String, String);
+    type IntoIter = std::slice::Iter<'a, (String, String)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<const N: usize> PartialEq<[(String, String); N]> for Params {
+    fn eq(&self, other: &[(String, String); N]) -> bool {
+        self.0 == other
+    }
+}
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| format!("{name}=<redacted>")))
+            .finish()
+    }
 }
 
 /// `[session]`.

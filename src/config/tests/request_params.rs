@@ -256,3 +256,18 @@ fn provider_is_not_a_login_param() {
         );
     }
 }
+
+#[test]
+fn debug_shows_parameter_names_never_their_values() {
+    let text = with_oidc(
+        "token_params = { api_key = \"s3cr3t-value\" }\n\
+         auth_params = { audience = \"https://api.example.com\" }\n\
+         logout_params = { logout_uri = \"https://app.example.com/bye\" }",
+    );
+    let s = Settings::from_toml(&text, &env).unwrap();
+    let d = format!("{:?}", s.oidc());
+    assert!(d.contains("api_key=<redacted>"), "{d}");
+    for value in ["s3cr3t-value", "api.example.com", "/bye"] {
+        assert!(!d.contains(value), "{value} in {d}");
+    }
+}

@@ -376,13 +376,19 @@ impl App {
                 }
             }
             Err(RefreshError::Failed(e)) => {
-                // A transient failure is not kept for the grace window: the next request retries.
-                if let Ok(mut map) = self.refreshes.map.lock()
+                // A transient failure. While the access token is still valid the request is
+                // served with it, and the failure is kept for the grace window: during an IdP
+                // outage, the requests of a session due for a refresh or a revalidation cost
+                // one token request per window, not one (and its timeout) each. Once the access
+                // token has expired, the next request retries at once.
+                let still_valid = session.access_expires_at.is_some_and(|exp| exp > now);
+                if !still_valid
+                    && let Ok(mut map) = self.refreshes.map.lock()
                     && map.get(&key).is_some_and(|(_, c)| Arc::ptr_eq(c, &cell))
                 {
                     map.remove(&key);
                 }
-                if session.access_expires_at.is_some_and(|exp| exp > now) {
+                if still_valid {
                     // Still valid for a while: use it, try again on a later request.
                     RefreshOutcome::Ready { refreshed: false }
                 } else {

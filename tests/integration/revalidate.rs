@@ -11,6 +11,8 @@ use crate::support::browser::{Browser, Resp};
 
 /// The interval the tests configure, in seconds.
 const EVERY: i64 = 120;
+/// `[session] refresh_grace` (the default): how long a failed refresh is kept.
+const GRACE: i64 = 30;
 
 async fn start() -> Harness {
     start_with(|_| {}).await
@@ -213,10 +215,21 @@ async fn an_unreachable_idp_does_not_end_the_session_and_the_next_call_retries()
     assert_eq!(bearer(&r), before);
     assert!(!resealed(&r));
     assert_eq!(grants(&h), 1, "the revalidation was tried");
+    // The failure is kept for the grace window: the next requests cost no token request (and
+    // no timeout) each; after the window, the next one tries again.
     assert_eq!(h.user(&mut b).await.status, 200);
-    assert_eq!(grants(&h), 2, "and tried again on the next request");
-    // Back up: the next call revalidates.
+    assert_eq!(bearer(&api(&mut b, "/api").await), before);
+    assert_eq!(
+        grants(&h),
+        1,
+        "no new token request within the grace window"
+    );
+    advance(&h, GRACE);
+    assert_eq!(h.user(&mut b).await.status, 200);
+    assert_eq!(grants(&h), 2, "tried again after it");
+    // Back up: the next call after the window revalidates.
     h.idp.set(|b| b.unavailable = false);
+    advance(&h, GRACE);
     let r = api(&mut b, "/api").await;
     assert_ne!(bearer(&r), before);
     assert!(resealed(&r));

@@ -203,7 +203,7 @@ async fn parallel_calls_past_the_interval_share_one_grant() {
 }
 
 #[tokio::test]
-async fn an_unreachable_idp_does_not_end_the_session_and_the_next_call_retries() {
+async fn an_unreachable_idp_does_not_end_the_session_and_is_retried_after_the_grace_window() {
     let h = start().await;
     let mut b = h.browser();
     h.login(&mut b).await;

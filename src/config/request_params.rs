@@ -31,23 +31,37 @@ pub(super) fn param_table(
     raw: Option<&Spanned<BTreeMap<String, Spanned<String>>>>,
     cx: &mut Cx<'_>,
 ) -> Option<Vec<(String, String)>> {
-    let Some(raw) = raw else {
-        return Some(Vec::new());
-    };
-    let mut ok = true;
-    for (name, value) in raw.get_ref() {
-        let key = param_key(table, name);
-        let problem = oidc_params::name_problem(name)
+    checked_table(table, raw, cx, |name, value| {
+        oidc_params::name_problem(name)
             .or_else(|| case_variant(name))
             .or_else(|| {
                 // A configured `prompt` or `max_age` must read as the SPA's would: the login flow
                 // relies on them (silent login, the `auth_time` check).
                 (oidc_params::has_specific_rule(name)
-                    && oidc_params::check_login_value(name, value.get_ref()).is_none())
+                    && oidc_params::check_login_value(name, value).is_none())
                 .then_some("not a valid value for this parameter (see docs/configuration.md)")
-            });
-        if let Some(problem) = problem {
-            cx.push(invalid(&key, problem), Some(value.span()));
+            })
+    })
+}
+
+/// The entries of table `table`, each checked by `problem(name, value)`; `None` when one has a
+/// problem (each recorded under its parameter's key, at its value).
+fn checked_table(
+    table: &str,
+    raw: Option<&Spanned<BTreeMap<String, Spanned<String>>>>,
+    cx: &mut Cx<'_>,
+    problem: impl Fn(&str, &str) -> Option<&'static str>,
+) -> Option<Vec<(String, String)>> {
+    let Some(raw) = raw else {
+        return Some(Vec::new());
+    };
+    let mut ok = true;
+    for (name, value) in raw.get_ref() {
+        if let Some(problem) = problem(name, value.get_ref()) {
+            cx.push(
+                invalid(&param_key(table, name), problem),
+                Some(value.span()),
+            );
             ok = false;
         }
     }
@@ -100,30 +114,12 @@ pub(super) fn logout_params(
     raw: Option<&Spanned<BTreeMap<String, Spanned<String>>>>,
     cx: &mut Cx<'_>,
 ) -> Option<Vec<(String, String)>> {
-    let Some(raw) = raw else {
-        return Some(Vec::new());
-    };
-    let mut ok = true;
-    for (name, value) in raw.get_ref() {
-        let owned = LOGOUT_OWNED.iter().any(|o| o.eq_ignore_ascii_case(name));
-        let problem = if owned {
+    checked_table("oidc.logout_params", raw, cx, |name, _| {
+        if LOGOUT_OWNED.iter().any(|o| o.eq_ignore_ascii_case(name)) {
             Some("sealgate sets this parameter itself; it cannot be configured")
         } else {
             oidc_params::name_problem(name)
-        };
-        if let Some(problem) = problem {
-            cx.push(
-                invalid(&param_key("oidc.logout_params", name), problem),
-                Some(value.span()),
-            );
-            ok = false;
         }
-    }
-    ok.then(|| {
-        raw.get_ref()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.get_ref().clone()))
-            .collect()
     })
 }
 

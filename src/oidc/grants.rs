@@ -119,13 +119,8 @@ impl Provider {
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| LoginError::TokenRequest(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(verifier.expose().to_owned()));
-        for (name, value) in &self.settings.token_params {
-            request = request.add_extra_param(name.as_str(), value.as_str());
-        }
-        if let Some(assertion) = &assertion {
-            request = request
-                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
-                .add_extra_param("client_assertion", assertion.expose());
+        for (name, value) in self.token_request_params(assertion.as_ref()) {
+            request = request.add_extra_param(name, value);
         }
         let response = request
             .request_async(&self.http)
@@ -192,13 +187,8 @@ impl Provider {
             .client
             .exchange_refresh_token(&token)
             .map_err(|e| RefreshError::Failed(e.to_string()))?;
-        for (name, value) in &self.settings.token_params {
-            request = request.add_extra_param(name.as_str(), value.as_str());
-        }
-        if let Some(assertion) = &assertion {
-            request = request
-                .add_extra_param("client_assertion_type", ASSERTION_TYPE)
-                .add_extra_param("client_assertion", assertion.expose());
+        for (name, value) in self.token_request_params(assertion.as_ref()) {
+            request = request.add_extra_param(name, value);
         }
         let response = request
             .request_async(&self.http)
@@ -251,6 +241,25 @@ impl Provider {
                 .map(|r| Token::from_issued(r.secret())),
             id_token,
         })
+    }
+
+    /// What every code and refresh grant adds to openidconnect's request: `token_params`, then
+    /// the client assertion when `private_key_jwt` made one.
+    fn token_request_params<'a>(
+        &'a self,
+        assertion: Option<&'a SecretString>,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> {
+        let assertion = assertion.into_iter().flat_map(|a| {
+            [
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", a.expose()),
+            ]
+        });
+        self.settings
+            .token_params
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .chain(assertion)
     }
 
     async fn check_userinfo(

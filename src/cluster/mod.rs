@@ -253,6 +253,48 @@ pub(crate) mod tests {
         try_cluster(url, policy).unwrap()
     }
 
+    /// A throwaway `redis-server` (the Debian package) on a free loopback port, killed on drop.
+    pub(crate) struct RedisServer {
+        port: u16,
+        child: std::process::Child,
+    }
+
+    impl RedisServer {
+        pub(crate) fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}/0", self.port)
+        }
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Starts one and waits until it accepts connections.
+    pub(crate) fn redis_server() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (apt-get install redis-server)");
+        let server = RedisServer { port, child };
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start");
+    }
+
     #[test]
     fn a_malformed_url_is_refused_at_start_without_echoing_it() {
         let e = try_cluster("http://:hunter2@127.0.0.1/", StorePolicy::Refuse)

@@ -83,11 +83,7 @@ impl Cluster {
                 .await
                 .ok()?;
             if won.is_some() {
-                let f = refresh.take()?;
-                let outcome = f().await;
-                if let Ok(r) = &outcome {
-                    self.store_result(&mut conn, &keys, r).await;
-                }
+                let outcome = self.redeem(&mut conn, &keys, refresh.take()?).await;
                 let _: redis::RedisResult<i64> = redis::Script::new(RELEASE)
                     .key(&keys.lock)
                     .arg(&holder)
@@ -102,6 +98,29 @@ impl Cluster {
             }
             tokio::time::sleep(POLL_EVERY).await;
         }
+    }
+
+    /// What the lock holder does: the previous holder stores its result before it releases
+    /// the lock, so a lock won between our last look and now may follow a finished refresh;
+    /// look again before redeeming a refresh token that may already be rotated.
+    async fn redeem<F, Fut>(
+        &self,
+        conn: &mut MultiplexedConnection,
+        keys: &RefreshKeys,
+        refresh: F,
+    ) -> Result<Refreshed, RefreshError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Refreshed, RefreshError>>,
+    {
+        if let Some(found) = self.read_result(conn, keys).await {
+            return Ok(found);
+        }
+        let outcome = refresh().await;
+        if let Ok(r) = &outcome {
+            self.store_result(conn, keys, r).await;
+        }
+        outcome
     }
 
     /// The winner's result, when it is there and opens.
@@ -209,8 +228,12 @@ impl Drop for SharedRefresh {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::{RefreshKeys, open_result, seal_result};
-    use crate::oidc::Refreshed;
+    use crate::cluster::tests::{cluster, redis_server};
+    use crate::config::StorePolicy;
+    use crate::oidc::{RefreshError, Refreshed};
     use crate::seal::{Codec, KeyRing};
     use crate::token::Token;
 
@@ -272,5 +295,44 @@ mod tests {
         assert!(open_result(&codec(), &keys.name, &sealed, NOW + 31).is_none());
         let other_key = Codec::new(KeyRing::from_bytes(&[[8; 32]]).unwrap(), 32);
         assert!(open_result(&other_key, &keys.name, &sealed, NOW).is_none());
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; run by .ci/run"]
+    async fn a_lock_won_after_a_finished_refresh_takes_its_result_instead_of_redeeming_again() {
+        let redis = redis_server();
+        let c = cluster(&redis.url(), StorePolicy::Refuse);
+        let keys = RefreshKeys::new("sealgate", &[3; 32]).unwrap();
+        let mut conn = c.connection().await.unwrap();
+        // The previous holder finished: its result is stored and its lock released, after
+        // this instance last looked and before it took the lock.
+        c.store_result(&mut conn, &keys, &refreshed()).await;
+        let calls = AtomicUsize::new(0);
+        let got = c
+            .redeem(&mut conn, &keys, || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Err::<Refreshed, _>(RefreshError::InvalidGrant)
+            })
+            .await
+            .expect("the stored result");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "the old token is not redeemed"
+        );
+        assert_eq!(
+            got.refresh_token.unwrap().expose().expose(),
+            "rotated-refresh-token"
+        );
+        // With nothing stored, the holder redeems and shares what it got.
+        let fresh = RefreshKeys::new("sealgate", &[4; 32]).unwrap();
+        c.redeem(&mut conn, &fresh, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(refreshed())
+        })
+        .await
+        .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(c.read_result(&mut conn, &fresh).await.is_some());
     }
 }

@@ -173,6 +173,7 @@ pub fn proxy_path(data: &[u8]) -> bool {
                 websocket: false,
                 forward_cookies: crate::config::CookieForwarding::None,
                 http2: false,
+                rules: crate::config::RouteRules::default(),
                 key: format!("routes[{prefix}]"),
             })
     };

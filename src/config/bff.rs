@@ -3,6 +3,7 @@
 use super::context::{Cx, span};
 use super::problem::invalid;
 use super::raw::{RawBff, RawCookieForwarding, RawRoute};
+use super::route_rules::{self, Needs};
 use super::settings::{BffSettings, CookieForwarding, CsrfMode, RouteSettings, TokenPolicy};
 use super::values;
 
@@ -72,12 +73,13 @@ pub(super) fn bff(b: RawBff, cx: &mut Cx<'_>) -> Option<BffSettings> {
 pub(super) fn routes(
     raw: Vec<(usize, RawRoute)>,
     bff_prefix: Option<&str>,
+    needs: &Needs<'_>,
     cx: &mut Cx<'_>,
 ) -> Vec<RouteSettings> {
     let mut routes: Vec<RouteSettings> = Vec::new();
     let mut prefixes: Vec<String> = Vec::new();
     for (i, r) in raw {
-        if let Some(route) = route(i, r, bff_prefix, &mut prefixes, cx) {
+        if let Some(route) = route(i, r, bff_prefix, &mut prefixes, needs, cx) {
             routes.push(route);
         }
     }
@@ -88,9 +90,10 @@ pub(super) fn routes(
 /// Route `i`. `earlier` holds the prefixes of the routes before it (a duplicate is refused).
 fn route(
     i: usize,
-    r: RawRoute,
+    mut r: RawRoute,
     bff_prefix: Option<&str>,
     earlier: &mut Vec<String>,
+    needs: &Needs<'_>,
     cx: &mut Cx<'_>,
 ) -> Option<RouteSettings> {
     let key = format!("routes[{i}]");
@@ -115,6 +118,7 @@ fn route(
             ("none", TokenPolicy::None),
         ],
     );
+    let rules = route_rules::rules(&key, &mut r, token, needs, cx);
     let mut methods = Some(Vec::new());
     for m in r.methods.unwrap_or_default() {
         let method = http::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes())
@@ -143,6 +147,7 @@ fn route(
         websocket: r.websocket.unwrap_or(false),
         forward_cookies: forward_cookies?,
         http2: r.http2.unwrap_or(false),
+        rules: rules?,
         key,
     })
 }

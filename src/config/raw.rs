@@ -117,6 +117,10 @@ pub(super) struct RawRoute {
     pub websocket: Option<bool>,
     pub forward_cookies: Option<Spanned<RawCookieForwarding>>,
     pub http2: Option<bool>,
+    pub acr_values: Option<Spanned<Vec<Spanned<String>>>>,
+    pub max_auth_age: Text,
+    pub require_claims: Option<Spanned<BTreeMap<String, Spanned<toml::Value>>>>,
+    pub identity_headers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
 }
 
 /// `forward_cookies = "all" | "none" | ["name", …]`.

@@ -341,6 +341,9 @@ pub struct RouteSettings {
     /// HTTP/2 only to the upstream (h2c with prior knowledge over `http://`); otherwise
     /// HTTP/1.1, or h2 when a TLS upstream offers it by ALPN.
     pub http2: bool,
+    /// Step-up, claim rules and identity headers: who may call the route, and what its
+    /// upstream learns of them (all empty by default).
+    pub rules: RouteRules,
     /// Where it is in the file, `routes[i]` (routes are kept longest prefix first).
     pub key: String,
 }
@@ -368,6 +371,55 @@ impl CookieForwarding {
             Self::Only(names) => names.iter().any(|n| n == name),
         }
     }
+}
+
+/// A route's rules about the signed-in user, checked against the session's ID token claims
+/// (after a refresh, the refreshed ID token's) before anything is forwarded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteRules {
+    /// Step-up: the ID token's `acr` must be one of these (empty: any `acr`, or none).
+    pub acr_values: Vec<String>,
+    /// Step-up: the ID token's `auth_time` must be present and at most this old.
+    pub max_auth_age: Option<Duration>,
+    /// Claims that must hold, by claim name (sorted).
+    pub require_claims: Vec<(String, ClaimRule)>,
+    /// Headers sent upstream with the value of a claim: (header, claim name), by header name.
+    pub identity_headers: Vec<(http::HeaderName, String)>,
+}
+
+impl RouteRules {
+    /// Whether the route asks for a stronger or fresher login than any session has.
+    pub fn step_up(&self) -> bool {
+        !self.acr_values.is_empty() || self.max_auth_age.is_some()
+    }
+
+    /// Whether only a session can pass: step-up or claim rules (identity headers alone do not
+    /// keep anonymous callers of a `token = "optional"` route out).
+    pub fn needs_session(&self) -> bool {
+        self.step_up() || !self.require_claims.is_empty()
+    }
+}
+
+/// What `require_claims` asks of one claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimRule {
+    /// The claim equals this value (same JSON type).
+    Equals(ClaimValue),
+    /// The claim is one of these strings, or an array holding at least one of them.
+    AnyOf(Vec<String>),
+}
+
+/// A single value a claim must equal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimValue {
+    /// A JSON string.
+    Text(String),
+    /// A JSON boolean.
+    Bool(bool),
+    /// A JSON number with this integer value.
+    Integer(i64),
+    /// A JSON number with this (finite) value.
+    Float(f64),
 }
 
 /// `[static]`: the directory of the SPA's build output, served for paths nothing else handles.

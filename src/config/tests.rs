@@ -654,3 +654,4 @@ mod client_auth;
 mod providers;
 mod request_params;
 mod revalidate;
+mod route_rules;

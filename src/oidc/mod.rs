@@ -37,6 +37,7 @@ use openidconnect::core::{CoreClient, CoreJsonWebKeySet, CoreJwsSigningAlgorithm
 use openidconnect::{EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl};
 use url::Url;
 
+pub(crate) use self::claims::{check_auth_time, numeric_date};
 pub(crate) use self::discovery::{DiscoveryError, ExtraMetadata};
 pub(crate) use self::error::{LoginError, RefreshError};
 pub(crate) use self::grants::{LoginTokens, Refreshed};
@@ -105,6 +106,11 @@ impl Provider {
     pub(crate) fn sends_iss_parameter(&self) -> bool {
         self.metadata_extra
             .authorization_response_iss_parameter_supported
+    }
+
+    /// The tolerated clock difference with the IdP, in seconds.
+    pub(crate) fn clock_skew(&self) -> i64 {
+        i64::try_from(self.settings.clock_skew.as_secs()).unwrap_or(i64::MAX)
     }
 
     /// Whether the IdP has an RFC 7009 revocation endpoint.

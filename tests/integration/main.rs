@@ -21,6 +21,7 @@ mod providers;
 mod proxy;
 mod refresh;
 mod revalidate;
+mod route_rules;
 mod server;
 mod silent_login;
 mod static_files;

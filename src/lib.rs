@@ -18,7 +18,8 @@
 //!   endpoint (`login`, `callback`, `user`, `logout`, `backchannel`), `health` (`/healthz`,
 //!   `/readyz`, `/metrics`), `cors`.
 //! - [`proxy`]: a proxied API call, top-down: `route` (match, upstream URL) → `authorize`
-//!   (cookies and headers → anonymous, bearer token, re-sealed cookie, or refusal) → `forward`
+//!   (cookies and headers → anonymous, bearer token, re-sealed cookie, or refusal; the route's
+//!   step-up, claim rules and identity headers from `rules`) → `forward`
 //!   (rewrite headers, stream upstream) → `filter` (the response); `websocket` tunnels.
 //! - [`static_files`]: the SPA's own files, last in routing.
 //! - [`app`]: the shared state ([`app::App`]) and the per-request session rules: open the

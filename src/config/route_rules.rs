@@ -228,7 +228,10 @@ fn claim_rule(value: toml::Value) -> Result<ClaimRule, &'static str> {
                 .collect();
             return strings.map(ClaimRule::AnyOf).ok_or(KINDS);
         }
-        toml::Value::Datetime(_) | toml::Value::Table(_) => return Err(KINDS),
+        toml::Value::Table(_) => {
+            return Err("must not be a table: claim names are top-level (quote a name with dots)");
+        }
+        toml::Value::Datetime(_) => return Err(KINDS),
     }))
 }
 

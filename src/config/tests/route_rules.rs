@@ -189,6 +189,10 @@ fn claim_rules_are_refused_with_their_key_and_line() {
             "routes[0].require_claims.org",
         ),
         (
+            "require_claims = { realm_access.roles = [\"admin\"] }",
+            "routes[0].require_claims.realm_access",
+        ),
+        (
             "require_claims = { level = nan }",
             "routes[0].require_claims.level",
         ),

@@ -51,6 +51,8 @@ pub(crate) struct App {
     pub tunnels: Arc<tokio::sync::Semaphore>,
     /// `iss`+`jti` of accepted back-channel logout tokens, so a replay changes nothing.
     pub logout_tokens: Mutex<ExpiringSet>,
+    /// Routes' own tokens, and the turns of sessions' refresh-token grants.
+    pub route_tokens: crate::route_tokens::RouteTokens,
 }
 
 /// Chunk deletions a response may carry beyond `max_chunks` (stale chunks of an earlier, larger
@@ -324,14 +326,25 @@ impl App {
             .get_or_init(|| async {
                 // In a cluster, one instance redeems the refresh token for all; without Redis
                 // (or while it is unreachable) this instance's single flight is all there is.
-                let redeem = || provider.refresh(&secret, previous_id.as_ref(), now);
+                // Either way in the session's turn with its route grants, which may have
+                // replaced the refresh token (`route_tokens::lanes`).
+                let previous = previous_id.as_ref();
+                let redeem = || {
+                    self.route_tokens.lanes.redeem(
+                        session.id,
+                        refresh,
+                        now,
+                        grace,
+                        |rt| async move { provider.refresh(&rt, previous, now).await },
+                    )
+                };
                 let shared = match &self.cluster {
                     Some(c) => c.refresh_once(&key, redeem).await,
                     None => None,
                 };
                 let r = match shared {
                     Some(r) => r,
-                    None => provider.refresh(&secret, previous_id.as_ref(), now).await,
+                    None => redeem().await,
                 };
                 record_refresh(session, &r, !expiring);
                 r

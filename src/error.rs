@@ -41,6 +41,15 @@ pub(crate) enum Rejection {
     },
     /// A forged or stale logout link (403 page); the session stays alive.
     LogoutRefused,
+    /// The route's own token could not be had: the IdP refused the grant (401 JSON
+    /// `route_token_refused`) or failed (502 JSON `route_token_unavailable`). The body names the
+    /// route; the session is left as it is.
+    RouteToken {
+        /// The route's prefix.
+        route: String,
+        /// Whether the IdP refused (401) rather than failed (502).
+        refused: bool,
+    },
     /// The upstream could not be reached (502 JSON).
     BadGateway,
     /// The upstream did not answer in time (504 JSON).
@@ -158,6 +167,8 @@ impl Failure {
         use Rejection::*;
         let status = match &self.rejection {
             Unauthenticated | NotNavigation | StepUp(_) => StatusCode::UNAUTHORIZED,
+            RouteToken { refused: true, .. } => StatusCode::UNAUTHORIZED,
+            RouteToken { refused: false, .. } => StatusCode::BAD_GATEWAY,
             Forbidden | LogoutRefused | AccessDenied => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -191,6 +202,29 @@ impl Failure {
                     "error": "access_denied",
                 }),
             ),
+            RouteToken { route, refused } => {
+                let (title, error) = if refused {
+                    (
+                        "the identity provider refused this route's token",
+                        "route_token_refused",
+                    )
+                } else {
+                    (
+                        "this route's token is unavailable",
+                        "route_token_unavailable",
+                    )
+                };
+                response::problem_json(
+                    status,
+                    &serde_json::json!({
+                        "type": "about:blank",
+                        "title": title,
+                        "status": status.as_u16(),
+                        "error": error,
+                        "route": route,
+                    }),
+                )
+            }
             NotFound => response::problem(status, "not found"),
             MethodNotAllowed => response::problem(status, "method not allowed"),
             BadRequest => response::problem(status, "bad request"),

@@ -167,6 +167,8 @@ pub fn proxy_path(data: &[u8]) -> bool {
                 prefix: prefix.into(),
                 upstream,
                 token: crate::config::TokenPolicy::None,
+                route_token: crate::config::RouteToken::Default,
+                provider: None,
                 strip_prefix,
                 methods: Vec::new(),
                 timeout: std::time::Duration::from_secs(1),
@@ -175,6 +177,7 @@ pub fn proxy_path(data: &[u8]) -> bool {
                 http2: false,
                 rules: crate::config::RouteRules::default(),
                 key: format!("routes[{prefix}]"),
+                index: 0,
             })
     };
     // Longest prefix first, as `Settings` sorts them; "/" is stored as the empty prefix.

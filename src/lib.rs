@@ -119,6 +119,7 @@ mod request;
 mod response;
 mod return_url;
 mod revocation;
+mod route_tokens;
 mod routes;
 mod seal;
 mod secret;

@@ -4,6 +4,7 @@ use super::context::{Cx, span};
 use super::problem::invalid;
 use super::raw::{RawBff, RawCookieForwarding, RawRoute};
 use super::route_rules::{self, Needs};
+use super::route_tokens;
 use super::settings::{BffSettings, CookieForwarding, CsrfMode, RouteSettings, TokenPolicy};
 use super::values;
 
@@ -116,9 +117,12 @@ fn route(
             ("user", TokenPolicy::User),
             ("optional", TokenPolicy::Optional),
             ("none", TokenPolicy::None),
+            ("client", TokenPolicy::Client),
+            ("user_or_client", TokenPolicy::UserOrClient),
         ],
     );
     let rules = route_rules::rules(&key, &mut r, token, needs, cx);
+    let own = route_tokens::route_token(&key, &mut r, token, needs.providers, cx);
     let mut methods = Some(Vec::new());
     for m in r.methods.unwrap_or_default() {
         let method = http::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes())
@@ -137,10 +141,13 @@ fn route(
     }
     let forward_cookies = forward_cookies(&key, r.forward_cookies, cx);
     let timeout = cx.duration(&format!("{key}.timeout"), r.timeout.as_ref(), "30s");
+    let (route_token, provider) = own?;
     Some(RouteSettings {
         prefix: prefix?,
         upstream: upstream?,
         token: token?,
+        route_token,
+        provider,
         strip_prefix: r.strip_prefix.unwrap_or(true),
         methods: methods?,
         timeout: timeout?,
@@ -149,6 +156,7 @@ fn route(
         http2: r.http2.unwrap_or(false),
         rules: rules?,
         key,
+        index: i,
     })
 }
 

@@ -34,6 +34,7 @@ mod raw;
 mod request_params;
 mod revocation;
 mod route_rules;
+mod route_tokens;
 mod server;
 mod session;
 pub(crate) mod settings;
@@ -46,8 +47,8 @@ pub use problem::ConfigError;
 pub(crate) use problem::{Place, Problem};
 pub(crate) use settings::{
     AssertionAudience, ClaimRule, ClaimValue, ClusterSettings, CookieForwarding, CsrfMode,
-    LogFormat, OidcSettings, ParMode, RouteRules, RouteSettings, ServerSettings, SigningAlgsKey,
-    StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth, TokenPolicy,
+    LogFormat, OidcSettings, ParMode, RouteRules, RouteSettings, RouteToken, ServerSettings,
+    SigningAlgsKey, StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth, TokenPolicy,
 };
 pub use settings::{LogSettings, Settings};
 

@@ -1,9 +1,9 @@
 //! `[[routes]]` rules about the signed-in user: step-up (`acr_values`, `max_auth_age`), claim
 //! rules (`require_claims`) and identity headers (`identity_headers`).
 //!
-//! Each needs the session's ID token claims, so each is refused on a `token = "none"` route
-//! and when `session.store_id_token = false`; step-up also needs every provider to pass the
-//! step-up login's `acr_values` / `max_age` on (`login_params`).
+//! Each needs the session's ID token claims, so each is refused on a `token = "none"` or
+//! `token = "client"` route and when `session.store_id_token = false`; step-up also needs
+//! every provider to pass the step-up login's `acr_values` / `max_age` on (`login_params`).
 
 use std::time::Duration;
 
@@ -57,6 +57,8 @@ pub(super) fn rules(
     for (name, at) in &present {
         let refusal = if token == Some(TokenPolicy::None) {
             Some("needs a signed-in user: not with token = \"none\"")
+        } else if token == Some(TokenPolicy::Client) {
+            Some("needs a signed-in user: not with token = \"client\", which never reads a session")
         } else if needs.store_id_token == Some(false) {
             Some("needs the ID token's claims, and session.store_id_token = false drops them")
         } else {

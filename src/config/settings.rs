@@ -288,6 +288,9 @@ pub struct SessionSettings {
     /// A session whose last grant is older than this refreshes before it is served, even with
     /// a valid access token, so the IdP can refuse it; `None`: off.
     pub revalidate_every: Option<Duration>,
+    /// Route tokens of sessions kept in memory per instance, as (session, route) entries (0:
+    /// minted for every request).
+    pub route_token_cache: usize,
 }
 
 /// `[bff]`.
@@ -310,12 +313,50 @@ pub struct BffSettings {
 /// Which token a route attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenPolicy {
-    /// A session is required; its access token is attached.
+    /// A session is required; its access token (or the route's own token) is attached.
     User,
-    /// The access token is attached when there is a session.
+    /// The access token (or the route's own token) is attached when there is a session.
     Optional,
     /// No token; the route is a plain reverse proxy.
     None,
+    /// The application's own token (client-credentials grant); no session is read.
+    Client,
+    /// The user's token when there is a session, the application's otherwise.
+    UserOrClient,
+}
+
+impl TokenPolicy {
+    /// Whether the route reads the session (to attach a user's token).
+    pub fn reads_session(self) -> bool {
+        matches!(self, Self::User | Self::Optional | Self::UserOrClient)
+    }
+}
+
+/// The token a route gets: the session's access token, or one of its own (`resource`,
+/// `scopes`, `exchange`), minted from the session (or, on a `token = "client"` route, for the
+/// application) and only ever sent to this route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteToken {
+    /// No `resource`, `scopes` or `exchange`: the session's access token (a client route: a
+    /// client-credentials token without `resource` or `scope`).
+    Default,
+    /// `resource` (RFC 8707) and/or `scopes`: a refresh-token grant with the session's refresh
+    /// token (a client route: a client-credentials grant) for them.
+    Grant {
+        /// The `resource` parameter.
+        resource: Option<String>,
+        /// The `scope` parameter (the `scopes`, space-separated).
+        scope: Option<String>,
+    },
+    /// `exchange`: the session's access token exchanged at the token endpoint (RFC 8693).
+    Exchange {
+        /// The `audience` parameter.
+        audience: Option<String>,
+        /// The `resource` parameter.
+        resource: Option<String>,
+        /// The `scope` parameter.
+        scope: Option<String>,
+    },
 }
 
 /// One `[[routes]]` entry.
@@ -327,6 +368,11 @@ pub struct RouteSettings {
     pub upstream: Url,
     /// Token policy.
     pub token: TokenPolicy,
+    /// Which token: the session's or the route's own.
+    pub route_token: RouteToken,
+    /// `provider`: the `[[providers]]` entry whose client gets a client route's token (`None`:
+    /// the first).
+    pub provider: Option<String>,
     /// Whether the prefix is removed before appending the path to the upstream base URL
     /// (`/api/x` → `upstream/x`, the default) or kept (`/api/x` → `upstream/api/x`).
     pub strip_prefix: bool,
@@ -346,6 +392,8 @@ pub struct RouteSettings {
     pub rules: RouteRules,
     /// Where it is in the file, `routes[i]` (routes are kept longest prefix first).
     pub key: String,
+    /// `i` of `routes[i]`: the route's own tokens are kept under it.
+    pub index: usize,
 }
 
 /// Which browser cookies a route forwards. sealgate's own cookies are never forwarded.

@@ -29,6 +29,7 @@ mod id_token;
 mod logout;
 pub(crate) mod logout_token;
 mod par;
+mod route_grants;
 
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
@@ -42,6 +43,7 @@ pub(crate) use self::discovery::{DiscoveryError, ExtraMetadata};
 pub(crate) use self::error::{LoginError, RefreshError};
 pub(crate) use self::grants::{LoginTokens, Refreshed};
 use self::http::IdpHttpClient;
+pub(crate) use self::route_grants::{Granted, RouteGrantError};
 use crate::config::OidcSettings;
 
 type Client = CoreClient<

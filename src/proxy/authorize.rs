@@ -12,10 +12,11 @@ use std::sync::Arc;
 use cookie::Cookie;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
-use crate::app::{App, RefreshOutcome, SessionState};
-use crate::config::{CsrfMode, RouteSettings, TokenPolicy};
+use crate::app::{Active, App, RefreshOutcome, SessionState};
+use crate::config::{CsrfMode, RouteSettings, RouteToken, TokenPolicy};
 use crate::csrf;
 use crate::error::{Failure, Rejection};
+use crate::proxy::own_token;
 use crate::proxy::rules::{self, Refusal};
 use crate::seal::jar::IndexSet;
 use crate::session::Session;
@@ -73,7 +74,7 @@ pub(super) fn check(
     websocket: bool,
     now: i64,
 ) -> Result<Checked, Failure> {
-    let needs_session = route.token != TokenPolicy::None
+    let needs_session = route.token.reads_session()
         || (app.settings.bff.csrf_mode == CsrfMode::DoubleSubmit && !websocket);
     let state = if needs_session {
         app.load_session(headers, now)
@@ -104,15 +105,18 @@ pub(super) fn check(
 
 impl Checked {
     /// Applies the route's token policy: the session's access token (refreshed first when it
-    /// is due, or revalidated when its last grant is `revalidate_every` old), nothing, or a
-    /// refusal that clears the session cookies. Then the route's rules, on the claims of the
-    /// session's current ID token (the refreshed one after a refresh).
+    /// is due, or revalidated when its last grant is `revalidate_every` old) or the route's own
+    /// token minted from the session, the application's token (`client`, and `user_or_client`
+    /// without a session), nothing, or a refusal that clears the session cookies. The route's
+    /// rules are applied first, on the claims of the session's current ID token (the
+    /// refreshed one after a refresh): nothing is minted for a refused request.
     ///
     /// # Errors
     /// 401 when the route needs a session and there is none (or the IdP ended it on refresh),
     /// or a step-up when its login is not strong or recent enough; 403 when a claim rule fails
     /// or an identity header's claim cannot be sent; 502 when a refresh failed, 503 when the
-    /// cluster store cannot vouch for the session. A refused session refreshed on the way
+    /// cluster store cannot vouch for the session; 401 or 502 naming the route when its own
+    /// token cannot be had (the session lives on). A refused session refreshed on the way
     /// keeps its new tokens: the refusal carries the re-sealed cookie.
     pub(super) async fn decide(
         self,
@@ -123,6 +127,7 @@ impl Checked {
     ) -> Result<Decision, Failure> {
         match (route.token, self.state) {
             (TokenPolicy::None, _) => Ok(Decision::default()),
+            (TokenPolicy::Client, _) => client_decision(app, route, now).await,
             (_, SessionState::Active(mut a)) => {
                 let refreshed = match app.refresh_if_due(&mut a.session, now).await {
                     RefreshOutcome::Ready { refreshed } => refreshed,
@@ -141,22 +146,32 @@ impl Checked {
                     }
                 };
                 a.reseal |= refreshed;
-                // The header made when the cookie was opened, unless the tokens just changed.
-                let bearer = match a.bearer.take() {
-                    Some(b) if !refreshed => Some(b),
-                    _ => crate::session_cache::bearer(&a.session),
-                }
-                .ok_or_else(|| {
-                    Failure::new(Rejection::Internal, "access token is not a header value")
-                })?;
-                let reseal = a
-                    .reseal
-                    .then(|| app.renewal_cookies(&a.session, now, a.seen));
                 let back = self.return_url.as_deref();
                 let identity = match apply_rules(app, route, &a.session, back, now) {
                     Ok(identity) => identity,
-                    Err(refused) => return Err(refused.with_cookies(reseal.unwrap_or_default())),
+                    Err(refused) => return Err(refused.with_cookies(reseal(app, &mut a, now))),
                 };
+                let bearer = if route.route_token == RouteToken::Default {
+                    // The header made when the cookie was opened, unless the tokens just changed.
+                    match a.bearer.take() {
+                        Some(b) if !refreshed => Some(b),
+                        _ => crate::session_cache::bearer(&a.session),
+                    }
+                    .ok_or_else(|| {
+                        Failure::new(Rejection::Internal, "access token is not a header value")
+                    })?
+                } else {
+                    match own_token::user(app, route, &mut a.session, now).await {
+                        Ok((bearer, rotated)) => {
+                            a.reseal |= rotated;
+                            bearer
+                        }
+                        Err(failed) => {
+                            return Err(failed.with_cookies(reseal(app, &mut a, now)));
+                        }
+                    }
+                };
+                let reseal = a.reseal.then(|| reseal(app, &mut a, now));
                 Ok(Decision {
                     bearer: Some(bearer),
                     reseal,
@@ -171,6 +186,9 @@ impl Checked {
             // Claim rules and step-up cannot pass without a session: an optional route with
             // them is for signed-in users only.
             (TokenPolicy::Optional, _) if !route.rules.needs_session() => Ok(Decision::default()),
+            (TokenPolicy::UserOrClient, _) if !route.rules.needs_session() => {
+                client_decision(app, route, now).await
+            }
             (_, SessionState::Anonymous { seen }) => {
                 Err(Failure::new(Rejection::Unauthenticated, "proxy: anonymous")
                     .with_cookies(app.clear_session(seen)))
@@ -181,6 +199,25 @@ impl Checked {
             }
         }
     }
+}
+
+/// The application's token, and nothing of any session.
+async fn client_decision(app: &App, route: &RouteSettings, now: i64) -> Result<Decision, Failure> {
+    Ok(Decision {
+        bearer: Some(own_token::client(app, route, now).await?),
+        ..Decision::default()
+    })
+}
+
+/// The cookies that re-seal `a`'s session when it must be (none otherwise), with the refresh
+/// token that replaced its own on this instance, if one did: a re-sealed cookie never carries
+/// a refresh token a route grant spent.
+fn reseal(app: &App, a: &mut Active, now: i64) -> Vec<Cookie<'static>> {
+    if !a.reseal {
+        return Vec::new();
+    }
+    app.route_tokens.lanes.adopt(&mut a.session, now);
+    app.renewal_cookies(&a.session, now, a.seen)
 }
 
 /// The route's rules on `session`'s ID token claims: the identity headers to send, or the

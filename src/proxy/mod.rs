@@ -24,6 +24,7 @@ mod authorize;
 mod filter;
 mod forward;
 pub(crate) mod headers;
+mod own_token;
 pub(crate) mod route;
 mod rules;
 mod websocket;

@@ -59,6 +59,10 @@ pub(super) async fn user(
             tracing::warn!(session = ?active.session.id, error = %e, "/user: revalidation failed; served from the session");
         }
     }
+    if active.reseal {
+        // A route grant may have replaced the refresh token: never write the old one back.
+        app.route_tokens.lanes.adopt(&mut active.session, now);
+    }
     let s = &active.session;
     let provider = app.provider_of(s).map(crate::oidc::Provider::name);
     let claims = s.id_claims();

@@ -129,6 +129,8 @@ impl Checked {
             (TokenPolicy::None, _) => Ok(Decision::default()),
             (TokenPolicy::Client, _) => client_decision(app, route, now).await,
             (_, SessionState::Active(mut a)) => {
+                // A route grant may have replaced the cookie's refresh token: carry the newest.
+                a.reseal |= app.route_tokens.lanes.adopt(&mut a.session, now);
                 let refreshed = match app.refresh_if_due(&mut a.session, now).await {
                     RefreshOutcome::Ready { refreshed } => refreshed,
                     RefreshOutcome::Ended(why) => {
@@ -149,7 +151,7 @@ impl Checked {
                 let back = self.return_url.as_deref();
                 let identity = match apply_rules(app, route, &a.session, back, now) {
                     Ok(identity) => identity,
-                    Err(refused) => return Err(refused.with_cookies(reseal(app, &mut a, now))),
+                    Err(refused) => return Err(refused.with_cookies(reseal(app, &a, now))),
                 };
                 let bearer = if route.route_token == RouteToken::Default {
                     // The header made when the cookie was opened, unless the tokens just changed.
@@ -167,11 +169,11 @@ impl Checked {
                             bearer
                         }
                         Err(failed) => {
-                            return Err(failed.with_cookies(reseal(app, &mut a, now)));
+                            return Err(failed.with_cookies(reseal(app, &a, now)));
                         }
                     }
                 };
-                let reseal = a.reseal.then(|| reseal(app, &mut a, now));
+                let reseal = a.reseal.then(|| reseal(app, &a, now));
                 Ok(Decision {
                     bearer: Some(bearer),
                     reseal,
@@ -209,14 +211,11 @@ async fn client_decision(app: &App, route: &RouteSettings, now: i64) -> Result<D
     })
 }
 
-/// The cookies that re-seal `a`'s session when it must be (none otherwise), with the refresh
-/// token that replaced its own on this instance, if one did: a re-sealed cookie never carries
-/// a refresh token a route grant spent.
-fn reseal(app: &App, a: &mut Active, now: i64) -> Vec<Cookie<'static>> {
+/// The cookies that re-seal `a`'s session when it must be (none otherwise).
+fn reseal(app: &App, a: &Active, now: i64) -> Vec<Cookie<'static>> {
     if !a.reseal {
         return Vec::new();
     }
-    app.route_tokens.lanes.adopt(&mut a.session, now);
     app.renewal_cookies(&a.session, now, a.seen)
 }
 

@@ -42,7 +42,7 @@ pub(super) async fn user(
         ));
     };
     let before = refresh_before(app);
-    let keep = i64::try_from(app.settings.session.refresh_grace.as_secs()).unwrap_or(30);
+    let keep = app.idle_timeout_secs();
     let id = session.id;
     let outcome = match &route.route_token {
         RouteToken::Default => {

@@ -10,16 +10,22 @@
 //! - Grants that redeem a session's refresh token take turns (an async mutex per session id):
 //!   two of them never present the same token at once.
 //! - When a grant returns a new refresh token, the old one's hash and the new token are kept in
-//!   the session's lineage for `keep` seconds (`[session] refresh_grace`). A later grant that
-//!   presents a replaced token redeems the newest one instead, and a request whose cookie
-//!   still carries a replaced token adopts the newest one ([`Lanes::adopt`]) before its cookie
-//!   is re-sealed: a response never writes a spent refresh token back into the browser.
+//!   the session's lineage for `keep` seconds (the idle timeout: a session without a request
+//!   for that long is over anyway). A later grant that presents a replaced token redeems the
+//!   newest one instead, and every request whose cookie still carries a replaced token adopts
+//!   the newest one ([`Lanes::adopt`]) and re-seals its cookie. So a browser whose cookie went
+//!   back to a spent token (two answers arriving out of order: the later grant's first) gets
+//!   the newest one again with its next request, before the session's own refresh needs it.
+//! - Bounded: lanes are kept only while a grant runs or their lineage lasts, 16 shards of at
+//!   most `capacity / 16` (at least 64) sessions each; a full shard forgets its lineage that
+//!   ends first. A request that carries no lane costs one atomic load.
 //!
 //! Per instance, like the single-flight refresh: several instances without `[cluster]` may each
-//! redeem the same token once.
+//! redeem the same token once, and one instance does not know what another replaced.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
@@ -77,15 +83,29 @@ struct Lane {
     lineage: Mutex<Lineage>,
 }
 
-/// The lanes of the sessions with a recent refresh-token grant on this instance.
-#[derive(Default)]
+const SHARDS: usize = 16;
+
+type Shard = HashMap<SessionId, Arc<Lane>, foldhash::fast::RandomState>;
+
+/// The lanes of the sessions with a grant in flight or a lineage on this instance.
 pub(crate) struct Lanes {
-    map: Mutex<HashMap<SessionId, Arc<Lane>>>,
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+    /// Lanes in every shard (a request of a session without one reads only this).
+    count: AtomicUsize,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Self::new(0)
+    }
 }
 
 impl std::fmt::Debug for Lanes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lanes").finish_non_exhaustive()
+        f.debug_struct("Lanes")
+            .field("count", &self.count.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
     }
 }
 
@@ -142,21 +162,51 @@ impl Lanes {
         Ok(result)
     }
 
-    /// The lane of session `id`; lanes of other sessions that are idle and past their lineage
-    /// go.
+    /// The lane of session `id`; in its shard, lanes of other sessions that are idle and past
+    /// their lineage go, and when the shard is still full, the idle one whose lineage ends
+    /// first.
     fn lane(&self, id: SessionId, now: i64) -> Arc<Lane> {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|k, lane| {
-            *k == id
-                || Arc::strong_count(lane) > 1
-                || lane
-                    .lineage
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .until
-                    >= now
-        });
-        map.entry(id).or_default().clone()
+        let mut map = self.shard(id);
+        let until = |lane: &Arc<Lane>| {
+            lane.lineage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .until
+        };
+        let idle = |k: &SessionId, lane: &Arc<Lane>| *k != id && Arc::strong_count(lane) == 1;
+        let before = map.len();
+        if !map.contains_key(&id) {
+            map.retain(|k, lane| !idle(k, lane) || until(lane) >= now);
+            if map.len() >= self.per_shard
+                && let Some(first) = map
+                    .iter()
+                    .filter(|(k, lane)| idle(k, lane))
+                    .min_by_key(|(_, lane)| until(lane))
+                    .map(|(k, _)| *k)
+            {
+                map.remove(&first);
+            }
+        }
+        let lane = map.entry(id).or_default().clone();
+        // Changed only under a shard's lock: the sum of the changes is the number of lanes.
+        self.count.fetch_add(map.len(), Ordering::Relaxed);
+        self.count.fetch_sub(before, Ordering::Relaxed);
+        lane
+    }
+
+    /// A room for about `capacity` sessions' lanes.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            per_shard: capacity.div_ceil(SHARDS).max(64),
+            count: AtomicUsize::new(0),
+        }
+    }
+
+    fn shard(&self, id: SessionId) -> std::sync::MutexGuard<'_, Shard> {
+        self.shards[usize::from(id.as_bytes()[0]) % SHARDS]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Gives `session` the refresh token that replaced its own on this instance, if one did
@@ -165,15 +215,27 @@ impl Lanes {
         let Some(presented) = session.refresh_token.as_ref() else {
             return false;
         };
+        if self.count.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
         let lane = {
-            let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-            if map.is_empty() {
+            let mut map = self.shard(session.id);
+            let Some(lane) = map.get(&session.id).cloned() else {
+                return false;
+            };
+            let over = lane
+                .lineage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .until
+                < now;
+            // This handle and the map's: no grant holds it.
+            if over && Arc::strong_count(&lane) == 2 {
+                map.remove(&session.id);
+                self.count.fetch_sub(1, Ordering::Relaxed);
                 return false;
             }
-            match map.get(&session.id) {
-                Some(lane) => lane.clone(),
-                None => return false,
-            }
+            lane
         };
         let newer = {
             let lineage = lane.lineage.lock().unwrap_or_else(PoisonError::into_inner);

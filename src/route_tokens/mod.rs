@@ -150,7 +150,7 @@ impl RouteTokens {
             per_shard: capacity.div_ceil(SHARDS),
             users: (0..SHARDS).map(|_| Mutex::default()).collect(),
             clients: Mutex::default(),
-            lanes: Lanes::default(),
+            lanes: Lanes::new(capacity),
         }
     }
 

@@ -39,6 +39,8 @@ pub(super) async fn user(
             );
         }
     };
+    // A route grant may have replaced the cookie's refresh token: carry the newest.
+    active.reseal |= app.route_tokens.lanes.adopt(&mut active.session, now);
     match app.revalidate_if_due(&mut active.session, now).await {
         RefreshOutcome::Ready { refreshed } => active.reseal |= refreshed,
         RefreshOutcome::Ended(why) => {
@@ -58,10 +60,6 @@ pub(super) async fn user(
         RefreshOutcome::Failed(e) => {
             tracing::warn!(session = ?active.session.id, error = %e, "/user: revalidation failed; served from the session");
         }
-    }
-    if active.reseal {
-        // A route grant may have replaced the refresh token: never write the old one back.
-        app.route_tokens.lanes.adopt(&mut active.session, now);
     }
     let s = &active.session;
     let provider = app.provider_of(s).map(crate::oidc::Provider::name);

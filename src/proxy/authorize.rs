@@ -129,8 +129,6 @@ impl Checked {
             (TokenPolicy::None, _) => Ok(Decision::default()),
             (TokenPolicy::Client, _) => client_decision(app, route, now).await,
             (_, SessionState::Active(mut a)) => {
-                // A route grant may have replaced the cookie's refresh token: carry the newest.
-                a.reseal |= app.route_tokens.lanes.adopt(&mut a.session, now);
                 let refreshed = match app.refresh_if_due(&mut a.session, now).await {
                     RefreshOutcome::Ready { refreshed } => refreshed,
                     RefreshOutcome::Ended(why) => {
@@ -148,6 +146,9 @@ impl Checked {
                     }
                 };
                 a.reseal |= refreshed;
+                // A route grant may have replaced the cookie's refresh token: carry the newest.
+                // (After the refresh, which finds a pre-refresh cookie's result by its token.)
+                a.reseal |= app.route_tokens.lanes.adopt(&mut a.session, now);
                 let back = self.return_url.as_deref();
                 let identity = match apply_rules(app, route, &a.session, back, now) {
                     Ok(identity) => identity,

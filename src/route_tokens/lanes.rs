@@ -10,12 +10,15 @@
 //! - Grants that redeem a session's refresh token take turns (an async mutex per session id):
 //!   two of them never present the same token at once.
 //! - When a grant returns a new refresh token, the old one's hash and the new token are kept in
-//!   the session's lineage for `keep` seconds (the idle timeout: a session without a request
-//!   for that long is over anyway). A later grant that presents a replaced token redeems the
-//!   newest one instead, and every request whose cookie still carries a replaced token adopts
-//!   the newest one ([`Lanes::adopt`]) and re-seals its cookie. So a browser whose cookie went
-//!   back to a spent token (two answers arriving out of order: the later grant's first) gets
-//!   the newest one again with its next request, before the session's own refresh needs it.
+//!   the session's lineage for `keep` seconds. A later grant that presents a replaced token
+//!   redeems the newest one instead, and every request whose cookie still carries a replaced
+//!   token adopts the newest one ([`Lanes::adopt`]) and re-seals its cookie.
+//! - `keep` is `[session] refresh_grace` for the session's own refresh (as before: a cookie
+//!   from before a refresh is served within the grace window, refused after it), and the idle
+//!   timeout for a route grant: its rotation happens behind the browser's back, on any call to
+//!   the route, so a browser whose cookie went back to the replaced token (an answer re-sealed
+//!   before the grant arriving after the grant's own) gets the newest one with its next
+//!   request, however late (a session without a request for the idle timeout is over anyway).
 //! - Bounded: lanes are kept only while a grant runs or their lineage lasts, 16 shards of at
 //!   most `capacity / 16` (at least 64) sessions each; a full shard forgets its lineage that
 //!   ends first. A request that carries no lane costs one atomic load.
@@ -57,9 +60,9 @@ impl Rotating for Granted {
 struct Lineage {
     /// The newest refresh token.
     latest: Option<Token>,
-    /// SHA-256 of each refresh token `latest` replaced.
-    replaced: Vec<[u8; 32]>,
-    /// Forgotten after this (Unix seconds).
+    /// SHA-256 of each refresh token `latest` replaced, and until when (Unix seconds).
+    replaced: Vec<([u8; 32], i64)>,
+    /// The lineage is forgotten after this: the latest of those times.
     until: i64,
 }
 
@@ -71,7 +74,8 @@ impl Lineage {
         }
         let hash = digest(presented);
         self.replaced
-            .contains(&hash)
+            .iter()
+            .any(|(h, until)| *h == hash && now <= *until)
             .then_some(self.latest.as_ref())
             .flatten()
     }
@@ -148,12 +152,16 @@ impl Lanes {
         match slot {
             Some(new) if *new != used => {
                 let mut lineage = lane.lineage.lock().unwrap_or_else(PoisonError::into_inner);
-                if now > lineage.until {
-                    lineage.replaced.clear();
-                }
-                lineage.replaced.push(digest(&used));
+                let until = now.saturating_add(keep);
+                lineage.replaced.retain(|(_, u)| *u >= now);
+                lineage.replaced.push((digest(&used), until));
                 lineage.latest = Some(new.clone());
-                lineage.until = now.saturating_add(keep);
+                lineage.until = lineage
+                    .replaced
+                    .iter()
+                    .map(|(_, u)| *u)
+                    .max()
+                    .unwrap_or(until);
             }
             Some(_) => {}
             None if used != *presented => *slot = Some(used),

@@ -39,8 +39,6 @@ pub(super) async fn user(
             );
         }
     };
-    // A route grant may have replaced the cookie's refresh token: carry the newest.
-    active.reseal |= app.route_tokens.lanes.adopt(&mut active.session, now);
     match app.revalidate_if_due(&mut active.session, now).await {
         RefreshOutcome::Ready { refreshed } => active.reseal |= refreshed,
         RefreshOutcome::Ended(why) => {
@@ -61,6 +59,8 @@ pub(super) async fn user(
             tracing::warn!(session = ?active.session.id, error = %e, "/user: revalidation failed; served from the session");
         }
     }
+    // A route grant may have replaced the cookie's refresh token: carry the newest.
+    active.reseal |= app.route_tokens.lanes.adopt(&mut active.session, now);
     let s = &active.session;
     let provider = app.provider_of(s).map(crate::oidc::Provider::name);
     let claims = s.id_claims();

@@ -184,6 +184,26 @@ impl Settings {
             );
         }
         for r in &self.routes {
+            if let RouteToken::Grant { resource, .. } = &r.route_token
+                && r.token.reads_session()
+                && let Some(p) = self
+                    .providers
+                    .iter()
+                    .find(|p| !p.scopes.iter().any(|s| s == "offline_access"))
+            {
+                let name = if resource.is_some() {
+                    "resource"
+                } else {
+                    "scopes"
+                };
+                warn(
+                    &format!("{}.{name}", r.key),
+                    &format!(
+                        "the user's token for this route is minted with the session's refresh token, and provider {:?} does not ask for \"offline_access\": if the IdP issues none, the route answers 502",
+                        p.name
+                    ),
+                );
+            }
             if r.forward_cookies == CookieForwarding::All {
                 warn(
                     &format!("{}.forward_cookies", r.key),

@@ -655,3 +655,4 @@ mod providers;
 mod request_params;
 mod revalidate;
 mod route_rules;
+mod route_tokens;

@@ -43,7 +43,7 @@ pub(crate) use self::discovery::{DiscoveryError, ExtraMetadata};
 pub(crate) use self::error::{LoginError, RefreshError};
 pub(crate) use self::grants::{LoginTokens, Refreshed};
 use self::http::IdpHttpClient;
-pub(crate) use self::route_grants::{Granted, RouteGrantError};
+pub(crate) use self::route_grants::{Granted, RouteGrantError, parse_token_response};
 use crate::config::OidcSettings;
 
 type Client = CoreClient<

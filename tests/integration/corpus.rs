@@ -27,6 +27,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("static_path", internal::static_path),
     ("logout_token", internal::logout_token),
     ("journal_replay", internal::journal_replay),
+    ("token_response", internal::token_response),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {

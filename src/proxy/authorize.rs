@@ -154,7 +154,7 @@ impl Checked {
                     Ok(identity) => identity,
                     Err(refused) => return Err(refused.with_cookies(reseal(app, &a, now))),
                 };
-                let bearer = if route.route_token == RouteToken::Default {
+                let bearer = if matches!(route.route_token, RouteToken::Default) {
                     // The header made when the cookie was opened, unless the tokens just changed.
                     match a.bearer.take() {
                         Some(b) if !refreshed => Some(b),

@@ -2,7 +2,9 @@
 //! (a) the upstream directly, (b) nginx `proxy_pass` as the plain reverse-proxy baseline, and
 //! (c) sealgate with a logged-in session whose cookie is two chunks; plus (d), a diagnostic:
 //! sealgate proxying a request without any cookie on a `token = "none"` route, which separates
-//! the session work (c − d) from the proxying itself.
+//! the session work (c − d) from the proxying itself; and (e), the session of (c) on a route
+//! with its own token (`resource`, minted once before the load and then kept in memory), which
+//! shows what a route token costs per request (e − c).
 //!
 //! Run: `cargo bench --bench proxy`. Needs `nginx` and `wrk` (without them it prints the
 //! `apt-get` line and exits 0). Everything listens on 127.0.0.1 only; nginx and sealgate run as
@@ -17,7 +19,7 @@
 //!   sealgate), the jar must hold exactly the chunks `.0` and `.1`, and one proxied call must
 //!   return 200 with the upstream seeing a Bearer token. Each target's warm-up must be
 //!   error-free; errors there mean a broken setup and fail the run.
-//! - Each target is measured for `SECONDS` in two halves, in the order a b c d d c b a, so a
+//! - Each target is measured for `SECONDS` in two halves, in the order a b c d e e d c b a, so a
 //!   drift in the machine's background load weighs on every target alike. A wrk `done` hook
 //!   prints the whole latency histogram, so the halves merge exactly (p50/p99 of all requests).
 //! - CPU time per request comes from `/proc`: the proxy's processes, this process (the
@@ -137,6 +139,9 @@ fn run(nginx_bin: &Path, wrk_bin: &Path) -> Result<()> {
     idp.set(|b| {
         // No refresh during the run; the ID token's claims make the cookie two chunks.
         b.access_token_lifetime = 3600;
+        // (e)'s route token: minted once; the refresh token it was minted with stays valid,
+        // so wrk's cookie stays current (a rotation would re-seal it once, in the warm-up).
+        b.rotate_on_route_grants = false;
         let groups: Vec<String> = (0..GROUPS)
             .map(|i| format!("/org/unit-{:02}/team-{i:03}", i % 17))
             .collect();
@@ -186,6 +191,13 @@ fn run(nginx_bin: &Path, wrk_bin: &Path) -> Result<()> {
     let bearer = BEARER
         .get()
         .ok_or("the upstream recorded no Bearer token")?;
+    let own = runtime.block_on(browser.get(
+        &format!("{PUBLIC}/orders{UPSTREAM_PATH}"),
+        &[("x-csrf", "1")],
+    ));
+    if own.status != 200 || !own.set_cookies().is_empty() {
+        return Err(format!("route token check: {} {:?}", own.status, own.body).into());
+    }
     let rss_after_login = proc_status_kb(sealgate.pid(), "VmRSS").unwrap_or(0);
 
     // nginx, as a child process, with the same access token as a static header.
@@ -241,6 +253,13 @@ fn run(nginx_bin: &Path, wrk_bin: &Path) -> Result<()> {
             label: "(d) diagnostic: sealgate, no cookie, `token = \"none\"` route".to_owned(),
             url: format!("http://{sealgate_addr}/open{UPSTREAM_PATH}"),
             headers: headers[1..].to_vec(),
+            pids: vec![sealgate.pid()],
+        },
+        Target {
+            label: "(e) sealgate, the same session, a route with its own token (`resource`)"
+                .to_owned(),
+            url: format!("http://{sealgate_addr}/orders{UPSTREAM_PATH}"),
+            headers: headers.clone(),
             pids: vec![sealgate.pid()],
         },
     ];
@@ -384,6 +403,11 @@ token = "user"
 prefix = "/open"
 upstream = "http://{upstream}"
 token = "none"
+
+[[routes]]
+prefix = "/orders"
+upstream = "http://{upstream}"
+resource = "https://orders.example"
 "#
     )
 }
@@ -536,7 +560,7 @@ impl Wrk<'_> {
     }
 
     /// Warms every target up (errors there mean a broken setup, not a slow one), then measures
-    /// each in two halves, in the order a b c d d c b a, so that a drift in the machine's
+    /// each in two halves, in the order a b c d e e d c b a, so that a drift in the machine's
     /// background load over the run weighs on every target alike.
     fn measure(&self, targets: &[Target]) -> Result<Vec<Load>> {
         for t in targets {
@@ -723,14 +747,14 @@ struct Report<'a> {
 impl Report<'_> {
     fn render(&self) -> String {
         let p = self.params;
-        let [a, b, c, d] = self.loads else {
-            return "expected four targets".to_owned();
+        let [a, b, c, d, e] = self.loads else {
+            return "expected five targets".to_owned();
         };
         let mut s = String::new();
         let _ = writeln!(
             s,
             "## Proxy benchmark ({}, {} cores, wrk -t{} -c{}, {} s per target in two halves \
-             (order a b c d d c b a) after a {} s warm-up each)\n",
+             (order a b c d e e d c b a) after a {} s warm-up each)\n",
             chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
             self.cores,
             p.threads,
@@ -800,8 +824,17 @@ impl Report<'_> {
         );
         let _ = writeln!(
             s,
+            "- a route with its own token, kept in memory (e) against the session's token (c): \
+             req/s e/c = **{:.3}**; CPU per request e − c: {:+.1} µs; p99(e) − p99(c) = {:+.2} ms",
+            e.requests_per_sec() / c.requests_per_sec(),
+            cpu_per_request(e) - cpu_per_request(c),
+            e.percentile_ms(99.0) - c.percentile_ms(99.0),
+        );
+        let _ = writeln!(
+            s,
             "- session cookie: {} chunks of {} bytes (`Cookie` header value {} bytes); IdP token \
-             requests: {} (the login; more would mean a refresh); Bearer requests the upstream saw: {}",
+             requests: {} (the login and (e)'s route token; more would mean a refresh); Bearer requests \
+             the upstream saw: {}",
             self.chunk_sizes.len(),
             self.chunk_sizes
                 .iter()
@@ -822,7 +855,7 @@ impl Report<'_> {
              outside this benchmark): {}",
             self.loads
                 .iter()
-                .zip(["a", "b", "c", "d"])
+                .zip(["a", "b", "c", "d", "e"])
                 .map(|(r, t)| format!(
                     "({t}) {:.2} / {:.2} / {:.2}",
                     cores(r.cpu.machine_busy, r),

@@ -51,6 +51,8 @@ pub(crate) struct App {
     pub tunnels: Arc<tokio::sync::Semaphore>,
     /// `iss`+`jti` of accepted back-channel logout tokens, so a replay changes nothing.
     pub logout_tokens: Mutex<ExpiringSet>,
+    /// Routes' own tokens, and the turns of sessions' refresh-token grants.
+    pub route_tokens: crate::route_tokens::RouteTokens,
 }
 
 /// Chunk deletions a response may carry beyond `max_chunks` (stale chunks of an earlier, larger
@@ -326,14 +328,25 @@ impl App {
             .get_or_init(|| async {
                 // In a cluster, one instance redeems the refresh token for all; without Redis
                 // (or while it is unreachable) this instance's single flight is all there is.
-                let redeem = || provider.refresh(&secret, previous_id.as_ref(), now);
+                // Either way in the session's turn with its route grants, which may have
+                // replaced the refresh token (`route_tokens::lanes`).
+                let previous = previous_id.as_ref();
+                let redeem = || {
+                    self.route_tokens.lanes.redeem(
+                        session.id,
+                        refresh,
+                        now,
+                        grace,
+                        |rt| async move { provider.refresh(&rt, previous, now).await },
+                    )
+                };
                 let shared = match &self.cluster {
                     Some(c) => c.refresh_once(&key, redeem).await,
                     None => None,
                 };
                 let r = match shared {
                     Some(r) => r,
-                    None => provider.refresh(&secret, previous_id.as_ref(), now).await,
+                    None => redeem().await,
                 };
                 record_refresh(session, &r, !expiring);
                 r
@@ -341,21 +354,7 @@ impl App {
             .await;
         match result {
             Ok(new) => {
-                // Copied only now: the cached opening other requests share stays as it was.
-                let session = Arc::make_mut(session);
-                // The grant happened when the first request sharing it started it (a request in
-                // the grace window reuses that grant; it does not make a new one).
-                session.granted_at = started;
-                session.access_token = new.access_token.clone();
-                session.access_expires_at = new.access_expires_at;
-                if let Some(r) = &new.refresh_token {
-                    session.refresh_token = Some(r.clone());
-                }
-                if let Some(id) = &new.id_token
-                    && self.settings.session.store_id_token
-                {
-                    session.id_token = Some(id.clone());
-                }
+                self.adopt_refreshed(session, started, new);
                 RefreshOutcome::Ready { refreshed: true }
             }
             Err(e @ (RefreshError::InvalidGrant | RefreshError::IdentityChanged)) => {
@@ -395,6 +394,25 @@ impl App {
                     RefreshOutcome::Failed(e.clone())
                 }
             }
+        }
+    }
+
+    /// Puts a refresh's tokens into the session. The grant happened when the first request
+    /// sharing it started it (`started`: a request in the grace window reuses that grant; it
+    /// does not make a new one).
+    fn adopt_refreshed(&self, session: &mut Arc<Session>, started: i64, new: &Refreshed) {
+        // Copied only now: the cached opening other requests share stays as it was.
+        let session = Arc::make_mut(session);
+        session.granted_at = started;
+        session.access_token = new.access_token.clone();
+        session.access_expires_at = new.access_expires_at;
+        if let Some(r) = &new.refresh_token {
+            session.refresh_token = Some(r.clone());
+        }
+        if let Some(id) = &new.id_token
+            && self.settings.session.store_id_token
+        {
+            session.id_token = Some(id.clone());
         }
     }
 

@@ -16,6 +16,12 @@ pub(crate) enum Rejection {
     Unauthenticated,
     /// Missing anti-forgery header or a disallowed origin (403 JSON).
     Forbidden,
+    /// The session's login is not strong or recent enough for the route (401 JSON with what to
+    /// log in with, and `WWW-Authenticate`, RFC 9470).
+    StepUp(Box<StepUp>),
+    /// The signed-in user may not use the route: a claim rule failed, or an identity header's
+    /// claim cannot be sent (403 JSON `access_denied`).
+    AccessDenied,
     /// A login started by `fetch`/XHR instead of a navigation (401 JSON).
     NotNavigation,
     /// No such endpoint (404 JSON).
@@ -35,6 +41,15 @@ pub(crate) enum Rejection {
     },
     /// A forged or stale logout link (403 page); the session stays alive.
     LogoutRefused,
+    /// The route's own token could not be had: the IdP refused the grant (401 JSON
+    /// `route_token_refused`) or failed (502 JSON `route_token_unavailable`). The body names the
+    /// route; the session is left as it is.
+    RouteToken {
+        /// The route's prefix.
+        route: String,
+        /// Whether the IdP refused (401) rather than failed (502).
+        refused: bool,
+    },
     /// The upstream could not be reached (502 JSON).
     BadGateway,
     /// The upstream did not answer in time (504 JSON).
@@ -57,6 +72,53 @@ pub(crate) enum Rejection {
     RetryLater,
     /// A bug or an environment failure (500).
     Internal,
+}
+
+/// What a step-up answer tells the SPA (RFC 9470 vocabulary): log in again with these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StepUp {
+    /// The `acr_values` to log in with (space-separated), when the route names some.
+    pub acr_values: Option<String>,
+    /// The `max_age` to log in with, in seconds, when the route has `max_auth_age`.
+    pub max_age: Option<u64>,
+    /// `/bff/login?…` with both, the session's provider and a return URL when one is known.
+    pub login_url: String,
+}
+
+impl StepUp {
+    /// The `WWW-Authenticate` challenge (RFC 9470 section 3); the values are `acr_values`
+    /// tokens (no quote or backslash) and digits.
+    fn challenge(&self) -> Option<HeaderValue> {
+        let mut c = String::from("Bearer error=\"insufficient_user_authentication\"");
+        if let Some(acr) = &self.acr_values {
+            c.push_str(&format!(", acr_values=\"{acr}\""));
+        }
+        if let Some(age) = self.max_age {
+            c.push_str(&format!(", max_age={age}"));
+        }
+        HeaderValue::from_str(&c).ok()
+    }
+
+    fn response(&self) -> Response<Body> {
+        let mut body = serde_json::json!({
+            "type": "about:blank",
+            "title": "stronger authentication required",
+            "status": 401,
+            "error": "insufficient_user_authentication",
+            "login_url": self.login_url,
+        });
+        if let Some(acr) = &self.acr_values {
+            body["acr_values"] = acr.as_str().into();
+        }
+        if let Some(age) = self.max_age {
+            body["max_age"] = age.into();
+        }
+        let mut r = response::problem_json(StatusCode::UNAUTHORIZED, &body);
+        if let Some(v) = self.challenge() {
+            r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+        }
+        r
+    }
 }
 
 /// A rejection, the detail for the log, and cookies to set anyway (clearing ones).
@@ -104,8 +166,10 @@ impl Failure {
     pub(crate) fn into_response(self, login_href: &str) -> Response<Body> {
         use Rejection::*;
         let status = match &self.rejection {
-            Unauthenticated | NotNavigation => StatusCode::UNAUTHORIZED,
-            Forbidden | LogoutRefused => StatusCode::FORBIDDEN,
+            Unauthenticated | NotNavigation | StepUp(_) => StatusCode::UNAUTHORIZED,
+            RouteToken { refused: true, .. } => StatusCode::UNAUTHORIZED,
+            RouteToken { refused: false, .. } => StatusCode::BAD_GATEWAY,
+            Forbidden | LogoutRefused | AccessDenied => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BadRequest | BadReturnUrl | InvalidLogoutRequest => StatusCode::BAD_REQUEST,
@@ -128,6 +192,39 @@ impl Failure {
             Unauthenticated => response::problem(status, "unauthenticated"),
             NotNavigation => response::problem(status, "login must be a top-level navigation"),
             Forbidden => response::problem(status, "forbidden"),
+            StepUp(step_up) => step_up.response(),
+            AccessDenied => response::problem_json(
+                status,
+                &serde_json::json!({
+                    "type": "about:blank",
+                    "title": "access denied",
+                    "status": status.as_u16(),
+                    "error": "access_denied",
+                }),
+            ),
+            RouteToken { route, refused } => {
+                let (title, error) = if refused {
+                    (
+                        "the identity provider refused this route's token",
+                        "route_token_refused",
+                    )
+                } else {
+                    (
+                        "this route's token is unavailable",
+                        "route_token_unavailable",
+                    )
+                };
+                response::problem_json(
+                    status,
+                    &serde_json::json!({
+                        "type": "about:blank",
+                        "title": title,
+                        "status": status.as_u16(),
+                        "error": error,
+                        "route": route,
+                    }),
+                )
+            }
             NotFound => response::problem(status, "not found"),
             MethodNotAllowed => response::problem(status, "method not allowed"),
             BadRequest => response::problem(status, "bad request"),

@@ -167,13 +167,17 @@ pub fn proxy_path(data: &[u8]) -> bool {
                 prefix: prefix.into(),
                 upstream,
                 token: crate::config::TokenPolicy::None,
+                route_token: crate::config::RouteToken::Default,
+                provider: None,
                 strip_prefix,
                 methods: Vec::new(),
                 timeout: std::time::Duration::from_secs(1),
                 websocket: false,
                 forward_cookies: crate::config::CookieForwarding::None,
                 http2: false,
+                rules: crate::config::RouteRules::default(),
                 key: format!("routes[{prefix}]"),
+                index: 0,
             })
     };
     // Longest prefix first, as `Settings` sorts them; "/" is stored as the empty prefix.
@@ -423,5 +427,39 @@ pub fn par_response(data: &[u8]) -> bool {
     let uri = uri.expose();
     assert!(!uri.is_empty() && uri.len() <= crate::oidc::MAX_REQUEST_URI_LEN);
     assert!(!uri.chars().any(char::is_control));
+    true
+}
+/// Reads `data` as a token endpoint's answer to a route grant: the first byte picks the status
+/// (200, 400, 503 or 302, by `byte / 2 % 4`) and whether it answers an exchange (odd), the rest
+/// is the body. A 4xx must be a refusal and another non-200 a failure; an accepted response
+/// must hold a token that can be sent as a header (visible ASCII, at most 16 KiB), a positive
+/// lifetime when it gives one, and make a route token that is reused no later than it expires.
+/// Returns whether a token was accepted.
+pub fn token_response(data: &[u8]) -> bool {
+    let Some((&first, body)) = data.split_first() else {
+        return false;
+    };
+    let status = [200, 400, 503, 302][usize::from(first / 2 % 4)];
+    let exchange = first % 2 == 1;
+    let granted = match crate::oidc::parse_token_response(status, body, exchange) {
+        Ok(g) => g,
+        Err(e) => {
+            assert_eq!(e.is_refusal(), status == 400, "{e}");
+            return false;
+        }
+    };
+    assert_eq!(status, 200);
+    let token = granted.access_token.expose();
+    assert!(!token.is_empty() && token.len() <= 16 * 1024);
+    assert!(token.bytes().all(|b| b.is_ascii_graphic()));
+    assert!(granted.expires_in.is_none_or(|s| s > 0));
+    let minted = crate::route_tokens::Minted::new(&granted, FUZZ_NOW, 30);
+    assert!(minted.is_ok(), "an accepted token is not a header value");
+    if let (Ok(m), Some(lifetime)) = (
+        minted,
+        granted.expires_in.and_then(|s| i64::try_from(s).ok()),
+    ) {
+        assert!(m.reuse_until <= FUZZ_NOW.saturating_add(lifetime));
+    }
     true
 }

@@ -18,12 +18,17 @@
 //!   endpoint (`login`, `callback`, `user`, `logout`, `backchannel`), `health` (`/healthz`,
 //!   `/readyz`, `/metrics`), `cors`.
 //! - [`proxy`]: a proxied API call, top-down: `route` (match, upstream URL) → `authorize`
-//!   (cookies and headers → anonymous, bearer token, re-sealed cookie, or refusal) → `forward`
+//!   (cookies and headers → anonymous, bearer token, re-sealed cookie, or refusal; the route's
+//!   step-up, claim rules and identity headers from `rules`; a route's own token from
+//!   `own_token`) → `forward`
 //!   (rewrite headers, stream upstream) → `filter` (the response); `websocket` tunnels.
 //! - [`static_files`]: the SPA's own files, last in routing.
 //! - [`app`]: the shared state ([`app::App`]) and the per-request session rules: open the
 //!   cookie (through [`session_cache`]), expiry and renewal, the denylist, single-flight
 //!   refresh, revocation, the cookies to set or clear.
+//! - [`route_tokens`]: routes' own tokens (`resource`, `scopes`, `exchange`, `token =
+//!   "client"`) in this instance's memory, single flight per (session, route); `lanes`: a
+//!   session's refresh-token grants take turns, and the refresh tokens they replaced.
 //! - [`upstream`]: pooled upstream HTTP clients, one set per thread, and the forwarding headers.
 //! - [`error`]: the one place failures become responses (through [`response`]);
 //!   [`request`]: what a handler knows besides the request (peer, request id), query helpers.
@@ -33,7 +38,8 @@
 //!   outbox, reload), `refresh_lock` (one refresh per cluster), `health` (the store-unavailable
 //!   policy).
 //! - [`oidc`]: the IdP: `discovery` (metadata, JWKS), `id_token` validation, `grants` (code,
-//!   refresh, RFC 7009 revocation), `logout` (RP-initiated URLs), [`oidc::logout_token`]
+//!   refresh, RFC 7009 revocation), `route_grants` (routes' tokens: refresh for a resource,
+//!   RFC 8693 exchange, client credentials), `logout` (RP-initiated URLs), [`oidc::logout_token`]
 //!   (back-channel logout tokens, pure), `http` (the outbound client: no redirects, timeouts),
 //!   `error`. One JOSE stack: openidconnect's key set and signature checks for both kinds of
 //!   token.
@@ -118,6 +124,7 @@ mod request;
 mod response;
 mod return_url;
 mod revocation;
+mod route_tokens;
 mod routes;
 mod seal;
 mod secret;

@@ -81,6 +81,9 @@ pub(crate) struct Metrics {
     pub refreshes: Family<OutcomeLabels, Counter>,
     /// `sealgate_backchannel_logouts_total{outcome, reason}`.
     pub backchannel_logouts: Family<OutcomeLabels, Counter>,
+    /// `sealgate_route_token_grants_total{outcome, reason}`: grants of routes' own tokens
+    /// (`success`, `refused`, `failed`; by kind: `refresh`, `exchange`, `client`).
+    pub route_token_grants: Family<OutcomeLabels, Counter>,
     /// `sealgate_denylist_entries` (set at scrape time, see [`Metrics::render`]).
     denylist_entries: Gauge,
     /// `sealgate_denylist_overflows` (revocations turned into a global not-before; at scrape).
@@ -134,6 +137,12 @@ impl Metrics {
             "Back-channel logout requests by outcome and failure reason",
             backchannel_logouts.clone(),
         );
+        let route_token_grants = Family::default();
+        registry.register(
+            "route_token_grants",
+            "Grants of routes' own tokens, by outcome and kind",
+            route_token_grants.clone(),
+        );
         let denylist_entries = Gauge::default();
         registry.register(
             "denylist_entries",
@@ -166,6 +175,7 @@ impl Metrics {
             logouts,
             refreshes,
             backchannel_logouts,
+            route_token_grants,
             denylist_entries,
             denylist_overflows,
             cookie_bytes,

@@ -50,6 +50,12 @@ pub(crate) fn problem(status: StatusCode, title: &str) -> Response<Body> {
     base(status, "application/problem+json", body.to_string())
 }
 
+/// An RFC 9457 problem with members of its own (`error`, …): the caller's `body`, whose
+/// members are generic or what the client must act on, never a detail for the log.
+pub(crate) fn problem_json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    base(status, "application/problem+json", body.to_string())
+}
+
 /// A minimal HTML page for navigations; `title` and `message` are escaped; `link` is an
 /// optional (href, text) pair, href already validated by the caller.
 pub(crate) fn page(

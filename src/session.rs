@@ -200,6 +200,15 @@ pub enum Validity {
 }
 
 impl Session {
+    /// The ID token's claims (validated at login or refresh), or none when no ID token is kept.
+    pub(crate) fn id_claims(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.id_token
+            .as_ref()
+            .and_then(Token::jws_payload)
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .unwrap_or_default()
+    }
+
     /// Applies the lifetime rules at `now`, from the sealed timestamps alone.
     pub fn validity(&self, now: i64) -> Validity {
         if now >= self.absolute_expires_at {

@@ -3,6 +3,8 @@
 use super::context::{Cx, span};
 use super::problem::invalid;
 use super::raw::{RawBff, RawCookieForwarding, RawRoute};
+use super::route_rules::{self, Needs};
+use super::route_tokens;
 use super::settings::{BffSettings, CookieForwarding, CsrfMode, RouteSettings, TokenPolicy};
 use super::values;
 
@@ -72,12 +74,13 @@ pub(super) fn bff(b: RawBff, cx: &mut Cx<'_>) -> Option<BffSettings> {
 pub(super) fn routes(
     raw: Vec<(usize, RawRoute)>,
     bff_prefix: Option<&str>,
+    needs: &Needs<'_>,
     cx: &mut Cx<'_>,
 ) -> Vec<RouteSettings> {
     let mut routes: Vec<RouteSettings> = Vec::new();
     let mut prefixes: Vec<String> = Vec::new();
     for (i, r) in raw {
-        if let Some(route) = route(i, r, bff_prefix, &mut prefixes, cx) {
+        if let Some(route) = route(i, r, bff_prefix, &mut prefixes, needs, cx) {
             routes.push(route);
         }
     }
@@ -88,9 +91,10 @@ pub(super) fn routes(
 /// Route `i`. `earlier` holds the prefixes of the routes before it (a duplicate is refused).
 fn route(
     i: usize,
-    r: RawRoute,
+    mut r: RawRoute,
     bff_prefix: Option<&str>,
     earlier: &mut Vec<String>,
+    needs: &Needs<'_>,
     cx: &mut Cx<'_>,
 ) -> Option<RouteSettings> {
     let key = format!("routes[{i}]");
@@ -113,8 +117,12 @@ fn route(
             ("user", TokenPolicy::User),
             ("optional", TokenPolicy::Optional),
             ("none", TokenPolicy::None),
+            ("client", TokenPolicy::Client),
+            ("user_or_client", TokenPolicy::UserOrClient),
         ],
     );
+    let rules = route_rules::rules(&key, &mut r, token, needs, cx);
+    let own = route_tokens::route_token(&key, &mut r, token, needs.providers, cx);
     let mut methods = Some(Vec::new());
     for m in r.methods.unwrap_or_default() {
         let method = http::Method::from_bytes(m.get_ref().to_ascii_uppercase().as_bytes())
@@ -133,17 +141,22 @@ fn route(
     }
     let forward_cookies = forward_cookies(&key, r.forward_cookies, cx);
     let timeout = cx.duration(&format!("{key}.timeout"), r.timeout.as_ref(), "30s");
+    let (route_token, provider) = own?;
     Some(RouteSettings {
         prefix: prefix?,
         upstream: upstream?,
         token: token?,
+        route_token,
+        provider,
         strip_prefix: r.strip_prefix.unwrap_or(true),
         methods: methods?,
         timeout: timeout?,
         websocket: r.websocket.unwrap_or(false),
         forward_cookies: forward_cookies?,
         http2: r.http2.unwrap_or(false),
+        rules: rules?,
         key,
+        index: i,
     })
 }
 

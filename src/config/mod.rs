@@ -13,7 +13,8 @@
 //! stops at the first; [`check`] (`sealgate check-config`) reports them all.
 //!
 //! One file per section: `server.rs` (`[server]`, `[metrics]`, `[log]`), `oidc.rs`,
-//! `session.rs`, `bff.rs` (`[bff]`, `[[routes]]`), `static_files.rs` (`[static]`, the field
+//! `session.rs`, `bff.rs` (`[bff]`, `[[routes]]`, with `route_rules.rs` for a route's step-up,
+//! claim rules and identity headers), `static_files.rs` (`[static]`, the field
 //! `static_files`, `static` being a Rust keyword), `revocation.rs` (`[revocation]`,
 //! `[cluster]`).
 
@@ -32,6 +33,8 @@ mod problem;
 mod raw;
 mod request_params;
 mod revocation;
+mod route_rules;
+mod route_tokens;
 mod server;
 mod session;
 pub(crate) mod settings;
@@ -43,9 +46,9 @@ pub(crate) use env::{ENV_PREFIX, ProcessEnv};
 pub use problem::ConfigError;
 pub(crate) use problem::{Place, Problem};
 pub(crate) use settings::{
-    AssertionAudience, ClusterSettings, CookieForwarding, CsrfMode, LogFormat, OidcSettings,
-    ParMode, RouteSettings, ServerSettings, SigningAlgsKey, StaticSettings, StorePolicy,
-    TlsSettings, TokenEndpointAuth, TokenPolicy,
+    AssertionAudience, ClaimRule, ClaimValue, ClusterSettings, CookieForwarding, CsrfMode,
+    LogFormat, OidcSettings, ParMode, RouteRules, RouteSettings, RouteToken, ServerSettings,
+    SigningAlgsKey, StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth, TokenPolicy,
 };
 pub use settings::{LogSettings, Settings};
 
@@ -181,6 +184,26 @@ impl Settings {
             );
         }
         for r in &self.routes {
+            if let RouteToken::Grant { resource, .. } = &r.route_token
+                && r.token.reads_session()
+                && let Some(p) = self
+                    .providers
+                    .iter()
+                    .find(|p| !p.scopes.iter().any(|s| s == "offline_access"))
+            {
+                let name = if resource.is_some() {
+                    "resource"
+                } else {
+                    "scopes"
+                };
+                warn(
+                    &format!("{}.{name}", r.key),
+                    &format!(
+                        "the user's token for this route is minted with the session's refresh token, and provider {:?} does not ask for \"offline_access\": if the IdP issues none, the route answers 502",
+                        p.name
+                    ),
+                );
+            }
             if r.forward_cookies == CookieForwarding::All {
                 warn(
                     &format!("{}.forward_cookies", r.key),
@@ -267,7 +290,11 @@ fn convert(raw: document::RawConfig, cx: &mut Cx<'_>) -> Option<Settings> {
         .and_then(|s| session::session(s, max_header_bytes, cx));
     let bff = raw.bff.and_then(|b| bff::bff(b, cx));
     let bff_prefix = bff.as_ref().map(|b| b.prefix.as_str());
-    let routes = bff::routes(raw.routes, bff_prefix, cx);
+    let needs = route_rules::Needs {
+        store_id_token: session.as_ref().map(|s| s.store_id_token),
+        providers: providers.as_deref().unwrap_or_default(),
+    };
+    let routes = bff::routes(raw.routes, bff_prefix, &needs, cx);
     let revocation = raw.revocation.and_then(|r| revocation::revocation(r, cx));
     let cluster = raw.cluster.map(|c| revocation::cluster(c, cx));
     let static_files = raw

@@ -92,6 +92,7 @@ pub(super) struct RawSession {
     pub refresh_before: Text,
     pub refresh_grace: Text,
     pub revalidate_every: Text,
+    pub route_token_cache: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -117,6 +118,23 @@ pub(super) struct RawRoute {
     pub websocket: Option<bool>,
     pub forward_cookies: Option<Spanned<RawCookieForwarding>>,
     pub http2: Option<bool>,
+    pub acr_values: Option<Spanned<Vec<Spanned<String>>>>,
+    pub max_auth_age: Text,
+    pub require_claims: Option<Spanned<BTreeMap<String, Spanned<toml::Value>>>>,
+    pub identity_headers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    pub resource: Text,
+    pub scopes: Option<Spanned<Vec<Spanned<String>>>>,
+    pub exchange: Option<Spanned<RawExchange>>,
+    pub provider: Text,
+}
+
+/// `exchange = { audience = "…", resource = "…", scope = "…" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExchange {
+    pub audience: Text,
+    pub resource: Text,
+    pub scope: Text,
 }
 
 /// `forward_cookies = "all" | "none" | ["name", …]`.

@@ -12,7 +12,7 @@ use crate::oidc_params::{self, DEFAULT_LOGIN_PARAMS};
 
 /// The key of parameter `name` in table `table` (`oidc.auth_params.resource`), quoted when it
 /// is not a bare TOML key.
-fn param_key(table: &str, name: &str) -> String {
+pub(super) fn param_key(table: &str, name: &str) -> String {
     let bare = !name.is_empty()
         && name
             .bytes()

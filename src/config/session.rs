@@ -42,6 +42,13 @@ pub(super) fn session(
         ),
         n => Some(n.as_ref().map_or(1024, |n| *n.get_ref())),
     };
+    let route_token_cache = match &se.route_token_cache {
+        Some(n) if *n.get_ref() > 1_000_000 => cx.refuse(
+            Some(n.span()),
+            invalid("session.route_token_cache", "at most 1000000"),
+        ),
+        n => Some(n.as_ref().map_or(4096, |n| *n.get_ref())),
+    };
     let refresh_before = cx.duration("session.refresh_before", se.refresh_before.as_ref(), "30s");
     let refresh_grace = cx.duration("session.refresh_grace", se.refresh_grace.as_ref(), "30s");
     let revalidate_every = revalidate_every(&se, absolute_timeout, refresh_grace, cx);
@@ -80,6 +87,7 @@ pub(super) fn session(
         refresh_before: refresh_before?,
         refresh_grace: refresh_grace?,
         revalidate_every: revalidate_every?,
+        route_token_cache: route_token_cache?,
     })
 }
 

@@ -322,6 +322,9 @@ pub struct SessionSettings {
     /// A session whose last grant is older than this refreshes before it is served, even with
     /// a valid access token, so the IdP can refuse it; `None`: off.
     pub revalidate_every: Option<Duration>,
+    /// Route tokens of sessions kept in memory per instance, as (session, route) entries (0:
+    /// minted for every request).
+    pub route_token_cache: usize,
 }
 
 /// `[bff]`.
@@ -344,12 +347,50 @@ pub struct BffSettings {
 /// Which token a route attaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenPolicy {
-    /// A session is required; its access token is attached.
+    /// A session is required; its access token (or the route's own token) is attached.
     User,
-    /// The access token is attached when there is a session.
+    /// The access token (or the route's own token) is attached when there is a session.
     Optional,
     /// No token; the route is a plain reverse proxy.
     None,
+    /// The application's own token (client-credentials grant); no session is read.
+    Client,
+    /// The user's token when there is a session, the application's otherwise.
+    UserOrClient,
+}
+
+impl TokenPolicy {
+    /// Whether the route reads the session (to attach a user's token).
+    pub fn reads_session(self) -> bool {
+        matches!(self, Self::User | Self::Optional | Self::UserOrClient)
+    }
+}
+
+/// The token a route gets: the session's access token, or one of its own (`resource`,
+/// `scopes`, `exchange`), minted from the session (or, on a `token = "client"` route, for the
+/// application) and only ever sent to this route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteToken {
+    /// No `resource`, `scopes` or `exchange`: the session's access token (a client route: a
+    /// client-credentials token without `resource` or `scope`).
+    Default,
+    /// `resource` (RFC 8707) and/or `scopes`: a refresh-token grant with the session's refresh
+    /// token (a client route: a client-credentials grant) for them.
+    Grant {
+        /// The `resource` parameter.
+        resource: Option<String>,
+        /// The `scope` parameter (the `scopes`, space-separated).
+        scope: Option<String>,
+    },
+    /// `exchange`: the session's access token exchanged at the token endpoint (RFC 8693).
+    Exchange {
+        /// The `audience` parameter.
+        audience: Option<String>,
+        /// The `resource` parameter.
+        resource: Option<String>,
+        /// The `scope` parameter.
+        scope: Option<String>,
+    },
 }
 
 /// One `[[routes]]` entry.
@@ -361,6 +402,11 @@ pub struct RouteSettings {
     pub upstream: Url,
     /// Token policy.
     pub token: TokenPolicy,
+    /// Which token: the session's or the route's own.
+    pub route_token: RouteToken,
+    /// `provider`: the `[[providers]]` entry whose client gets a client route's token (`None`:
+    /// the first).
+    pub provider: Option<String>,
     /// Whether the prefix is removed before appending the path to the upstream base URL
     /// (`/api/x` → `upstream/x`, the default) or kept (`/api/x` → `upstream/api/x`).
     pub strip_prefix: bool,
@@ -375,8 +421,13 @@ pub struct RouteSettings {
     /// HTTP/2 only to the upstream (h2c with prior knowledge over `http://`); otherwise
     /// HTTP/1.1, or h2 when a TLS upstream offers it by ALPN.
     pub http2: bool,
+    /// Step-up, claim rules and identity headers: who may call the route, and what its
+    /// upstream learns of them (all empty by default).
+    pub rules: RouteRules,
     /// Where it is in the file, `routes[i]` (routes are kept longest prefix first).
     pub key: String,
+    /// `i` of `routes[i]`: the route's own tokens are kept under it.
+    pub index: usize,
 }
 
 /// Which browser cookies a route forwards. sealgate's own cookies are never forwarded.
@@ -402,6 +453,55 @@ impl CookieForwarding {
             Self::Only(names) => names.iter().any(|n| n == name),
         }
     }
+}
+
+/// A route's rules about the signed-in user, checked against the session's ID token claims
+/// (after a refresh, the refreshed ID token's) before anything is forwarded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteRules {
+    /// Step-up: the ID token's `acr` must be one of these (empty: any `acr`, or none).
+    pub acr_values: Vec<String>,
+    /// Step-up: the ID token's `auth_time` must be present and at most this old.
+    pub max_auth_age: Option<Duration>,
+    /// Claims that must hold, by claim name (sorted).
+    pub require_claims: Vec<(String, ClaimRule)>,
+    /// Headers sent upstream with the value of a claim: (header, claim name), by header name.
+    pub identity_headers: Vec<(http::HeaderName, String)>,
+}
+
+impl RouteRules {
+    /// Whether the route asks for a stronger or fresher login than any session has.
+    pub fn step_up(&self) -> bool {
+        !self.acr_values.is_empty() || self.max_auth_age.is_some()
+    }
+
+    /// Whether only a session can pass: step-up or claim rules (identity headers alone do not
+    /// keep anonymous callers of a `token = "optional"` route out).
+    pub fn needs_session(&self) -> bool {
+        self.step_up() || !self.require_claims.is_empty()
+    }
+}
+
+/// What `require_claims` asks of one claim.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimRule {
+    /// The claim equals this value (same JSON type).
+    Equals(ClaimValue),
+    /// The claim is one of these strings, or an array holding at least one of them.
+    AnyOf(Vec<String>),
+}
+
+/// A single value a claim must equal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimValue {
+    /// A JSON string.
+    Text(String),
+    /// A JSON boolean.
+    Bool(bool),
+    /// A JSON number with this integer value.
+    Integer(i64),
+    /// A JSON number with this (finite) value.
+    Float(f64),
 }
 
 /// `[static]`: the directory of the SPA's build output, served for paths nothing else handles.

@@ -654,3 +654,5 @@ mod client_auth;
 mod providers;
 mod request_params;
 mod revalidate;
+mod route_rules;
+mod route_tokens;

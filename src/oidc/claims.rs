@@ -14,7 +14,7 @@ pub(super) enum TimeClaimError {
 }
 
 /// A JSON NumericDate as whole seconds: an integer, or a finite number within ±2^53 (floored).
-pub(super) fn numeric_date(v: &Value) -> Option<i64> {
+pub(crate) fn numeric_date(v: &Value) -> Option<i64> {
     if let Some(i) = v.as_i64() {
         return Some(i);
     }
@@ -69,7 +69,7 @@ pub(super) fn check_time_claims(
 /// OIDC Core 3.1.2.1 and 3.1.3.7 (13): when the authorization request sent `max_age`, the ID
 /// token must carry `auth_time`, and the authentication it names must be no older than
 /// `max_age` (nor in the future), both with `skew`.
-pub(super) fn check_auth_time(
+pub(crate) fn check_auth_time(
     auth_time: Option<i64>,
     max_age: u64,
     now: i64,

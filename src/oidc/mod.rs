@@ -29,6 +29,7 @@ mod id_token;
 mod logout;
 pub(crate) mod logout_token;
 mod par;
+mod route_grants;
 
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
@@ -37,11 +38,13 @@ use openidconnect::core::{CoreClient, CoreJsonWebKeySet, CoreJwsSigningAlgorithm
 use openidconnect::{EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl};
 use url::Url;
 
+pub(crate) use self::claims::{check_auth_time, numeric_date};
 pub(crate) use self::discovery::{DiscoveryError, ExtraMetadata};
 pub(crate) use self::error::{LoginError, ParError, RefreshError};
 pub(crate) use self::grants::{LoginTokens, Refreshed};
 use self::http::IdpHttpClient;
 pub(crate) use self::par::{MAX_REQUEST_URI_LEN, parse_par_response};
+pub(crate) use self::route_grants::{Granted, RouteGrantError, parse_token_response};
 use crate::config::OidcSettings;
 
 type Client = CoreClient<
@@ -144,6 +147,11 @@ impl Provider {
     pub(crate) fn sends_iss_parameter(&self) -> bool {
         self.metadata_extra
             .authorization_response_iss_parameter_supported
+    }
+
+    /// The tolerated clock difference with the IdP, in seconds.
+    pub(crate) fn clock_skew(&self) -> i64 {
+        i64::try_from(self.settings.clock_skew.as_secs()).unwrap_or(i64::MAX)
     }
 
     /// Whether the IdP has an RFC 7009 revocation endpoint.

@@ -1,11 +1,12 @@
 //! The upstream request: the browser's request with its headers rewritten (never sealgate's
 //! cookies, a browser-supplied `Authorization`, hop-by-hop headers, or any header that names
 //! the client or the original URL: `Forwarded`, `X-Forwarded-*`, `X-Real-IP`, …, see
-//! [`crate::proxy::headers::CLIENT_CLAIMS`]), the bearer token attached, sent through this thread's pooled
+//! [`crate::proxy::headers::CLIENT_CLAIMS`]), or a client's copy of the route's identity
+//! headers; the bearer token and the identity headers attached, sent through this thread's pooled
 //! client with the route's timeout. The body streams; nothing is buffered.
 
 use http::header::{AUTHORIZATION, COOKIE, HOST};
-use http::{HeaderMap, HeaderValue, Request, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -21,6 +22,16 @@ use crate::proxy::websocket;
 use crate::request::{RequestContext, cookie_headers};
 use crate::upstream::{self, Protocol};
 
+/// What sealgate adds to the upstream request for the user.
+#[derive(Default)]
+pub(super) struct Credentials {
+    /// `Authorization: Bearer …`; none for anonymous requests and `token = "none"`.
+    pub bearer: Option<HeaderValue>,
+    /// The route's identity headers with the session's claim values (the client's copies of
+    /// every identity header the route names are removed whatever this holds).
+    pub identity: Vec<(HeaderName, HeaderValue)>,
+}
+
 /// The upstream's answer, and for a WebSocket upgrade the browser's side of it.
 #[derive(Debug)]
 pub(super) struct Sent {
@@ -30,7 +41,7 @@ pub(super) struct Sent {
     pub upgrade: Option<(OnUpgrade, OwnedSemaphorePermit)>,
 }
 
-/// Sends `req` to `target` (its query is the request's), with `bearer` attached.
+/// Sends `req` to `target` (its query is the request's), with `credentials` attached.
 ///
 /// # Errors
 /// 400 for a target that is not a valid URI, 503 when no WebSocket tunnel slot is free, 502
@@ -40,7 +51,7 @@ pub(super) async fn send(
     route: &RouteSettings,
     mut req: Request<Incoming>,
     mut target: url::Url,
-    bearer: Option<HeaderValue>,
+    credentials: Credentials,
     context: RequestContext<'_>,
     websocket: bool,
 ) -> Result<Sent, Failure> {
@@ -56,7 +67,7 @@ pub(super) async fn send(
         None
     };
     let (mut parts, body) = req.into_parts();
-    rewrite_headers(app, route, &mut parts.headers, bearer, context);
+    rewrite_headers(app, route, &mut parts.headers, credentials, context);
     if websocket {
         websocket::set_upgrade_headers(&mut parts.headers);
     }
@@ -106,13 +117,18 @@ fn rewrite_headers(
     app: &App,
     route: &RouteSettings,
     headers: &mut HeaderMap,
-    bearer: Option<HeaderValue>,
+    credentials: Credentials,
     context: RequestContext<'_>,
 ) {
     strip_hop_by_hop(headers);
     headers.remove(HOST);
     headers.remove(AUTHORIZATION);
     strip_client_claims(headers);
+    // A client's copy of an identity header is never forwarded, whether or not the session has
+    // the claim (or there is a session at all).
+    for (name, _) in &route.rules.identity_headers {
+        headers.remove(name);
+    }
     let kept_cookies: Vec<String> = if route.forward_cookies == CookieForwarding::None {
         Vec::new()
     } else {
@@ -143,8 +159,11 @@ fn rewrite_headers(
         headers.insert("x-forwarded-host", v.clone());
     }
     // Inserted after the hop-by-hop removal, so no `Connection` list can take it away.
-    if let Some(bearer) = bearer {
+    if let Some(bearer) = credentials.bearer {
         headers.insert(AUTHORIZATION, bearer);
+    }
+    for (name, value) in credentials.identity {
+        headers.insert(name, value);
     }
     // The request's correlation id goes upstream too (the client's, if it sent a valid one).
     if let Some(id) = context.request_id {

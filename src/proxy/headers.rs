@@ -66,6 +66,34 @@ fn is_client_claim(name: &str) -> bool {
     name.starts_with("x-forwarded-") || CLIENT_CLAIMS.contains(&name)
 }
 
+/// Request headers sealgate sets, removes or relies on itself, beyond [`HOP_BY_HOP`] and the
+/// client's claims: no `identity_headers` entry may name one (a claim must never stand in for a
+/// credential, the message framing, the target, or a header sealgate manages).
+const MANAGED: &[&str] = &[
+    "authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "content-encoding",
+    "x-request-id",
+    "dpop",
+];
+
+/// Why `name` (lower case, as `HeaderName` keeps it) cannot carry a claim upstream, if it
+/// cannot: a hop-by-hop header, a header sealgate manages, or one the client's own copy of
+/// is never forwarded because upstreams read it as the client's address or the original URL.
+pub(crate) fn reserved_request_header(name: &str) -> Option<&'static str> {
+    if HOP_BY_HOP.contains(&name) {
+        Some("a hop-by-hop header")
+    } else if MANAGED.contains(&name) || name.starts_with("sec-websocket-") {
+        Some("a header sealgate manages")
+    } else if is_client_claim(name) {
+        Some("a forwarding header (Forwarded, X-Forwarded-*, X-Real-IP, ...)")
+    } else {
+        None
+    }
+}
+
 /// Removes the hop-by-hop headers, including every header the `Connection` header lists.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
@@ -123,6 +151,32 @@ mod tests {
         strip_client_claims(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn reserved_request_headers_are_named() {
+        for name in [
+            "authorization",
+            "proxy-authorization",
+            "cookie",
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "upgrade",
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-user",
+            "x-real-ip",
+            "x-request-id",
+            "sec-websocket-key",
+            "dpop",
+        ] {
+            assert!(reserved_request_header(name).is_some(), "{name}");
+        }
+        for name in ["x-user", "x-email", "x-auth-request-user", "remote-user"] {
+            assert_eq!(reserved_request_header(name), None, "{name}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! token>` attached per the route's token policy. Bodies stream both ways.
 //!
 //! Never forwarded: sealgate's cookies, a browser-supplied `Authorization`, hop-by-hop headers,
-//! client-supplied `Forwarded` / `X-Forwarded-*`. Paths that could escape the route (`..`,
+//! client-supplied `Forwarded` / `X-Forwarded-*`, a client's copy of a route's identity
+//! header. Paths that could escape the route (`..`,
 //! encoded slashes or dots, backslashes, empty segments) are refused. Upstream `Set-Cookie`s
 //! with sealgate's cookie names are dropped. Other browser cookies reach the upstream only as
 //! the route's `forward_cookies` allows (none by default).
@@ -14,7 +15,8 @@
 //!
 //! A call reads top-down, each step its own module that does not call back up:
 //! [`route`] matches the path → [`authorize`] turns cookies and headers into a decision
-//! (anonymous, bearer token, re-sealed cookie, refusal) → [`forward`] rewrites the headers and
+//! (anonymous, bearer token, re-sealed cookie, refusal), applying the route's [`rules`]
+//! (step-up, claim rules, identity headers) → [`forward`] rewrites the headers and
 //! streams the request upstream → [`filter`] cleans the response; [`websocket`] turns an
 //! accepted upgrade into a tunnel.
 
@@ -22,7 +24,9 @@ mod authorize;
 mod filter;
 mod forward;
 pub(crate) mod headers;
+mod own_token;
 pub(crate) mod route;
+mod rules;
 mod websocket;
 
 use http::{Request, Response, StatusCode};
@@ -71,7 +75,19 @@ pub(crate) async fn handle(
     let forward::Sent {
         mut response,
         upgrade,
-    } = forward::send(app, route, req, target, decision.bearer, context, websocket).await?;
+    } = forward::send(
+        app,
+        route,
+        req,
+        target,
+        forward::Credentials {
+            bearer: decision.bearer,
+            identity: decision.identity,
+        },
+        context,
+        websocket,
+    )
+    .await?;
     let switching = websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some((client, slot)) = upgrade {
         let upstream = hyper::upgrade::on(&mut response);

@@ -89,6 +89,11 @@ pub(super) async fn logout(
         .await
         .map_err(|e| Failure::new(Rejection::Unavailable, e.to_string()))?;
     tracing::info!(session = ?session.id, "logged out");
+    // Its route tokens go now (elsewhere they go when they expire: no request of a revoked
+    // session reaches them), and the refresh token revoked at the IdP is the newest one.
+    app.route_tokens.forget(session.id);
+    let mut session = session;
+    app.route_tokens.lanes.adopt(&mut session, now);
 
     // A loaded session's provider is configured (`load_session` refuses others).
     let provider = app.provider_of(&session);

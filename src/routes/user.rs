@@ -1,4 +1,4 @@
-//! `GET /bff/user`: who is signed in. Requires the anti-forgery header; never returns a token.
+//! `GET /bff/user`: who is signed in (and how: the ID token's `acr` and `auth_time`). Requires the anti-forgery header; never returns a token.
 //! A session due for revalidation (`[session] revalidate_every`) is revalidated first, as on a
 //! proxied call, so an ended session is not reported as signed in.
 
@@ -59,12 +59,15 @@ pub(super) async fn user(
             tracing::warn!(session = ?active.session.id, error = %e, "/user: revalidation failed; served from the session");
         }
     }
+    // A route grant may have replaced the cookie's refresh token: carry the newest.
+    active.reseal |= app.route_tokens.lanes.adopt(&mut active.session, now);
     let s = &active.session;
     let provider = app.provider_of(s).map(crate::oidc::Provider::name);
-    let body = json!({
+    let claims = s.id_claims();
+    let mut body = json!({
         "sub": s.sub,
         "provider": provider,
-        "claims": selected_claims(s, &app.settings.bff.user_claims),
+        "claims": selected_claims(&claims, &app.settings.bff.user_claims),
         "session": {
             "issued_at": s.issued_at,
             "idle_expires_at": s.idle_expires_at,
@@ -72,6 +75,13 @@ pub(super) async fn user(
         },
         "logout_url": format!("{}/logout?sid={}", app.settings.bff.prefix, logout_sid(s)),
     });
+    // How the user logged in, for a SPA that asks for step-up before a route does.
+    if let Some(acr) = claims.get("acr").filter(|v| v.is_string()) {
+        body["acr"] = acr.clone();
+    }
+    if let Some(auth_time) = claims.get("auth_time").and_then(crate::oidc::numeric_date) {
+        body["auth_time"] = auth_time.into();
+    }
     let r = response::json(StatusCode::OK, &body);
     if active.reseal {
         let cookies = app.renewal_cookies(s, now, active.seen);
@@ -81,13 +91,7 @@ pub(super) async fn user(
 }
 
 /// The configured claims from the ID token (validated at login), when it is stored.
-fn selected_claims(s: &Session, names: &[String]) -> Value {
-    let claims: Map<String, Value> = s
-        .id_token
-        .as_ref()
-        .and_then(|t| t.jws_payload())
-        .and_then(|p| serde_json::from_slice::<Map<String, Value>>(p).ok())
-        .unwrap_or_default();
+fn selected_claims(claims: &Map<String, Value>, names: &[String]) -> Value {
     Value::Object(
         names
             .iter()

@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("journal_replay", internal::journal_replay),
     ("login_query", internal::login_query),
     ("par_response", internal::par_response),
+    ("token_response", internal::token_response),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {

@@ -22,6 +22,8 @@ mod providers;
 mod proxy;
 mod refresh;
 mod revalidate;
+mod route_rules;
+mod route_tokens;
 mod server;
 mod silent_login;
 mod static_files;

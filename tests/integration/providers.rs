@@ -30,7 +30,7 @@ post_logout_redirect_uri = "{PUBLIC}/"
     )
 }
 
-async fn start(providers: &str, clock: Clock) -> Running {
+async fn start(providers: &str, clock: Clock, routes: &str) -> Running {
     init_logs();
     let upstream = crate::support::upstream::start().await;
     let toml = format!(
@@ -45,7 +45,8 @@ allowed_origins = ["{PUBLIC}"]
 [[routes]]
 prefix = "/api"
 upstream = "http://{upstream}"
-"#
+{}"#,
+        routes.replace("UPSTREAM", &upstream.to_string())
     );
     let settings = Settings::from_toml(&toml, &env).expect("test config");
     sealgate::start(
@@ -61,6 +62,11 @@ upstream = "http://{upstream}"
 
 impl Two {
     async fn start() -> Two {
+        Self::start_with("").await
+    }
+
+    /// With more `[[routes]]` (`UPSTREAM` stands for the echo upstream's address).
+    async fn start_with(routes: &str) -> Two {
         let work = FakeIdp::start().await;
         let customers = FakeIdp::start().await;
         customers.set(|b| {
@@ -75,6 +81,7 @@ impl Two {
                 provider("customers", &customers)
             ),
             clock.clone(),
+            routes,
         )
         .await;
         Two {
@@ -342,7 +349,7 @@ async fn a_session_of_a_provider_no_longer_configured_is_refused_and_cleared() {
     assert_eq!(t.login(&mut b, "customers").await.status, 302);
     let cookies = b.export_cookies(PUBLIC);
     // The same keys, with only `work` left.
-    let only_work = start(&provider("work", &t.work), t.clock.clone()).await;
+    let only_work = start(&provider("work", &t.work), t.clock.clone(), "").await;
     let mut again = Browser::new();
     again.map_origin(PUBLIC, &format!("http://{}", only_work.addr));
     again.import_cookies(PUBLIC, cookies);
@@ -360,6 +367,7 @@ async fn a_session_of_a_provider_no_longer_configured_is_refused_and_cleared() {
             provider("customers", &other)
         ),
         t.clock.clone(),
+        "",
     )
     .await;
     let mut moved = Browser::new();
@@ -396,4 +404,34 @@ async fn callback_paths_exist_only_for_configured_providers() {
     let mut b = h.browser();
     assert_eq!(h.login(&mut b).await.status, 302);
     assert_eq!(h.user(&mut b).await.json()["provider"], "default");
+}
+
+#[tokio::test]
+async fn a_step_up_link_names_the_sessions_provider_and_its_login_satisfies_the_route() {
+    let t = Two::start_with(
+        "[[routes]]\nprefix = \"/mfa\"\nupstream = \"http://UPSTREAM\"\nacr_values = [\"gold\"]\n",
+    )
+    .await;
+    let mut b = t.browser();
+    assert_eq!(t.login(&mut b, "customers").await.status, 302);
+    let r = b.get(&Harness::url("/mfa/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let link = r.json()["login_url"].as_str().unwrap().to_owned();
+    assert_eq!(link, "/bff/login?acr_values=gold&provider=customers");
+
+    t.customers.set(|b| {
+        b.extra_claims.insert("acr".into(), json!("gold"));
+    });
+    let authorize = b
+        .get(&Harness::url(&link), &[("sec-fetch-mode", "navigate")])
+        .await
+        .location()
+        .unwrap();
+    assert!(authorize.starts_with(&t.customers.issuer()), "{authorize}");
+    assert!(authorize.contains("acr_values=gold"), "{authorize}");
+    let callback = b.get(&authorize, &[]).await.location().unwrap();
+    assert_eq!(b.get(&callback, &[]).await.status, 302);
+    let r = b.get(&Harness::url("/mfa/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(bearer_issuer(&r), t.customers.issuer());
 }

@@ -21,8 +21,9 @@ use url::Url;
 
 use crate::support::browser::{Browser, origin_of};
 use crate::support::idp::{
-    ACCESS_TOKEN_AUD, AuthMethod, BACKCHANNEL_LOGOUT_EVENT, EVIL_ISSUER, FakeIdp, Fault, IssParam,
-    OTHER_CLIENT, RSA1, RSA2, WRONG_AUD, WRONG_NONCE, peek_jwt, pkce_s256,
+    ACCESS_TOKEN_AUD, ACCESS_TOKEN_TYPE, AuthMethod, BACKCHANNEL_LOGOUT_EVENT, EVIL_ISSUER,
+    FakeIdp, Fault, IssParam, OTHER_CLIENT, RSA1, RSA2, TOKEN_EXCHANGE, WRONG_AUD, WRONG_NONCE,
+    peek_jwt, pkce_s256,
 };
 
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-0123456789";
@@ -126,6 +127,159 @@ async fn refresh(
             &body,
         )
         .await
+}
+
+/// A `/token` request with client authentication and `pairs` as its form.
+async fn token(browser: &mut Browser, idp: &FakeIdp, pairs: &[(&str, &str)]) -> Value {
+    let resp = browser
+        .post(
+            &format!("{}/token", idp.issuer()),
+            &[
+                ("authorization", &basic()),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            &form(pairs),
+        )
+        .await;
+    let mut body = resp.json();
+    body["status"] = resp.status.as_u16().into();
+    body
+}
+
+#[tokio::test]
+async fn route_grants_mint_for_what_they_ask_and_follow_behaviour() {
+    let idp = FakeIdp::start().await;
+    let mut browser = Browser::new();
+    let code = authorize(&mut browser, &idp).await;
+    let login = exchange(&mut browser, &idp, &code, VERIFIER).await.json();
+    let rt = login["refresh_token"].as_str().unwrap().to_owned();
+    let at = login["access_token"].as_str().unwrap().to_owned();
+
+    // A refresh for a resource: a token for it, the refresh token rotated (the default).
+    let r = token(
+        &mut browser,
+        &idp,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("resource", "https://orders.example"),
+        ],
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{r}");
+    let (_, c) = peek_jwt(r["access_token"].as_str().unwrap());
+    assert_eq!(
+        (c["aud"].as_str(), c["sub"].as_str()),
+        (Some("https://orders.example"), Some("alice"))
+    );
+    assert!(r.get("id_token").is_none());
+    let rt2 = r["refresh_token"].as_str().unwrap().to_owned();
+    let spent = token(
+        &mut browser,
+        &idp,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("scope", "x"),
+        ],
+    )
+    .await;
+    assert_eq!(spent["error"], "invalid_grant");
+    // An Entra-style scope names the audience; without rotation the token stays valid.
+    idp.set(|b| {
+        b.rotate_on_route_grants = false;
+        b.route_token_lifetime = Some(77);
+    });
+    for _ in 0..2 {
+        let r = token(
+            &mut browser,
+            &idp,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &rt2),
+                ("scope", "api://billing/.default"),
+            ],
+        )
+        .await;
+        assert_eq!(r["status"], 200, "{r}");
+        assert!(r.get("refresh_token").is_none());
+        assert_eq!(r["expires_in"], 77);
+        let (_, c) = peek_jwt(r["access_token"].as_str().unwrap());
+        assert_eq!(
+            (c["aud"].as_str(), c["scope"].as_str()),
+            (Some("api://billing"), Some("api://billing/.default"))
+        );
+    }
+
+    // Token exchange: a live access token of this IdP, its subject kept.
+    let r = token(
+        &mut browser,
+        &idp,
+        &[
+            ("grant_type", TOKEN_EXCHANGE),
+            ("subject_token", &at),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+            ("audience", "ledger"),
+        ],
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["issued_token_type"], ACCESS_TOKEN_TYPE);
+    let (_, c) = peek_jwt(r["access_token"].as_str().unwrap());
+    assert_eq!(
+        (c["aud"].as_str(), c["sub"].as_str()),
+        (Some("ledger"), Some("alice"))
+    );
+    for bad in [
+        &[
+            ("subject_token", "forged"),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ][..],
+        &[
+            ("subject_token", at.as_str()),
+            ("subject_token_type", "urn:x"),
+        ][..],
+    ] {
+        let mut pairs = vec![("grant_type", TOKEN_EXCHANGE)];
+        pairs.extend_from_slice(bad);
+        let r = token(&mut browser, &idp, &pairs).await;
+        assert_eq!(r["status"], 400, "{r}");
+    }
+
+    // Client credentials: the client is the subject; no refresh or ID token.
+    let r = token(
+        &mut browser,
+        &idp,
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://reports.example"),
+        ],
+    )
+    .await;
+    assert_eq!(r["status"], 200, "{r}");
+    assert!(r.get("refresh_token").is_none() && r.get("id_token").is_none());
+    let (_, c) = peek_jwt(r["access_token"].as_str().unwrap());
+    assert_eq!(
+        (c["aud"].as_str(), c["sub"].as_str()),
+        (Some("https://reports.example"), Some("spa-bff"))
+    );
+
+    // route_grant_error answers route grants only.
+    idp.set(|b| b.route_grant_error = Some((400, "invalid_target".into())));
+    let r = token(&mut browser, &idp, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(
+        (r["status"].as_u64(), r["error"].as_str()),
+        (Some(400), Some("invalid_target"))
+    );
+    let r = token(
+        &mut browser,
+        &idp,
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
+    )
+    .await;
+    assert_eq!(r["status"], 200, "a plain refresh still works: {r}");
+    let (_, c) = peek_jwt(r["access_token"].as_str().unwrap());
+    assert_eq!(c["aud"], ACCESS_TOKEN_AUD);
 }
 
 /// A complete, careful RP-side ID token check (OIDC Core 3.1.3.7), independent of sealgate,

@@ -1,7 +1,9 @@
 //! An in-process fake OpenID Provider that misbehaves on demand.
 //!
 //! [`FakeIdp::start`] binds `127.0.0.1:0` and serves discovery, JWKS, `/authorize` (approves at
-//! once, no login page), `/token` (authorization-code with PKCE S256, refresh with rotation),
+//! once, no login page), `/token` (authorization-code with PKCE S256, refresh with rotation, a
+//! refresh for a `resource` / `scope` minting a token for that audience, RFC 8693 token
+//! exchange of a live access token, client credentials with the client as `sub`),
 //! `/userinfo`, `/revoke`, `/end-session` and, when [`Behaviour::par_endpoint`] is set, `/par`
 //! (RFC 9126 pushed authorization requests). Tests change its [`Behaviour`] at any time with
 //! [`FakeIdp::set`]; a [`Fault`] breaks exactly one thing in the ID tokens it issues, so each
@@ -73,6 +75,10 @@ pub const ACCESS_TOKEN_AUD: &str = "api";
 pub const GRAPH_AUD: &str = "00000003-0000-0000-c000-000000000000";
 /// The `aud` of an AD FS access token when no `resource` was named ([`AccessTokens::Resource`]).
 pub const USERINFO_AUD: &str = "urn:microsoft:userinfo";
+/// `grant_type` of an RFC 8693 token exchange.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The RFC 8693 token type of an access token.
+pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// The `events` member that marks a back-channel logout token.
 pub const BACKCHANNEL_LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
@@ -309,6 +315,17 @@ pub struct Behaviour {
     /// Revoking a refresh token revokes every refresh token of the same user and client (the
     /// app's access as a whole, as Google does). Default false.
     pub revoke_all_grants: bool,
+    /// Lifetime in seconds of the tokens of route grants (a refresh grant with `resource` or
+    /// `scope`, a token exchange, a client-credentials grant). Default `None`: the
+    /// access-token lifetime.
+    pub route_token_lifetime: Option<u64>,
+    /// Whether a refresh grant with `resource` or `scope` rotates the refresh token like any
+    /// other (the presented one is spent, a new one issued). When false, the presented one
+    /// stays valid and none is returned. Default true.
+    pub rotate_on_route_grants: bool,
+    /// When set, route grants (see [`Behaviour::route_token_lifetime`]) answer this status
+    /// with `{"error": <this>}`; other grants are unaffected.
+    pub route_grant_error: Option<(u16, String)>,
 }
 
 impl Default for Behaviour {
@@ -352,6 +369,9 @@ impl Default for Behaviour {
             refused_scopes: Vec::new(),
             end_session_rule: EndSessionRule::Standard,
             revoke_all_grants: false,
+            route_token_lifetime: None,
+            rotate_on_route_grants: true,
+            route_grant_error: None,
         }
     }
 }
@@ -793,7 +813,7 @@ impl State {
             "jwks_uri": format!("{issuer}/jwks"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", TOKEN_EXCHANGE],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "scopes_supported": ["openid", "profile", "email", "offline_access"],
@@ -956,9 +976,23 @@ impl State {
         if let Some(response) = self.client_auth_error(req) {
             return response;
         }
-        match req.form_param("grant_type") {
+        let grant = req.form_param("grant_type");
+        let route_grant = match grant {
+            Some("refresh_token") => {
+                req.form_param("resource").is_some() || req.form_param("scope").is_some()
+            }
+            Some(TOKEN_EXCHANGE | "client_credentials") => true,
+            _ => false,
+        };
+        if route_grant && let Some((status, error)) = &self.behaviour.route_grant_error {
+            let status = StatusCode::from_u16(*status).expect("a valid status");
+            return oauth_error(status, error);
+        }
+        match grant {
             Some("authorization_code") => self.code_grant(req),
             Some("refresh_token") => self.refresh_grant(req),
+            Some(TOKEN_EXCHANGE) => self.exchange_grant(req),
+            Some("client_credentials") => self.client_credentials_grant(req),
             _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
         }
     }
@@ -1070,6 +1104,14 @@ impl State {
         }
         let (scope, auth_params, family) =
             (grant.scope.clone(), grant.auth_params.clone(), grant.family);
+        // A refresh that asks for a scope, or for a resource other than the login's, is a
+        // route grant (Entra ID, RFC 8707); one that repeats the login's `resource` (AD FS
+        // `token_params`) is the session's own refresh.
+        let resource = req.form_param("resource");
+        let asked = req.form_param("scope");
+        if asked.is_some() || (resource.is_some() && resource != find(&auth_params, "resource")) {
+            return self.route_refresh(old, resource, asked);
+        }
         if self.behaviour.refresh_tokens && self.behaviour.rotation.spends_old() {
             // Rotation: the presented refresh token is spent.
             self.refresh_tokens.remove(old);
@@ -1082,6 +1124,118 @@ impl State {
             family: Some(family),
         };
         self.issue(None, &grant, self.behaviour.id_token_on_refresh)
+    }
+
+    /// A refresh for `resource` and/or `scope` (Entra ID, AD FS, RFC 8707): an access token
+    /// for that audience, rotating per [`Behaviour::rotate_on_route_grants`].
+    fn route_refresh(
+        &mut self,
+        old: &str,
+        resource: Option<&str>,
+        scope: Option<&str>,
+    ) -> Response<Full<Bytes>> {
+        let sub = self.refresh_tokens[old].sub.clone();
+        let scope = scope.unwrap_or_default();
+        let (token, lifetime) =
+            self.mint_route_token(&sub, &audience(None, resource, scope), scope);
+        let mut body = json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": scope,
+        });
+        if self.behaviour.refresh_tokens && self.behaviour.rotate_on_route_grants {
+            let grant = self
+                .refresh_tokens
+                .remove(old)
+                .expect("checked by the caller");
+            self.spent_refresh.insert(old.to_owned(), grant.family);
+            let refresh = self.fresh("rt");
+            self.refresh_tokens.insert(refresh.clone(), grant);
+            body["refresh_token"] = json!(refresh);
+        }
+        no_store(json_response(StatusCode::OK, &body))
+    }
+
+    /// RFC 8693: a live access token of this IdP exchanged for one for `audience`, `resource`
+    /// and/or `scope`, with the same `sub`.
+    fn exchange_grant(&mut self, req: &Logged) -> Response<Full<Bytes>> {
+        if req.form_param("subject_token_type") != Some(ACCESS_TOKEN_TYPE) {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request");
+        }
+        let now = self.now();
+        let subject = req
+            .form_param("subject_token")
+            .and_then(|t| self.access_tokens.get(t))
+            .filter(|g| g.exp > now);
+        let Some(subject) = subject else {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
+        };
+        let sub = subject.sub.clone();
+        let scope = req.form_param("scope").unwrap_or_default();
+        let aud = audience(
+            req.form_param("audience"),
+            req.form_param("resource"),
+            scope,
+        );
+        let (token, lifetime) = self.mint_route_token(&sub, &aud, scope);
+        no_store(json_response(
+            StatusCode::OK,
+            &json!({
+                "access_token": token,
+                "issued_token_type": ACCESS_TOKEN_TYPE,
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+            }),
+        ))
+    }
+
+    /// RFC 6749 4.4: the client's own token, `sub` the client id, no refresh or ID token.
+    fn client_credentials_grant(&mut self, req: &Logged) -> Response<Full<Bytes>> {
+        let client = self.behaviour.client_id.clone();
+        let scope = req.form_param("scope").unwrap_or_default();
+        let aud = audience(None, req.form_param("resource"), scope);
+        let (token, lifetime) = self.mint_route_token(&client, &aud, scope);
+        no_store(json_response(
+            StatusCode::OK,
+            &json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "scope": scope,
+            }),
+        ))
+    }
+
+    /// A signed access token of a route grant for `sub` and `aud`, and its lifetime.
+    fn mint_route_token(&mut self, sub: &str, aud: &str, scope: &str) -> (String, u64) {
+        let b = &self.behaviour;
+        let lifetime = b.route_token_lifetime.unwrap_or(b.access_token_lifetime);
+        let now = self.now();
+        let exp = now + i64::try_from(lifetime).expect("lifetime fits i64");
+        let jti = self.fresh("rat");
+        let token = sign_rs256(
+            self.current_key(),
+            "at+jwt",
+            &json!({
+                "iss": self.issuer,
+                "sub": sub,
+                "aud": aud,
+                "client_id": self.behaviour.client_id,
+                "scope": scope,
+                "iat": now,
+                "exp": exp,
+                "jti": jti,
+            }),
+        );
+        self.access_tokens.insert(
+            token.clone(),
+            AccessGrant {
+                sub: sub.to_owned(),
+                exp,
+            },
+        );
+        (token, lifetime)
     }
 
     fn issue(
@@ -1271,6 +1425,23 @@ impl State {
             _ => sign_rs256(key, "JWT", &claims),
         }
     }
+}
+
+/// The `aud` of a route grant's token: the `audience`, else the `resource`, else the prefix of
+/// a `…/.default` scope (Entra ID), else [`ACCESS_TOKEN_AUD`].
+fn audience(audience: Option<&str>, resource: Option<&str>, scope: &str) -> String {
+    audience
+        .or(resource)
+        .or_else(|| scope.split(' ').find_map(|s| s.strip_suffix("/.default")))
+        .unwrap_or(ACCESS_TOKEN_AUD)
+        .to_owned()
+}
+
+fn no_store(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 fn end_session(req: &Logged) -> Response<Full<Bytes>> {

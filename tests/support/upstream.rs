@@ -1,8 +1,10 @@
 //! A fake upstream API: answers every request with what it received. `…/slow` answers after
-//! 3 s; `…/set-cookie` also tries to set sealgate's cookies.
+//! 3 s; `…/set-cookie` also tries to set sealgate's cookies. Every path any instance was asked
+//! for is remembered ([`was_asked`]), so a test can show a request was never forwarded.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use http::HeaderValue;
@@ -10,6 +12,14 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+
+/// Paths asked for, by every echo upstream of this test process.
+static ASKED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Whether any echo upstream was asked for `path` (give each test its own path).
+pub fn was_asked(path: &str) -> bool {
+    ASKED.lock().unwrap().iter().any(|p| p == path)
+}
 
 async fn answer(
     req: http::Request<hyper::body::Incoming>,
@@ -20,7 +30,20 @@ async fn answer(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    ASKED.lock().unwrap().push(req.uri().path().to_owned());
+    // Every header, each value as UTF-8 (lossy), in the order received.
+    let mut headers = serde_json::Map::new();
+    for name in req.headers().keys() {
+        let values: Vec<String> = req
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        headers.insert(name.as_str().to_owned(), values.into());
+    }
     let body = serde_json::json!({
+        "headers": headers,
         "path": req.uri().path(),
         "version": format!("{:?}", req.version()),
         "authorization": h("authorization"),

@@ -10,7 +10,9 @@
 //! `apt-get` line and exits 0). Everything listens on 127.0.0.1 only; nginx and sealgate run as
 //! child processes in the foreground and are stopped by PID at the end, also on error or panic.
 //! About 50 s with the defaults (`PROXY_BENCH_{THREADS,CONNECTIONS,SECONDS,WARMUP}`: 2, 32, 10,
-//! 2). `PROXY_BENCH_HOLD=SECONDS` only sets everything up, prints sealgate's PID and the `wrk`
+//! 2). `PROXY_BENCH_SEALGATE=PATH` runs that sealgate binary instead of the one built with
+//! the bench (a kept copy of an earlier build, to compare two builds alternately in one sitting).
+//! `PROXY_BENCH_HOLD=SECONDS` only sets everything up, prints sealgate's PID and the `wrk`
 //! command for (c), and waits (for profiling with `perf record -p PID`). The report (markdown) is printed and written to `target/proxy-bench.md`. The targets
 //! (c/b ≥ 0.9, p99 within 1 ms of nginx) are reported, never asserted.
 //!
@@ -158,12 +160,15 @@ fn run(nginx_bin: &Path, wrk_bin: &Path) -> Result<()> {
     let sealgate_log = tmp.path.join("sealgate.log");
     let mut sealgate = Proc::spawn(
         "sealgate",
-        Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("RUST_LOG", "warn")
-            .env("SEALGATE_BENCH_SECRET", idp.behaviour().client_secret)
-            .env("SEALGATE_BENCH_KEY", KEY),
+        Command::new(
+            std::env::var_os("PROXY_BENCH_SEALGATE")
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_sealgate").into()),
+        )
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .env("SEALGATE_BENCH_SECRET", idp.behaviour().client_secret)
+        .env("SEALGATE_BENCH_KEY", KEY),
         &sealgate_log,
     )?;
     wait_until(&mut sealgate, &sealgate_log, || {

@@ -53,6 +53,8 @@ pub(crate) struct App {
     pub logout_tokens: Mutex<ExpiringSet>,
     /// Routes' own tokens, and the turns of sessions' refresh-token grants.
     pub route_tokens: crate::route_tokens::RouteTokens,
+    /// Request rates per client address and per session (`[limits]`).
+    pub limits: crate::limits::Limits,
 }
 
 /// Chunk deletions a response may carry beyond `max_chunks` (stale chunks of an earlier, larger

@@ -58,6 +58,12 @@ pub(crate) enum Rejection {
     Unavailable,
     /// A limit is reached (e.g. open WebSocket tunnels); try later (503 JSON).
     Overloaded,
+    /// The client's or the session's request rate is over its `[limits]` (429 JSON with
+    /// `Retry-After`, in whole seconds).
+    TooManyRequests {
+        /// Seconds until a request would be allowed.
+        retry_after: u64,
+    },
     /// The cluster store is unreachable and the policy refuses sessions meanwhile (503 JSON).
     StoreUnavailable,
     /// A back-channel logout request that is not acceptable: wrong content type, parameters,
@@ -174,6 +180,7 @@ impl Failure {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BadRequest | BadReturnUrl | InvalidLogoutRequest => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             LoginFailed { status, .. } => *status,
             BadGateway => StatusCode::BAD_GATEWAY,
@@ -231,6 +238,12 @@ impl Failure {
             BadGateway => response::problem(status, "upstream unavailable"),
             GatewayTimeout => response::problem(status, "upstream timed out"),
             Overloaded => response::problem(status, "overloaded"),
+            TooManyRequests { retry_after } => {
+                let mut r = response::problem(status, "too many requests");
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after));
+                r
+            }
             StoreUnavailable => response::problem(status, "temporarily unavailable"),
             InvalidLogoutRequest => {
                 response::json(status, &serde_json::json!({ "error": "invalid_request" }))

@@ -178,6 +178,7 @@ pub fn proxy_path(data: &[u8]) -> bool {
                 rules: crate::config::RouteRules::default(),
                 key: format!("routes[{prefix}]"),
                 index: 0,
+                limits: None,
             })
     };
     // Longest prefix first, as `Settings` sorts them; "/" is stored as the empty prefix.
@@ -461,5 +462,34 @@ pub fn token_response(data: &[u8]) -> bool {
     ) {
         assert!(m.reuse_until <= FUZZ_NOW.saturating_add(lifetime));
     }
+    true
+}
+
+/// Reads `data` as `X-Forwarded-For` values (split at newlines into several headers) sent
+/// through a trusted proxy (`10.0.0.0/8`): the client found is the peer or an address one of
+/// the values names, and is never a trusted proxy unless every entry walked was one.
+pub fn forwarded_for(data: &[u8]) -> bool {
+    let mut headers = http::HeaderMap::new();
+    for line in data.split(|b| *b == b'\n') {
+        if let Ok(v) = http::HeaderValue::from_bytes(line) {
+            headers.append("x-forwarded-for", v);
+        }
+    }
+    let trusted = [crate::config::TrustedNet {
+        addr: std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 0)),
+        prefix: 8,
+    }];
+    let peer = std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    let client = crate::limits::client_address(peer, &headers, &trusted);
+    if client == peer {
+        return false;
+    }
+    let named = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|e| crate::limits::parse_forwarded_ip(e.trim()) == Some(client));
+    assert!(named, "{client} is not in the header");
     true
 }

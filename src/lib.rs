@@ -114,6 +114,7 @@ mod csrf;
 mod error;
 mod expiring;
 mod fuzzing;
+mod limits;
 mod metrics;
 mod oidc;
 mod oidc_params;

@@ -65,6 +65,16 @@ pub(crate) struct OutcomeLabels {
     pub reason: &'static str,
 }
 
+/// `endpoint` (`login`, `callback`, `backchannel_logout` or a route prefix) and `by`
+/// (`address`, `session`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct LimitedLabels {
+    /// Which endpoint or route.
+    pub endpoint: String,
+    /// Which limit.
+    pub by: &'static str,
+}
+
 /// Every metric sealgate exports.
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -84,6 +94,8 @@ pub(crate) struct Metrics {
     /// `sealgate_route_token_grants_total{outcome, reason}`: grants of routes' own tokens
     /// (`success`, `refused`, `failed`; by kind: `refresh`, `exchange`, `client`).
     pub route_token_grants: Family<OutcomeLabels, Counter>,
+    /// `sealgate_rate_limited_total{endpoint, by}`: requests refused by `[limits]` (429).
+    pub rate_limited: Family<LimitedLabels, Counter>,
     /// `sealgate_denylist_entries` (set at scrape time, see [`Metrics::render`]).
     denylist_entries: Gauge,
     /// `sealgate_denylist_overflows` (revocations turned into a global not-before; at scrape).
@@ -143,6 +155,12 @@ impl Metrics {
             "Grants of routes' own tokens, by outcome and kind",
             route_token_grants.clone(),
         );
+        let rate_limited = Family::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429 by [limits], by endpoint and limit",
+            rate_limited.clone(),
+        );
         let denylist_entries = Gauge::default();
         registry.register(
             "denylist_entries",
@@ -176,6 +194,7 @@ impl Metrics {
             refreshes,
             backchannel_logouts,
             route_token_grants,
+            rate_limited,
             denylist_entries,
             denylist_overflows,
             cookie_bytes,

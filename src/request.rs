@@ -7,6 +7,8 @@ use http::{HeaderMap, HeaderValue};
 /// The client of a connection, as seen by the listener (made once per connection).
 #[derive(Debug)]
 pub(crate) struct Peer {
+    /// Its IP.
+    pub ip: std::net::IpAddr,
     /// Its IP as an `X-Forwarded-For` value.
     forwarded_for: Option<HeaderValue>,
 }
@@ -15,6 +17,7 @@ impl Peer {
     /// The client at `addr`.
     pub(crate) fn new(addr: std::net::SocketAddr) -> Self {
         Self {
+            ip: addr.ip(),
             forwarded_for: HeaderValue::from_str(&addr.ip().to_string()).ok(),
         }
     }

@@ -141,6 +141,10 @@ fn route(
     }
     let forward_cookies = forward_cookies(&key, r.forward_cookies, cx);
     let timeout = cx.duration(&format!("{key}.timeout"), r.timeout.as_ref(), "30s");
+    let limits = match r.limits {
+        None => Some(None),
+        Some(l) => super::limits::limit(&format!("{key}.limits"), l, true, cx).map(Some),
+    };
     let (route_token, provider) = own?;
     Some(RouteSettings {
         prefix: prefix?,
@@ -157,6 +161,7 @@ fn route(
         rules: rules?,
         key,
         index: i,
+        limits: limits?,
     })
 }
 

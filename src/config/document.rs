@@ -13,8 +13,8 @@ use super::context::Cx;
 use super::env::Overrides;
 use super::problem::ConfigError;
 use super::raw::{
-    self, RawBff, RawCluster, RawLog, RawMetrics, RawOidc, RawRevocation, RawRoute, RawServer,
-    RawSession, RawStatic,
+    self, RawBff, RawCluster, RawLimits, RawLog, RawMetrics, RawOidc, RawRevocation, RawRoute,
+    RawServer, RawSession, RawStatic,
 };
 
 /// The tables of the file. `None` for a table that is missing or was refused (the problem is
@@ -35,6 +35,7 @@ pub(super) struct RawConfig {
     pub cluster: Option<RawCluster>,
     pub metrics: Option<RawMetrics>,
     pub log: Option<RawLog>,
+    pub limits: Option<RawLimits>,
     /// Where each key's value is (`server.listen`, `routes[1].prefix`), for warnings.
     pub places: HashMap<String, Range<usize>>,
 }
@@ -52,6 +53,7 @@ const SECTIONS: &[&str] = &[
     "cluster",
     "metrics",
     "log",
+    "limits",
 ];
 
 /// Keys whose values may be secrets (a reference, or a secret pasted inline by mistake).
@@ -93,6 +95,7 @@ pub(super) fn read(text: &str, overrides: &Overrides<'_>, cx: &mut Cx<'_>) -> Op
         cluster: None,
         metrics: Some(RawMetrics::default()),
         log: Some(RawLog::default()),
+        limits: Some(RawLimits::default()),
         places: places(&root),
     };
     let mut seen = Vec::new();
@@ -114,6 +117,7 @@ pub(super) fn read(text: &str, overrides: &Overrides<'_>, cx: &mut Cx<'_>) -> Op
             "cluster" => raw.cluster = table(name, value, cx),
             "metrics" => raw.metrics = table(name, value, cx),
             "log" => raw.log = table(name, value, cx),
+            "limits" => raw.limits = table(name, value, cx),
             other => {
                 let problem = unknown_field(other, SECTIONS);
                 cx.push(ConfigError::Parse(problem), Some(key.span()));

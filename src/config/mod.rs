@@ -28,6 +28,7 @@ mod context;
 mod document;
 mod env;
 mod files;
+mod limits;
 mod oidc;
 mod problem;
 mod raw;
@@ -46,9 +47,10 @@ pub(crate) use env::{ENV_PREFIX, ProcessEnv};
 pub use problem::ConfigError;
 pub(crate) use problem::{Place, Problem};
 pub(crate) use settings::{
-    AssertionAudience, ClaimRule, ClaimValue, ClusterSettings, CookieForwarding, CsrfMode,
-    LogFormat, OidcSettings, ParMode, RouteRules, RouteSettings, RouteToken, ServerSettings,
-    SigningAlgsKey, StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth, TokenPolicy,
+    AssertionAudience, ClaimRule, ClaimValue, ClusterSettings, CookieForwarding, CsrfMode, Limit,
+    LimitsSettings, LogFormat, OidcSettings, ParMode, Rate, RouteRules, RouteSettings, RouteToken,
+    ServerSettings, SigningAlgsKey, StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth,
+    TokenPolicy, TrustedNet,
 };
 pub use settings::{LogSettings, Settings};
 
@@ -302,6 +304,7 @@ fn convert(raw: document::RawConfig, cx: &mut Cx<'_>) -> Option<Settings> {
         .map(|s| static_files::static_files(s, &routes, cx));
     let metrics = raw.metrics.and_then(|m| server::metrics(m, cx));
     let log = raw.log.and_then(|l| server::log(l, cx));
+    let limits = raw.limits.and_then(|l| limits::limits(l, cx));
     Some(Settings {
         server: server?,
         providers: providers?,
@@ -313,6 +316,7 @@ fn convert(raw: document::RawConfig, cx: &mut Cx<'_>) -> Option<Settings> {
         cluster: cluster.map_or(Some(None), |c| c.map(Some))?,
         metrics: metrics?,
         log: log?,
+        limits: limits?,
     })
 }
 

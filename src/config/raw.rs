@@ -126,6 +126,7 @@ pub(super) struct RawRoute {
     pub scopes: Option<Spanned<Vec<Spanned<String>>>>,
     pub exchange: Option<Spanned<RawExchange>>,
     pub provider: Text,
+    pub limits: Option<Spanned<RawLimit>>,
 }
 
 /// `exchange = { audience = "…", resource = "…", scope = "…" }`.
@@ -159,6 +160,25 @@ pub(super) struct RawRevocation {
     pub journal: Text,
     pub capacity: Option<Spanned<usize>>,
     pub clock_skew: Text,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub max_clients: Option<Spanned<usize>>,
+    pub login: Option<Spanned<RawLimit>>,
+    pub callback: Option<Spanned<RawLimit>>,
+    pub backchannel_logout: Option<Spanned<RawLimit>>,
+    pub routes: Option<Spanned<RawLimit>>,
+}
+
+/// `{ per_address = "60/min", per_session = "600/min" }`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimit {
+    pub per_address: Text,
+    pub per_session: Text,
 }
 
 #[derive(Deserialize)]

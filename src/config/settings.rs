@@ -33,6 +33,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// `[log]`.
     pub log: LogSettings,
+    /// `[limits]`.
+    pub limits: LimitsSettings,
 }
 
 /// How log lines are written.
@@ -428,6 +430,8 @@ pub struct RouteSettings {
     pub key: String,
     /// `i` of `routes[i]`: the route's own tokens are kept under it.
     pub index: usize,
+    /// `limits`: the route's own rates (`None`: `[limits] routes`).
+    pub limits: Option<Limit>,
 }
 
 /// Which browser cookies a route forwards. sealgate's own cookies are never forwarded.
@@ -546,4 +550,91 @@ pub enum SigningAlgsKey {
     Legacy,
     /// Both: `id_token_signed_response_alg` wins, the older key is ignored.
     Both,
+}
+
+/// `[limits]`: request rates per client address and per session (all off by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitsSettings {
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<TrustedNet>,
+    /// Keys each limiter keeps at most (bounded memory under an address-spraying flood).
+    pub max_clients: usize,
+    /// `/bff/login`, per client address.
+    pub login: Limit,
+    /// `/bff/callback`, per client address.
+    pub callback: Limit,
+    /// `/bff/backchannel-logout`, per client address (the IdP's).
+    pub backchannel_logout: Limit,
+    /// Every route without `limits` of its own.
+    pub routes: Limit,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            max_clients: 100_000,
+            login: Limit::default(),
+            callback: Limit::default(),
+            backchannel_logout: Limit::default(),
+            routes: Limit::default(),
+        }
+    }
+}
+
+/// The rates of one endpoint or route; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limit {
+    /// Per client address (an IPv6 client by its /64).
+    pub per_address: Option<Rate>,
+    /// Per session (routes only).
+    pub per_session: Option<Rate>,
+}
+
+/// `count` requests per `period`, `count` of them at once (a token bucket of `count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests per period, and the burst.
+    pub count: u32,
+    /// The period.
+    pub period: Duration,
+}
+
+/// An address range of `[limits] trusted_proxies` (`10.0.0.0/8`, `::1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrustedNet {
+    /// The network's address (host bits cleared).
+    pub addr: std::net::IpAddr,
+    /// Its prefix length.
+    pub prefix: u8,
+}
+
+impl TrustedNet {
+    /// Whether `ip` is in the range (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u128::from(u32::from(ip)), self.prefix, 32) == u128::from(u32::from(net))
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(u128::from(ip), self.prefix, 128) == u128::from(net)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `value` (of `bits` bits) with all but its first `prefix` bits cleared.
+pub(crate) fn masked(value: u128, prefix: u8, bits: u8) -> u128 {
+    let host_bits = u32::from(bits.saturating_sub(prefix));
+    if host_bits >= 128 {
+        0
+    } else {
+        value >> host_bits << host_bits
+    }
 }

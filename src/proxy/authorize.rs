@@ -104,6 +104,11 @@ pub(super) fn check(
 }
 
 impl Checked {
+    /// The session the request carries, when it opened (valid or awaiting the cluster).
+    pub(super) fn session(&self) -> Option<&Session> {
+        self.state.session()
+    }
+
     /// Applies the route's token policy: the session's access token (refreshed first when it
     /// is due, or revalidated when its last grant is `revalidate_every` old) or the route's own
     /// token minted from the session, the application's token (`client`, and `user_or_client`

@@ -68,7 +68,15 @@ pub(crate) async fn handle(
             ),
         ));
     }
+    app.limits
+        .check_route_address(route, context.peer.ip, req.headers())
+        .map_err(|l| l.into_failure(&route.prefix))?;
     let checked = authorize::check(app, route, req.headers(), req.method(), websocket, now)?;
+    if let Some(session) = checked.session() {
+        app.limits
+            .check_route_session(route, &session.id)
+            .map_err(|l| l.into_failure(&route.prefix))?;
+    }
     let target = route::upstream_url(route, req.uri().path())
         .ok_or_else(|| Failure::new(Rejection::BadRequest, "proxy: unsafe path"))?;
     let decision = checked.decide(app, route, websocket, now).await?;

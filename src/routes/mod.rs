@@ -26,6 +26,7 @@ use tracing::Instrument as _;
 use crate::app::App;
 use crate::config::RouteSettings;
 use crate::error::{Failure, Rejection};
+use crate::limits::Endpoint;
 use crate::metrics::{RequestLabels, StatusClass, metrics};
 use crate::proxy;
 use crate::request::{Peer, RequestContext};
@@ -175,9 +176,18 @@ async fn route(
         .strip_prefix(prefix)
         .filter(|rest| rest.is_empty() || rest.starts_with('/'))
     {
+        let limit = |e: Endpoint| {
+            app.limits
+                .check_endpoint(e, context.peer.ip, req.headers())
+                .map_err(|l| l.into_failure(e.label()))
+        };
         return match (endpoint, req.method()) {
-            ("/login", &Method::GET) => login::login(app, &req, now).await,
+            ("/login", &Method::GET) => {
+                limit(Endpoint::Login)?;
+                login::login(app, &req, now).await
+            }
             (callback, &Method::GET) if callback_provider(app, callback).is_some() => {
+                limit(Endpoint::Callback)?;
                 let provider = callback_provider(app, callback).ok_or_else(|| {
                     Failure::new(Rejection::Internal, "callback provider vanished")
                 })?;
@@ -192,6 +202,7 @@ async fn route(
                 r
             }
             ("/backchannel-logout", &Method::POST) => {
+                limit(Endpoint::BackchannelLogout)?;
                 let r = backchannel::backchannel_logout(app, req, now).await;
                 count_outcome(&metrics().backchannel_logouts, &r);
                 r

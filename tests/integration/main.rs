@@ -11,6 +11,7 @@ mod corpus;
 mod demo;
 mod hardening;
 mod journal;
+mod limits;
 mod login;
 mod logs;
 mod observability;

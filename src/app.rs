@@ -337,8 +337,8 @@ impl App {
                     self.route_tokens.lanes.redeem(
                         session.id,
                         refresh,
-                        now,
-                        grace,
+                        (now, grace),
+                        self.cluster.as_deref(),
                         |rt| async move { provider.refresh(&rt, previous, now).await },
                     )
                 };

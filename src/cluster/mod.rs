@@ -9,6 +9,8 @@
 //! | `<prefix>:alive` | a marker: when it is gone, Redis lost its data | `revocations` |
 //! | `<prefix>:refresh:<hash>:lock` | the instance redeeming one refresh token | `refresh_lock` |
 //! | `<prefix>:refresh:<hash>:result` | its result, sealed, for the grace window | `refresh_lock` |
+//! | `<prefix>:refresh:<hash>:turn` | the instance whose grant redeems this token now | `turns` |
+//! | `<prefix>:refresh:<hash>:next` | the token that replaced it, sealed, while lineages last | `turns` |
 //!
 //! - **Revocations** are recorded locally first, then published; what Redis cannot take waits
 //!   in an outbox. Every instance loads all keys at start and after every reconnect.
@@ -37,6 +39,7 @@ use crate::seal::{Codec, KeyRing};
 mod health;
 mod refresh_lock;
 mod revocations;
+mod turns;
 
 /// Timeout for connecting to Redis and for each command.
 const IO_TIMEOUT: Duration = Duration::from_secs(1);

@@ -58,10 +58,16 @@ pub(super) async fn user(
                     let granted = app
                         .route_tokens
                         .lanes
-                        .redeem(id, &refresh, now, keep, |rt| async move {
-                            let (resource, scope) = (resource.as_deref(), scope.as_deref());
-                            provider.route_refresh(&rt, resource, scope, now).await
-                        })
+                        .redeem(
+                            id,
+                            &refresh,
+                            (now, keep),
+                            app.cluster.as_deref(),
+                            |rt| async move {
+                                let (resource, scope) = (resource.as_deref(), scope.as_deref());
+                                provider.route_refresh(&rt, resource, scope, now).await
+                            },
+                        )
                         .await;
                     counted(
                         route,

@@ -23,8 +23,9 @@
 //!   most `capacity / 16` (at least 64) sessions each; a full shard forgets its lineage that
 //!   ends first. A request that carries no lane costs one atomic load.
 //!
-//! Per instance, like the single-flight refresh: several instances without `[cluster]` may each
-//! redeem the same token once, and one instance does not know what another replaced.
+//! With `[cluster]`, grants also take the cluster's turn on the token and follow the tokens other
+//! instances' grants replaced it with (`cluster::turns`). Without it, per instance: several
+//! instances may each redeem the same token once, and one does not know what another replaced.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,6 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
+use crate::cluster::Cluster;
 use crate::oidc::{Granted, Refreshed};
 use crate::secret::SecretString;
 use crate::session::{Session, SessionId};
@@ -129,8 +131,8 @@ impl Lanes {
         &self,
         id: SessionId,
         presented: &Token,
-        now: i64,
-        keep: i64,
+        (now, keep): (i64, i64),
+        cluster: Option<&Cluster>,
         grant: F,
     ) -> Result<T, E>
     where
@@ -147,8 +149,26 @@ impl Lanes {
                 .unwrap_or(presented)
                 .clone()
         };
-        let mut result = grant(used.expose()).await?;
+        // Across instances too, when there is a cluster store: its turn, and the newest token
+        // another instance's grant left (see `cluster::turns`).
+        let turn = match cluster {
+            Some(c) => c.take_turn(&used).await,
+            None => None,
+        };
+        let used = turn.as_ref().map_or(used, |t| t.token.clone());
+        let mut result = match grant(used.expose()).await {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(t) = turn {
+                    t.finish(None, keep).await;
+                }
+                return Err(e);
+            }
+        };
         let slot = result.refresh_token();
+        if let Some(t) = turn {
+            t.finish(slot.as_ref(), keep).await;
+        }
         match slot {
             Some(new) if *new != used => {
                 let mut lineage = lane.lineage.lock().unwrap_or_else(PoisonError::into_inner);

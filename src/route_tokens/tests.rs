@@ -213,10 +213,16 @@ async fn a_replaced_refresh_token_is_never_redeemed_again_and_is_adopted() {
         let presented = presented.clone();
         async move {
             lanes
-                .redeem(id(1), &presented, NOW, 30, |rt: SecretString| async move {
-                    used.lock().unwrap().push(rt.expose().to_owned());
-                    Ok::<_, ()>(refreshed(answer))
-                })
+                .redeem(
+                    id(1),
+                    &presented,
+                    (NOW, 30),
+                    None,
+                    |rt: SecretString| async move {
+                        used.lock().unwrap().push(rt.expose().to_owned());
+                        Ok::<_, ()>(refreshed(answer))
+                    },
+                )
                 .await
                 .unwrap()
         }
@@ -254,7 +260,7 @@ async fn grants_of_one_session_take_turns() {
         tasks.spawn(async move {
             let rt = Token::from_issued("rt");
             lanes
-                .redeem(id(1), &rt, NOW, 30, |_| async move {
+                .redeem(id(1), &rt, (NOW, 30), None, |_| async move {
                     let n = inside.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(n, Ordering::SeqCst);
                     tokio::task::yield_now().await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sealgate::Clock;
 use sealgate::Running;
 
-use crate::support::app::{Harness, PUBLIC, try_start};
+use crate::support::app::{Harness, PUBLIC, try_start, try_start_edited};
 use crate::support::browser::Browser;
 use crate::support::idp::FakeIdp;
 use crate::support::redis::Redis;
@@ -43,6 +43,38 @@ async fn instance(idp: &FakeIdp, redis: &Redis, policy: &str, clock: &Clock) -> 
 }
 
 impl Pair {
+    /// A and B with `extra` (`toml.` lines; `UPSTREAM` is the echo upstream's address).
+    async fn start_with(policy: &'static str, idp: FakeIdp, extra: &str) -> Pair {
+        let redis = Redis::start();
+        let clock = Clock::system();
+        let lines = format!("{}\n{extra}", cluster_lines(&redis, policy));
+        let mut both = Vec::new();
+        for _ in 0..2 {
+            let running = try_start_edited(&idp, &lines, clock.clone(), |toml| {
+                let upstream = toml
+                    .lines()
+                    .find_map(|l| l.strip_prefix("upstream = \"http://"))
+                    .and_then(|rest| rest.strip_suffix('"'))
+                    .unwrap()
+                    .to_owned();
+                toml.replace("http://UPSTREAM", &format!("http://{upstream}"))
+            })
+            .await
+            .expect("sealgate starts");
+            assert!(running.cluster_synchronised(Duration::from_secs(10)).await);
+            both.push(running);
+        }
+        let (b, a) = (both.pop().unwrap(), both.pop().unwrap());
+        Pair {
+            idp,
+            redis,
+            clock,
+            a,
+            b,
+            policy,
+        }
+    }
+
     async fn start(policy: &'static str) -> Pair {
         let idp = FakeIdp::start().await;
         let redis = Redis::start();
@@ -333,4 +365,57 @@ async fn a_relogin_at_once_after_a_subject_wide_logout_works_on_either_instance(
     }
     assert_eq!(user_status(&p.a, &before).await, 401);
     assert_eq!(user_status(&p.b, &before).await, 401);
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server; run by .ci/run"]
+async fn route_grants_on_two_instances_never_replay_a_rotated_refresh_token() {
+    use crate::support::idp::Rotation;
+    let idp = FakeIdp::start().await;
+    // Auth0-like: a replayed refresh token revokes the whole family.
+    idp.set(|b| b.rotation = Rotation::RotateRevokeFamilyOnReuse);
+    let p = Pair::start_with(
+        "refuse",
+        idp,
+        "toml.[[routes]]\ntoml.prefix = \"/orders\"\ntoml.upstream = \"http://UPSTREAM\"\n\
+         toml.resource = \"https://orders.example.com\"",
+    )
+    .await;
+    let cookies = p.login().await;
+    // Slow grants, so both instances' grants overlap.
+    p.idp
+        .set(|b| b.response_delay = Some(Duration::from_millis(200)));
+    let (mut on_a, mut on_b) = (Pair::on(&p.a, &cookies), Pair::on(&p.b, &cookies));
+    let orders = Harness::url("/orders/x");
+    let (ra, rb) = tokio::join!(
+        on_a.get(&orders, &[("x-csrf", "1")]),
+        on_b.get(&orders, &[("x-csrf", "1")]),
+    );
+    assert_eq!(
+        (ra.status.as_u16(), rb.status.as_u16()),
+        (200, 200),
+        "{} / {}",
+        ra.body,
+        rb.body
+    );
+    let presented: Vec<String> = p
+        .idp
+        .requests_to("/token")
+        .iter()
+        .filter_map(|r| r.form_param("refresh_token").map(str::to_owned))
+        .collect();
+    assert_eq!(presented.len(), 2, "one grant per instance");
+    assert_ne!(
+        presented[0], presented[1],
+        "the second grant redeemed the rotated token"
+    );
+
+    // The session lives on: its own refresh, due now, on the other instance, works with
+    // whatever token its cookie carries (B's answer re-sealed the newest).
+    p.idp.set(|b| b.response_delay = None);
+    p.clock.advance(290);
+    let r = on_a.get(&Harness::url("/api/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = on_b.get(&Harness::url("/api/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }

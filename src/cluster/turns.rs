@@ -1,0 +1,278 @@
+//! Cluster-wide turns of refresh-token grants, and the refresh tokens they replaced.
+//!
+//! A session's refresh token is redeemed by its own refresh and by its routes' grants
+//! (`resource`, `scopes`), possibly on different instances at once. An IdP that rotates refresh
+//! tokens takes a second use of a replaced one as theft (Auth0 revokes the whole family), so
+//! across the cluster, as on one instance (`route_tokens::lanes`):
+//!
+//! - A grant takes the turn of the token it is about to redeem (`SET <prefix>:refresh:<hash>:turn
+//!   NX PX`, polled while another instance holds it). Before it takes the turn and once it holds
+//!   it, it follows `…:next`: the token that replaced this one, if a grant already rotated it.
+//! - A grant that got a new refresh token stores it under the redeemed token's `…:next`, sealed
+//!   with the session key and bound to that hash (Redis never holds a readable token), for as
+//!   long as the local lineage keeps it; then it gives the turn back. The link is stored before
+//!   the turn is released, so an instance that wins the turn right after sees it.
+//!
+//! While Redis is unreachable, a grant takes no cluster turn (this instance's turn still holds).
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::{Cluster, hex};
+use crate::seal::{ChunkSet, CookieName, Purpose};
+use crate::token::Token;
+
+/// How long a turn is held at most (the IdP timeout is shorter).
+const TURN_TTL: Duration = Duration::from_secs(15);
+/// How often a waiting instance looks at the turn again.
+const POLL_EVERY: Duration = Duration::from_millis(25);
+/// Links followed at most from one token (a longer chain is cut: the newest known is used).
+const MAX_HOPS: usize = 16;
+/// Gives the turn back only while it still holds our token: it may have expired and been taken.
+const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// The keys of one refresh token's turn and link.
+struct TurnKeys {
+    turn: String,
+    next: String,
+    /// The sealed link is bound to the token's hash through this "name".
+    name: CookieName,
+}
+
+impl TurnKeys {
+    fn new(prefix: &str, token: &Token) -> Option<Self> {
+        let hash: [u8; 32] = Sha256::digest(token.expose().expose().as_bytes()).into();
+        let hex = hex(&hash);
+        let base = format!("{prefix}:refresh:{hex}");
+        Some(Self {
+            turn: format!("{base}:turn"),
+            next: format!("{base}:next"),
+            name: CookieName::new(format!("__Host-next-{}", &hex[..32])).ok()?,
+        })
+    }
+}
+
+/// This instance's turn on one refresh token, across the cluster.
+pub(crate) struct Turn<'a> {
+    cluster: &'a Cluster,
+    /// Whether [`Turn::finish`] gave it back (else dropping it does).
+    finished: bool,
+    conn: MultiplexedConnection,
+    keys: TurnKeys,
+    holder: String,
+    /// The token to redeem: the one presented, or the newest that replaced it.
+    pub token: Token,
+}
+
+impl std::fmt::Debug for Turn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn").finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Takes the cluster's turn to redeem `presented` (or the newest token that replaced it).
+    /// `None` when Redis is unreachable or the turn was not had in time: the caller goes on
+    /// with its own instance's turn.
+    pub(crate) async fn take_turn(&self, presented: &Token) -> Option<Turn<'_>> {
+        let mut conn = self.connection().await.ok()?;
+        let mut token = [0u8; 16];
+        crate::secret::fill_random(&mut token).ok()?;
+        let holder = hex(&token);
+        let deadline = tokio::time::Instant::now() + TURN_TTL;
+        let mut current = presented.clone();
+        loop {
+            current = self.newest(&mut conn, current).await;
+            let keys = TurnKeys::new(&self.prefix, &current)?;
+            let won: Option<String> = redis::cmd("SET")
+                .arg(&keys.turn)
+                .arg(&holder)
+                .arg("NX")
+                .arg("PX")
+                .arg(u64::try_from(TURN_TTL.as_millis()).unwrap_or(15_000))
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            if won.is_some() {
+                // A grant that finished between our look and now linked its new token first.
+                if let Some(next) = self.link(&mut conn, &keys).await {
+                    release(&mut conn, &keys, &holder).await;
+                    current = next;
+                    continue;
+                }
+                return Some(Turn {
+                    cluster: self,
+                    finished: false,
+                    conn,
+                    keys,
+                    holder,
+                    token: current,
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("no cluster turn for a refresh-token grant in time");
+                return None;
+            }
+            tokio::time::sleep(POLL_EVERY).await;
+        }
+    }
+
+    /// The newest token known to have replaced `token` (itself when none did).
+    async fn newest(&self, conn: &mut MultiplexedConnection, mut token: Token) -> Token {
+        for _ in 0..MAX_HOPS {
+            let Some(keys) = TurnKeys::new(&self.prefix, &token) else {
+                break;
+            };
+            match self.link(conn, &keys).await {
+                Some(next) => token = next,
+                None => break,
+            }
+        }
+        token
+    }
+
+    /// The token linked as replacing the one of `keys`, when there is one and it opens.
+    async fn link(&self, conn: &mut MultiplexedConnection, keys: &TurnKeys) -> Option<Token> {
+        let sealed: Option<String> = conn.get(&keys.next).await.ok()?;
+        let sealed = sealed?;
+        let names: Vec<String> = (0..self.codec.max_chunks())
+            .map(|i| keys.name.chunk(i))
+            .collect();
+        let pairs = sealed.split('.').zip(&names).map(|(v, n)| (n.as_str(), v));
+        let set = ChunkSet::from_pairs(&keys.name, self.codec.max_chunks(), pairs);
+        let opened = self
+            .codec
+            .open(Purpose::Refresh, &keys.name, &set, self.clock.now())
+            .ok()?;
+        let text = std::str::from_utf8(opened.payload()).ok()?;
+        Some(Token::from_issued(text))
+    }
+}
+
+impl Turn<'_> {
+    /// Gives the turn back; when the grant returned `new` (a token other than the one
+    /// redeemed), links it first, for `keep` seconds.
+    pub(crate) async fn finish(mut self, new: Option<&Token>, keep: i64) {
+        if let Some(new) = new.filter(|n| **n != self.token) {
+            self.store_link(new, keep).await;
+        }
+        release(&mut self.conn, &self.keys, &self.holder).await;
+        self.finished = true;
+    }
+
+    async fn store_link(&mut self, new: &Token, keep: i64) {
+        let c = self.cluster;
+        let keep = keep.max(1);
+        let expires = c.clock.now().saturating_add(keep);
+        let plain = Zeroizing::new(new.expose().expose().as_bytes().to_vec());
+        let Ok(sealed) = c
+            .codec
+            .seal(Purpose::Refresh, &self.keys.name, expires, &plain)
+        else {
+            tracing::warn!("a replacing refresh token too large to share");
+            return;
+        };
+        let value = Zeroizing::new(sealed.chunks.join("."));
+        let millis = u64::try_from(keep).unwrap_or(1).saturating_mul(1000);
+        let stored: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(&self.keys.next)
+            .arg(value.as_str())
+            .arg("PX")
+            .arg(millis)
+            .query_async(&mut self.conn)
+            .await;
+        if let Err(e) = stored {
+            tracing::warn!(error = %e, "a replacing refresh token not shared");
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // A grant cancelled with its request: give the turn back rather than make the others
+        // wait for it to expire.
+        let (mut conn, turn, holder) = (
+            self.conn.clone(),
+            std::mem::take(&mut self.keys.turn),
+            std::mem::take(&mut self.holder),
+        );
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _: redis::RedisResult<i64> = redis::Script::new(RELEASE)
+                    .key(&turn)
+                    .arg(&holder)
+                    .invoke_async(&mut conn)
+                    .await;
+            });
+        }
+    }
+}
+
+async fn release(conn: &mut MultiplexedConnection, keys: &TurnKeys, holder: &str) {
+    let _: redis::RedisResult<i64> = redis::Script::new(RELEASE)
+        .key(&keys.turn)
+        .arg(holder)
+        .invoke_async(conn)
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TurnKeys;
+    use crate::cluster::tests::{cluster, redis_server};
+    use crate::config::StorePolicy;
+    use crate::token::Token;
+
+    #[test]
+    fn keys_name_the_turn_and_link_of_one_refresh_token() {
+        let k = TurnKeys::new("sg", &Token::from_issued("rt-1")).unwrap();
+        assert!(k.turn.starts_with("sg:refresh:") && k.turn.ends_with(":turn"));
+        assert_eq!(k.next, k.turn.replace(":turn", ":next"));
+        assert!(!k.turn.contains("rt-1"));
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; run by .ci/run"]
+    async fn a_grant_after_a_rotation_elsewhere_redeems_the_newest_token_in_turn() {
+        let redis = redis_server();
+        let a = cluster(&redis.url(), StorePolicy::Refuse);
+        let b = cluster(&redis.url(), StorePolicy::Refuse);
+        let rt1 = Token::from_issued("rt-1");
+        let rt2 = Token::from_issued("rt-2");
+        let rt3 = Token::from_issued("rt-3");
+
+        // A holds the turn on rt-1: B cannot take it meanwhile.
+        let turn = a.take_turn(&rt1).await.expect("a turn");
+        assert_eq!(turn.token, rt1);
+        let presented = rt1.clone();
+        let waiting = tokio::spawn(async move {
+            let t = b.take_turn(&presented).await.expect("B's turn");
+            let token = t.token.clone();
+            t.finish(None, 60).await;
+            (Some(token), b)
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        assert!(!waiting.is_finished(), "B waits for A's turn");
+        // A's grant rotated rt-1 to rt-2: B, once it has the turn, redeems rt-2.
+        turn.finish(Some(&rt2), 60).await;
+        let (got, b) = waiting.await.unwrap();
+        assert_eq!(got, Some(rt2.clone()));
+
+        // Chains are followed: rt-2 → rt-3; a token that was not replaced is itself.
+        let turn = a.take_turn(&rt2).await.unwrap();
+        turn.finish(Some(&rt3), 60).await;
+        let turn = b.take_turn(&rt1).await.unwrap();
+        assert_eq!(turn.token, rt3);
+        // A turn dropped without finishing (a cancelled request) is given back all the same.
+        drop(turn);
+        let again = tokio::time::timeout(std::time::Duration::from_secs(2), a.take_turn(&rt3));
+        assert_eq!(again.await.expect("not held").unwrap().token, rt3);
+    }
+}

@@ -53,6 +53,9 @@ pub(crate) struct App {
     pub logout_tokens: Mutex<ExpiringSet>,
     /// Routes' own tokens, and the turns of sessions' refresh-token grants.
     pub route_tokens: crate::route_tokens::RouteTokens,
+    /// The identity headers of every route (`identity_headers`): a client's copy is removed
+    /// from every proxied request.
+    pub identity_headers: Vec<http::HeaderName>,
     /// Request rates per client address and per session (`[limits]`).
     pub limits: crate::limits::Limits,
 }

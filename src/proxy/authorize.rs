@@ -169,11 +169,10 @@ impl Checked {
                         Failure::new(Rejection::Internal, "access token is not a header value")
                     })?
                 } else {
-                    match own_token::user(app, route, &mut a.session, now).await {
-                        Ok((bearer, rotated)) => {
-                            a.reseal |= rotated;
-                            bearer
-                        }
+                    let (token, rotated) = own_token::user(app, route, &mut a.session, now).await;
+                    a.reseal |= rotated;
+                    match token {
+                        Ok(bearer) => bearer,
                         Err(failed) => {
                             return Err(failed.with_cookies(reseal(app, &a, now)));
                         }

@@ -123,12 +123,9 @@ fn rewrite_headers(
     strip_hop_by_hop(headers);
     headers.remove(HOST);
     headers.remove(AUTHORIZATION);
-    strip_client_claims(headers);
-    // A client's copy of an identity header is never forwarded, whether or not the session has
-    // the claim (or there is a session at all).
-    for (name, _) in &route.rules.identity_headers {
-        headers.remove(name);
-    }
+    // A client's copy of an identity header (of any route) is never forwarded, whether or not
+    // the session has the claim (or there is a session at all).
+    strip_client_claims(headers, &app.identity_headers);
     let kept_cookies: Vec<String> = if route.forward_cookies == CookieForwarding::None {
         Vec::new()
     } else {

@@ -48,12 +48,24 @@ pub const CLIENT_CLAIMS: &[&str] = &[
     "x-envoy-original-path",
 ];
 
-/// Removes every header of [`CLIENT_CLAIMS`] and every `X-Forwarded-*` header. One pass over
-/// the request's own headers (usually a dozen), rather than one hash lookup per listed name.
-pub(crate) fn strip_client_claims(headers: &mut HeaderMap) {
+/// Removes every header of [`CLIENT_CLAIMS`], every `X-Forwarded-*` header, and every header
+/// named in `identity` (the identity headers of all routes: a client's copy never reaches any
+/// upstream, so a route without identity headers cannot be used to reach an upstream that
+/// trusts another route's). Names are compared with `_` read as `-` too: Django, PHP and other
+/// CGI-style stacks read `X_User` as `X-User`. One pass over the request's own headers (usually
+/// a dozen), rather than one hash lookup per listed name.
+pub(crate) fn strip_client_claims(headers: &mut HeaderMap, identity: &[HeaderName]) {
     let claims: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| is_client_claim(k.as_str()))
+        .filter(|k| {
+            let name = k.as_str();
+            if name.contains('_') {
+                let dashed = name.replace('_', "-");
+                is_client_claim(&dashed) || identity.iter().any(|i| i.as_str() == dashed)
+            } else {
+                is_client_claim(name) || identity.iter().any(|i| i == *k)
+            }
+        })
         .cloned()
         .collect();
     for name in claims {
@@ -148,9 +160,36 @@ mod tests {
         h.insert("x-forwarded-prefix", "/admin".parse().unwrap());
         h.insert("x-forwarded-anything", "x".parse().unwrap());
         h.insert("x-kept", "1".parse().unwrap());
-        strip_client_claims(&mut h);
+        strip_client_claims(&mut h, &[]);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn underscore_variants_and_every_routes_identity_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x_forwarded_for",
+            "x_real_ip",
+            "x_user",
+            "X_Email",
+            "x-user",
+        ] {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "spoofed".parse().unwrap(),
+            );
+        }
+        h.insert("x_kept", "1".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        let identity = [
+            HeaderName::from_static("x-user"),
+            HeaderName::from_static("x-email"),
+        ];
+        strip_client_claims(&mut h, &identity);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(h.contains_key("x_kept") && h.contains_key("x-kept"));
     }
 
     #[test]

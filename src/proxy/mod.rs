@@ -80,10 +80,7 @@ pub(crate) async fn handle(
     let target = route::upstream_url(route, req.uri().path())
         .ok_or_else(|| Failure::new(Rejection::BadRequest, "proxy: unsafe path"))?;
     let decision = checked.decide(app, route, websocket, now).await?;
-    let forward::Sent {
-        mut response,
-        upgrade,
-    } = forward::send(
+    let sent = forward::send(
         app,
         route,
         req,
@@ -95,7 +92,16 @@ pub(crate) async fn handle(
         context,
         websocket,
     )
-    .await?;
+    .await;
+    // A session refreshed or renewed on the way keeps its new cookie even when the upstream
+    // failed: its old refresh token may already be spent.
+    let forward::Sent {
+        mut response,
+        upgrade,
+    } = sent.map_err(|f| match &decision.reseal {
+        Some(cookies) => f.with_cookies(cookies.iter().cloned()),
+        None => f,
+    })?;
     let switching = websocket && response.status() == StatusCode::SWITCHING_PROTOCOLS;
     if switching && let Some((client, slot)) = upgrade {
         let upstream = hyper::upgrade::on(&mut response);

@@ -24,32 +24,41 @@ fn refresh_before(app: &App) -> i64 {
     i64::try_from(app.settings.session.refresh_before.as_secs()).unwrap_or(30)
 }
 
-/// The route's token for the user of `session` at `now`, and whether the session's refresh
-/// token changed on the way (a grant rotated it: the cookie must be re-sealed).
-///
-/// # Errors
-/// 401 or 502 naming the route (see the module doc).
+/// The route's token for the user of `session` at `now` (or 401 or 502 naming the route, see
+/// the module doc), and whether the session's refresh token changed on the way, failed or not
+/// (a grant rotated it: the cookie must be re-sealed either way).
 pub(super) async fn user(
     app: &App,
     route: &RouteSettings,
     session: &mut Arc<Session>,
     now: i64,
-) -> Result<(HeaderValue, bool), Failure> {
+) -> (Result<HeaderValue, Failure>, bool) {
+    match user_token(app, route, session, now).await {
+        Ok((bearer, rotated)) => (Ok(bearer), rotated),
+        Err((failure, rotated)) => (Err(failure), rotated),
+    }
+}
+
+async fn user_token(
+    app: &App,
+    route: &RouteSettings,
+    session: &mut Arc<Session>,
+    now: i64,
+) -> Result<(HeaderValue, bool), (Failure, bool)> {
     let Some(provider) = app.provider_of(session) else {
-        return Err(Failure::new(
+        let f = Failure::new(
             Rejection::Internal,
             "the session's provider is not configured",
-        ));
+        );
+        return Err((f, false));
     };
     let before = refresh_before(app);
     let keep = app.idle_timeout_secs();
     let id = session.id;
     let outcome = match &route.route_token {
         RouteToken::Default => {
-            return Err(Failure::new(
-                Rejection::Internal,
-                "the route has no token of its own",
-            ));
+            let f = Failure::new(Rejection::Internal, "the route has no token of its own");
+            return Err((f, false));
         }
         RouteToken::Grant { resource, scope } => match session.refresh_token.clone() {
             None => Err(RouteGrantError::NoRefreshToken),
@@ -107,7 +116,7 @@ pub(super) async fn user(
     let rotated = app.route_tokens.lanes.adopt(session, now);
     match outcome {
         Ok(m) => Ok((m.bearer, rotated)),
-        Err(e) => Err(failure(route, &e, true)),
+        Err(e) => Err((failure(route, &e, true), rotated)),
     }
 }
 

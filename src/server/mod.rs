@@ -228,6 +228,16 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         logout_tokens: Mutex::new(crate::expiring::ExpiringSet::default()),
         route_tokens: crate::route_tokens::RouteTokens::new(settings.session.route_token_cache),
         limits: crate::limits::Limits::new(&settings.limits, &settings.routes),
+        identity_headers: {
+            let mut names: Vec<http::HeaderName> = settings
+                .routes
+                .iter()
+                .flat_map(|r| r.rules.identity_headers.iter().map(|(n, _)| n.clone()))
+                .collect();
+            names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+            names.dedup();
+            names
+        },
         settings,
     });
     let (stop, stopped) = watch::channel(false);

@@ -149,3 +149,28 @@ async fn a_refresh_that_changes_the_identity_ends_and_revokes_the_session() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_refresh_on_the_way_to_a_failing_upstream_still_reseals_the_cookie() {
+    let h = Harness::start_with(
+        |_| {},
+        "toml.[[routes]]\ntoml.prefix = \"/dead\"\ntoml.upstream = \"http://127.0.0.1:9\"",
+    )
+    .await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    h.clock.advance(290); // due for refresh
+    let r = b.get(&Harness::url("/dead/x"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(
+        !r.set_cookies().is_empty(),
+        "the refreshed session is re-sealed with the 502"
+    );
+    assert_eq!(refreshes(&h), 1);
+    // Past the grace window, the old refresh token (spent at a rotating IdP) would end the
+    // session; the browser holds the new one, and its access token is fresh.
+    h.clock.advance(60);
+    let r = api(&h, &mut b).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(refreshes(&h), 1, "no second refresh");
+}

@@ -408,3 +408,45 @@ async fn a_claim_that_is_not_header_safe_is_refused_not_mangled() {
     assert_eq!(r.status, 403, "an array is not a header value: {}", r.body);
     assert!(!was_asked("/header-array"));
 }
+
+#[tokio::test]
+async fn identity_header_spoofs_with_underscores_or_through_another_route_never_pass() {
+    let h = start(
+        |_| {},
+        &route(
+            "/id",
+            &["identity_headers = { \"X-User\" = \"sub\", \"X-Nick\" = \"nickname\" }"],
+        ),
+    )
+    .await;
+    let spoofed = [
+        ("x_user", "mallory"),
+        ("X_Nick", "spoof"),
+        ("x-nick", "spoof"),
+        ("x_forwarded_for", "6.6.6.6"),
+        ("x_other", "kept"),
+    ];
+    let mut b = signed_in(&h).await;
+    // On the route that sets them: the claim for X-User, nothing for X-Nick (no claim).
+    let r = call(&mut b, "/id/x", &spoofed).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = &r.json()["headers"];
+    assert_eq!(seen["x-user"], json!(["alice"]));
+    for gone in ["x_user", "x_nick", "x-nick", "x_forwarded_for"] {
+        assert!(seen.get(gone).is_none(), "{gone}: {seen}");
+    }
+    assert_eq!(seen["x_other"], json!(["kept"]));
+    // Through /api, a route to the same upstream without identity headers: stripped too.
+    let r = call(
+        &mut b,
+        "/api/x",
+        &[("x-user", "admin"), ("x_nick", "admin")],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = &r.json()["headers"];
+    assert!(
+        seen.get("x-user").is_none() && seen.get("x_nick").is_none(),
+        "{seen}"
+    );
+}

@@ -20,6 +20,10 @@ pub const FUZZ_NOW: i64 = 1_800_000_000;
 /// The cookie base name the harnesses use.
 pub const FUZZ_COOKIE: &str = "__Host-sealgate";
 
+/// A DPoP key for harnesses that need one (made once: key generation is slow for a fuzzer).
+static FUZZ_DPOP_KEY: LazyLock<Option<crate::dpop::DpopKey>> =
+    LazyLock::new(|| crate::dpop::DpopKey::generate().ok());
+
 fn fixture() -> Option<(Codec, CookieName)> {
     let ring = KeyRing::from_bytes(&[FUZZ_KEY]).ok()?;
     Some((Codec::new(ring, 4), CookieName::new(FUZZ_COOKIE).ok()?))
@@ -453,7 +457,10 @@ pub fn token_response(data: &[u8]) -> bool {
     assert!(!token.is_empty() && token.len() <= 16 * 1024);
     assert!(token.bytes().all(|b| b.is_ascii_graphic()));
     assert!(granted.expires_in.is_none_or(|s| s > 0));
-    let minted = crate::route_tokens::Minted::new(&granted, FUZZ_NOW, 30);
+    let key = (granted.token_type == crate::dpop::TokenType::Dpop)
+        .then(|| FUZZ_DPOP_KEY.clone())
+        .flatten();
+    let minted = crate::route_tokens::Minted::new(&granted, FUZZ_NOW, 30, key.as_ref());
     assert!(minted.is_ok(), "an accepted token is not a header value");
     if let (Ok(m), Some(lifetime)) = (
         minted,

@@ -62,7 +62,8 @@
 //!   token `jti`s), [`outbound`] (TLS trust roots and error chains for every outbound client),
 //!   [`metrics`] (Prometheus), [`secret`] (zeroized, redacted secrets; the OS CSPRNG),
 //!   [`clock`], [`client_assertion`] (the `private_key_jwt` key, read from PEM at start-up,
-//!   and the JWTs it signs with ring).
+//!   and the JWTs it signs with ring), [`dpop`] (sessions' DPoP keys, the proofs they sign
+//!   with the same JWS builder, and the parsing of nonce answers; pure but for randomness).
 //! - [`fuzzing`]: harness functions for the `fuzz/` targets (above everything it exercises),
 //!   exported through [`internal`].
 //!
@@ -111,6 +112,7 @@ mod clock;
 mod cluster;
 mod config;
 mod csrf;
+mod dpop;
 mod error;
 mod expiring;
 mod fuzzing;
@@ -148,11 +150,12 @@ pub use telemetry::init as init_logs;
 /// test suite's self-tests reach below the public surface (rustls' `internal` practice).
 #[doc(hidden)]
 pub mod internal {
+    pub use crate::dpop::{DpopKey, TokenType};
     pub use crate::fuzzing::*;
     pub use crate::oidc::http::{HttpError, IdpHttpClient};
     pub use crate::proxy::headers::CLIENT_CLAIMS;
     pub use crate::revocation::{Denylist, Journal, Revocation, journal};
     pub use crate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
-    pub use crate::session::{Session, SessionId};
+    pub use crate::session::{Session, SessionDpop, SessionId};
     pub use crate::token::Token;
 }

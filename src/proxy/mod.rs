@@ -82,6 +82,7 @@ pub(crate) async fn handle(
         target,
         forward::Credentials {
             bearer: decision.bearer,
+            dpop: decision.dpop.map(|b| (b, now)),
             identity: decision.identity,
         },
         context,

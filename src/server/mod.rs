@@ -227,6 +227,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         tunnels: Arc::new(Semaphore::new(settings.server.max_connections)),
         logout_tokens: Mutex::new(crate::expiring::ExpiringSet::default()),
         route_tokens: crate::route_tokens::RouteTokens::new(settings.session.route_token_cache),
+        dpop_nonces: crate::dpop::NonceBook::default(),
         settings,
     });
     let (stop, stopped) = watch::channel(false);

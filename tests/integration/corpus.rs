@@ -116,6 +116,7 @@ fn seed_session(access_len: usize) -> Session {
         access_expires_at: Some(FUZZ_NOW + 300),
         refresh_token: Some(Token::from_issued("opaque-refresh~token")),
         id_token: Some(Token::from_issued(&jwt)),
+        dpop: None,
     }
 }
 

@@ -460,4 +460,18 @@ mod tests {
         let w = auth_method_warning(&basic, Some(&with_jwt[1..]), None).unwrap();
         assert!(w.contains("client_secret_basic"), "{w}");
     }
+
+    #[test]
+    fn dpop_without_es256_in_the_metadata_is_warned_about_not_refused() {
+        let with = |algs: Option<&[&str]>| ExtraMetadata {
+            dpop_signing_alg_values_supported: algs.map(list),
+            ..ExtraMetadata::default()
+        };
+        assert_eq!(dpop_warning(false, &with(None)), None, "dpop off: silent");
+        assert_eq!(dpop_warning(true, &with(Some(&["ES256", "PS256"]))), None);
+        let w = dpop_warning(true, &with(None)).unwrap();
+        assert!(w.contains("dpop_signing_alg_values_supported"), "{w}");
+        let w = dpop_warning(true, &with(Some(&["PS256"]))).unwrap();
+        assert!(w.contains("ES256") && w.contains("PS256"), "{w}");
+    }
 }

@@ -30,6 +30,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("login_query", internal::login_query),
     ("par_response", internal::par_response),
     ("token_response", internal::token_response),
+    ("dpop_answer", internal::dpop_answer),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {

@@ -413,3 +413,43 @@ async fn a_dpop_key_costs_about_135_bytes_of_cookie() {
     // (`,"cnf":{"jkt":"…43…"}`, 58 bytes, ~78 base64url in the token's stored form).
     assert!((130..=260).contains(&grown), "grew by {grown}");
 }
+
+#[tokio::test]
+async fn a_large_body_gets_the_nonce_401_and_the_next_request_uses_the_nonce() {
+    let h = start(|_| {}, "").await;
+    let mut b = signed_in(&h).await;
+    let path = "/dpop/nonce-required/large";
+    let body = "x".repeat(64 * 1024 + 1);
+    let r = b
+        .post(&Harness::url(&format!("/api{path}")), &[CSRF], &body)
+        .await;
+    assert_eq!(r.status, 401, "passed on, not retried: {}", r.body);
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|c| c.contains("use_dpop_nonce")),
+        "the SPA sees the upstream's challenge"
+    );
+    assert_eq!(times_asked(path), 1, "sent once");
+    // The nonce it gave is used at once by the next request to that upstream.
+    let r = b
+        .post(&Harness::url(&format!("/api{path}")), &[CSRF], &body)
+        .await;
+    let (_, proof) = dpop_call(&r);
+    assert_eq!(proof["nonce"], UPSTREAM_NONCE);
+    assert_eq!(times_asked(path), 2);
+}
+
+#[tokio::test]
+async fn userinfo_is_called_with_the_bound_token_and_a_proof() {
+    let h = start(|_| {}, "oidc.use_userinfo = true").await;
+    let _b = signed_in(&h).await;
+    let userinfo = h.idp.requests_to("/userinfo");
+    assert_eq!(userinfo.len(), 1);
+    let auth = userinfo[0].authorization.as_deref().unwrap();
+    assert!(auth.starts_with("DPoP "), "{auth}");
+    let proofs = h.idp.dpop_proofs();
+    let last = proofs.last().unwrap();
+    assert_eq!(last.htu, h.idp.endpoint("/userinfo"));
+    assert_eq!(last.ath.as_deref(), Some(ath(&auth[5..]).as_str()));
+    assert_eq!(last.jkt, proofs[0].jkt, "the session's key");
+}

@@ -70,7 +70,7 @@ pub(super) async fn send(
     route: &RouteSettings,
     mut req: Request<Incoming>,
     mut target: url::Url,
-    credentials: Credentials,
+    mut credentials: Credentials,
     context: RequestContext<'_>,
     websocket: bool,
 ) -> Result<Sent, Failure> {
@@ -86,7 +86,7 @@ pub(super) async fn send(
         None
     };
     let (mut parts, body) = req.into_parts();
-    let dpop = credentials.dpop.clone();
+    let dpop = credentials.dpop.take();
     rewrite_headers(app, route, &mut parts.headers, credentials, context);
     if websocket {
         websocket::set_upgrade_headers(&mut parts.headers);

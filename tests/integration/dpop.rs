@@ -391,27 +391,52 @@ async fn the_key_is_not_readable_in_the_cookie() {
     );
 }
 
-/// The cookie of a DPoP session against a plain one (printed: the figure for the docs).
+/// The cookie of a DPoP session against a plain one (run with `--nocapture` for the figures):
+/// the key itself, measured by sealing the same session with and without it, and what a
+/// login costs end to end (the IdP's bound access token also carries `cnf.jkt`).
 #[tokio::test]
 async fn a_dpop_key_costs_about_135_bytes_of_cookie() {
     let plain = Harness::start().await;
-    let mut a = signed_in(&plain).await;
+    let a = signed_in(&plain).await;
     let dpop = start(|_| {}, "").await;
-    let mut b = signed_in(&dpop).await;
+    let b = signed_in(&dpop).await;
     let size = |b: &Browser| -> usize {
         b.export_cookies(PUBLIC)
             .iter()
             .map(|(n, v)| n.len() + 1 + v.len())
             .sum()
     };
-    // Same claims and token shapes; the DPoP access token carries a `cnf` claim too.
-    let (plain_size, dpop_size) = (size(&a), size(&b));
-    println!("session cookie: {plain_size} bytes plain, {dpop_size} bytes with DPoP");
-    let _ = (call(&mut a, "/api/x").await, call(&mut b, "/api/x").await);
-    let grown = dpop_size - plain_size;
-    // 100 bytes of plaintext (~134 base64url) plus the access token's cnf claim
-    // (`,"cnf":{"jkt":"…43…"}`, 58 bytes, ~78 base64url in the token's stored form).
-    assert!((130..=260).contains(&grown), "grew by {grown}");
+    let (plain_login, dpop_login) = (size(&a), size(&b));
+    // The same session sealed with and without its key.
+    let (with_key, _) = session_of(&b);
+    let without_key = Session {
+        dpop: None,
+        ..with_key.clone()
+    };
+    let codec = Codec::new(KeyRing::from_bytes(&[[0x11; 32]]).unwrap(), 4);
+    let name = CookieName::new("__Host-sealgate").unwrap();
+    let sealed = |s: &Session| {
+        codec
+            .seal(
+                Purpose::Session,
+                &name,
+                s.expires_at(),
+                &s.encode().unwrap(),
+            )
+            .unwrap()
+            .cookie_bytes(&name)
+    };
+    let (bare, keyed) = (sealed(&without_key), sealed(&with_key));
+    println!(
+        "session cookie: {bare} bytes, {keyed} with its DPoP key (+{}); a login end to end: \
+         {plain_login} bytes plain, {dpop_login} with DPoP (+{}, the access token's cnf \
+         claim included)",
+        keyed - bare,
+        dpop_login - plain_login
+    );
+    // 100 bytes of plaintext, base64url: 134 (one more for a padding boundary).
+    assert!((133..=135).contains(&(keyed - bare)), "{}", keyed - bare);
+    assert!(dpop_login > plain_login);
 }
 
 #[tokio::test]
@@ -452,4 +477,70 @@ async fn userinfo_is_called_with_the_bound_token_and_a_proof() {
     assert_eq!(last.htu, h.idp.endpoint("/userinfo"));
     assert_eq!(last.ath.as_deref(), Some(ath(&auth[5..]).as_str()));
     assert_eq!(last.jkt, proofs[0].jkt, "the session's key");
+}
+
+#[tokio::test]
+async fn debug_logs_of_a_dpop_session_hold_no_key_proof_or_nonce() {
+    use crate::support::idp::FakeIdp;
+    use crate::support::process::{Sealgate, Spawn};
+    const IDP_NONCE: &str = "idp-nonce-never-logged-42";
+    let idp = FakeIdp::start().await;
+    idp.set(|b| {
+        b.dpop = true;
+        b.dpop_nonce = Some(IDP_NONCE.into());
+    });
+    let upstream = crate::support::upstream::start().await;
+    let log = std::env::temp_dir().join(format!("sealgate-dpop-logs-{}.jsonl", std::process::id()));
+    let sealgate = Sealgate::spawn(
+        &idp,
+        upstream,
+        Spawn {
+            // Every proxied call refreshes: proofs at the IdP on each.
+            extra: "oidc.dpop = true\nsession.refresh_before = \"1h\"\ntoml.[log]\ntoml.format = \"json\"",
+            rust_log: "debug",
+            log_file: Some(log.clone()),
+        },
+    )
+    .await;
+    let mut b = sealgate.browser();
+    sealgate.login(&mut b).await;
+    for _ in 0..2 {
+        let r = b
+            .get(&format!("{PUBLIC}/api/dpop/nonce-required/logs"), &[CSRF])
+            .await;
+        dpop_call(&r);
+    }
+    let (session, plaintext) = session_of(&b);
+    assert!(session.dpop.is_some());
+    drop(sealgate); // flushes and closes its stderr
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(text.lines().count() > 20, "debug logging was on");
+    assert_eq!(
+        idp.dpop_refusals(),
+        ["use_dpop_nonce"],
+        "the IdP's nonce was used"
+    );
+
+    let n = plaintext.len();
+    let scalar = &plaintext[n - 99..n - 67];
+    let point = &plaintext[n - 66..n - 1];
+    let mut secrets = vec![
+        ("private scalar", URL_SAFE_NO_PAD.encode(scalar)),
+        (
+            "private scalar (hex)",
+            scalar.iter().map(|b| format!("{b:02x}")).collect(),
+        ),
+        ("public x", URL_SAFE_NO_PAD.encode(&point[1..33])),
+        ("IdP nonce", IDP_NONCE.to_owned()),
+        ("upstream nonce", UPSTREAM_NONCE.to_owned()),
+    ];
+    for p in idp.dpop_proofs().iter().chain(&dpop_proofs()) {
+        secrets.push(("proof jti", p.jti.clone()));
+        secrets.push(("proof", p.proof[p.proof.len() - 40..].to_owned()));
+    }
+    for (what, secret) in &secrets {
+        assert!(!text.contains(secret.as_str()), "the log contains a {what}");
+    }
+    assert!(!text.contains("eyJ"), "no JWT (proofs included) in the log");
 }

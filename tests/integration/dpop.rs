@@ -544,3 +544,55 @@ async fn debug_logs_of_a_dpop_session_hold_no_key_proof_or_nonce() {
     }
     assert!(!text.contains("eyJ"), "no JWT (proofs included) in the log");
 }
+
+#[tokio::test]
+async fn a_copied_refresh_token_is_useless_without_the_key() {
+    let h = start(|_| {}, "").await;
+    let b = signed_in(&h).await;
+    let (session, _) = session_of(&b);
+    let refresh = session.refresh_token.unwrap().expose().expose().to_owned();
+    // Straight to the token endpoint with the client's own credentials, but no proof.
+    let form = format!(
+        "grant_type=refresh_token&refresh_token={}",
+        crate::support::app::urlencode(&refresh)
+    );
+    let mut idp = Browser::new();
+    let basic = format!("Basic {}", STANDARD.encode("spa-bff:test-secret"));
+    let r = idp
+        .post(
+            &h.idp.endpoint("/token"),
+            &[
+                ("authorization", basic.as_str()),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            &form,
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_dpop_proof");
+    assert_eq!(
+        h.idp.dpop_refusals(),
+        ["refresh token bound to another key"]
+    );
+}
+
+#[tokio::test]
+async fn a_session_keeps_its_key_after_dpop_is_turned_off() {
+    let h = start(|_| {}, "").await;
+    let b = signed_in(&h).await;
+    let cookies = b.export_cookies(PUBLIC);
+    let jkt = h.idp.dpop_proofs()[0].jkt.clone();
+    // The same deployment, restarted without dpop, with a refresh on every call.
+    let running =
+        crate::support::app::try_start(&h.idp, "session.refresh_before = \"1h\"", h.clock.clone())
+            .await
+            .unwrap();
+    let mut b2 = Browser::new();
+    b2.map_origin(PUBLIC, &format!("http://{}", running.addr));
+    b2.import_cookies(PUBLIC, cookies);
+    let r = b2.get(&Harness::url("/api/dpop/kept"), &[CSRF]).await;
+    let (token, proof) = dpop_call(&r);
+    assert_eq!(proof["jkt"], jkt.as_str(), "its own key still signs");
+    assert_eq!(token_jkt(&token).as_deref(), Some(jkt.as_str()));
+    assert!(h.idp.dpop_refusals().is_empty(), "the bound refresh worked");
+}

@@ -21,7 +21,8 @@
 //!   (cookies and headers → anonymous, bearer token, re-sealed cookie, or refusal; the route's
 //!   step-up, claim rules and identity headers from `rules`; a route's own token from
 //!   `own_token`) → `forward`
-//!   (rewrite headers, stream upstream) → `filter` (the response); `websocket` tunnels.
+//!   (rewrite headers, a DPoP proof for a bound token, stream upstream) → `filter` (the
+//!   response); `websocket` tunnels.
 //! - [`static_files`]: the SPA's own files, last in routing.
 //! - [`app`]: the shared state ([`app::App`]) and the per-request session rules: open the
 //!   cookie (through [`session_cache`]), expiry and renewal, the denylist, single-flight

@@ -40,3 +40,25 @@ fn a_dpop_that_is_not_a_boolean_is_refused_by_name() {
     let err = Settings::from_toml(&text, &env).unwrap_err().to_string();
     assert!(err.contains("dpop"), "{err}");
 }
+
+#[test]
+fn check_config_accepts_dpop_and_places_a_bad_one_on_its_line() {
+    use std::path::Path;
+
+    use super::super::Place;
+    use super::super::check::check_text;
+    let check = |text: &str| check_text(Path::new("sealgate.toml"), text, &env, &[]);
+    let good = EXAMPLE.replace("[session]", "dpop = true\n[session]");
+    let report = check(&good);
+    assert!(report.errors.is_empty(), "{:#?}", report.errors);
+    let bad = EXAMPLE.replace("[session]", "dpop = 1\n[session]");
+    let report = check(&bad);
+    assert_eq!(report.errors.len(), 1, "{:#?}", report.errors);
+    let line = bad.lines().position(|l| l.starts_with("dpop")).unwrap() + 1;
+    assert_eq!(
+        report.errors[0].place,
+        Place::Line(line),
+        "{:?}",
+        report.errors[0]
+    );
+}

@@ -105,6 +105,7 @@ fn reference(access_len: usize, groups: usize, at_jwt: bool) -> Reference {
             access_expires_at: Some(NOW + 300),
             refresh_token: Some(Token::from_issued(&refresh)),
             id_token: Some(Token::from_issued(&id)),
+            dpop: None,
         },
         issued_bytes,
     }

@@ -101,6 +101,7 @@ fn session(id: [u8; 16], sub: String, sid: Option<String>) -> Session {
         access_expires_at: None,
         refresh_token: None,
         id_token: None,
+        dpop: None,
     }
 }
 

@@ -58,6 +58,8 @@ pub(crate) struct App {
     pub identity_headers: Vec<http::HeaderName>,
     /// Request rates per client address and per session (`[limits]`).
     pub limits: crate::limits::Limits,
+    /// Upstreams' latest `DPoP-Nonce`, by origin (RFC 9449 9).
+    pub dpop_nonces: crate::dpop::NonceBook,
 }
 
 /// Chunk deletions a response may carry beyond `max_chunks` (stale chunks of an earlier, larger
@@ -329,6 +331,7 @@ impl App {
             return RefreshOutcome::Failed("the session's provider is not configured".into());
         };
         let previous_id = session.id_token.clone();
+        let dpop_key = session.dpop.as_ref().map(|d| d.key.clone());
         let result = cell
             .get_or_init(|| async {
                 // In a cluster, one instance redeems the refresh token for all; without Redis
@@ -336,13 +339,14 @@ impl App {
                 // Either way in the session's turn with its route grants, which may have
                 // replaced the refresh token (`route_tokens::lanes`).
                 let previous = previous_id.as_ref();
+                let dpop = dpop_key.as_ref();
                 let redeem = || {
                     self.route_tokens.lanes.redeem(
                         session.id,
                         refresh,
                         (now, grace),
                         self.cluster.as_deref(),
-                        |rt| async move { provider.refresh(&rt, previous, now).await },
+                        |rt| async move { provider.refresh(&rt, previous, now, dpop).await },
                     )
                 };
                 let shared = match &self.cluster {
@@ -413,6 +417,9 @@ impl App {
         session.access_expires_at = new.access_expires_at;
         if let Some(r) = &new.refresh_token {
             session.refresh_token = Some(r.clone());
+        }
+        if let (Some(d), Some(token_type)) = (&mut session.dpop, new.token_type) {
+            d.token_type = token_type;
         }
         if let Some(id) = &new.id_token
             && self.settings.session.store_id_token

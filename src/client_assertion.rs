@@ -220,8 +220,7 @@ impl AssertionKey {
         audience: &str,
         now: i64,
     ) -> Result<SecretString, AssertionError> {
-        let mut jti = [0u8; JTI_BYTES];
-        fill_random(&mut jti)?;
+        let jti = random_jti()?;
         let mut header = serde_json::json!({ "alg": self.alg().name(), "typ": "JWT" });
         if let Some(kid) = &self.inner.kid {
             header["kid"] = serde_json::Value::from(kid.as_str());
@@ -234,19 +233,11 @@ impl AssertionKey {
             "iss": client_id,
             "sub": client_id,
             "aud": audience,
-            "jti": URL_SAFE_NO_PAD.encode(jti),
+            "jti": jti,
             "iat": now,
             "exp": now.saturating_add(LIFETIME_SECS),
         });
-        let mut jwt = format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(header.to_string()),
-            URL_SAFE_NO_PAD.encode(claims.to_string())
-        );
-        let signature = self.sign(jwt.as_bytes())?;
-        jwt.push('.');
-        jwt.push_str(&URL_SAFE_NO_PAD.encode(signature));
-        Ok(SecretString::new(jwt))
+        compact_jws(&header, &claims, |message| self.sign(message)).map(SecretString::new)
     }
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, AssertionError> {
@@ -264,6 +255,38 @@ impl AssertionKey {
                 .map_err(|_| AssertionError::Signing),
         }
     }
+}
+
+/// A fresh `jti`: [`JTI_BYTES`] from the OS CSPRNG, base64url.
+///
+/// # Errors
+/// When the OS refuses randomness.
+pub(crate) fn random_jti() -> Result<String, RandomError> {
+    let mut jti = [0u8; JTI_BYTES];
+    fill_random(&mut jti)?;
+    Ok(URL_SAFE_NO_PAD.encode(jti))
+}
+
+/// A compact JWS (RFC 7515 7.1) of `header` and `claims`, its signing input signed by `sign`
+/// (the raw signature JWS wants: `r || s` for ECDSA). The one JWS builder of client
+/// assertions and DPoP proofs.
+///
+/// # Errors
+/// What `sign` returns.
+pub(crate) fn compact_jws(
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, AssertionError>,
+) -> Result<String, AssertionError> {
+    let mut jwt = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature = sign(jwt.as_bytes())?;
+    jwt.push('.');
+    jwt.push_str(&URL_SAFE_NO_PAD.encode(signature));
+    Ok(jwt)
 }
 
 /// A PKCS#8 key: RSA, else EC P-256, else EC P-384 (ring says which by refusing the others).

@@ -20,6 +20,10 @@ pub const FUZZ_NOW: i64 = 1_800_000_000;
 /// The cookie base name the harnesses use.
 pub const FUZZ_COOKIE: &str = "__Host-sealgate";
 
+/// A DPoP key for harnesses that need one (made once: key generation is slow for a fuzzer).
+static FUZZ_DPOP_KEY: LazyLock<Option<crate::dpop::DpopKey>> =
+    LazyLock::new(|| crate::dpop::DpopKey::generate().ok());
+
 fn fixture() -> Option<(Codec, CookieName)> {
     let ring = KeyRing::from_bytes(&[FUZZ_KEY]).ok()?;
     Some((Codec::new(ring, 4), CookieName::new(FUZZ_COOKIE).ok()?))
@@ -454,7 +458,10 @@ pub fn token_response(data: &[u8]) -> bool {
     assert!(!token.is_empty() && token.len() <= 16 * 1024);
     assert!(token.bytes().all(|b| b.is_ascii_graphic()));
     assert!(granted.expires_in.is_none_or(|s| s > 0));
-    let minted = crate::route_tokens::Minted::new(&granted, FUZZ_NOW, 30);
+    let key = (granted.token_type == crate::dpop::TokenType::Dpop)
+        .then(|| FUZZ_DPOP_KEY.clone())
+        .flatten();
+    let minted = crate::route_tokens::Minted::new(&granted, FUZZ_NOW, 30, key.as_ref());
     assert!(minted.is_ok(), "an accepted token is not a header value");
     if let (Ok(m), Some(lifetime)) = (
         minted,
@@ -492,4 +499,54 @@ pub fn forwarded_for(data: &[u8]) -> bool {
         .any(|e| crate::limits::parse_forwarded_ip(e.trim()) == Some(client));
     assert!(named, "{client} is not in the header");
     true
+}
+
+/// Reads `data` as a DPoP answer, by its first byte (`% 4`): 0, a `WWW-Authenticate` value
+/// (does an upstream ask for a nonce?); 1, a `DPoP-Nonce` value; 2, a token endpoint's 400
+/// body (does the IdP ask for a nonce?); 3, a token response's `token_type`. An accepted nonce
+/// is 1 to 512 NQCHARs; a challenge is only taken from a `DPoP` scheme naming
+/// `use_dpop_nonce`. Returns whether the answer was taken (a nonce asked for, a nonce or a
+/// token type read).
+pub fn dpop_answer(data: &[u8]) -> bool {
+    let Some((&first, rest)) = data.split_first() else {
+        return false;
+    };
+    match first % 4 {
+        0 => {
+            let asked = crate::dpop::challenges_use_dpop_nonce(rest);
+            if asked {
+                let text = String::from_utf8_lossy(rest).to_ascii_lowercase();
+                assert!(text.contains("dpop") && text.contains("use_dpop_nonce"));
+            }
+            let mut headers = http::HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_bytes(rest) {
+                headers.insert(http::header::WWW_AUTHENTICATE, v);
+                assert_eq!(crate::dpop::upstream_wants_nonce(401, &headers), asked);
+                assert!(!crate::dpop::upstream_wants_nonce(400, &headers));
+            }
+            asked
+        }
+        1 => match crate::dpop::parse_nonce(rest) {
+            Some(nonce) => {
+                assert!(!nonce.is_empty() && nonce.len() <= 512);
+                assert!(
+                    nonce
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+                );
+                assert!(http::HeaderValue::from_str(nonce).is_ok());
+                true
+            }
+            None => false,
+        },
+        2 => {
+            let asked = crate::dpop::idp_wants_nonce(400, rest);
+            assert!(!crate::dpop::idp_wants_nonce(401, rest));
+            asked
+        }
+        _ => std::str::from_utf8(rest)
+            .ok()
+            .and_then(crate::dpop::TokenType::parse)
+            .is_some(),
+    }
 }

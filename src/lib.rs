@@ -21,7 +21,8 @@
 //!   (cookies and headers → anonymous, bearer token, re-sealed cookie, or refusal; the route's
 //!   step-up, claim rules and identity headers from `rules`; a route's own token from
 //!   `own_token`) → `forward`
-//!   (rewrite headers, stream upstream) → `filter` (the response); `websocket` tunnels.
+//!   (rewrite headers, a DPoP proof for a bound token, stream upstream) → `filter` (the
+//!   response); `websocket` tunnels.
 //! - [`static_files`]: the SPA's own files, last in routing.
 //! - [`app`]: the shared state ([`app::App`]) and the per-request session rules: open the
 //!   cookie (through [`session_cache`]), expiry and renewal, the denylist, single-flight
@@ -62,7 +63,8 @@
 //!   token `jti`s), [`outbound`] (TLS trust roots and error chains for every outbound client),
 //!   [`metrics`] (Prometheus), [`secret`] (zeroized, redacted secrets; the OS CSPRNG),
 //!   [`clock`], [`client_assertion`] (the `private_key_jwt` key, read from PEM at start-up,
-//!   and the JWTs it signs with ring).
+//!   and the JWTs it signs with ring), [`dpop`] (sessions' DPoP keys, the proofs they sign
+//!   with the same JWS builder, and the parsing of nonce answers; pure but for randomness).
 //! - [`fuzzing`]: harness functions for the `fuzz/` targets (above everything it exercises),
 //!   exported through [`internal`].
 //!
@@ -111,6 +113,7 @@ mod clock;
 mod cluster;
 mod config;
 mod csrf;
+mod dpop;
 mod error;
 mod expiring;
 mod fuzzing;
@@ -149,11 +152,12 @@ pub use telemetry::init as init_logs;
 /// test suite's self-tests reach below the public surface (rustls' `internal` practice).
 #[doc(hidden)]
 pub mod internal {
+    pub use crate::dpop::{DpopKey, TokenType};
     pub use crate::fuzzing::*;
     pub use crate::oidc::http::{HttpError, IdpHttpClient};
     pub use crate::proxy::headers::CLIENT_CLAIMS;
     pub use crate::revocation::{Denylist, Journal, Revocation, journal};
     pub use crate::seal::{ChunkSet, Codec, CookieName, KeyRing, Purpose};
-    pub use crate::session::{Session, SessionId};
+    pub use crate::session::{Session, SessionDpop, SessionId};
     pub use crate::token::Token;
 }

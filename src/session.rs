@@ -10,6 +10,12 @@
 //! ID token's header is stored as a reference to the access token's header when the two are
 //! byte-identical (common: both are signed by the same key). Neither is general-purpose
 //! compression: nothing attacker-chosen is ever matched against a secret.
+//!
+//! A DPoP session ([`SessionDpop`]) appends its key (private scalar and public point, ring's
+//! smallest rebuildable form) and its token type after the last field of format 2: a session
+//! without DPoP encodes exactly as before (not one byte more), so the format version stays 2.
+//! An older sealgate refuses a DPoP session as malformed (trailing bytes), the same outcome a
+//! version bump would have.
 
 use std::fmt;
 
@@ -17,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::dpop::{DpopKey, TokenType};
 use crate::secret::{RandomError, SecretBytes, SecretString, fill_random};
 use crate::token::{Form, MAX_SEGMENTS, Token};
 
@@ -97,6 +104,35 @@ pub struct Session {
     pub refresh_token: Option<Token>,
     /// The ID token (for `id_token_hint` and claims), unless dropped by configuration.
     pub id_token: Option<Token>,
+    /// The session's own DPoP key (RFC 9449), when its provider had `dpop = true` at login.
+    pub dpop: Option<SessionDpop>,
+}
+
+/// A DPoP session's key and how its access token was typed. A session's DPoP use is decided at
+/// login and sealed: its refreshes and route grants carry proofs of this key whatever the
+/// configuration says later.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SessionDpop {
+    /// Generated at login, never shared with another session.
+    pub key: DpopKey,
+    /// `DPoP` when the IdP bound the access token to the key (sent as `Authorization: DPoP`
+    /// with a proof), `Bearer` when it did not (sent as a bearer token, no proof).
+    pub token_type: TokenType,
+}
+
+impl SessionDpop {
+    /// Whether the access token is bound to the key.
+    pub(crate) fn bound(&self) -> bool {
+        self.token_type == TokenType::Dpop
+    }
+}
+
+/// The DPoP extension after the last field of [`Wire`].
+#[derive(Serialize, Deserialize)]
+struct WireDpop<'a> {
+    private: &'a [u8],
+    public: &'a [u8],
+    bound: bool,
 }
 
 /// A session plaintext that does not decode.
@@ -274,10 +310,24 @@ impl Session {
                 .stamp
                 .wrapping_sub(self.issued_at.wrapping_mul(MS_PER_SEC)),
         };
+        let dpop = self.dpop.as_ref().map(|d| WireDpop {
+            private: d.key.private_scalar(),
+            public: d.key.public_point(),
+            bound: d.bound(),
+        });
         let size = postcard::experimental::serialized_size(&wire)
             .map_err(|_| SessionError::Unencodable)?;
-        let mut out = Zeroizing::new(vec![0u8; size]);
-        postcard::to_slice(&wire, &mut out[..]).map_err(|_| SessionError::Unencodable)?;
+        let extension = match &dpop {
+            Some(d) => {
+                postcard::experimental::serialized_size(d).map_err(|_| SessionError::Unencodable)?
+            }
+            None => 0,
+        };
+        let mut out = Zeroizing::new(vec![0u8; size + extension]);
+        postcard::to_slice(&wire, &mut out[..size]).map_err(|_| SessionError::Unencodable)?;
+        if let Some(d) = &dpop {
+            postcard::to_slice(d, &mut out[size..]).map_err(|_| SessionError::Unencodable)?;
+        }
         Ok(out)
     }
 
@@ -310,9 +360,23 @@ impl Session {
     pub fn decode(bytes: &[u8]) -> Result<Self, SessionError> {
         let (w, rest): (Wire<'_>, _) =
             postcard::take_from_bytes(bytes).map_err(|_| SessionError::Malformed)?;
-        if !rest.is_empty() {
-            return Err(SessionError::Malformed);
-        }
+        let dpop = if rest.is_empty() {
+            None
+        } else {
+            let (d, rest): (WireDpop<'_>, _) =
+                postcard::take_from_bytes(rest).map_err(|_| SessionError::Malformed)?;
+            if !rest.is_empty() {
+                return Err(SessionError::Malformed);
+            }
+            let key =
+                DpopKey::from_parts(d.private, d.public).map_err(|_| SessionError::Malformed)?;
+            let token_type = if d.bound {
+                TokenType::Dpop
+            } else {
+                TokenType::Bearer
+            };
+            Some(SessionDpop { key, token_type })
+        };
         let access_header = match &w.access_token {
             WireToken::Dotted(s) => s.first().copied(),
             _ => None,
@@ -338,6 +402,7 @@ impl Session {
             access_token: w.access_token.into_token(None)?,
             refresh_token: w.refresh_token.map(|t| t.into_token(None)).transpose()?,
             id_token,
+            dpop,
         })
     }
 }
@@ -404,6 +469,7 @@ pub(crate) mod tests {
             id_token: Some(Token::from_issued(
                 "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIyNDgyODk3NjEwMDEiLCJzaWQiOiIwOGE1MDE5Yy0xN2UxLTQ5NzctOGY0Mi02NWExMjg0M2VhMDIifQ.c2ln",
             )),
+            dpop: None,
         }
     }
 
@@ -531,6 +597,45 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_dpop_session_round_trips_and_a_plain_one_does_not_grow() {
+        let plain = sample();
+        let plain_bytes = plain.encode().unwrap();
+        let mut s = sample();
+        for token_type in [TokenType::Dpop, TokenType::Bearer] {
+            let key = DpopKey::generate().unwrap();
+            s.dpop = Some(SessionDpop { key, token_type });
+            let bytes = s.encode().unwrap();
+            assert_eq!(Session::decode(&bytes).unwrap(), s);
+            assert_eq!(Session::decode_version(&bytes, 2).unwrap(), s);
+            // Scalar (1 + 32) and point (1 + 65) with their length bytes, the token type (1).
+            assert_eq!(bytes.len(), plain_bytes.len() + 100);
+            assert_eq!(&bytes[..plain_bytes.len()], &plain_bytes[..], "appended");
+        }
+        // A tampered key (a point that is not the scalar's) does not open.
+        let mut bytes = s.encode().unwrap().to_vec();
+        let last_point_byte = bytes.len() - 2;
+        bytes[last_point_byte] ^= 1;
+        assert_eq!(Session::decode(&bytes), Err(SessionError::Malformed));
+        // Nor does junk after the extension.
+        let mut bytes = s.encode().unwrap().to_vec();
+        bytes.push(0);
+        assert_eq!(Session::decode(&bytes), Err(SessionError::Malformed));
+    }
+
+    #[test]
+    fn debug_shows_no_dpop_key() {
+        let mut s = sample();
+        let key = DpopKey::generate().unwrap();
+        let private = format!("{:?}", key.private_scalar());
+        s.dpop = Some(SessionDpop {
+            key,
+            token_type: TokenType::Dpop,
+        });
+        let d = format!("{s:?}");
+        assert!(!d.contains(&private), "{d}");
+    }
+
+    #[test]
     fn debug_shows_no_secret() {
         let s = sample();
         let d = format!("{s:?}");
@@ -578,6 +683,7 @@ pub(crate) mod tests {
                 access_expires_at: access_exp,
                 refresh_token: refresh,
                 id_token,
+                dpop: None,
             };
             let bytes = s.encode().unwrap();
             prop_assert_eq!(Session::decode(&bytes).unwrap(), s);

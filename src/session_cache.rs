@@ -63,8 +63,13 @@ impl fmt::Debug for Opened {
 /// The `Authorization` value for `session`, marked sensitive (never logged by hyper).
 pub(crate) fn bearer(session: &Session) -> Option<HeaderValue> {
     let token = session.access_token.expose();
+    // `DPoP` for a token bound to the session's key (RFC 9449 7.1), else `Bearer`.
+    let scheme = match &session.dpop {
+        Some(d) => d.token_type.scheme(),
+        None => "Bearer ",
+    };
     let mut value = zeroize::Zeroizing::new(Vec::with_capacity(7 + token.expose().len()));
-    value.extend_from_slice(b"Bearer ");
+    value.extend_from_slice(scheme.as_bytes());
     value.extend_from_slice(token.expose().as_bytes());
     let mut header = HeaderValue::from_bytes(&value).ok()?;
     header.set_sensitive(true);

@@ -201,6 +201,7 @@ fn open_result(codec: &Codec, name: &CookieName, sealed: &str, now: i64) -> Opti
         access_expires_at: wire.access_expires_at,
         refresh_token: wire.refresh_token.as_deref().map(Token::from_issued),
         id_token: wire.id_token.as_deref().map(Token::from_issued),
+        token_type: None,
     })
 }
 
@@ -249,6 +250,7 @@ mod tests {
             access_expires_at: Some(NOW + 300),
             refresh_token: Some(Token::from_issued("rotated-refresh-token")),
             id_token: None,
+            token_type: None,
         }
     }
 

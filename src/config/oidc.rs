@@ -179,6 +179,7 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         jwks_refetch_cooldown: jwks_refetch_cooldown?,
         token_endpoint_auth: token_endpoint_auth?,
         use_userinfo: o.use_userinfo.unwrap_or(false),
+        dpop: o.dpop.unwrap_or(false),
         id_token_signing_algs,
         signing_algs_key,
         clock_skew: clock_skew?,

@@ -45,6 +45,7 @@ pub(super) struct RawOidc {
     pub jwks_refetch_cooldown: Text,
     pub token_endpoint_auth: Text,
     pub use_userinfo: Option<bool>,
+    pub dpop: Option<bool>,
     pub id_token_signed_response_alg: Option<Spanned<OneOrMany>>,
     pub id_token_signing_algs: Option<Spanned<Vec<String>>>,
     pub clock_skew: Text,

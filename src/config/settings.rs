@@ -218,6 +218,9 @@ pub struct OidcSettings {
     pub token_endpoint_auth: TokenEndpointAuth,
     /// Whether to call the userinfo endpoint after login (its `sub` must match).
     pub use_userinfo: bool,
+    /// Sender-constrained tokens (RFC 9449): each new session gets its own DPoP key, and its
+    /// token requests and upstream calls carry DPoP proofs.
+    pub dpop: bool,
     /// Accepted ID token (and logout token) signature algorithms; asymmetric only: what the
     /// client registered (`id_token_signed_response_alg`, default RS256), or the older
     /// `id_token_signing_algs` list when only that is set.

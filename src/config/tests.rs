@@ -651,6 +651,7 @@ fn environment_overrides_every_key_by_path() {
 
 mod check_config;
 mod client_auth;
+mod dpop;
 mod limits;
 mod providers;
 mod request_params;

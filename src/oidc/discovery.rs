@@ -37,6 +37,8 @@ pub(crate) struct ExtraMetadata {
     /// RFC 9126: the IdP accepts only pushed authorization requests.
     #[serde(default)]
     pub require_pushed_authorization_requests: bool,
+    /// RFC 9449 5.1: the DPoP proof algorithms the IdP accepts.
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 impl AdditionalProviderMetadata for ExtraMetadata {}
@@ -215,6 +217,28 @@ fn auth_method_warning(
     ))
 }
 
+/// Why the metadata suggests the IdP will not bind tokens to ES256 proofs, when `dpop` is on:
+/// no `dpop_signing_alg_values_supported`, or one without ES256. A warning, not a refusal:
+/// some IdPs accept DPoP without advertising it, and one that does not bind answers
+/// `token_type: Bearer`, which sealgate then sends as a bearer token.
+fn dpop_warning(dpop: bool, extra: &ExtraMetadata) -> Option<String> {
+    if !dpop {
+        return None;
+    }
+    match &extra.dpop_signing_alg_values_supported {
+        None => Some(
+            "dpop = true, but the IdP's metadata has no dpop_signing_alg_values_supported: it may \
+             not bind tokens (they are then sent as bearer tokens)"
+                .to_owned(),
+        ),
+        Some(algs) if !algs.iter().any(|a| a == "ES256") => Some(format!(
+            "dpop = true signs ES256 proofs, but the IdP's dpop_signing_alg_values_supported \
+             lists only {algs:?}"
+        )),
+        Some(_) => None,
+    }
+}
+
 /// Metadata values as the document spells them (`"private_key_jwt"`, `"ES256"`).
 fn wire_names<T: Serialize>(values: Option<&Vec<T>>) -> Option<Vec<String>> {
     let name = |value: &T| match serde_json::to_value(value) {
@@ -260,6 +284,14 @@ impl Provider {
             tracing::warn!(issuer = %issuer, "{warning}");
         }
         let par_endpoint = par_endpoint(&issuer, settings.par, &extra)?;
+        if let Some(warning) = dpop_warning(settings.dpop, &extra) {
+            tracing::warn!(issuer = %issuer, "{warning}");
+        }
+        let client_dpop_key = settings
+            .dpop
+            .then(crate::dpop::DpopKey::generate)
+            .transpose()
+            .map_err(|e| disc_err(e.to_string()))?;
         // A configured endpoint wins (checked as a URL by the configuration).
         let end_session = match &settings.end_session_endpoint {
             Some(url) => Some(url.clone()),
@@ -306,6 +338,8 @@ impl Provider {
             allowed_algs,
             end_session,
             par_endpoint,
+            dpop_nonces: crate::dpop::NonceBook::default(),
+            client_dpop_key,
         })
     }
 
@@ -425,5 +459,19 @@ mod tests {
         assert!(w.contains("ES256") && w.contains("RS256"), "{w}");
         let w = auth_method_warning(&basic, Some(&with_jwt[1..]), None).unwrap();
         assert!(w.contains("client_secret_basic"), "{w}");
+    }
+
+    #[test]
+    fn dpop_without_es256_in_the_metadata_is_warned_about_not_refused() {
+        let with = |algs: Option<&[&str]>| ExtraMetadata {
+            dpop_signing_alg_values_supported: algs.map(list),
+            ..ExtraMetadata::default()
+        };
+        assert_eq!(dpop_warning(false, &with(None)), None, "dpop off: silent");
+        assert_eq!(dpop_warning(true, &with(Some(&["ES256", "PS256"]))), None);
+        let w = dpop_warning(true, &with(None)).unwrap();
+        assert!(w.contains("dpop_signing_alg_values_supported"), "{w}");
+        let w = dpop_warning(true, &with(Some(&["PS256"]))).unwrap();
+        assert!(w.contains("ES256") && w.contains("PS256"), "{w}");
     }
 }

@@ -12,9 +12,11 @@ use url::Url;
 
 use super::Provider;
 use super::claims::check_auth_time;
+use super::dpop::token_type;
 use super::error::{LoginError, RefreshError};
 use super::id_token::same_identity;
 use crate::client_assertion::ASSERTION_TYPE;
+use crate::dpop::{DpopKey, TokenType};
 use crate::oidc_params::{self, AuthorizationParams};
 use crate::outbound::error_chain;
 use crate::secret::SecretString;
@@ -35,6 +37,8 @@ pub(crate) struct LoginTokens {
     pub sub: String,
     /// `sid` of the ID token, when present.
     pub sid: Option<String>,
+    /// How the access token is to be sent (`DPoP` only when a proof was sent and bound it).
+    pub token_type: TokenType,
 }
 
 /// The outcome of a refresh.
@@ -48,6 +52,10 @@ pub(crate) struct Refreshed {
     pub refresh_token: Option<Token>,
     /// A new ID token, when the IdP sent one (validated, same identity).
     pub id_token: Option<Token>,
+    /// How the new access token is to be sent; `None` when another instance redeemed the
+    /// refresh token and shared the result (the session keeps the type it had: the same
+    /// refresh token and key get the same type).
+    pub token_type: Option<TokenType>,
 }
 
 impl Provider {
@@ -99,7 +107,8 @@ impl Provider {
 
     /// Exchanges `code`, validates the ID token against `nonce` at time `now` (and its
     /// `auth_time` against `max_age`, when the authorization request sent one), and (if
-    /// configured) checks userinfo.
+    /// configured) checks userinfo. With a DPoP `key`, the exchange carries its proof (and
+    /// userinfo too, when the token is bound).
     ///
     /// # Errors
     /// A [`LoginError`] saying which step failed; nothing from a failed response is kept.
@@ -110,6 +119,7 @@ impl Provider {
         nonce: &SecretString,
         max_age: Option<u64>,
         now: i64,
+        key: Option<&DpopKey>,
     ) -> Result<LoginTokens, LoginError> {
         let assertion = self
             .client_assertion(now)
@@ -123,7 +133,7 @@ impl Provider {
             request = request.add_extra_param(name, value);
         }
         let response = request
-            .request_async(&self.http)
+            .request_async(&self.outbound(key, now))
             .await
             .map_err(|e| match e {
                 RequestTokenError::ServerResponse(r) => {
@@ -147,8 +157,12 @@ impl Provider {
                 .map_err(|e| LoginError::IdToken(e.into()))?;
         }
 
+        let token_type = token_type(key, response.token_type().as_ref());
         if self.settings.use_userinfo {
-            self.check_userinfo(response.access_token().clone(), &verified.sub)
+            let client = self
+                .outbound(key, now)
+                .with_bound_token(token_type == TokenType::Dpop);
+            self.check_userinfo(response.access_token().clone(), &verified.sub, &client)
                 .await?;
         }
         let access_expires_at = response
@@ -164,11 +178,13 @@ impl Provider {
             id_token: verified.token,
             sub: verified.sub,
             sid: verified.sid,
+            token_type,
         })
     }
 
-    /// Redeems `refresh` at the token endpoint. A new ID token, if any, is validated and must
-    /// keep the `iss`, `sub` and `aud` of `previous_id_token` (OIDC Core 12.2).
+    /// Redeems `refresh` at the token endpoint, with a proof of the session's DPoP `key` when
+    /// it has one. A new ID token, if any, is validated and must keep the `iss`, `sub` and
+    /// `aud` of `previous_id_token` (OIDC Core 12.2).
     ///
     /// # Errors
     /// [`RefreshError::InvalidGrant`] when the IdP refuses the grant (the session is over);
@@ -178,6 +194,7 @@ impl Provider {
         refresh: &SecretString,
         previous_id_token: Option<&Token>,
         now: i64,
+        key: Option<&DpopKey>,
     ) -> Result<Refreshed, RefreshError> {
         let token = RefreshToken::new(refresh.expose().to_owned());
         let assertion = self
@@ -191,7 +208,7 @@ impl Provider {
             request = request.add_extra_param(name, value);
         }
         let response = request
-            .request_async(&self.http)
+            .request_async(&self.outbound(key, now))
             .await
             .map_err(|e| match e {
                 RequestTokenError::ServerResponse(r)
@@ -240,6 +257,7 @@ impl Provider {
                 .refresh_token()
                 .map(|r| Token::from_issued(r.secret())),
             id_token,
+            token_type: Some(token_type(key, response.token_type().as_ref())),
         })
     }
 
@@ -266,6 +284,7 @@ impl Provider {
         &self,
         access: openidconnect::AccessToken,
         sub: &str,
+        client: &super::dpop::Outbound<'_>,
     ) -> Result<(), LoginError> {
         let request = self
             .client
@@ -275,7 +294,7 @@ impl Provider {
             )
             .map_err(|e| LoginError::UserInfo(e.to_string()))?;
         let _claims: openidconnect::core::CoreUserInfoClaims = request
-            .request_async(&self.http)
+            .request_async(client)
             .await
             .map_err(|e| LoginError::UserInfo(error_chain(&e)))?;
         Ok(())

@@ -16,12 +16,14 @@
 //!   [`logout_token`] validates the token (pure) with the same keys and algorithm allowlist as
 //!   ID tokens and openidconnect's signature check, sharing the refetch rule: only a token that
 //!   passed every check needing no key may cause a refetch.
+//! - `dpop`: DPoP proofs on token requests (RFC 9449), the IdP's nonce and its one retry.
 //! - [`http`]: the outbound client every IdP call goes through (timeouts, body cap, no
 //!   redirects).
 
 mod claims;
 mod client_auth;
 mod discovery;
+mod dpop;
 mod error;
 mod grants;
 pub(crate) mod http;
@@ -76,6 +78,10 @@ pub(crate) struct Provider {
     end_session: Option<Url>,
     /// Where authorization requests are pushed (RFC 9126), when they are.
     par_endpoint: Option<Url>,
+    /// The IdP's latest `DPoP-Nonce` (RFC 9449 8), in this instance's memory.
+    dpop_nonces: crate::dpop::NonceBook,
+    /// This instance's key for client-credentials grants, when `dpop = true`.
+    client_dpop_key: Option<crate::dpop::DpopKey>,
 }
 
 /// `callback name ~ base64url(SHA-256("sealgate provider" 0 issuer 0 client_id)[..9])`.

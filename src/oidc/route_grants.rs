@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use url::form_urlencoded::Serializer;
 
 use super::Provider;
+use crate::dpop::{DpopKey, TokenType};
 use crate::secret::SecretString;
 use crate::token::Token;
 
@@ -42,6 +43,8 @@ pub(crate) struct Granted {
     pub expires_in: Option<u64>,
     /// A refresh token the response carries (a refresh-token grant's rotation).
     pub refresh_token: Option<Token>,
+    /// `token_type`: `DPoP` only when the grant carried a proof (else refused).
+    pub token_type: TokenType,
 }
 
 impl std::fmt::Debug for Granted {
@@ -88,7 +91,8 @@ impl RouteGrantError {
 }
 
 impl Provider {
-    /// A token for `resource` and/or `scope`, from the session's `refresh` token.
+    /// A token for `resource` and/or `scope`, from the session's `refresh` token (with a proof
+    /// of the session's DPoP `key`, when it has one).
     ///
     /// # Errors
     /// A [`RouteGrantError`]; nothing is changed.
@@ -98,6 +102,7 @@ impl Provider {
         resource: Option<&str>,
         scope: Option<&str>,
         now: i64,
+        key: Option<&DpopKey>,
     ) -> Result<Granted, RouteGrantError> {
         let mut params = vec![
             ("grant_type", "refresh_token"),
@@ -105,11 +110,12 @@ impl Provider {
         ];
         params.extend(resource.map(|r| ("resource", r)));
         params.extend(scope.map(|s| ("scope", s)));
-        self.route_grant(&params, false, now).await
+        self.route_grant(&params, false, now, key).await
     }
 
     /// `subject`, the session's access token, exchanged for a token for `audience`, `resource`
-    /// and/or `scope` (RFC 8693 2.1). A refresh token in the answer is ignored.
+    /// and/or `scope` (RFC 8693 2.1), with a proof of the session's DPoP `key` when it has one.
+    /// A refresh token in the answer is ignored.
     ///
     /// # Errors
     /// A [`RouteGrantError`].
@@ -120,6 +126,7 @@ impl Provider {
         resource: Option<&str>,
         scope: Option<&str>,
         now: i64,
+        key: Option<&DpopKey>,
     ) -> Result<Granted, RouteGrantError> {
         let mut params = vec![
             ("grant_type", TOKEN_EXCHANGE),
@@ -130,13 +137,14 @@ impl Provider {
         params.extend(audience.map(|a| ("audience", a)));
         params.extend(resource.map(|r| ("resource", r)));
         params.extend(scope.map(|s| ("scope", s)));
-        let mut granted = self.route_grant(&params, true, now).await?;
+        let mut granted = self.route_grant(&params, true, now, key).await?;
         granted.refresh_token = None;
         Ok(granted)
     }
 
-    /// The application's own token for `resource` and/or `scope` (RFC 6749 4.4). A refresh
-    /// token in the answer is ignored (4.4.3: none should be issued).
+    /// The application's own token for `resource` and/or `scope` (RFC 6749 4.4), with a proof
+    /// of this instance's client key when the provider uses DPoP. A refresh token in the
+    /// answer is ignored (4.4.3: none should be issued).
     ///
     /// # Errors
     /// A [`RouteGrantError`].
@@ -149,18 +157,20 @@ impl Provider {
         let mut params = vec![("grant_type", "client_credentials")];
         params.extend(resource.map(|r| ("resource", r)));
         params.extend(scope.map(|s| ("scope", s)));
-        let mut granted = self.route_grant(&params, false, now).await?;
+        let key = self.client_dpop_key.as_ref();
+        let mut granted = self.route_grant(&params, false, now, key).await?;
         granted.refresh_token = None;
         Ok(granted)
     }
 
     /// POSTs `params`, `token_params` (but [`ROUTE_OWNED`] names) and client authentication
-    /// (an assertion dated `now`) to the token endpoint.
+    /// (an assertion dated `now`) to the token endpoint, with a proof of `key` when given.
     async fn route_grant(
         &self,
         params: &[(&str, &str)],
         exchange: bool,
         now: i64,
+        key: Option<&DpopKey>,
     ) -> Result<Granted, RouteGrantError> {
         let request = {
             let mut form = Serializer::new(String::new());
@@ -187,19 +197,25 @@ impl Provider {
                 .map_err(|e| RouteGrantError::Unreachable(e.to_string()))?
         };
         let response = self
-            .http
+            .outbound(key, now)
             .send(request)
             .await
             .map_err(|e| RouteGrantError::Unreachable(e.to_string()))?;
         let body = zeroize::Zeroizing::new(response.body().clone());
-        parse_token_response(response.status().as_u16(), &body, exchange)
+        let granted = parse_token_response(response.status().as_u16(), &body, exchange)?;
+        if granted.token_type == TokenType::Dpop && key.is_none() {
+            return Err(RouteGrantError::BadResponse(
+                "token_type is DPoP, but no proof was sent",
+            ));
+        }
+        Ok(granted)
     }
 }
 
 /// A token response (RFC 6749 5.1, 5.2; RFC 8693 2.2). Pure.
 ///
 /// 200 with a JSON object: `access_token` a non-empty string of visible ASCII (at most 16 KiB),
-/// `token_type` `Bearer` (any case), `expires_in` a positive integer (or a string of digits, as
+/// `token_type` `Bearer` or `DPoP` (any case), `expires_in` a positive integer (or a string of digits, as
 /// Azure AD v1 and AD FS send it) when present, `refresh_token` a non-empty string when
 /// present; for an `exchange`, `issued_token_type` (when present) an access token or a JWT.
 /// A 4xx is a refusal with the OAuth `error` (reduced to safe characters); anything else is a
@@ -245,13 +261,13 @@ pub(crate) fn parse_token_response(
             "access_token is empty, too long or not visible ASCII",
         ));
     }
-    let bearer = object
+    let token_type = object
         .get("token_type")
         .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("bearer"));
-    if !bearer {
-        return Err(RouteGrantError::BadResponse("token_type is not Bearer"));
-    }
+        .and_then(TokenType::parse)
+        .ok_or(RouteGrantError::BadResponse(
+            "token_type is neither Bearer nor DPoP",
+        ))?;
     let expires_in =
         match object.get("expires_in") {
             None | Some(Value::Null) => None,
@@ -292,6 +308,7 @@ pub(crate) fn parse_token_response(
         access_token: SecretString::new(access.to_owned()),
         expires_in,
         refresh_token,
+        token_type,
     })
 }
 

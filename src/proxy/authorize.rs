@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use crate::app::{Active, App, RefreshOutcome, SessionState};
 use crate::config::{CsrfMode, RouteSettings, RouteToken, TokenPolicy};
 use crate::csrf;
+use crate::dpop::Binding;
 use crate::error::{Failure, Rejection};
 use crate::proxy::own_token;
 use crate::proxy::rules::{self, Refusal};
@@ -32,8 +33,11 @@ pub(super) struct Checked {
 /// What the proxy may send upstream for this request.
 #[derive(Default)]
 pub(super) struct Decision {
-    /// `Authorization: Bearer …` to attach; none for anonymous requests and `token = "none"`.
+    /// `Authorization: Bearer …` (or `DPoP …`) to attach; none for anonymous requests and
+    /// `token = "none"`.
     pub bearer: Option<HeaderValue>,
+    /// For a DPoP-bound token: what its proof needs.
+    pub dpop: Option<Binding>,
     /// Cookies that re-seal a renewed or refreshed session, set on the response.
     pub reseal: Option<Vec<Cookie<'static>>>,
     /// The session, for a WebSocket tunnel to close when it ends.
@@ -47,6 +51,7 @@ impl std::fmt::Debug for Decision {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Decision")
             .field("bearer", &self.bearer.as_ref().map(|_| "[redacted]"))
+            .field("dpop", &self.dpop)
             .field("reseal", &self.reseal.as_ref().map(Vec::len))
             .field("session", &self.session.as_ref().map(|s| &s.id))
             // Names only: the values are personal data.
@@ -159,20 +164,25 @@ impl Checked {
                     Ok(identity) => identity,
                     Err(refused) => return Err(refused.with_cookies(reseal(app, &a, now))),
                 };
-                let bearer = if matches!(route.route_token, RouteToken::Default) {
+                let (bearer, dpop) = if matches!(route.route_token, RouteToken::Default) {
                     // The header made when the cookie was opened, unless the tokens just changed.
-                    match a.bearer.take() {
+                    let bearer = match a.bearer.take() {
                         Some(b) if !refreshed => Some(b),
                         _ => crate::session_cache::bearer(&a.session),
                     }
                     .ok_or_else(|| {
                         Failure::new(Rejection::Internal, "access token is not a header value")
-                    })?
+                    })?;
+                    let dpop =
+                        a.session.dpop.as_ref().filter(|d| d.bound()).map(|d| {
+                            Binding::new(&d.key, a.session.access_token.expose().expose())
+                        });
+                    (bearer, dpop)
                 } else {
                     let (token, rotated) = own_token::user(app, route, &mut a.session, now).await;
                     a.reseal |= rotated;
                     match token {
-                        Ok(bearer) => bearer,
+                        Ok((bearer, dpop)) => (bearer, dpop),
                         Err(failed) => {
                             return Err(failed.with_cookies(reseal(app, &a, now)));
                         }
@@ -181,6 +191,7 @@ impl Checked {
                 let reseal = a.reseal.then(|| reseal(app, &a, now));
                 Ok(Decision {
                     bearer: Some(bearer),
+                    dpop,
                     reseal,
                     session: websocket.then_some(a.session),
                     identity,
@@ -210,8 +221,10 @@ impl Checked {
 
 /// The application's token, and nothing of any session.
 async fn client_decision(app: &App, route: &RouteSettings, now: i64) -> Result<Decision, Failure> {
+    let (bearer, dpop) = own_token::client(app, route, now).await?;
     Ok(Decision {
-        bearer: Some(own_token::client(app, route, now).await?),
+        bearer: Some(bearer),
+        dpop,
         ..Decision::default()
     })
 }
@@ -266,6 +279,7 @@ mod tests {
         bearer.set_sensitive(true);
         let decision = Decision {
             bearer: Some(bearer),
+            dpop: None,
             reseal: Some(vec![Cookie::new(
                 "__Host-sealgate.0",
                 "sealed-session-bytes",

@@ -4,29 +4,48 @@
 //! [`crate::proxy::headers::CLIENT_CLAIMS`]), or a client's copy of the route's identity
 //! headers; the bearer token and the identity headers attached, sent through this thread's pooled
 //! client with the route's timeout. The body streams; nothing is buffered.
+//!
+//! A DPoP-bound token (RFC 9449 7) goes with a fresh proof for the request's method and
+//! upstream URL (`htu`: scheme, host, port, path), its `ath`, and the upstream origin's latest
+//! `DPoP-Nonce`, which any response may update. When the upstream answers 401 `DPoP
+//! error="use_dpop_nonce"` with a new nonce, the request is sent once more with it, if its body
+//! can be sent again: no body, or a body of known length up to 64 KiB, which is then read
+//! before sending (only for DPoP requests). A larger or streaming body gets the 401 passed on;
+//! the nonce serves the next request. Requests without DPoP take none of these steps.
 
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE, HOST};
+use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, Uri};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::app::App;
 use crate::config::{CookieForwarding, RouteSettings};
+use crate::dpop::{self, Binding};
 use crate::error::{Failure, Rejection};
 use crate::metrics::{RouteLabel, metrics};
 use crate::outbound::error_chain;
 use crate::proxy::headers::{is_sealgate_cookie, strip_client_claims, strip_hop_by_hop};
 use crate::proxy::websocket;
 use crate::request::{RequestContext, cookie_headers};
+use crate::response::Body;
 use crate::upstream::{self, Protocol};
+
+/// The largest request body read ahead so that a DPoP request can be sent again with a new
+/// nonce.
+const MAX_REPLAYED_BODY: usize = 64 * 1024;
 
 /// What sealgate adds to the upstream request for the user.
 #[derive(Default)]
 pub(super) struct Credentials {
-    /// `Authorization: Bearer …`; none for anonymous requests and `token = "none"`.
+    /// `Authorization: Bearer …` (or `DPoP …`); none for anonymous requests and `token =
+    /// "none"`.
     pub bearer: Option<HeaderValue>,
+    /// For a DPoP-bound token: what its proof needs, and the proof's `iat`.
+    pub dpop: Option<(Binding, i64)>,
     /// The route's identity headers with the session's claim values (the client's copies of
     /// every identity header the route names are removed whatever this holds).
     pub identity: Vec<(HeaderName, HeaderValue)>,
@@ -51,7 +70,7 @@ pub(super) async fn send(
     route: &RouteSettings,
     mut req: Request<Incoming>,
     mut target: url::Url,
-    credentials: Credentials,
+    mut credentials: Credentials,
     context: RequestContext<'_>,
     websocket: bool,
 ) -> Result<Sent, Failure> {
@@ -67,6 +86,7 @@ pub(super) async fn send(
         None
     };
     let (mut parts, body) = req.into_parts();
+    let dpop = credentials.dpop.take();
     rewrite_headers(app, route, &mut parts.headers, credentials, context);
     if websocket {
         websocket::set_upgrade_headers(&mut parts.headers);
@@ -84,7 +104,29 @@ pub(super) async fn send(
     } else {
         http::Version::HTTP_11
     };
-    let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
+    let response = match dpop {
+        None => {
+            let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
+            dispatch(route, protocol, upstream_req).await?
+        }
+        Some((binding, now)) => {
+            let proving = Proving {
+                binding: &binding,
+                url: target.as_str(),
+                now,
+            };
+            send_with_proof(app, route, protocol, parts, body, proving).await?
+        }
+    };
+    Ok(Sent { response, upgrade })
+}
+
+/// Sends one request through this thread's client for `protocol`, within the route's timeout.
+async fn dispatch(
+    route: &RouteSettings,
+    protocol: Protocol,
+    upstream_req: Request<Body>,
+) -> Result<Response<Incoming>, Failure> {
     let bad_gateway = |detail: String| {
         Failure::new(
             Rejection::BadGateway,
@@ -101,15 +143,101 @@ pub(super) async fn send(
             route: route.prefix.clone(),
         })
         .observe(started.elapsed().as_secs_f64());
-    let response = answer
+    answer
         .map_err(|_| {
             Failure::new(
                 Rejection::GatewayTimeout,
                 format!("upstream {} timed out", route.prefix),
             )
         })?
-        .map_err(|e| bad_gateway(error_chain(&e)))?;
-    Ok(Sent { response, upgrade })
+        .map_err(|e| bad_gateway(error_chain(&e)))
+}
+
+/// What a DPoP request's proofs are made of.
+struct Proving<'a> {
+    binding: &'a Binding,
+    /// The upstream URL (its query and fragment are not part of `htu`).
+    url: &'a str,
+    now: i64,
+}
+
+/// Sends a request with a DPoP-bound token and its proof; once more with the upstream's new
+/// nonce when it asks for one and the body can be sent again (see the module doc).
+///
+/// # Errors
+/// As [`dispatch`]; 400 when a body read ahead fails or is longer than it said; 500 when no
+/// proof can be signed.
+async fn send_with_proof(
+    app: &App,
+    route: &RouteSettings,
+    protocol: Protocol,
+    parts: Parts,
+    body: Incoming,
+    proving: Proving<'_>,
+) -> Result<Response<Incoming>, Failure> {
+    let htu = dpop::htu(proving.url);
+    let origin = dpop::origin(proving.url);
+    let replayable = body.is_end_stream()
+        || body
+            .size_hint()
+            .exact()
+            .is_some_and(|n| n <= MAX_REPLAYED_BODY as u64);
+    let (replay, mut stream) = if replayable {
+        let read = Limited::new(body, MAX_REPLAYED_BODY).collect().await;
+        let bytes = read
+            .map_err(|_| Failure::new(Rejection::BadRequest, "proxy: request body"))?
+            .to_bytes();
+        (Some(bytes), None)
+    } else {
+        (None::<Bytes>, Some(body))
+    };
+    let mut first = true;
+    loop {
+        let nonce = app.dpop_nonces.get(origin);
+        let proof = proving
+            .binding
+            .key
+            .proof(
+                parts.method.as_str(),
+                &htu,
+                proving.now,
+                nonce.as_deref(),
+                Some(&proving.binding.ath),
+            )
+            .map_err(|e| Failure::new(Rejection::Internal, format!("DPoP proof: {e}")))?;
+        let mut head = Request::new(()).into_parts().0;
+        head.method = parts.method.clone();
+        head.uri = parts.uri.clone();
+        head.version = parts.version;
+        head.headers = parts.headers.clone();
+        head.headers.insert(dpop::DPOP, proof);
+        let body = match (&replay, stream.take()) {
+            (Some(bytes), _) => crate::response::full(bytes.clone()),
+            (None, Some(s)) => s.map_err(Into::into).boxed(),
+            // Without a replayable body there is no second attempt.
+            (None, None) => {
+                return Err(Failure::new(
+                    Rejection::Internal,
+                    "proxy: body already sent",
+                ));
+            }
+        };
+        let response = dispatch(route, protocol, Request::from_parts(head, body)).await?;
+        let given = dpop::nonce_of(response.headers()).map(str::to_owned);
+        if let Some(given) = &given {
+            app.dpop_nonces.put(origin, given);
+        }
+        let retry = first
+            && replay.is_some()
+            && given.is_some()
+            && given.as_deref() != nonce.as_deref()
+            && dpop::upstream_wants_nonce(response.status().as_u16(), response.headers());
+        if !retry {
+            return Ok(response);
+        }
+        first = false;
+        tracing::debug!(route = %route.prefix, "upstream asked for a DPoP nonce; retrying once");
+    }
 }
 
 /// The browser's headers as the upstream gets them.

@@ -16,8 +16,8 @@
 //! A call reads top-down, each step its own module that does not call back up:
 //! [`route`] matches the path → [`authorize`] turns cookies and headers into a decision
 //! (anonymous, bearer token, re-sealed cookie, refusal), applying the route's [`rules`]
-//! (step-up, claim rules, identity headers) → [`forward`] rewrites the headers and
-//! streams the request upstream → [`filter`] cleans the response; [`websocket`] turns an
+//! (step-up, claim rules, identity headers) → [`forward`] rewrites the headers (with a DPoP
+//! proof for a bound token) and streams the request upstream → [`filter`] cleans the response; [`websocket`] turns an
 //! accepted upgrade into a tunnel.
 
 mod authorize;
@@ -87,6 +87,7 @@ pub(crate) async fn handle(
         target,
         forward::Credentials {
             bearer: decision.bearer,
+            dpop: decision.dpop.map(|b| (b, now)),
             identity: decision.identity,
         },
         context,

@@ -14,6 +14,7 @@ use http::HeaderValue;
 
 use crate::app::App;
 use crate::config::{RouteSettings, RouteToken};
+use crate::dpop::Binding;
 use crate::error::{Failure, Rejection};
 use crate::metrics::{Metrics, metrics};
 use crate::oidc::RouteGrantError;
@@ -24,17 +25,18 @@ fn refresh_before(app: &App) -> i64 {
     i64::try_from(app.settings.session.refresh_before.as_secs()).unwrap_or(30)
 }
 
-/// The route's token for the user of `session` at `now` (or 401 or 502 naming the route, see
-/// the module doc), and whether the session's refresh token changed on the way, failed or not
-/// (a grant rotated it: the cookie must be re-sealed either way).
+/// The route's token for the user of `session` at `now` (with its DPoP binding, when the IdP
+/// bound it to the session's key; or 401 or 502 naming the route, see the module doc), and
+/// whether the session's refresh token changed on the way, failed or not (a grant rotated it:
+/// the cookie must be re-sealed either way).
 pub(super) async fn user(
     app: &App,
     route: &RouteSettings,
     session: &mut Arc<Session>,
     now: i64,
-) -> (Result<HeaderValue, Failure>, bool) {
+) -> (Result<(HeaderValue, Option<Binding>), Failure>, bool) {
     match user_token(app, route, session, now).await {
-        Ok((bearer, rotated)) => (Ok(bearer), rotated),
+        Ok((bearer, binding, rotated)) => (Ok((bearer, binding)), rotated),
         Err((failure, rotated)) => (Err(failure), rotated),
     }
 }
@@ -44,7 +46,7 @@ async fn user_token(
     route: &RouteSettings,
     session: &mut Arc<Session>,
     now: i64,
-) -> Result<(HeaderValue, bool), (Failure, bool)> {
+) -> Result<(HeaderValue, Option<Binding>, bool), (Failure, bool)> {
     let Some(provider) = app.provider_of(session) else {
         let f = Failure::new(
             Rejection::Internal,
@@ -55,6 +57,8 @@ async fn user_token(
     let before = refresh_before(app);
     let keep = app.idle_timeout_secs();
     let id = session.id;
+    let key = session.dpop.as_ref().map(|d| d.key.clone());
+    let key = key.as_ref();
     let outcome = match &route.route_token {
         RouteToken::Default => {
             let f = Failure::new(Rejection::Internal, "the route has no token of its own");
@@ -74,14 +78,14 @@ async fn user_token(
                             app.cluster.as_deref(),
                             |rt| async move {
                                 let (resource, scope) = (resource.as_deref(), scope.as_deref());
-                                provider.route_refresh(&rt, resource, scope, now).await
+                                provider.route_refresh(&rt, resource, scope, now, key).await
                             },
                         )
                         .await;
                     counted(
                         route,
                         "refresh",
-                        granted.and_then(|g| Minted::new(&g, now, before)),
+                        granted.and_then(|g| Minted::new(&g, now, before, key)),
                     )
                 };
                 app.route_tokens.user(id, route.index, now, mint).await
@@ -101,12 +105,13 @@ async fn user_token(
                         resource.as_deref(),
                         scope.as_deref(),
                         now,
+                        key,
                     )
                     .await;
                 counted(
                     route,
                     "exchange",
-                    granted.and_then(|g| Minted::new(&g, now, before)),
+                    granted.and_then(|g| Minted::new(&g, now, before, key)),
                 )
             };
             app.route_tokens.user(id, route.index, now, mint).await
@@ -115,12 +120,13 @@ async fn user_token(
     // Whether or not this grant worked, another may have replaced the refresh token.
     let rotated = app.route_tokens.lanes.adopt(session, now);
     match outcome {
-        Ok(m) => Ok((m.bearer, rotated)),
+        Ok(m) => Ok((m.bearer, m.binding, rotated)),
         Err(e) => Err((failure(route, &e, true), rotated)),
     }
 }
 
-/// The application's token for `route` at `now`.
+/// The application's token for `route` at `now`, with its DPoP binding (to the instance's
+/// client key of the provider) when it has one.
 ///
 /// # Errors
 /// 502 naming the route.
@@ -128,7 +134,7 @@ pub(super) async fn client(
     app: &App,
     route: &RouteSettings,
     now: i64,
-) -> Result<HeaderValue, Failure> {
+) -> Result<(HeaderValue, Option<Binding>), Failure> {
     // Configuration refuses a `provider` that is not configured.
     let Some(provider) = app.provider_named(route.provider.as_deref()) else {
         return Err(Failure::new(
@@ -146,13 +152,13 @@ pub(super) async fn client(
         counted(
             route,
             "client",
-            granted.and_then(|g| Minted::new(&g, now, before)),
+            granted.and_then(|g| Minted::new(&g, now, before, provider.client_dpop_key())),
         )
     };
     app.route_tokens
         .client(route.index, now, mint)
         .await
-        .map(|m| m.bearer)
+        .map(|m| (m.bearer, m.binding))
         .map_err(|e| failure(route, &e, false))
 }
 

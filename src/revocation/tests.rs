@@ -23,6 +23,7 @@ fn session(id: u8, sub: &str, sid: Option<&str>, stamp: i64) -> Session {
         access_expires_at: None,
         refresh_token: None,
         id_token: None,
+        dpop: None,
     }
 }
 

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use http::HeaderValue;
 
+use crate::dpop::{Binding, DpopKey, TokenType};
 use crate::oidc::{Granted, RouteGrantError};
 use crate::session::SessionId;
 use crate::token::Token;
@@ -47,8 +48,10 @@ const DEFAULT_LIFETIME: i64 = 60;
 /// A route token ready to attach.
 #[derive(Clone)]
 pub(crate) struct Minted {
-    /// `Authorization: Bearer …`, marked sensitive.
+    /// `Authorization: Bearer …` (or `DPoP …` for a bound token), marked sensitive.
     pub bearer: HeaderValue,
+    /// For a DPoP-bound token: the key its proofs are signed with and its `ath`.
+    pub binding: Option<Binding>,
     /// Reused until then (Unix seconds), minted again after.
     pub reuse_until: i64,
 }
@@ -68,11 +71,17 @@ type Cell = Arc<tokio::sync::OnceCell<Outcome>>;
 impl Minted {
     /// The route token `granted` at `now`: reused until `refresh_before` seconds (at most half
     /// its lifetime) before it expires. Its lifetime is `expires_in`, else a JWT's `exp`, else
-    /// a minute.
+    /// a minute. A token the IdP typed `DPoP` is bound to `key`, the one whose proof the grant
+    /// carried.
     ///
     /// # Errors
     /// [`RouteGrantError::BadResponse`] when the token cannot be a header value.
-    pub(crate) fn new(granted: &Granted, now: i64, refresh_before: i64) -> Outcome {
+    pub(crate) fn new(
+        granted: &Granted,
+        now: i64,
+        refresh_before: i64,
+        key: Option<&DpopKey>,
+    ) -> Outcome {
         let token = granted.access_token.expose();
         let lifetime = match granted.expires_in {
             Some(s) => i64::try_from(s).unwrap_or(i64::MAX),
@@ -80,14 +89,25 @@ impl Minted {
         }
         .max(0);
         let margin = refresh_before.clamp(0, lifetime / 2);
-        let mut value = zeroize::Zeroizing::new(Vec::with_capacity(7 + token.len()));
-        value.extend_from_slice(b"Bearer ");
+        let binding = match (granted.token_type, key) {
+            (TokenType::Dpop, Some(key)) => Some(Binding::new(key, token)),
+            (TokenType::Dpop, None) => {
+                return Err(RouteGrantError::BadResponse(
+                    "token_type is DPoP, but no proof was sent",
+                ));
+            }
+            (TokenType::Bearer, _) => None,
+        };
+        let scheme = granted.token_type.scheme();
+        let mut value = zeroize::Zeroizing::new(Vec::with_capacity(scheme.len() + token.len()));
+        value.extend_from_slice(scheme.as_bytes());
         value.extend_from_slice(token.as_bytes());
         let mut bearer = HeaderValue::from_bytes(&value)
             .map_err(|_| RouteGrantError::BadResponse("access_token is not a header value"))?;
         bearer.set_sensitive(true);
         Ok(Self {
             bearer,
+            binding,
             reuse_until: now.saturating_add(lifetime).saturating_sub(margin),
         })
     }

@@ -17,11 +17,17 @@ fn granted(token: &str, expires_in: Option<u64>) -> Granted {
         access_token: SecretString::new(token.to_owned()),
         expires_in,
         refresh_token: None,
+        token_type: TokenType::Bearer,
     }
 }
 
 fn minted(n: usize, reuse_until: i64) -> Outcome {
-    Minted::new(&granted(&format!("t{n}"), Some(600)), reuse_until - 600, 0)
+    Minted::new(
+        &granted(&format!("t{n}"), Some(600)),
+        reuse_until - 600,
+        0,
+        None,
+    )
 }
 
 fn id(b: u8) -> SessionId {
@@ -36,27 +42,27 @@ fn shown(m: &Outcome) -> String {
 
 #[test]
 fn a_token_is_reused_until_refresh_before_its_expiry() {
-    let m = Minted::new(&granted("abc", Some(3600)), NOW, 30).unwrap();
+    let m = Minted::new(&granted("abc", Some(3600)), NOW, 30, None).unwrap();
     assert_eq!(m.bearer.to_str().unwrap(), "Bearer abc");
     assert!(m.bearer.is_sensitive());
     assert_eq!(m.reuse_until, NOW + 3570);
     // A short-lived token is reused for half its life, not never.
-    let m = Minted::new(&granted("abc", Some(40)), NOW, 30).unwrap();
+    let m = Minted::new(&granted("abc", Some(40)), NOW, 30, None).unwrap();
     assert_eq!(m.reuse_until, NOW + 20);
     // Without expires_in: a JWT's exp, else a minute.
     let claims = URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{}}}"#, NOW + 900));
     let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{claims}.c2ln");
-    let m = Minted::new(&granted(&jwt, None), NOW, 30).unwrap();
+    let m = Minted::new(&granted(&jwt, None), NOW, 30, None).unwrap();
     assert_eq!(m.reuse_until, NOW + 870);
-    let m = Minted::new(&granted("opaque", None), NOW, 30).unwrap();
+    let m = Minted::new(&granted("opaque", None), NOW, 30, None).unwrap();
     assert_eq!(m.reuse_until, NOW + 30);
     // An expired JWT is never reused.
     let claims = URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{}}}"#, NOW - 5));
     let jwt = format!("eyJhbGciOiJSUzI1NiJ9.{claims}.c2ln");
-    let m = Minted::new(&granted(&jwt, None), NOW, 30).unwrap();
+    let m = Minted::new(&granted(&jwt, None), NOW, 30, None).unwrap();
     assert_eq!(m.reuse_until, NOW);
     assert!(matches!(
-        Minted::new(&granted("a\u{7f}b", Some(60)), NOW, 30),
+        Minted::new(&granted("a\u{7f}b", Some(60)), NOW, 30, None),
         Err(RouteGrantError::BadResponse(_))
     ));
     let shown = format!("{m:?}");
@@ -192,6 +198,7 @@ fn refreshed(rt: Option<&str>) -> Refreshed {
         access_expires_at: None,
         refresh_token: rt.map(Token::from_issued),
         id_token: None,
+        token_type: None,
     }
 }
 

@@ -256,6 +256,10 @@ async fn complete(
         .code
         .as_deref()
         .ok_or_else(|| fail(FAILED, StatusCode::BAD_REQUEST, "no code".into()))?;
+    // The session's own DPoP key, made for this login and sealed in its cookie only.
+    let dpop_key = provider
+        .new_dpop_key()
+        .map_err(|e| fail(FAILED, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let tokens = provider
         .exchange_code(
             code,
@@ -263,6 +267,7 @@ async fn complete(
             &SecretString::new(flow.nonce.to_owned()),
             flow.max_age,
             now,
+            dpop_key.as_ref(),
         )
         .await
         .map_err(|e| {
@@ -274,7 +279,7 @@ async fn complete(
             };
             fail(FAILED, status, format!("login: {e}"))
         })?;
-    let session = new_session(app, provider, tokens, now)?;
+    let session = new_session(app, provider, tokens, dpop_key, now)?;
     let cookies = replace_session(app, headers, &session, now).await?;
     tracing::info!(session = ?session.id, "login completed");
     Ok(Completed {
@@ -359,6 +364,7 @@ fn new_session(
     app: &App,
     provider: &Provider,
     tokens: LoginTokens,
+    dpop_key: Option<crate::dpop::DpopKey>,
     now: i64,
 ) -> Result<Session, Failure> {
     let id = SessionId::generate().map_err(|e| Failure::new(Rejection::Internal, e.to_string()))?;
@@ -388,6 +394,10 @@ fn new_session(
             .session
             .store_id_token
             .then_some(tokens.id_token),
+        dpop: dpop_key.map(|key| crate::session::SessionDpop {
+            key,
+            token_type: tokens.token_type,
+        }),
     })
 }
 

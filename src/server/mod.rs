@@ -228,16 +228,8 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         logout_tokens: Mutex::new(crate::expiring::ExpiringSet::default()),
         route_tokens: crate::route_tokens::RouteTokens::new(settings.session.route_token_cache),
         limits: crate::limits::Limits::new(&settings.limits, &settings.routes),
-        identity_headers: {
-            let mut names: Vec<http::HeaderName> = settings
-                .routes
-                .iter()
-                .flat_map(|r| r.rules.identity_headers.iter().map(|(n, _)| n.clone()))
-                .collect();
-            names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
-            names.dedup();
-            names
-        },
+        identity_headers: identity_headers(&settings.routes),
+        dpop_nonces: crate::dpop::NonceBook::default(),
         settings,
     });
     let (stop, stopped) = watch::channel(false);
@@ -313,4 +305,15 @@ async fn open_journal(
             source: std::io::Error::other(e.to_string()),
         })),
     }
+}
+
+/// The identity header names of every route, each once.
+fn identity_headers(routes: &[crate::config::RouteSettings]) -> Vec<http::HeaderName> {
+    let mut names: Vec<http::HeaderName> = routes
+        .iter()
+        .flat_map(|r| r.rules.identity_headers.iter().map(|(n, _)| n.clone()))
+        .collect();
+    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
 }

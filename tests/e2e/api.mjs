@@ -1,16 +1,21 @@
-// The upstream API for the end-to-end tests: it trusts nothing but the bearer JWT, whose
+// The upstream API for the end-to-end tests: it trusts nothing but the JWT access token, whose
 // signature it verifies against the JWKS of the OpenID Provider that issued it (one of ISSUERS;
-// plus issuer, audience, type and expiry), and answers with the subject. Every request is
-// recorded, so the scenarios can prove that a valid token arrived, from which provider, and
-// that no cookie did.
+// plus issuer, audience, type and expiry), and answers with the subject. A token bound to a
+// DPoP key (`cnf.jkt`) must come as `Authorization: DPoP` with a proof of that key (RFC 9449
+// 4.3, 7.1: typ, ES256 signature by the embedded jwk, htm, htu, iat, a jti never seen, ath).
+// Every request is recorded, so the scenarios can prove that a valid token arrived, from which
+// provider, and that no cookie did.
 //
 // Environment (set by run.sh): API_PORT, ISSUERS (space-separated: the providers it trusts),
 // API_AUDIENCE, EVENTS_FILE.
 
+import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 
-import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
+import {
+  calculateJwkThumbprint, createRemoteJWKSet, decodeJwt, EmbeddedJWK, jwtVerify,
+} from 'jose';
 
 const env = (name) => {
   const value = process.env[name];
@@ -38,6 +43,28 @@ async function keySet(issuer) {
   return jwks.get(issuer);
 }
 
+const seenProofs = new Set(); // DPoP proof jtis: a replayed proof is refused
+
+/** Verifies the DPoP proof of a request presenting `token` bound to `jkt`; returns what it said. */
+async function checkProof(req, token, jkt) {
+  const proof = req.headers.dpop;
+  if (typeof proof !== 'string' || proof.includes(',')) throw new Error('not one DPoP proof');
+  const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, {
+    typ: 'dpop+jwt',
+    algorithms: ['ES256'],
+  });
+  const htu = `http://${req.headers.host}${req.url.split('?')[0]}`;
+  if (payload.htm !== req.method) throw new Error('DPoP htm');
+  if (payload.htu !== htu) throw new Error(`DPoP htu ${payload.htu} is not ${htu}`);
+  if (Math.abs(Date.now() / 1000 - payload.iat) > 60) throw new Error('DPoP iat');
+  if (typeof payload.jti !== 'string' || seenProofs.has(payload.jti)) throw new Error('DPoP jti replayed');
+  if (payload.ath !== createHash('sha256').update(token).digest('base64url')) throw new Error('DPoP ath');
+  const thumbprint = await calculateJwkThumbprint(protectedHeader.jwk);
+  if (thumbprint !== jkt) throw new Error('DPoP key is not the token\'s');
+  seenProofs.add(payload.jti);
+  return { jkt: thumbprint, htu: payload.htu };
+}
+
 function send(res, status, body) {
   res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
   res.end(JSON.stringify(body));
@@ -53,9 +80,9 @@ const server = createServer(async (req, res) => {
     cookie_names: (req.headers.cookie ?? '').split(';').map((c) => c.split('=')[0].trim()).filter(Boolean),
   };
   try {
-    const match = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(req.headers.authorization ?? '');
-    if (!match) throw new Error('no bearer token');
-    const token = match[1];
+    const match = /^(Bearer|DPoP) ([A-Za-z0-9._~+/-]+=*)$/.exec(req.headers.authorization ?? '');
+    if (!match) throw new Error('no bearer or DPoP token');
+    const [, scheme, token] = match;
     // The signature segment identifies the token (the scenarios look for it in the page)
     // without being usable on its own.
     entry.token_signature = token.split('.')[2] ?? null;
@@ -68,6 +95,10 @@ const server = createServer(async (req, res) => {
       typ: 'at+jwt',
       algorithms: ['RS256'],
     });
+    // A bound token is worth nothing without its key's proof; an unbound one never says DPoP.
+    const jkt = payload.cnf?.jkt;
+    if ((scheme === 'DPoP') !== Boolean(jkt)) throw new Error(`a ${jkt ? 'bound' : 'bearer'} token sent as ${scheme}`);
+    if (jkt) entry.dpop = await checkProof(req, token, jkt);
     Object.assign(entry, {
       verified: true,
       alg: protectedHeader.alg,

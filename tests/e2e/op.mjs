@@ -18,6 +18,8 @@
 //                        SUBJECT_PREFIX + X (in ID and access tokens); unset: X
 //   ACCESS_TOKEN_TTL     access-token lifetime in seconds (short, so refresh happens mid-test)
 //   EVENTS_FILE          JSON lines of what happened, read by the scenarios
+//   DPOP                 optional: "1" makes the client's access tokens DPoP-bound (RFC 9449),
+//                        with a server nonce required on every token request
 
 import { appendFileSync } from 'node:fs';
 
@@ -38,6 +40,7 @@ const origins = env('SEALGATE_ORIGINS').split(/\s+/).filter(Boolean);
 const audience = env('API_AUDIENCE');
 const accessTokenTtl = Number(env('ACCESS_TOKEN_TTL'));
 const eventsFile = env('EVENTS_FILE');
+const dpop = process.env.DPOP === '1';
 
 function record(event, details = {}) {
   appendFileSync(eventsFile, `${JSON.stringify({ t: Date.now(), event, ...details })}\n`);
@@ -55,6 +58,8 @@ const provider = new Provider(issuer, {
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_basic',
+      // DPoP: a token request without a proof is refused, not answered with a bearer token.
+      ...(dpop ? { dpop_bound_access_tokens: true } : {}),
       id_token_signed_response_alg: 'RS256',
       redirect_uris: origins.map((o) => `${o}/bff/callback/${name}`),
       post_logout_redirect_uris: origins.map((o) => `${o}/`),
@@ -118,6 +123,15 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: true }, // the provider's own login and consent pages
     revocation: { enabled: true },
+    // With DPOP=1: proofs required (the client's dpop_bound_access_tokens) and a server nonce
+    // on every token request, so sealgate's use_dpop_nonce retry runs at each grant.
+    dPoP: dpop
+      ? {
+        enabled: true,
+        nonceSecret: Buffer.from(crypto.getRandomValues(new Uint8Array(32))),
+        requireNonce: () => true,
+      }
+      : { enabled: false },
     rpInitiatedLogout: { enabled: true },
     backchannelLogout: { enabled: true },
     resourceIndicators: {
@@ -153,7 +167,7 @@ provider.use(async (ctx, next) => {
   // Every request to the token endpoint, whatever its outcome (the mix-up scenario proves
   // that none was made).
   if (ctx.method === 'POST' && ctx.path === '/token') {
-    record('token.request', { status: ctx.status, client_id: clientId(ctx) });
+    record('token.request', { status: ctx.status, client_id: clientId(ctx), dpop: Boolean(ctx.get('dpop')) });
   }
   // 8.x emits no event for a successful RFC 7009 revocation.
   if (ctx.method === 'POST' && ctx.path === '/token/revocation') {

@@ -154,12 +154,13 @@ for ((i = 0; ; i++)); do
 done
 
 # Two providers from the same op.mjs: each its own issuer, key, client and events; op2's
-# subjects are "op2|" + the login (pairwise), so a session shows which provider made it.
+# subjects are "op2|" + the login (pairwise), so a session shows which provider made it; op2
+# also issues only DPoP-bound access tokens and requires a DPoP nonce (sealgate's `dpop = true`).
 start op env OP_PORT="$P_OP" PROVIDER_NAME=op SEALGATE_ORIGINS="$ORIGIN_A $ORIGIN_B" \
   API_AUDIENCE="$API_AUDIENCE" CLIENT_ID=sealgate CLIENT_SECRET="$SEALGATE_CLIENT_SECRET" \
   ACCESS_TOKEN_TTL="$ACCESS_TOKEN_TTL" EVENTS_FILE="$OP_EVENTS" node "$E2E/op.mjs"
 wait_http op "$ISSUER/.well-known/openid-configuration" 200
-start op2 env OP_PORT="$P_OP2" PROVIDER_NAME=op2 SUBJECT_PREFIX='op2|' \
+start op2 env OP_PORT="$P_OP2" PROVIDER_NAME=op2 SUBJECT_PREFIX='op2|' DPOP=1 \
   SEALGATE_ORIGINS="$ORIGIN_A $ORIGIN_B" API_AUDIENCE="$API_AUDIENCE" CLIENT_ID=sealgate-op2 \
   CLIENT_SECRET="$SEALGATE_OP2_CLIENT_SECRET" ACCESS_TOKEN_TTL="$ACCESS_TOKEN_TTL" \
   EVENTS_FILE="$OP2_EVENTS" node "$E2E/op.mjs"

@@ -521,6 +521,45 @@ scenario('two-providers', 'sign in with op2 and, in another browser, with op (th
   equal(apiCalls(t).filter((c) => c.iss === OP2).length, 0, 'no op2 token reached the upstream after the logout');
 });
 
+scenario('dpop', 'op2\'s tokens are DPoP-bound: its nonce is honoured, each session has its own key, each API call a fresh proof', async ({ context, newContext, since }) => {
+  const signInAtOp2 = async (ctx, login) => {
+    const page = await ctx.newPage();
+    await page.goto(`${A}/bff/login?provider=op2&returnUrl=%2F`);
+    await completeOpLogin(page, A, login, { op: OP2, sub: `op2|${login}` });
+    return page;
+  };
+  const page = await signInAtOp2(context, newUser('ivan'));
+  // Every token request carries a proof. op2 refuses one without its current nonce
+  // (use_dpop_nonce) and sealgate retries once with the nonce it gave, then keeps it for later
+  // grants: a refusal shows up at an instance's first grant at op2 (in this scenario, or an
+  // earlier one of the run) and when op2 rotates its nonce, each time followed by a success.
+  const requests = op2Events(since, 'token.request');
+  check(requests.length >= 1 && requests.every((r) => r.dpop), 'each token request had a DPoP proof', requests);
+  equal(requests.at(-1).status, 200, 'the code exchange is granted');
+  const run = op2Events(0).filter((e) => e.event === 'token.request' || e.event === 'grant.error');
+  const refusals = run.filter((e) => e.event === 'grant.error');
+  check(refusals.length >= 1 && refusals.every((e) => e.error === 'use_dpop_nonce'),
+    'op2 asked for its nonce, and refused nothing else', refusals);
+  check(run.every((e, i) => e.event !== 'grant.error' || run.slice(i + 1).some((n) => n.status === 200)),
+    'each nonce refusal was followed by a granted retry', run);
+
+  let t = Date.now();
+  await callApi(page);
+  await callApi(page);
+  const calls = apiCalls(t);
+  check(calls.length === 2 && calls.every((c) => c.verified && c.dpop && c.iss === OP2),
+    'the API verified op2\'s bound token and a proof of its key on each call', calls);
+  equal(calls[0].dpop.jkt, calls[1].dpop.jkt, 'the same key for the whole session');
+  check(calls[0].dpop.htu.endsWith('/whoami'), 'the proof names the upstream URL', calls[0].dpop);
+
+  // Another session, another key.
+  const other = await signInAtOp2(await newContext(), newUser('judy'));
+  t = Date.now();
+  await callApi(other);
+  const [call] = apiCalls(t);
+  check(call?.dpop && call.dpop.jkt !== calls[0].dpop.jkt, 'another session signs with a key of its own', call);
+});
+
 scenario('mix-up', 'op2\'s authorization response delivered to op\'s callback: the failure page, no token request', async ({ context, since }) => {
   const page = await context.newPage();
   // Hold the browser's request to sealgate's callback (it follows op2's redirect, which

@@ -31,6 +31,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("par_response", internal::par_response),
     ("token_response", internal::token_response),
     ("forwarded_for", internal::forwarded_for),
+    ("dpop_answer", internal::dpop_answer),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -117,6 +118,7 @@ fn seed_session(access_len: usize) -> Session {
         access_expires_at: Some(FUZZ_NOW + 300),
         refresh_token: Some(Token::from_issued("opaque-refresh~token")),
         id_token: Some(Token::from_issued(&jwt)),
+        dpop: None,
     }
 }
 

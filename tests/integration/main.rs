@@ -9,6 +9,7 @@ mod backchannel;
 mod cluster;
 mod corpus;
 mod demo;
+mod dpop;
 mod hardening;
 mod journal;
 mod limits;

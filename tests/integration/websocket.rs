@@ -20,6 +20,7 @@ struct Seen {
     path: String,
     authorization: Option<String>,
     cookie: Option<String>,
+    dpop: Option<String>,
 }
 
 /// A WebSocket echo server (tungstenite) recording each handshake.
@@ -44,6 +45,7 @@ async fn echo_upstream() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
                         path: req.uri().path().to_owned(),
                         authorization: h("authorization"),
                         cookie: h("cookie"),
+                        dpop: h("dpop"),
                     });
                     Ok(resp)
                 };
@@ -62,11 +64,18 @@ async fn echo_upstream() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
 }
 
 async fn harness(upstream: SocketAddr) -> Harness {
-    let extra = format!(
+    harness_with(upstream, false).await
+}
+
+async fn harness_with(upstream: SocketAddr, dpop: bool) -> Harness {
+    let mut extra = format!(
         "toml.[[routes]]\ntoml.prefix = \"/ws\"\ntoml.upstream = \"http://{upstream}\"\ntoml.websocket = true\n\
          toml.[[routes]]\ntoml.prefix = \"/ws-open\"\ntoml.upstream = \"http://{upstream}\"\ntoml.websocket = true\ntoml.token = \"none\""
     );
-    Harness::start_with(|_| {}, &extra).await
+    if dpop {
+        extra.push_str("\noidc.dpop = true");
+    }
+    Harness::start_with(|b| b.dpop = dpop, &extra).await
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
@@ -98,6 +107,47 @@ async fn connect(
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status()),
         Err(e) => panic!("handshake: {e}"),
     }
+}
+
+#[tokio::test]
+async fn a_dpop_upgrade_carries_the_bound_token_and_a_verified_proof() {
+    use crate::support::dpop::{Expected, token_jkt, verify};
+    let (upstream, seen) = echo_upstream().await;
+    let h = harness_with(upstream, true).await;
+    let mut b = h.browser();
+    h.login(&mut b).await;
+    let mut ws = connect(&h, &b, "/ws/chat?room=1", Some(PUBLIC))
+        .await
+        .expect("upgraded");
+    ws.send(Message::text("hello")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "hello");
+    let s = seen.lock().unwrap()[0].clone();
+    let token = s
+        .authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("DPoP "))
+        .unwrap_or_else(|| panic!("a DPoP token: {s:?}"));
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let expect = Expected {
+        htm: "GET",
+        htu: &format!("http://{upstream}/chat"),
+        now,
+        token: Some(token),
+    };
+    let proof = s.dpop.as_deref().expect("a proof");
+    let verified = verify(proof, &expect, None, &mut Default::default()).unwrap();
+    assert_eq!(token_jkt(token), Some(verified.jkt));
 }
 
 #[tokio::test]

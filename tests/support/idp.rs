@@ -54,6 +54,7 @@ use tokio::task::JoinHandle;
 use url::Url;
 
 use super::client_keys::{self, AssertionAudience, ClientKey};
+use super::dpop::{self as proofs, Verified};
 
 mod profile;
 
@@ -326,6 +327,18 @@ pub struct Behaviour {
     /// When set, route grants (see [`Behaviour::route_token_lifetime`]) answer this status
     /// with `{"error": <this>}`; other grants are unaffected.
     pub route_grant_error: Option<(u16, String)>,
+    /// DPoP (RFC 9449): advertise `dpop_signing_alg_values_supported: ["ES256"]`. Whatever
+    /// this says, a token request with a `DPoP` header has its proof verified
+    /// ([`super::dpop::verify`]; `400 invalid_dpop_proof` otherwise) and gets tokens bound to
+    /// its key (`token_type: DPoP`, `cnf.jkt` in the access token; the refresh token needs a
+    /// proof of the same key). Default false.
+    pub dpop: bool,
+    /// Token requests with a DPoP proof must carry this nonce: without it, `400
+    /// use_dpop_nonce` with a `DPoP-Nonce` header. Default none.
+    pub dpop_nonce: Option<String>,
+    /// Answer DPoP token requests with `token_type: Bearer` and unbound tokens (an IdP that
+    /// ignores DPoP). Default false.
+    pub dpop_ignored: bool,
 }
 
 impl Default for Behaviour {
@@ -372,6 +385,9 @@ impl Default for Behaviour {
             route_token_lifetime: None,
             rotate_on_route_grants: true,
             route_grant_error: None,
+            dpop: false,
+            dpop_nonce: None,
+            dpop_ignored: false,
         }
     }
 }
@@ -393,6 +409,8 @@ pub struct Logged {
     pub form: Vec<(String, String)>,
     /// The `Authorization` header, verbatim.
     pub authorization: Option<String>,
+    /// The `DPoP` header, verbatim.
+    pub dpop: Option<String>,
 }
 
 impl Logged {
@@ -462,6 +480,8 @@ struct PendingCode {
 struct AccessGrant {
     sub: String,
     exp: i64,
+    /// The DPoP key thumbprint the token is bound to.
+    jkt: Option<String>,
 }
 
 struct RefreshGrant {
@@ -472,6 +492,8 @@ struct RefreshGrant {
     auth_params: Vec<(String, String)>,
     /// Every refresh token rotated from the same code grant shares this.
     family: u64,
+    /// The DPoP key thumbprint the refresh token is bound to.
+    jkt: Option<String>,
 }
 
 struct State {
@@ -497,6 +519,14 @@ struct State {
     seen_jtis: HashSet<String>,
     /// Why each refused client assertion was refused, in order.
     assertion_refusals: Vec<String>,
+    /// DPoP proofs accepted at `/token` and `/userinfo`, in order.
+    dpop_proofs: Vec<Verified>,
+    /// Why each refused DPoP proof was refused, in order (`"use_dpop_nonce"` for a missing
+    /// nonce).
+    dpop_refusals: Vec<String>,
+    dpop_jtis: HashSet<String>,
+    /// The key thumbprint of the token request being answered, when it has a valid proof.
+    request_jkt: Option<String>,
 }
 
 impl FakeIdp {
@@ -532,6 +562,10 @@ impl FakeIdp {
             assertion_jtis: Vec::new(),
             seen_jtis: HashSet::new(),
             assertion_refusals: Vec::new(),
+            dpop_proofs: Vec::new(),
+            dpop_refusals: Vec::new(),
+            dpop_jtis: HashSet::new(),
+            request_jkt: None,
         }));
         let shared = Arc::clone(&state);
         // No header read timeout: tests pause and advance time; they never open this many.
@@ -601,6 +635,16 @@ impl FakeIdp {
     /// Why each refused client assertion was refused (`"replayed jti"`, `"signature"`, ...).
     pub fn assertion_refusals(&self) -> Vec<String> {
         self.lock().assertion_refusals.clone()
+    }
+
+    /// The DPoP proofs accepted so far, in order.
+    pub fn dpop_proofs(&self) -> Vec<Verified> {
+        self.lock().dpop_proofs.clone()
+    }
+
+    /// Why each refused DPoP proof was refused, in order.
+    pub fn dpop_refusals(&self) -> Vec<String> {
+        self.lock().dpop_refusals.clone()
     }
 
     /// Forgets the request log.
@@ -722,6 +766,11 @@ async fn handle(shared: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<F
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        dpop: parts
+            .headers
+            .get("dpop")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     };
     let (response, delay) = {
         let mut state = lock(&shared);
@@ -839,6 +888,9 @@ impl State {
         }
         if b.par_endpoint {
             doc["pushed_authorization_request_endpoint"] = json!(format!("{issuer}/par"));
+        }
+        if b.dpop {
+            doc["dpop_signing_alg_values_supported"] = json!(["ES256"]);
         }
         if b.require_par {
             doc["require_pushed_authorization_requests"] = json!(true);
@@ -976,6 +1028,14 @@ impl State {
         if let Some(response) = self.client_auth_error(req) {
             return response;
         }
+        self.request_jkt = None;
+        if let Some(proof) = &req.dpop {
+            let url = format!("{}/token", self.base);
+            match self.check_proof(proof, "POST", &url, None) {
+                Ok(jkt) => self.request_jkt = (!self.behaviour.dpop_ignored).then_some(jkt),
+                Err(response) => return *response,
+            }
+        }
         let grant = req.form_param("grant_type");
         let route_grant = match grant {
             Some("refresh_token") => {
@@ -1042,6 +1102,55 @@ impl State {
         Some(response)
     }
 
+    /// A DPoP proof per [`proofs::verify`], with the required nonce: the key's thumbprint, or
+    /// the refusal (`400 invalid_dpop_proof`, or `400 use_dpop_nonce` with a `DPoP-Nonce`; at
+    /// userinfo, 401 with `WWW-Authenticate: DPoP`).
+    fn check_proof(
+        &mut self,
+        proof: &str,
+        htm: &str,
+        htu: &str,
+        token: Option<&str>,
+    ) -> Result<String, Box<Response<Full<Bytes>>>> {
+        let expect = proofs::Expected {
+            htm,
+            htu,
+            now: self.now(),
+            token,
+        };
+        let nonce = self.behaviour.dpop_nonce.clone();
+        let status = if token.is_some() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        match proofs::verify(proof, &expect, nonce.as_deref(), &mut self.dpop_jtis) {
+            Ok(v) => {
+                let jkt = v.jkt.clone();
+                self.dpop_proofs.push(v);
+                Ok(jkt)
+            }
+            Err(proofs::Refused::NeedsNonce) => {
+                self.dpop_refusals.push("use_dpop_nonce".into());
+                let mut response = oauth_error(status, "use_dpop_nonce");
+                let nonce = HeaderValue::from_str(nonce.as_deref().unwrap_or_default())
+                    .expect("a test nonce is a header value");
+                response.headers_mut().insert("dpop-nonce", nonce);
+                if token.is_some() {
+                    response.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("DPoP error=\"use_dpop_nonce\""),
+                    );
+                }
+                Err(Box::new(response))
+            }
+            Err(proofs::Refused::Invalid(why)) => {
+                self.dpop_refusals.push(why);
+                Err(Box::new(oauth_error(status, "invalid_dpop_proof")))
+            }
+        }
+    }
+
     /// A `private_key_jwt` assertion per [`client_keys::verify`]; its `jti` or the reason it
     /// was refused is recorded.
     fn check_assertion(&mut self, req: &Logged, key: &'static ClientKey) -> bool {
@@ -1102,6 +1211,12 @@ impl State {
         {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
         }
+        if grant.jkt.is_some() && grant.jkt != self.request_jkt {
+            // A bound refresh token needs a proof of its key (RFC 9449 5).
+            self.dpop_refusals
+                .push("refresh token bound to another key".into());
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_dpop_proof");
+        }
         let (scope, auth_params, family) =
             (grant.scope.clone(), grant.auth_params.clone(), grant.family);
         // A refresh that asks for a scope, or for a resource other than the login's, is a
@@ -1140,7 +1255,7 @@ impl State {
             self.mint_route_token(&sub, &audience(None, resource, scope), scope);
         let mut body = json!({
             "access_token": token,
-            "token_type": "Bearer",
+            "token_type": self.token_type(),
             "expires_in": lifetime,
             "scope": scope,
         });
@@ -1184,7 +1299,7 @@ impl State {
             &json!({
                 "access_token": token,
                 "issued_token_type": ACCESS_TOKEN_TYPE,
-                "token_type": "Bearer",
+                "token_type": self.token_type(),
                 "expires_in": lifetime,
             }),
         ))
@@ -1200,7 +1315,7 @@ impl State {
             StatusCode::OK,
             &json!({
                 "access_token": token,
-                "token_type": "Bearer",
+                "token_type": self.token_type(),
                 "expires_in": lifetime,
                 "scope": scope,
             }),
@@ -1214,25 +1329,26 @@ impl State {
         let now = self.now();
         let exp = now + i64::try_from(lifetime).expect("lifetime fits i64");
         let jti = self.fresh("rat");
-        let token = sign_rs256(
-            self.current_key(),
-            "at+jwt",
-            &json!({
-                "iss": self.issuer,
-                "sub": sub,
-                "aud": aud,
-                "client_id": self.behaviour.client_id,
-                "scope": scope,
-                "iat": now,
-                "exp": exp,
-                "jti": jti,
-            }),
-        );
+        let mut claims = json!({
+            "iss": self.issuer,
+            "sub": sub,
+            "aud": aud,
+            "client_id": self.behaviour.client_id,
+            "scope": scope,
+            "iat": now,
+            "exp": exp,
+            "jti": jti,
+        });
+        if let Some(jkt) = &self.request_jkt {
+            claims["cnf"] = json!({ "jkt": jkt });
+        }
+        let token = sign_rs256(self.current_key(), "at+jwt", &claims);
         self.access_tokens.insert(
             token.clone(),
             AccessGrant {
                 sub: sub.to_owned(),
                 exp,
+                jkt: self.request_jkt.clone(),
             },
         );
         (token, lifetime)
@@ -1260,14 +1376,18 @@ impl State {
             "exp": exp,
             "jti": jti,
         });
+        if let Some(jkt) = &self.request_jkt {
+            claims["cnf"] = json!({ "jkt": jkt });
+        }
         let access_token = match self.shape_access_token(grant, &mut claims) {
             Some(opaque) => opaque,
             None => sign_rs256(self.current_key(), "at+jwt", &claims),
         };
+        let jkt = self.request_jkt.clone();
         self.access_tokens
-            .insert(access_token.clone(), AccessGrant { sub, exp });
+            .insert(access_token.clone(), AccessGrant { sub, exp, jkt });
         let mut body = json!({
-            "token_type": "Bearer",
+            "token_type": self.token_type(),
             "expires_in": lifetime,
             "scope": scope,
         });
@@ -1285,6 +1405,7 @@ impl State {
                     sub: self.behaviour.user_sub.clone(),
                     auth_params: grant.auth_params.to_vec(),
                     family,
+                    jkt: self.request_jkt.clone(),
                 },
             );
             body["refresh_token"] = json!(refresh);
@@ -1299,13 +1420,29 @@ impl State {
         response
     }
 
-    fn userinfo(&self, req: &Logged) -> Response<Full<Bytes>> {
-        let token = req
+    fn userinfo(&mut self, req: &Logged) -> Response<Full<Bytes>> {
+        let presented = req
             .authorization
             .as_deref()
             .and_then(|a| a.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
+            .map(|(scheme, t)| (scheme.to_ascii_lowercase(), t.trim().to_owned()));
+        let mut token = None;
+        if let Some((scheme, t)) = &presented {
+            let bound = self.access_tokens.get(t).and_then(|g| g.jkt.clone());
+            match (scheme.as_str(), bound) {
+                ("bearer", None) => token = Some(t.as_str()),
+                ("dpop", Some(jkt)) => {
+                    let url = format!("{}/userinfo", self.base);
+                    let proof = req.dpop.clone().unwrap_or_default();
+                    match self.check_proof(&proof, &req.method, &url, Some(t)) {
+                        Ok(proven) if proven == jkt => token = Some(t.as_str()),
+                        Ok(_) => {}
+                        Err(response) => return *response,
+                    }
+                }
+                _ => {}
+            }
+        }
         let grant = token
             .and_then(|t| self.access_tokens.get(t))
             .filter(|g| g.exp > self.now());
@@ -1335,6 +1472,15 @@ impl State {
         self.refresh_tokens.remove(token);
         self.access_tokens.remove(token);
         text(StatusCode::OK, "")
+    }
+
+    /// `token_type` of the answer being made: `DPoP` when the request's proof bound it.
+    fn token_type(&self) -> &'static str {
+        if self.request_jkt.is_some() {
+            "DPoP"
+        } else {
+            "Bearer"
+        }
     }
 
     /// The ID token for the current behaviour, with its [`Fault`] applied.

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod browser;
 pub mod client_keys;
+pub mod dpop;
 pub mod guide;
 pub mod idp;
 pub mod process;

@@ -17,6 +17,15 @@ fn a_bearer_token_response_is_read() {
     assert!(g.refresh_token.is_none());
     let g = ok(r#"{"access_token":"t","token_type":"BEARER","expires_in":null}"#).unwrap();
     assert_eq!(g.expires_in, None);
+    assert_eq!(g.token_type, TokenType::Bearer);
+}
+
+#[test]
+fn a_dpop_token_response_is_read_as_bound() {
+    let g = ok(r#"{"access_token":"t","token_type":"DPoP","expires_in":60}"#).unwrap();
+    assert_eq!(g.token_type, TokenType::Dpop);
+    let g = ok(r#"{"access_token":"t","token_type":"dpop"}"#).unwrap();
+    assert_eq!(g.token_type, TokenType::Dpop);
 }
 
 #[test]
@@ -35,7 +44,6 @@ fn unusable_token_responses_are_failures() {
         r#"{"access_token":"a\nb","token_type":"Bearer"}"#,
         "{\"access_token\":\"caf\u{e9}\",\"token_type\":\"Bearer\"}",
         r#"{"access_token":"t"}"#,
-        r#"{"access_token":"t","token_type":"DPoP"}"#,
         r#"{"access_token":"t","token_type":"N_A"}"#,
         r#"{"access_token":"t","token_type":"Bearer","expires_in":0}"#,
         r#"{"access_token":"t","token_type":"Bearer","expires_in":-5}"#,

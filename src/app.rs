@@ -423,6 +423,10 @@ impl App {
         }
         if let Some(id) = &new.id_token
             && self.settings.session.store_id_token
+            && session
+                .id_token
+                .as_ref()
+                .is_none_or(|old| keeps_authentication(old, id))
         {
             session.id_token = Some(id.clone());
         }
@@ -584,6 +588,23 @@ impl App {
 }
 
 /// Logs and counts a token-endpoint refresh; `revalidation` when the access token alone would
+/// The authentication claims (`acr`, `amr`, `auth_time`) of the login: a refreshed ID token
+/// may leave them out (OIDC Core 12.2 asks only for the same `iss`, `sub`, `aud`), and step-up
+/// rules read them, so an ID token without one the session's has does not replace it (the
+/// session keeps the login's, rather than asking the user to log in again at every refresh).
+/// Whether `new` carries every one of them `old` carries.
+fn keeps_authentication(old: &crate::token::Token, new: &crate::token::Token) -> bool {
+    let claims = |t: &crate::token::Token| -> serde_json::Map<String, serde_json::Value> {
+        t.jws_payload()
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .unwrap_or_default()
+    };
+    let (old, new) = (claims(old), claims(new));
+    ["acr", "amr", "auth_time"]
+        .iter()
+        .all(|c| !old.contains_key(*c) || new.contains_key(*c))
+}
+
 /// not have been refreshed (metric reason `revalidate` on success).
 fn record_refresh(session: &Session, r: &Result<Refreshed, RefreshError>, revalidation: bool) {
     let m = crate::metrics::metrics();

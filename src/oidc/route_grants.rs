@@ -83,10 +83,26 @@ pub(crate) enum RouteGrantError {
     NoRefreshToken,
 }
 
+/// OAuth errors about the user's grant (RFC 6749 5.2, RFC 8707, OIDC Core 3.1.2.6): signing in
+/// again (or consenting) may cure them. Anything else a token endpoint refuses with is about
+/// sealgate's request or client (`invalid_client`, `unauthorized_client`, `invalid_request`,
+/// `unsupported_grant_type`), or the IdP's state (a 404, a 429): the user can do nothing.
+const USER_REFUSALS: &[&str] = &[
+    "invalid_grant",
+    "invalid_scope",
+    "invalid_target",
+    "consent_required",
+    "interaction_required",
+    "login_required",
+    "access_denied",
+];
+
 impl RouteGrantError {
-    /// Whether the IdP refused (401 for the route) rather than failed (502).
+    /// Whether the IdP refused the user's grant (401 `route_token_refused` for the route:
+    /// signing in again may help) rather than failed (502: a 400/401 with another error, any
+    /// other 4xx, a 5xx, an unreachable IdP, a bad response).
     pub(crate) fn is_refusal(&self) -> bool {
-        matches!(self, Self::Refused { .. })
+        matches!(self, Self::Refused { status: 400 | 401, error } if USER_REFUSALS.contains(&error.as_str()))
     }
 }
 

@@ -450,3 +450,25 @@ async fn identity_header_spoofs_with_underscores_or_through_another_route_never_
         "{seen}"
     );
 }
+
+#[tokio::test]
+async fn a_refreshed_id_token_without_acr_keeps_the_logins_step_up() {
+    let h = start(|_| {}, &route("/mfa", &["acr_values = [\"gold\"]"])).await;
+    set_claims(&h, json!({"acr": "gold"}));
+    let mut b = signed_in(&h).await;
+    assert_eq!(call(&mut b, "/mfa/x", &[]).await.status, 200);
+    // The IdP's refreshed ID tokens leave acr out (OIDC Core 12.2 allows it).
+    remove_claims(&h, &["acr"]);
+    h.clock.advance(290);
+    let r = call(&mut b, "/api/x", &[]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let refreshed = h
+        .idp
+        .requests_to("/token")
+        .iter()
+        .filter(|r| r.form_param("grant_type") == Some("refresh_token"))
+        .count();
+    assert_eq!(refreshed, 1);
+    let r = call(&mut b, "/mfa/x", &[]).await;
+    assert_eq!(r.status, 200, "no step-up loop after a refresh: {}", r.body);
+}

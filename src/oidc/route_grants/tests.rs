@@ -81,7 +81,7 @@ fn an_exchange_must_issue_an_access_token() {
 }
 
 #[test]
-fn a_4xx_is_a_refusal_and_anything_else_a_failure() {
+fn only_a_4xx_about_the_users_grant_is_a_refusal_and_anything_else_a_failure() {
     let e = parse_token_response(400, br#"{"error":"invalid_target"}"#, false).unwrap_err();
     assert_eq!(
         e,
@@ -99,8 +99,27 @@ fn a_4xx_is_a_refusal_and_anything_else_a_failure() {
             error: "invalid_clientx".into()
         }
     );
+    assert!(
+        !e.is_refusal(),
+        "sealgate's client is refused: nothing the user can do"
+    );
     let e = parse_token_response(400, b"<html>", false).unwrap_err();
-    assert!(e.is_refusal(), "{e}");
+    assert!(!e.is_refusal(), "{e}");
+    for (status, body) in [
+        (400, r#"{"error":"invalid_request"}"#),
+        (400, r#"{"error":"unsupported_grant_type"}"#),
+        (400, r#"{"error":"unauthorized_client"}"#),
+        (404, r#"{"error":"invalid_grant"}"#),
+        (429, r#"{"error":"invalid_grant"}"#),
+    ] {
+        let e = parse_token_response(status, body.as_bytes(), false).unwrap_err();
+        assert!(!e.is_refusal(), "{status} {body}");
+    }
+    for error in ["invalid_grant", "invalid_scope", "consent_required"] {
+        let body = format!(r#"{{"error":"{error}"}}"#);
+        let e = parse_token_response(400, body.as_bytes(), false).unwrap_err();
+        assert!(e.is_refusal(), "{error}");
+    }
     for status in [500, 502, 503, 302, 201, 204] {
         let e = parse_token_response(status, br#"{"error":"temporarily_unavailable"}"#, false)
             .unwrap_err();

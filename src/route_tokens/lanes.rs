@@ -90,6 +90,8 @@ struct Lane {
 }
 
 const SHARDS: usize = 16;
+/// Replaced refresh tokens a lineage remembers at most.
+const MAX_REPLACED: usize = 16;
 
 type Shard = HashMap<SessionId, Arc<Lane>, foldhash::fast::RandomState>;
 
@@ -175,6 +177,13 @@ impl Lanes {
                 let until = now.saturating_add(keep);
                 lineage.replaced.retain(|(_, u)| *u >= now);
                 lineage.replaced.push((digest(&used), until));
+                // Bounded: a session rotating on every request (a route token cache of 0)
+                // keeps only its latest replaced tokens; an older copy of its cookie is then
+                // refused like any cookie past its window.
+                if lineage.replaced.len() > MAX_REPLACED {
+                    let extra = lineage.replaced.len() - MAX_REPLACED;
+                    lineage.replaced.drain(..extra);
+                }
                 lineage.latest = Some(new.clone());
                 lineage.until = lineage
                     .replaced

@@ -257,6 +257,29 @@ async fn a_replaced_refresh_token_is_never_redeemed_again_and_is_adopted() {
 }
 
 #[tokio::test]
+async fn a_lineage_remembers_only_its_latest_replaced_tokens() {
+    let lanes = Lanes::default();
+    let token = |n: usize| Token::from_issued(&format!("rt-{n}"));
+    for n in 0..40 {
+        let next = format!("rt-{}", n + 1);
+        lanes
+            .redeem(id(1), &token(n), (NOW, 600), None, |_| async move {
+                Ok::<_, ()>(refreshed(Some(&next)))
+            })
+            .await
+            .unwrap();
+    }
+    // rt-40 is the newest; rt-24 … rt-39 are remembered as replaced, older ones are not.
+    let mut recent = session_with("rt-39");
+    assert!(lanes.adopt(&mut recent, NOW));
+    assert_eq!(recent.refresh_token, Some(token(40)));
+    let mut oldest_kept = session_with("rt-24");
+    assert!(lanes.adopt(&mut oldest_kept, NOW));
+    let mut forgotten = session_with("rt-23");
+    assert!(!lanes.adopt(&mut forgotten, NOW));
+}
+
+#[tokio::test]
 async fn grants_of_one_session_take_turns() {
     let lanes = Arc::new(Lanes::default());
     let inside = Arc::new(AtomicUsize::new(0));

@@ -197,6 +197,9 @@ async fn a_route_token_is_minted_once_for_fifty_concurrent_requests() {
     let h = start(|_| {}, &three_routes()).await;
     let b = signed_in(&h).await;
     let cookies = b.export_cookies(PUBLIC);
+    // A slow grant: the 50 requests are all in flight while it runs (not cache hits after it).
+    h.idp
+        .set(|b| b.response_delay = Some(std::time::Duration::from_millis(300)));
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..50 {
         let mut b = h.browser();

@@ -59,3 +59,22 @@ pub(crate) enum ParError {
     #[error("PAR response refused: {0}")]
     BadResponse(&'static str),
 }
+
+/// An IdP's OAuth `error` code as the log may show it: letters, digits and `_`, at most 64.
+pub(crate) fn loggable_error(error: &str) -> String {
+    error
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(64)
+        .collect()
+}
+
+/// The loggable `error` member of a JSON error response (empty when there is none).
+pub(crate) fn error_code(object: Option<&serde_json::Map<String, serde_json::Value>>) -> String {
+    loggable_error(
+        object
+            .and_then(|o| o.get("error"))
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(""),
+    )
+}

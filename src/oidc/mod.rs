@@ -42,7 +42,7 @@ use url::Url;
 
 pub(crate) use self::claims::{check_auth_time, numeric_date};
 pub(crate) use self::discovery::{DiscoveryError, ExtraMetadata};
-pub(crate) use self::error::{LoginError, ParError, RefreshError};
+pub(crate) use self::error::{LoginError, ParError, RefreshError, error_code, loggable_error};
 pub(crate) use self::grants::{LoginTokens, Refreshed};
 use self::http::IdpHttpClient;
 pub(crate) use self::par::{MAX_REQUEST_URI_LEN, parse_par_response};

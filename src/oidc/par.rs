@@ -117,15 +117,7 @@ pub(crate) fn parse_par_response(status: u16, body: &[u8]) -> Result<SecretStrin
     let object = serde_json::from_slice::<Map<String, Value>>(body).ok();
     if status != 201 && status != 200 {
         // Only the OAuth error code reaches the log, reduced to its safe characters.
-        let error = object
-            .as_ref()
-            .and_then(|o| o.get("error"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
+        let error = super::error_code(object.as_ref());
         return Err(ParError::Refused { status, error });
     }
     let object = object.ok_or(ParError::BadResponse("not a JSON object"))?;

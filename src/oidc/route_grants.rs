@@ -247,15 +247,7 @@ pub(crate) fn parse_token_response(
 ) -> Result<Granted, RouteGrantError> {
     let object = serde_json::from_slice::<Map<String, Value>>(body).ok();
     if (400..500).contains(&status) {
-        let error = object
-            .as_ref()
-            .and_then(|o| o.get("error"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(64)
-            .collect();
+        let error = super::error_code(object.as_ref());
         return Err(RouteGrantError::Refused { status, error });
     }
     if status != 200 {

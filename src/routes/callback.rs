@@ -24,6 +24,7 @@ use super::login::LoginFlow;
 use crate::app::{App, SessionState};
 use crate::error::{Failure, Rejection};
 use crate::expiring::{Full, Seen};
+use crate::oidc::loggable_error as loggable;
 use crate::oidc::{LoginTokens, Provider};
 use crate::response::{self, Body};
 use crate::return_url::ReturnUrl;
@@ -305,15 +306,6 @@ fn back_to_spa(error: &str, prompt_none: bool) -> Option<&'static str> {
         "access_denied" => Some("cancelled"),
         _ => None,
     }
-}
-
-/// An IdP `error` as the log may show it: letters, digits and `_`, at most 64.
-fn loggable(error: &str) -> String {
-    error
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(64)
-        .collect()
 }
 
 /// The flow's state must equal the query's (constant time) and must not have completed a

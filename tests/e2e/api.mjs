@@ -5,7 +5,8 @@
 // that no cookie did.
 //
 // Environment (set by run.sh): API_PORT, ISSUERS (space-separated: the providers it trusts),
-// API_AUDIENCE, EVENTS_FILE.
+// API_AUDIENCE, EVENTS_FILE; optional API_TYP, the JWT `typ` required (default `at+jwt`,
+// RFC 9068; `none`: not checked, for a provider whose access tokens carry another or none).
 
 import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -22,6 +23,7 @@ const port = Number(env('API_PORT'));
 const issuers = env('ISSUERS').split(/\s+/).filter(Boolean);
 const audience = env('API_AUDIENCE');
 const eventsFile = env('EVENTS_FILE');
+const typ = process.env.API_TYP ?? 'at+jwt';
 
 const jwks = new Map(); // issuer -> its key set, from its discovery document
 
@@ -65,12 +67,13 @@ const server = createServer(async (req, res) => {
     const { payload, protectedHeader } = await jwtVerify(token, await keySet(iss), {
       issuer: iss,
       audience,
-      typ: 'at+jwt',
+      ...(typ === 'none' ? {} : { typ }),
       algorithms: ['RS256'],
     });
     Object.assign(entry, {
       verified: true,
       alg: protectedHeader.alg,
+      typ: protectedHeader.typ ?? null,
       kid: protectedHeader.kid,
       iss: payload.iss,
       sub: payload.sub,

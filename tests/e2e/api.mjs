@@ -11,7 +11,7 @@
 import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 
-import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 
 const env = (name) => {
   const value = process.env[name];
@@ -61,6 +61,7 @@ const server = createServer(async (req, res) => {
     // The signature segment identifies the token (the scenarios look for it in the page)
     // without being usable on its own.
     entry.token_signature = token.split('.')[2] ?? null;
+    entry.typ = decodeProtectedHeader(token).typ ?? null;
     // The unverified `iss` only picks the key set; jwtVerify then requires that same issuer
     // in the signed payload.
     const { iss } = decodeJwt(token);
@@ -73,7 +74,6 @@ const server = createServer(async (req, res) => {
     Object.assign(entry, {
       verified: true,
       alg: protectedHeader.alg,
-      typ: protectedHeader.typ ?? null,
       kid: protectedHeader.kid,
       iss: payload.iss,
       sub: payload.sub,
@@ -86,7 +86,7 @@ const server = createServer(async (req, res) => {
     appendFileSync(eventsFile, `${JSON.stringify(entry)}\n`);
     send(res, 200, { sub: payload.sub, iss: payload.iss, jti: payload.jti, exp: payload.exp, via: entry.forwarded_host });
   } catch (err) {
-    Object.assign(entry, { verified: false, error: String(err?.code ?? err?.message ?? err) });
+    Object.assign(entry, { verified: false, error: err?.code ? `${err.code}: ${err.message}` : String(err?.message ?? err) });
     appendFileSync(eventsFile, `${JSON.stringify(entry)}\n`);
     send(res, 401, { error: 'invalid_token' });
   }

@@ -57,7 +57,13 @@ async function signIn(page, origin = A) {
   await page.click('#login');
   await page.waitForURL((u) => !u.href.startsWith(`${origin}/`));
   await hooks.login(page, CREDENTIALS);
-  await page.waitForURL((u) => u.href.startsWith(`${origin}/`), { timeout: 20000 });
+  await page.waitForURL((u) => u.href.startsWith(`${origin}/`) && !u.pathname.startsWith('/bff/callback/'), { timeout: 20000 })
+    .catch(async (err) => {
+      // sealgate's failure page: say why, from its log.
+      if ((await page.title()) !== 'Sign-in failed') throw err;
+      const log = readFileSync(join(ARTIFACTS, `sealgate-${origin === A ? 'a' : 'b'}.log`), 'utf8');
+      check(false, `sealgate refused the login: ${log.match(/detail=login: .*$/gm)?.at(-1) ?? 'see its log'}`);
+    });
   await seeText(page, '#state', 'yes');
   const shown = JSON.parse(await text(page, '#user'));
   if (EXPECT_SUB) equal(shown.sub, EXPECT_SUB, 'the SPA shows the signed-in subject');
@@ -195,9 +201,12 @@ scenario('logout', 'RP-initiated logout ends the provider\'s session; the old co
   await callApi(page);
   const stolen = await sessionCookies(context);
   await page.click('#logout');
-  await page.waitForURL((u) => !u.href.startsWith(`${A}/`));
-  await hooks.confirmLogout(page);
-  await page.waitForURL((u) => u.href.startsWith(`${A}/`), { timeout: 20000 });
+  // Off to the provider's end-session endpoint, and back to the post-logout URI with the
+  // state sealgate sent (at once, when the provider asks nothing).
+  const back = (u) => u.href.startsWith(`${A}/`) && u.searchParams.has('state');
+  await page.waitForURL((u) => !u.href.startsWith(`${A}/`) || back(u));
+  if (!back(new URL(page.url()))) await hooks.confirmLogout(page);
+  await page.waitForURL(back, { timeout: 20000 });
   await seeText(page, '#state', 'no');
   equal((await sessionCookies(context)).length, 0, 'every session cookie was cleared');
 

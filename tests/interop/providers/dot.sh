@@ -15,7 +15,11 @@ provider_install() {
 }
 
 provider_version() {
-  "$VENV/bin/python" -c 'import importlib.metadata as m; print(f"django-oauth-toolkit {m.version(\"django-oauth-toolkit\")} (Django {m.version(\"django\")}, PyPI)")'
+  local dot django
+  dot="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("django-oauth-toolkit"))')"
+  django="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("django"))')"
+  echo "django-oauth-toolkit $dot (PyPI), Django $django"
+
 }
 
 provider_start() {

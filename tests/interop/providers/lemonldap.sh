@@ -22,7 +22,7 @@ provider_start() {
   TEST_USER=dwho
   TEST_PASSWORD=dwho
   EXPECT_SUB=dwho
-  API_TYP=at+jwt
+  API_TYP=JWT # its JWT access tokens are typed "JWT", not RFC 9068's "at+jwt"
   ISSUER="http://127.0.0.1:$P_OP"
   local portal="$ISSUER/"
   mkdir -p "$STATE"/{conf,sessions/lock,psessions/lock,cache,notifications,nginx}
@@ -132,5 +132,7 @@ NGINX
 client_id = "sealgate"
 scopes = ["openid", "profile", "email"]
 token_endpoint_auth = "client_secret_basic"
-id_token_signed_response_alg = "RS256"'
+id_token_signed_response_alg = "RS256"
+# The additional audience (the API) is in the ID token too.
+trusted_audiences = ["'"$API_AUDIENCE"'"]'
 }

@@ -10,6 +10,7 @@ mod cluster;
 mod corpus;
 mod demo;
 mod hardening;
+mod interop_profiles;
 mod journal;
 mod login;
 mod logs;

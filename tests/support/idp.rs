@@ -265,6 +265,9 @@ pub struct Behaviour {
     pub id_token_on_refresh: bool,
     /// Advertise and serve `/revoke`. Default true.
     pub revocation_endpoint: bool,
+    /// With `revocation_endpoint`, also list it in the OpenID metadata. Default true; false is
+    /// django-oauth-toolkit, which lists it only in its RFC 8414 metadata.
+    pub revocation_in_discovery: bool,
     /// Advertise and serve `/end-session`. Default true.
     pub end_session_endpoint: bool,
     /// `/userinfo` answers with this `sub` instead of the token's. Default `None`.
@@ -349,6 +352,7 @@ impl Default for Behaviour {
             omit_access_token: false,
             id_token_on_refresh: true,
             revocation_endpoint: true,
+            revocation_in_discovery: true,
             end_session_endpoint: true,
             userinfo_sub: None,
             access_token_lifetime: 300,
@@ -831,7 +835,7 @@ impl State {
         if let AuthMethod::PrivateKeyJwt(key) = b.auth_method {
             doc["token_endpoint_auth_signing_alg_values_supported"] = json!([key.alg]);
         }
-        if b.revocation_endpoint {
+        if b.revocation_endpoint && b.revocation_in_discovery {
             doc["revocation_endpoint"] = json!(format!("{issuer}/revoke"));
         }
         if b.end_session_endpoint {

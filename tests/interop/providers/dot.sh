@@ -43,5 +43,7 @@ provider_start() {
 client_id = "sealgate"
 scopes = ["openid", "profile", "email", "api:read"]
 token_endpoint_auth = "client_secret_basic"
-id_token_signed_response_alg = "RS256"'
+id_token_signed_response_alg = "RS256"
+# Listed in /o/.well-known/oauth-authorization-server only, not in openid-configuration.
+revocation_endpoint = "'"http://127.0.0.1:$P_OP/o/revoke_token/"'"'
 }

@@ -16,5 +16,5 @@ export default {
   claims: ({ user }) => ({ preferred_username: user, email: `${user}@badwolf.org` }),
   rotation: 'LemonLDAP::NG does not rotate refresh tokens (the same one stays valid)',
   revocation: 'LemonLDAP::NG offers no RFC 7009 revocation endpoint (introspection only)',
-  backchannel: 'LemonLDAP::NG 2.16 advertises no back-channel logout (backchannel_logout_supported is false)',
+  backchannel: 'LemonLDAP::NG 2.16 sends no back-channel logout (its "back" logout type is unimplemented; discovery says false)',
 };

@@ -107,6 +107,47 @@ impl IdpHttpClient {
     }
 }
 
+/// The IdP client, remembering the status of the last response. A token endpoint that answers
+/// an error with an empty body (Glewlwyd refusing a refresh token: `400` and nothing else)
+/// leaves openidconnect only "empty error response"; the status tells what it was.
+pub(crate) struct StatusRecording<'a> {
+    http: &'a IdpHttpClient,
+    status: std::sync::atomic::AtomicU16,
+}
+
+impl<'a> StatusRecording<'a> {
+    pub(crate) fn new(http: &'a IdpHttpClient) -> Self {
+        Self {
+            http,
+            status: std::sync::atomic::AtomicU16::new(0),
+        }
+    }
+
+    /// The status of the last response, if one came.
+    pub(crate) fn status(&self) -> Option<u16> {
+        match self.status.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+}
+
+impl<'c> AsyncHttpClient<'c> for StatusRecording<'_> {
+    type Error = HttpError;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + 'c>>;
+
+    fn call(&'c self, request: HttpRequest) -> Self::Future {
+        Box::pin(async move {
+            let response = self.http.send(request).await?;
+            self.status.store(
+                response.status().as_u16(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            Ok(response)
+        })
+    }
+}
+
 impl<'c> AsyncHttpClient<'c> for IdpHttpClient {
     type Error = HttpError;
     type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + 'c>>;

@@ -64,7 +64,8 @@ const server = createServer(async (req, res) => {
     entry.typ = decodeProtectedHeader(token).typ ?? null;
     // The unverified `iss` only picks the key set; jwtVerify then requires that same issuer
     // in the signed payload.
-    const { iss } = decodeJwt(token);
+    const { iss, aud } = decodeJwt(token);
+    entry.unverified_aud = aud ?? null; // shown when the audience check fails
     const { payload, protectedHeader } = await jwtVerify(token, await keySet(iss), {
       issuer: iss,
       audience,

@@ -128,3 +128,69 @@ async fn django_oauth_toolkit_without_revocation_endpoint_does_not_revoke() {
     logout(h, &mut b).await;
     assert!(h.idp.requests_to("/revoke").is_empty());
 }
+
+/// Glewlwyd 2.7: errors from `/token` with the status only (no OAuth error body), one-use
+/// refresh tokens, revocation, back-channel logout tokens without `exp` (draft 06).
+fn glewlwyd(b: &mut Behaviour) {
+    b.empty_error_bodies = true;
+    b.rotation = Rotation::Rotate;
+}
+
+#[tokio::test]
+async fn glewlwyd_profile() {
+    let p = start("Glewlwyd", glewlwyd, |toml| toml).await;
+    let h = &p.h;
+    assert!(h.idp.issuer().ends_with("/api/oidc"));
+    let mut b = login(h).await;
+    assert_eq!(
+        last(h, "/authorize").query_param("resource"),
+        Some("api-audience")
+    );
+    upstream_token(&mut b).await;
+    advance(h, 290);
+    upstream_token(&mut b).await;
+    advance(h, 290);
+    upstream_token(&mut b).await;
+    let rts = redeemed(h);
+    assert_eq!(rts.len(), 2);
+    assert_ne!(rts[0], rts[1]);
+    assert!(!live(h, &rts[0]));
+    let location = logout(h, &mut b).await;
+    let revoked = last(h, "/revoke").form_param("token").unwrap().to_owned();
+    assert!(!live(h, &revoked));
+    assert_rp_logout(h, &mut b, &location).await;
+}
+
+#[tokio::test]
+async fn glewlwyd_refused_refresh_with_an_empty_body_ends_the_session() {
+    // Glewlwyd answers a refused refresh token with 400 and no body: the session is over (401,
+    // so the SPA signs in again), not an upstream failure (502).
+    let p = start("Glewlwyd", glewlwyd, |toml| toml).await;
+    let h = &p.h;
+    let mut b = login(h).await;
+    upstream_token(&mut b).await;
+    advance(h, 290);
+    h.idp.set(|b| b.disabled_subs = vec!["alice".into()]);
+    let r = super::profiles::api(&mut b).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(h.user(&mut b).await.status, 401, "the session ended");
+}
+
+#[tokio::test]
+async fn glewlwyd_logout_token_without_exp_ends_the_session() {
+    // Back-Channel Logout draft 06, which Glewlwyd implements, has no `exp` claim.
+    let p = start("Glewlwyd", glewlwyd, |toml| toml).await;
+    let h = &p.h;
+    let mut b = login(h).await;
+    let token = h.idp.logout_token(|c| drop(c.remove("exp")));
+    let r = h
+        .browser()
+        .post(
+            &crate::support::app::Harness::url("/bff/backchannel-logout"),
+            &[("content-type", "application/x-www-form-urlencoded")],
+            &format!("logout_token={}", crate::support::app::urlencode(&token)),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(h.user(&mut b).await.status, 401, "ended by the IdP");
+}

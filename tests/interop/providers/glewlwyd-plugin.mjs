@@ -65,6 +65,11 @@ const parameters = {
   'name-claim': 'mandatory',
   'email-claim': 'mandatory',
   'back-channel-logout-allowed': true,
+  'session-management-allowed': true, // end_session (RP-initiated logout)
+  // Access tokens name the granted scopes in `aud`, unless the client asks for a resource
+  // (RFC 8707): then the API's audience.
+  'resource-allowed': true,
+  'resource-scope': { openid: [env('API_AUDIENCE')] },
 };
 
 console.log(JSON.stringify({ module: 'oidc', name: 'oidc', display_name: 'OpenID Connect', parameters }));

@@ -6,8 +6,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 
 const OTHER_APP = 'other-app';
-const OTHER_APP_ORIGIN = 'http://127.0.0.1:1'; // never reached: its requests are intercepted
-const OTHER_APP_REDIRECT = `${OTHER_APP_ORIGIN}/other-app/callback`;
+// Another app of the same Glewlwyd session; its redirect URI is a page of sealgate A that
+// does not exist (the code is read off the URL).
+const otherAppRedirect = () => `${process.env.ORIGIN_A}/other-app/callback`;
 
 /** On the login app: the consent step, when shown. Returns once the browser is leaving it. */
 async function consent(page) {
@@ -41,20 +42,18 @@ export default {
   async logoutAtProvider(page, issuer) {
     const verifier = randomBytes(32).toString('base64url');
     const challenge = createHash('sha256').update(verifier).digest('base64url');
-    let callback;
-    await page.route(`${OTHER_APP_ORIGIN}/**`, async (route) => {
-      if (route.request().url().startsWith(OTHER_APP_REDIRECT)) callback = new URL(route.request().url());
-      await route.fulfill({ status: 200, contentType: 'text/plain', body: 'other app' });
-    });
+    const OTHER_APP_REDIRECT = otherAppRedirect();
     const authorize = new URL(`${issuer}/auth`);
     Object.entries({
       response_type: 'code', client_id: OTHER_APP, redirect_uri: OTHER_APP_REDIRECT, scope: 'openid',
       state: 'other', nonce: randomBytes(8).toString('hex'), code_challenge: challenge, code_challenge_method: 'S256',
     }).forEach(([k, v]) => authorize.searchParams.set(k, v));
     await page.goto(authorize.href);
+    await page.waitForURL((u) => u.href.startsWith(OTHER_APP_REDIRECT) || u.pathname.endsWith('/login.html'));
     if (!page.url().startsWith(OTHER_APP_REDIRECT)) await consent(page);
     await page.waitForURL((u) => u.href.startsWith(OTHER_APP_REDIRECT));
-    const code = callback?.searchParams.get('code');
+    const callback = new URL(page.url());
+    const code = callback.searchParams.get('code');
     if (!code) throw new Error(`other-app got no code: ${callback}`);
     const basic = Buffer.from(`${OTHER_APP}:${process.env.OTHER_APP_SECRET}`).toString('base64');
     const response = await fetch(`${issuer}/token`, {
@@ -66,11 +65,10 @@ export default {
     if (!tokens.id_token) throw new Error(`other-app's token request: ${response.status} ${JSON.stringify(tokens)}`);
     const end = new URL(`${issuer}/end_session`);
     end.searchParams.set('id_token_hint', tokens.id_token);
-    end.searchParams.set('post_logout_redirect_uri', `${OTHER_APP_ORIGIN}/other-app/`);
     end.searchParams.set('state', 'other-logout');
     await page.goto(end.href);
     await this.confirmLogout(page);
-    await page.waitForURL((u) => u.href.startsWith(`${OTHER_APP_ORIGIN}/other-app/`));
+    await page.locator('text=Session closed').waitFor({ state: 'visible' });
   },
   claims: ({ user }) => ({ name: 'Interop User', email: `${user}@example.test` }),
   rotation: true,

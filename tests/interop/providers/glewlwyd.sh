@@ -39,6 +39,11 @@ provider_start() {
   zcat /usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz | sqlite3 "$STATE/glewlwyd.db"
   # The OIDC scope needs the user's password (the schema's default asks for nothing).
   sqlite3 "$STATE/glewlwyd.db" "UPDATE g_scope SET gs_password_required=1 WHERE gs_name='openid'"
+  # The plugin reads the client property post_logout_redirect_uris, which the database client
+  # module's data format lacks (it has the singular): add it, multiple.
+  sqlite3 "$STATE/glewlwyd.db" "UPDATE g_client_module_instance SET gcmi_parameters = json_set(gcmi_parameters,
+    '\$.\"data-format\".post_logout_redirect_uris', json('{\"multiple\":true,\"read\":true,\"write\":true}'))
+    WHERE gcmi_name='database'"
   # The web app (login page), with its config.json: Debian ships that path as a directory
   # (/etc/glewlwyd/config-2.7.json/config.json), which leaves the login page "Loading...".
   local webapp=/usr/share/glewlwyd/webapp f
@@ -61,7 +66,7 @@ provider_start() {
 
   glewlwyd_api POST /auth/ '{"username":"admin","password":"password"}'
   local params
-  params="$(KEY_FILE="$STATE/oidc.key" PUB_FILE="$STATE/oidc.pub" ISSUER="$ISSUER" \
+  params="$(KEY_FILE="$STATE/oidc.key" PUB_FILE="$STATE/oidc.pub" ISSUER="$ISSUER" API_AUDIENCE="$API_AUDIENCE" \
     ACCESS_TOKEN_TTL="$ACCESS_TOKEN_TTL" node "$INTEROP/providers/glewlwyd-plugin.mjs")"
   glewlwyd_api POST /mod/plugin/ "$params"
   glewlwyd_api POST /user/ "$(node -e 'console.log(JSON.stringify({
@@ -73,14 +78,14 @@ provider_start() {
     redirect_uri: [`${a}/bff/callback/glewlwyd`, `${b}/bff/callback/glewlwyd`],
     authorization_type: ["code", "refresh_token", "client_credentials"],
     token_endpoint_auth_method: ["client_secret_basic"],
-    post_logout_redirect_uri: `${a}/`,
+    post_logout_redirect_uris: [`${a}/`, `${b}/`],
     backchannel_logout_uri: `${a}/bff/backchannel-logout`,
     backchannel_logout_session_required: "1" }))' "$ORIGIN_A" "$ORIGIN_B" "$SEALGATE_CLIENT_SECRET")"
   glewlwyd_api POST /client/ "$(node -e 'console.log(JSON.stringify({
     client_id: "other-app", name: "Another app", enabled: true, confidential: true, scope: [],
-    client_secret: process.argv[1], redirect_uri: ["http://127.0.0.1:1/other-app/callback"],
-    authorization_type: ["code"], token_endpoint_auth_method: ["client_secret_basic"],
-    post_logout_redirect_uri: "http://127.0.0.1:1/other-app/" }))' "$OTHER_APP_SECRET")"
+    client_secret: process.argv[1], redirect_uri: [`${process.argv[2]}/other-app/callback`],
+    authorization_type: ["code"], token_endpoint_auth_method: ["client_secret_basic"] }))' \
+    "$OTHER_APP_SECRET" "$ORIGIN_A")"
   export OTHER_APP_SECRET
 
   # What a user of sealgate writes for this provider (docs/providers.md, Glewlwyd).
@@ -88,5 +93,7 @@ provider_start() {
 client_id = "sealgate"
 scopes = ["openid"]
 token_endpoint_auth = "client_secret_basic"
-id_token_signed_response_alg = "RS256"'
+id_token_signed_response_alg = "RS256"
+# Without a resource (RFC 8707), the access token names the scopes in aud.
+auth_params = { resource = "'"$API_AUDIENCE"'" }'
 }

@@ -39,6 +39,7 @@ apt_updated=0
 apt_install() {
   local missing=() p
   for p in "$@"; do
+    [[ -n "$p" ]] || continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   ((${#missing[@]})) || return 0

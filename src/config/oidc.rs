@@ -153,6 +153,13 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
             values::web_url("oidc.end_session_endpoint", u.get_ref()).map(Some),
         ),
     };
+    let revocation_endpoint = match &o.revocation_endpoint {
+        None => Some(None),
+        Some(u) => cx.ok(
+            Some(u.span()),
+            values::web_url("oidc.revocation_endpoint", u.get_ref()).map(Some),
+        ),
+    };
     let login_params = login_params(o.login_params.as_ref(), cx);
     if let (Some(configured), Some(listed)) = (&auth_params, &login_params) {
         overlap(configured, listed, &o, cx);
@@ -191,6 +198,7 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         token_params: Params(token_params?),
         logout_params: Params(logout_params?),
         end_session_endpoint: end_session_endpoint?,
+        revocation_endpoint: revocation_endpoint?,
         login_params: login_params?,
         par: par?,
     })

@@ -59,6 +59,7 @@ pub(super) struct RawOidc {
     pub par: Text,
     pub logout_params: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub end_session_endpoint: Text,
+    pub revocation_endpoint: Text,
 }
 
 /// One string or a list of strings (`"RS256"` or `["RS256", "ES256"]`).

@@ -251,6 +251,9 @@ pub struct OidcSettings {
     /// The end-session endpoint to use instead of discovery's (an IdP whose metadata has none,
     /// or names another).
     pub end_session_endpoint: Option<Url>,
+    /// The RFC 7009 revocation endpoint to use instead of discovery's (django-oauth-toolkit
+    /// lists its endpoint only in its RFC 8414 metadata).
+    pub revocation_endpoint: Option<Url>,
 }
 
 /// `[oidc] par`: when authorization requests are pushed (RFC 9126).

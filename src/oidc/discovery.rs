@@ -269,8 +269,12 @@ impl Provider {
         let metadata = Metadata::discover_async(issuer_url.clone(), &http)
             .await
             .map_err(|e| disc_err(error_chain(&e)))?;
-        let extra = metadata.additional_metadata().clone();
+        let mut extra = metadata.additional_metadata().clone();
         check_endpoints(&issuer, &metadata, &extra)?;
+        // A configured revocation endpoint wins (checked as a URL by the configuration).
+        if let Some(url) = &settings.revocation_endpoint {
+            extra.revocation_endpoint = Some(url.to_string());
+        }
         let Some(token_endpoint) = metadata.token_endpoint().map(|u| u.as_str().to_owned()) else {
             return Err(disc_err("the metadata has no token_endpoint".into()));
         };

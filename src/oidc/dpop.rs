@@ -25,6 +25,9 @@ pub(crate) struct Outbound<'a> {
     now: i64,
     /// The request's `Authorization: Bearer` token is DPoP-bound: send it as `DPoP` with `ath`.
     bound_token: bool,
+    /// The status of the last response (0: none yet): openidconnect drops it when an error
+    /// body is not OAuth JSON.
+    last_status: std::sync::atomic::AtomicU16,
 }
 
 impl Provider {
@@ -36,6 +39,7 @@ impl Provider {
             key,
             now,
             bound_token: false,
+            last_status: std::sync::atomic::AtomicU16::new(0),
         }
     }
 
@@ -77,6 +81,23 @@ impl Outbound<'_> {
     /// What [`IdpHttpClient::send`] returns; a proof that cannot be signed is a transport
     /// failure (the OS refused randomness).
     pub(super) async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let response = self.send_with_proof(request).await?;
+        self.last_status.store(
+            response.status().as_u16(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        Ok(response)
+    }
+
+    /// The status of the last response, if one came.
+    pub(super) fn status(&self) -> Option<u16> {
+        match self.last_status.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+
+    async fn send_with_proof(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let Some(key) = self.key else {
             return self.http.send(request).await;
         };

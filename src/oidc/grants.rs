@@ -207,20 +207,21 @@ impl Provider {
         for (name, value) in self.token_request_params(assertion.as_ref()) {
             request = request.add_extra_param(name, value);
         }
-        let response = request
-            .request_async(&self.outbound(key, now))
-            .await
-            .map_err(|e| match e {
-                RequestTokenError::ServerResponse(r)
-                    if matches!(
-                        r.error(),
-                        openidconnect::core::CoreErrorResponseType::InvalidGrant
-                    ) =>
-                {
-                    RefreshError::InvalidGrant
-                }
-                other => RefreshError::Failed(error_chain(&other)),
-            })?;
+        let http = self.outbound(key, now);
+        let response = request.request_async(&http).await.map_err(|e| match e {
+            RequestTokenError::ServerResponse(r)
+                if matches!(
+                    r.error(),
+                    openidconnect::core::CoreErrorResponseType::InvalidGrant
+                ) =>
+            {
+                RefreshError::InvalidGrant
+            }
+            // 400 with no OAuth error body (Glewlwyd): RFC 6749 5.2's status for a refused
+            // grant. The refresh token is not coming back; anything else stays a failure.
+            RequestTokenError::Other(_) if http.status() == Some(400) => RefreshError::InvalidGrant,
+            other => RefreshError::Failed(error_chain(&other)),
+        })?;
         let access = response.access_token().secret();
         if access.is_empty() {
             return Err(RefreshError::Failed(

@@ -23,8 +23,10 @@
 //! Claim rules: `iss` is the issuer exactly; `aud` (string or array) names the client id and
 //! nothing but the client id and trusted audiences; `iat` is required, not in the future beyond
 //! the clock skew and not older than [`Expectations::max_age`] (plus skew), which is what makes
-//! the token "short-lived" and bounds how long its `jti` must be remembered; `exp` is required,
-//! not before `iat`, and not past (with skew); `jti` is a non-empty string; `events` is an object
+//! the token "short-lived" and bounds how long its `jti` must be remembered; `exp`, when present
+//! (Back-Channel Logout drafts up to 06 had none, and Glewlwyd follows draft 06; without it
+//! `iat` plus `max_age` is the expiry), is not before `iat` and not past (with skew); `jti` is a
+//! non-empty string; `events` is an object
 //! whose member [`BACKCHANNEL_LOGOUT_EVENT`] is a JSON object; `sid` and/or `sub` is present, each
 //! a non-empty string; `nonce` is absent (in any form, even `null`). Duplicate member names in
 //! the header or claims are refused.
@@ -87,7 +89,7 @@ pub(crate) struct LogoutClaims {
     pub jti: String,
     /// Issued at, unix seconds.
     pub iat: i64,
-    /// Expiry, unix seconds.
+    /// Expiry, unix seconds (`iat` plus the age limit when the token has no `exp`).
     pub exp: i64,
     /// The last second at which this token is still accepted (so until when its `jti` must be
     /// remembered): `min(exp, iat + max_age) + clock_skew`.
@@ -332,7 +334,11 @@ fn check_claims(
     // Times (saturating: hostile values must not overflow).
     let skew = expect.clock_skew.max(0);
     let iat = numeric_date(c.iat.as_ref().ok_or(E::Missing("iat"))?).ok_or(E::Invalid("iat"))?;
-    let exp = numeric_date(c.exp.as_ref().ok_or(E::Missing("exp"))?).ok_or(E::Invalid("exp"))?;
+    let exp = match c.exp.as_ref() {
+        Some(v) => numeric_date(v).ok_or(E::Invalid("exp"))?,
+        // Back-Channel Logout draft 06 (Glewlwyd): no `exp`; the age limit is the expiry.
+        None => iat.saturating_add(expect.max_age.max(0)),
+    };
     if iat > now.saturating_add(skew) {
         return Err(E::IssuedInFuture);
     }

@@ -7,14 +7,16 @@
 // provider, and that no cookie did.
 //
 // Environment (set by run.sh): API_PORT, ISSUERS (space-separated: the providers it trusts),
-// API_AUDIENCE, EVENTS_FILE.
+// API_AUDIENCE, EVENTS_FILE; optional API_TYP, the JWT `typ` required (default `at+jwt`,
+// RFC 9068; `none`: not checked, for a provider whose access tokens carry another or none).
 
 import { createHash } from 'node:crypto';
 import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 
 import {
-  calculateJwkThumbprint, createRemoteJWKSet, decodeJwt, EmbeddedJWK, jwtVerify,
+  calculateJwkThumbprint, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, EmbeddedJWK,
+  jwtVerify,
 } from 'jose';
 
 const env = (name) => {
@@ -27,6 +29,7 @@ const port = Number(env('API_PORT'));
 const issuers = env('ISSUERS').split(/\s+/).filter(Boolean);
 const audience = env('API_AUDIENCE');
 const eventsFile = env('EVENTS_FILE');
+const typ = process.env.API_TYP ?? 'at+jwt';
 
 const jwks = new Map(); // issuer -> its key set, from its discovery document
 
@@ -86,13 +89,15 @@ const server = createServer(async (req, res) => {
     // The signature segment identifies the token (the scenarios look for it in the page)
     // without being usable on its own.
     entry.token_signature = token.split('.')[2] ?? null;
+    entry.typ = decodeProtectedHeader(token).typ ?? null;
     // The unverified `iss` only picks the key set; jwtVerify then requires that same issuer
     // in the signed payload.
-    const { iss } = decodeJwt(token);
+    const { iss, aud } = decodeJwt(token);
+    entry.unverified_aud = aud ?? null; // shown when the audience check fails
     const { payload, protectedHeader } = await jwtVerify(token, await keySet(iss), {
       issuer: iss,
       audience,
-      typ: 'at+jwt',
+      ...(typ === 'none' ? {} : { typ }),
       algorithms: ['RS256'],
     });
     // A bound token is worth nothing without its key's proof; an unbound one never says DPoP.
@@ -114,7 +119,7 @@ const server = createServer(async (req, res) => {
     appendFileSync(eventsFile, `${JSON.stringify(entry)}\n`);
     send(res, 200, { sub: payload.sub, iss: payload.iss, jti: payload.jti, exp: payload.exp, via: entry.forwarded_host });
   } catch (err) {
-    Object.assign(entry, { verified: false, error: String(err?.code ?? err?.message ?? err) });
+    Object.assign(entry, { verified: false, error: err?.code ? `${err.code}: ${err.message}` : String(err?.message ?? err) });
     appendFileSync(eventsFile, `${JSON.stringify(entry)}\n`);
     send(res, 401, { error: 'invalid_token' });
   }

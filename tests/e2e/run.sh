@@ -22,108 +22,19 @@ ACCESS_TOKEN_TTL=15 # seconds; sealgate's refresh_before is 5 s (sealgate.toml.i
 
 say() { printf '[e2e] %s\n' "$*"; }
 
-# --- what the run needs -------------------------------------------------------------------------
-missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-if ((${#missing[@]})); then
-  say "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-if ! command -v node >/dev/null 2>&1 || (($(node -p 'process.versions.node.split(".")[0]') < 20)); then
-  echo "e2e: Node.js 20 or newer is required" >&2
-  exit 1
-fi
-CHROMIUM="${CHROMIUM:-$(command -v chromium)}"
-
-# npm ci only when the lockfile changed since the last install (it wipes node_modules).
-lock_sum="$(sha256sum "$E2E/package-lock.json" | cut -d' ' -f1)"
-if [[ "$(cat "$E2E/node_modules/.e2e-lock-sha256" 2>/dev/null || true)" != "$lock_sum" ]]; then
-  say "npm ci"
-  (cd "$E2E" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$lock_sum" >"$E2E/node_modules/.e2e-lock-sha256"
-fi
-
-if [[ -z "${SEALGATE_BIN:-}" ]]; then
-  say "cargo build"
-  (cd "$REPO" && cargo build)
-  target="${CARGO_TARGET_DIR:-$REPO/target}"
-  [[ "$target" = /* ]] || target="$REPO/$target"
-  SEALGATE_BIN="$target/debug/sealgate"
-fi
-[[ -x "$SEALGATE_BIN" ]] || { echo "e2e: $SEALGATE_BIN is not an executable" >&2; exit 1; }
+# shellcheck source=tests/e2e/lib.sh
+. "$E2E/lib.sh"
+NEED_REDIS=1 needs_browser
+needs_sealgate
 
 rm -rf "$ARTIFACTS"
 mkdir -p "$ARTIFACTS"
 
 # --- servers ------------------------------------------------------------------------------------
-pids=()
-names=()
-cleanup() {
-  local status=$?
-  local i
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${pids[i]}" 2>/dev/null || true
-  done
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    for _ in $(seq 50); do kill -0 "${pids[i]}" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "${pids[i]}" 2>/dev/null; then
-      say "${names[i]} (pid ${pids[i]}) ignored SIGTERM; killing it"
-      kill -KILL "${pids[i]}" 2>/dev/null || true
-    fi
-    wait "${pids[i]}" 2>/dev/null || true
-  done
-  if ((status != 0)); then
-    for log in "$ARTIFACTS"/*.log; do
-      [[ -e "$log" ]] || continue
-      printf '\n[e2e] --- last lines of %s ---\n' "${log#"$REPO"/}"
-      tail -n 25 "$log"
-    done
-    say "FAILED; artifacts (logs, events, screenshots) in ${ARTIFACTS#"$REPO"/}/"
-  fi
-  exit "$status"
-}
-trap cleanup EXIT
+trap on_exit EXIT
 trap 'exit 130' INT TERM
 
-# start NAME COMMAND...: runs COMMAND in the background, output to artifacts/NAME.log.
-start() {
-  local name=$1
-  shift
-  "$@" >"$ARTIFACTS/$name.log" 2>&1 &
-  pids+=($!)
-  names+=("$name")
-}
-
-# wait_http NAME URL STATUS: waits (30 s at most) until URL answers STATUS; fails early if
-# the server started last (NAME) exited.
-wait_http() {
-  local name=$1 url=$2 want=$3 deadline=$((SECONDS + 30)) got
-  for ((;;)); do
-    got="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)"
-    [[ "$got" == "$want" ]] && return 0
-    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
-      say "$name exited during start-up"
-      return 1
-    fi
-    if ((SECONDS >= deadline)); then
-      say "$name: $url still answers $got, not $want, after 30 s"
-      return 1
-    fi
-    sleep 0.1
-  done
-}
-
-read -r P_REDIS P_OP P_OP2 P_API P_A P_B < <(node -e '
-  const net = require("net");
-  const servers = Array.from({ length: 6 }, () => net.createServer());
-  Promise.all(servers.map((s) => new Promise((r) => s.listen(0, "127.0.0.1", r)))).then(() => {
-    console.log(servers.map((s) => s.address().port).join(" "));
-    servers.forEach((s) => s.close());
-  });')
+read -r P_REDIS P_OP P_OP2 P_API P_A P_B < <(free_ports 6)
 
 ISSUER="http://127.0.0.1:$P_OP"   # provider "op", the default
 ISSUER2="http://127.0.0.1:$P_OP2" # provider "op2"

@@ -5,16 +5,13 @@
 // servers recorded (the provider's and the API's event files). run.sh starts every server and
 // sets the environment; `node scenarios.mjs [name …]` runs all scenarios or the named ones.
 
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { chromium } from 'playwright-core';
-
-const env = (name) => {
-  const value = process.env[name];
-  if (!value) throw new Error(`scenarios.mjs: ${name} is not set (run tests/e2e/run.sh)`);
-  return value;
-};
+import {
+  JWT_SHAPE, SESSION_COOKIE, callApi, check, env, equal, eventsIn, eventually, pageFetch, readEvents,
+  runScenarios, seeText, sessionCookies, sleep, text,
+} from './lib.mjs';
 
 const A = env('ORIGIN_A'); // sealgate instance A (receives back-channel logout)
 const B = env('ORIGIN_B'); // sealgate instance B
@@ -27,32 +24,8 @@ const API_EVENTS = env('API_EVENTS');
 const ACCESS_TOKEN_TTL = Number(env('ACCESS_TOKEN_TTL'));
 const CHROMIUM = env('CHROMIUM');
 
-const SESSION_COOKIE = '__Host-sealgate';
-const JWT_SHAPE = /eyJ[A-Za-z0-9_-]{8,}\.eyJ/;
-
 // ---------------------------------------------------------------------------------------------
-// Helpers
-
-class Failure extends Error {}
-
-function check(condition, message, details) {
-  if (!condition) {
-    throw new Failure(details === undefined ? message : `${message}: ${JSON.stringify(details)}`);
-  }
-}
-
-function equal(actual, expected, message) {
-  check(actual === expected, `${message}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`);
-}
-
-function readEvents(file) {
-  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line));
-}
-
-/** The events in `file` since `t` (ms), optionally of one kind. */
-function eventsIn(file, since, event) {
-  return readEvents(file).filter((e) => e.t >= since && (event === undefined || e.event === event));
-}
+// Helpers (the shared ones are in lib.mjs)
 
 /** Provider op's events since `t` (ms), optionally of one kind. */
 const opEvents = (since, event) => eventsIn(OP_EVENTS, since, event);
@@ -67,46 +40,7 @@ function apiCalls(since) {
 const refreshGrants = (since) => opEvents(since).filter((e) => e.grant_type === 'refresh_token'
   && (e.event === 'grant.success' || e.event === 'grant.error'));
 
-const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
-
-/** Polls `fn` until it returns something truthy, for at most `within` ms. */
-async function eventually(what, fn, within = 5000) {
-  const start = Date.now();
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    check(Date.now() - start < within, `${what} (waited ${within} ms)`);
-    await sleep(50);
-  }
-}
-
-async function text(page, selector) {
-  return (await page.textContent(selector))?.trim();
-}
-
-/** Waits until the element's text is `want` (what the user sees). */
-async function seeText(page, selector, want, within = 10000) {
-  try {
-    await page.waitForFunction(
-      ([sel, w]) => document.querySelector(sel)?.textContent.trim() === w,
-      [selector, want],
-      { timeout: within },
-    );
-  } catch {
-    check(false, `${page.url()}: ${selector} should read ${JSON.stringify(want)}, reads ${JSON.stringify(await text(page, selector))}`);
-  }
-}
-
 const onOp = (url, op = OP) => url.startsWith(`${op}/`);
-
-/** The status of a fetch the page itself makes (with the anti-forgery header). */
-function pageFetch(page, path) {
-  return page.evaluate(async (p) => (await fetch(p, { headers: { 'X-CSRF': '1' } })).status, path);
-}
-
-async function sessionCookies(context) {
-  return (await context.cookies()).filter((c) => c.name.startsWith(SESSION_COOKIE));
-}
 
 /**
  * Signs in from the SPA at `origin`: the SPA's button, the provider's own login page (any
@@ -165,15 +99,6 @@ async function completeOpLogin(page, origin, user, { op = OP, sub = user } = {})
   const shown = JSON.parse(await text(page, '#user'));
   equal(shown.sub, sub, 'the SPA shows the signed-in subject');
   return shown;
-}
-
-/** Clicks "Call API" and waits for the answer the user sees; returns the upstream's answer. */
-async function callApi(page) {
-  const before = Number(await text(page, '#calls'));
-  await page.click('#call');
-  await seeText(page, '#calls', String(before + 1));
-  equal(await text(page, '#api-status'), '200', 'the API call succeeds');
-  return JSON.parse(await text(page, '#api-result'));
 }
 
 /** On the provider's logout confirmation page: "Yes, sign me out". */
@@ -605,99 +530,12 @@ scenario('mix-up', 'op2\'s authorization response delivered to op\'s callback: t
 });
 
 // ---------------------------------------------------------------------------------------------
-// Runner
 
-async function saveFailure(name, contexts, err) {
-  const pages = contexts.flatMap((c, i) => c.pages().map((page, j) => [`${i ? `-context${i + 1}` : ''}-tab${j + 1}`, page]));
-  for (const [suffix, page] of pages) {
-    const base = join(ARTIFACTS, `${name}${suffix}`);
-    try {
-      await page.screenshot({ path: `${base}.png`, fullPage: true, timeout: 5000 });
-      writeFileSync(`${base}.html`, `<!-- ${page.url()} -->\n${await page.content()}`);
-    } catch (e) {
-      console.log(`    (could not save ${base}: ${e.message})`);
-    }
-  }
-  writeFileSync(join(ARTIFACTS, `${name}.error.txt`), `${err.stack ?? err}\n`);
-}
-
-const only = process.argv.slice(2);
-const unknown = only.filter((n) => !scenarios.some((s) => s.name === n));
-if (unknown.length) {
-  console.error(`unknown scenario(s): ${unknown.join(', ')}; known: ${scenarios.map((s) => s.name).join(', ')}`);
-  process.exit(2);
-}
-const selected = only.length ? scenarios.filter((s) => only.includes(s.name)) : scenarios;
-
-let passed = 0;
-const failed = [];
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  chromiumSandbox: false,
-  handleSIGINT: false, // handled below: close the browser, then exit
-  handleSIGTERM: false,
-  handleSIGHUP: false,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-dev-shm-usage',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-default-apps',
-    '--disable-sync',
-    '--no-first-run',
-    // Loopback only: any other name fails to resolve (the provider's pages import a web font).
-    '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-  ],
+await runScenarios({
+  scenarios,
+  only: process.argv.slice(2),
+  label: 'e2e',
+  artifacts: ARTIFACTS,
+  chromiumPath: CHROMIUM,
+  timeoutSeconds: Number(process.env.E2E_TIMEOUT ?? 300),
 });
-console.log(`chromium ${browser.version()}`);
-
-let current; // the running scenario: { name, contexts }
-
-async function abort(why, code) {
-  if (current) {
-    console.log(`FAIL ${current.name}: ${why}`);
-    await saveFailure(current.name, current.contexts, new Error(why)).catch(() => {});
-  }
-  console.log(`e2e: ${why}; ${passed} passed, ${failed.length + (current ? 1 : 0)} failed`);
-  await browser.close().catch(() => {});
-  process.exit(code);
-}
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.on(signal, () => abort(`interrupted by ${signal}`, 130));
-}
-const timeoutSeconds = Number(process.env.E2E_TIMEOUT ?? 300);
-setTimeout(() => abort(`timed out after ${timeoutSeconds} s`, 124), timeoutSeconds * 1000).unref();
-
-for (const s of selected) {
-  const started = Date.now();
-  // A fresh cookie jar and storage per scenario; newContext() gives it another browser (kept
-  // in the failure artifacts and closed after it).
-  const contexts = [];
-  const newContext = async () => {
-    const c = await browser.newContext();
-    c.setDefaultTimeout(15000);
-    contexts.push(c);
-    return c;
-  };
-  const context = await newContext();
-  current = { name: s.name, contexts };
-  try {
-    await s.fn({ browser, context, newContext, since: started });
-    passed += 1;
-    console.log(`ok   ${s.name}: ${s.title} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
-  } catch (err) {
-    failed.push(s.name);
-    console.log(`FAIL ${s.name}: ${s.title} (${((Date.now() - started) / 1000).toFixed(1)} s)\n     ${err.message}`);
-    if (!(err instanceof Failure)) console.log(err.stack);
-    await saveFailure(s.name, contexts, err);
-  } finally {
-    current = undefined;
-    for (const c of contexts) await c.close();
-  }
-}
-await browser.close();
-
-console.log(`e2e: ${passed} passed, ${failed.length} failed${failed.length ? ` (${failed.join(', ')})` : ''}`);
-process.exit(failed.length ? 1 : 0);

@@ -11,6 +11,7 @@ mod corpus;
 mod demo;
 mod dpop;
 mod hardening;
+mod interop_profiles;
 mod journal;
 mod limits;
 mod login;

@@ -25,7 +25,7 @@ use super::params::{all, pairs};
 const API: &str = "https://api.example.com";
 
 /// Signs in through the whole flow; the browser holds the session.
-async fn login(h: &Harness) -> Browser {
+pub(super) async fn login(h: &Harness) -> Browser {
     let mut b = h.browser();
     let r = h.login(&mut b).await;
     assert_eq!(r.status, 302, "login: {}", r.body);
@@ -34,13 +34,13 @@ async fn login(h: &Harness) -> Browser {
     b
 }
 
-async fn api(b: &mut Browser) -> Resp {
+pub(super) async fn api(b: &mut Browser) -> Resp {
     b.get(&Harness::url("/api/orders"), &[("x-csrf", "1")])
         .await
 }
 
 /// The access token the upstream received.
-async fn upstream_token(b: &mut Browser) -> String {
+pub(super) async fn upstream_token(b: &mut Browser) -> String {
     let r = api(b).await;
     assert_eq!(r.status, 200, "{}", r.body);
     let auth = r.json()["authorization"].as_str().unwrap().to_owned();
@@ -50,7 +50,7 @@ async fn upstream_token(b: &mut Browser) -> String {
 }
 
 /// The claims of a JWT access token (signature not checked: the API's business).
-fn jwt(token: &str) -> Value {
+pub(super) fn jwt(token: &str) -> Value {
     assert_eq!(token.split('.').count(), 3, "not a JWT: {token}");
     peek_jwt(token).1
 }
@@ -61,13 +61,13 @@ fn assert_opaque(token: &str) {
 }
 
 /// Moves sealgate's clock and the fake IdP's by `secs`.
-fn advance(h: &Harness, secs: i64) {
+pub(super) fn advance(h: &Harness, secs: i64) {
     h.clock.advance(secs);
     h.idp.set(|b| b.clock_offset += secs);
 }
 
 /// The refresh tokens the refresh grants presented, in order.
-fn redeemed(h: &Harness) -> Vec<String> {
+pub(super) fn redeemed(h: &Harness) -> Vec<String> {
     h.idp
         .requests_to("/token")
         .iter()
@@ -76,19 +76,19 @@ fn redeemed(h: &Harness) -> Vec<String> {
         .collect()
 }
 
-fn last(h: &Harness, path: &str) -> Logged {
+pub(super) fn last(h: &Harness, path: &str) -> Logged {
     h.idp
         .requests_to(path)
         .pop()
         .unwrap_or_else(|| panic!("no request to {path}"))
 }
 
-fn live(h: &Harness, token: &str) -> bool {
+pub(super) fn live(h: &Harness, token: &str) -> bool {
     h.idp.live_tokens().iter().any(|t| t == token)
 }
 
 /// `POST /bff/logout`; the `Location` it answers with. The session is over afterwards.
-async fn logout(h: &Harness, b: &mut Browser) -> String {
+pub(super) async fn logout(h: &Harness, b: &mut Browser) -> String {
     let r = b
         .post(&Harness::url("/bff/logout"), &[("x-csrf", "1")], "")
         .await;
@@ -99,7 +99,7 @@ async fn logout(h: &Harness, b: &mut Browser) -> String {
 
 /// The guide's RP-initiated logout: to the end-session endpoint with `id_token_hint` and the
 /// post-logout redirect URI, which the IdP follows back to the app.
-async fn assert_rp_logout(h: &Harness, b: &mut Browser, location: &str) {
+pub(super) async fn assert_rp_logout(h: &Harness, b: &mut Browser, location: &str) {
     let endpoint = h.idp.endpoint("/end-session");
     assert!(location.starts_with(&format!("{endpoint}?")), "{location}");
     let query = pairs(location);

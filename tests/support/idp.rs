@@ -266,6 +266,12 @@ pub struct Behaviour {
     pub id_token_on_refresh: bool,
     /// Advertise and serve `/revoke`. Default true.
     pub revocation_endpoint: bool,
+    /// `/token` answers its errors with the status only, no OAuth error body (Glewlwyd).
+    /// Default false.
+    pub empty_error_bodies: bool,
+    /// With `revocation_endpoint`, also list it in the OpenID metadata. Default true; false is
+    /// django-oauth-toolkit, which lists it only in its RFC 8414 metadata.
+    pub revocation_in_discovery: bool,
     /// Advertise and serve `/end-session`. Default true.
     pub end_session_endpoint: bool,
     /// `/userinfo` answers with this `sub` instead of the token's. Default `None`.
@@ -362,6 +368,8 @@ impl Default for Behaviour {
             omit_access_token: false,
             id_token_on_refresh: true,
             revocation_endpoint: true,
+            revocation_in_discovery: true,
+            empty_error_bodies: false,
             end_session_endpoint: true,
             userinfo_sub: None,
             access_token_lifetime: 300,
@@ -836,7 +844,17 @@ impl State {
             ),
             "/authorize" if get => self.authorize(req),
             "/par" if post && self.behaviour.par_endpoint => self.par(req),
-            "/token" if post => self.token(req),
+            "/token" if post => {
+                let response = self.token(req);
+                if self.behaviour.empty_error_bodies && response.status().is_client_error() {
+                    // Glewlwyd: the status, no OAuth error body.
+                    return Response::builder()
+                        .status(response.status())
+                        .body(Full::new(Bytes::new()))
+                        .expect("static response parts are valid");
+                }
+                response
+            }
             "/userinfo" if get || post => self.userinfo(req),
             "/revoke" if post && self.behaviour.revocation_endpoint => self.revoke(req),
             "/end-session" if (get || post) && self.behaviour.end_session_endpoint => {
@@ -880,7 +898,7 @@ impl State {
         if let AuthMethod::PrivateKeyJwt(key) = b.auth_method {
             doc["token_endpoint_auth_signing_alg_values_supported"] = json!([key.alg]);
         }
-        if b.revocation_endpoint {
+        if b.revocation_endpoint && b.revocation_in_discovery {
             doc["revocation_endpoint"] = json!(format!("{issuer}/revoke"));
         }
         if b.end_session_endpoint {

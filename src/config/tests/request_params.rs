@@ -244,6 +244,27 @@ fn logout_params_and_end_session_endpoint_are_read_and_owned_names_refused() {
 }
 
 #[test]
+fn revocation_endpoint_is_read_and_must_be_https() {
+    let s = Settings::from_toml(EXAMPLE, &env).unwrap();
+    assert!(s.oidc().revocation_endpoint.is_none());
+    let text = with_oidc("revocation_endpoint = \"https://auth.example.com/o/revoke_token/\"");
+    let s = Settings::from_toml(&text, &env).unwrap();
+    assert_eq!(
+        s.oidc().revocation_endpoint.as_ref().map(url::Url::as_str),
+        Some("https://auth.example.com/o/revoke_token/")
+    );
+    let text = with_oidc("revocation_endpoint = \"http://auth.example.com/o/revoke_token/\"");
+    let found = errors(&text);
+    assert!(
+        found
+            .iter()
+            .any(|(e, p)| e.contains("oidc.revocation_endpoint")
+                && *p == line(&text, "revocation_endpoint")),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn provider_is_not_a_login_param() {
     for name in ["provider", "Provider"] {
         let text = with_oidc(&format!("login_params = [\"prompt\", \"{name}\"]"));

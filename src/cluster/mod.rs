@@ -41,6 +41,8 @@ mod refresh_lock;
 mod revocations;
 mod turns;
 
+pub(crate) use turns::{TurnBusy, TurnOutcome};
+
 /// Timeout for connecting to Redis and for each command.
 const IO_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the subscription is pinged (a failed ping marks the store unavailable).

@@ -26,8 +26,11 @@ use super::{Cluster, hex};
 use crate::seal::{ChunkSet, CookieName, Purpose};
 use crate::token::Token;
 
-/// How long a turn is held at most (the IdP timeout is shorter).
-const TURN_TTL: Duration = Duration::from_secs(15);
+/// How long a turn is held at most, and how long another instance waits for it: longer than a
+/// grant takes with the default `[oidc] timeout` (10 s), a DPoP nonce retry and a JWKS refetch.
+/// A grant that outlives it may meet another instance's (an IdP timeout set above 15 s makes
+/// that possible).
+const TURN_TTL: Duration = Duration::from_secs(45);
 /// How often a waiting instance looks at the turn again.
 const POLL_EVERY: Duration = Duration::from_millis(25);
 /// Links followed at most from one token (a longer chain is cut: the newest known is used).
@@ -74,11 +77,32 @@ impl std::fmt::Debug for Turn<'_> {
     }
 }
 
+/// What asking for a turn gave.
+#[derive(Debug)]
+pub(crate) enum TurnOutcome<'a> {
+    /// The turn, until [`Turn::finish`] (or drop).
+    Held(Box<Turn<'a>>),
+    /// Redis is unreachable: the caller goes on with its own instance's turn.
+    Unavailable,
+    /// Another instance held the turn too long: the caller must not redeem a token that may
+    /// have been replaced meanwhile (a transient failure; the next request tries again).
+    Busy,
+}
+
+/// A grant not made because another instance's grant on the same token took too long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TurnBusy;
+
 impl Cluster {
     /// Takes the cluster's turn to redeem `presented` (or the newest token that replaced it).
-    /// `None` when Redis is unreachable or the turn was not had in time: the caller goes on
-    /// with its own instance's turn.
-    pub(crate) async fn take_turn(&self, presented: &Token) -> Option<Turn<'_>> {
+    pub(crate) async fn take_turn(&self, presented: &Token) -> TurnOutcome<'_> {
+        match self.try_take_turn(presented).await {
+            Some(outcome) => outcome,
+            None => TurnOutcome::Unavailable,
+        }
+    }
+
+    async fn try_take_turn(&self, presented: &Token) -> Option<TurnOutcome<'_>> {
         let mut conn = self.connection().await.ok()?;
         let mut token = [0u8; 16];
         crate::secret::fill_random(&mut token).ok()?;
@@ -99,25 +123,28 @@ impl Cluster {
                 .ok()?;
             if won.is_some() {
                 // A grant that finished between our look and now linked its new token first.
-                if let Some(next) = self.link(&mut conn, &keys).await {
-                    release(&mut conn, &keys, &holder).await;
-                    current = next;
-                    continue;
-                }
-                return Some(Turn {
-                    cluster: self,
-                    finished: false,
-                    conn,
-                    keys,
-                    holder,
-                    token: current,
-                });
+                let Some(next) = self.link(&mut conn, &keys).await else {
+                    return Some(TurnOutcome::Held(Box::new(Turn {
+                        cluster: self,
+                        finished: false,
+                        conn,
+                        keys,
+                        holder,
+                        token: current,
+                    })));
+                };
+                release(&mut conn, &keys, &holder).await;
+                current = next;
             }
+            // Checked on every pass, also after following a link (links that form a cycle
+            // end here rather than spin).
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!("no cluster turn for a refresh-token grant in time");
-                return None;
+                return Some(TurnOutcome::Busy);
             }
-            tokio::time::sleep(POLL_EVERY).await;
+            if won.is_none() {
+                tokio::time::sleep(POLL_EVERY).await;
+            }
         }
     }
 
@@ -225,7 +252,8 @@ async fn release(conn: &mut MultiplexedConnection, keys: &TurnKeys, holder: &str
 
 #[cfg(test)]
 mod tests {
-    use super::TurnKeys;
+    use super::{Turn, TurnKeys, TurnOutcome};
+    use crate::cluster::Cluster;
     use crate::cluster::tests::{cluster, redis_server};
     use crate::config::StorePolicy;
     use crate::token::Token;
@@ -236,6 +264,13 @@ mod tests {
         assert!(k.turn.starts_with("sg:refresh:") && k.turn.ends_with(":turn"));
         assert_eq!(k.next, k.turn.replace(":turn", ":next"));
         assert!(!k.turn.contains("rt-1"));
+    }
+
+    async fn held<'a>(c: &'a Cluster, t: &Token) -> Option<Turn<'a>> {
+        match c.take_turn(t).await {
+            TurnOutcome::Held(turn) => Some(*turn),
+            _ => None,
+        }
     }
 
     #[tokio::test]
@@ -249,11 +284,11 @@ mod tests {
         let rt3 = Token::from_issued("rt-3");
 
         // A holds the turn on rt-1: B cannot take it meanwhile.
-        let turn = a.take_turn(&rt1).await.expect("a turn");
+        let turn = held(&a, &rt1).await.expect("a turn");
         assert_eq!(turn.token, rt1);
         let presented = rt1.clone();
         let waiting = tokio::spawn(async move {
-            let t = b.take_turn(&presented).await.expect("B's turn");
+            let t = held(&b, &presented).await.expect("B's turn");
             let token = t.token.clone();
             t.finish(None, 60).await;
             (Some(token), b)
@@ -266,13 +301,13 @@ mod tests {
         assert_eq!(got, Some(rt2.clone()));
 
         // Chains are followed: rt-2 → rt-3; a token that was not replaced is itself.
-        let turn = a.take_turn(&rt2).await.unwrap();
+        let turn = held(&a, &rt2).await.unwrap();
         turn.finish(Some(&rt3), 60).await;
-        let turn = b.take_turn(&rt1).await.unwrap();
+        let turn = held(&b, &rt1).await.unwrap();
         assert_eq!(turn.token, rt3);
         // A turn dropped without finishing (a cancelled request) is given back all the same.
         drop(turn);
-        let again = tokio::time::timeout(std::time::Duration::from_secs(2), a.take_turn(&rt3));
+        let again = tokio::time::timeout(std::time::Duration::from_secs(2), held(&a, &rt3));
         assert_eq!(again.await.expect("not held").unwrap().token, rt3);
     }
 }

@@ -194,6 +194,7 @@ fn oidc(o: RawOidc, listed: bool, cx: &mut Cx<'_>) -> Option<OidcSettings> {
         trusted_audiences: o.trusted_audiences.unwrap_or_default(),
         max_logout_token_age: max_logout_token_age?,
         strict_logout_token_typ: o.strict_logout_token_typ.unwrap_or(false),
+        empty_400_is_invalid_grant: o.empty_400_is_invalid_grant.unwrap_or(false),
         auth_params: Params(auth_params?),
         token_params: Params(token_params?),
         logout_params: Params(logout_params?),

@@ -53,6 +53,7 @@ pub(super) struct RawOidc {
     pub trusted_audiences: Option<Vec<String>>,
     pub max_logout_token_age: Text,
     pub strict_logout_token_typ: Option<bool>,
+    pub empty_400_is_invalid_grant: Option<bool>,
     pub auth_params: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub token_params: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     pub login_params: Option<Spanned<Vec<Spanned<String>>>>,

@@ -238,6 +238,10 @@ pub struct OidcSettings {
     pub max_logout_token_age: Duration,
     /// Refuse logout tokens whose header `typ` is `JWT` or absent (accept only `logout+jwt`).
     pub strict_logout_token_typ: bool,
+    /// A refresh answered `400` without an OAuth error body ends the session like
+    /// `invalid_grant` (Glewlwyd); otherwise it is a failure that keeps it (a proxy or WAF in
+    /// front of the IdP may answer a bare 400).
+    pub empty_400_is_invalid_grant: bool,
     /// Extra parameters of every authorization request (none of them a name sealgate owns).
     pub auth_params: Params,
     /// Extra parameters of every code and refresh-token grant (AD FS `resource`, …).

@@ -159,9 +159,9 @@ fn make_room(arrivals: &mut HashMap<Key, u64>, cap: usize, last_sweep: &AtomicU6
     if len < cap {
         return;
     }
-    // Not a fixed victim: a flood must not keep evicting the same (first-iterated) client.
-    let skip = usize::try_from(now % len as u64).unwrap_or(0);
-    if let Some(victim) = arrivals.keys().nth(skip).copied() {
+    // The first key of the table's (randomly seeded) order: O(1), under the shard's lock, and
+    // never the same client twice in a row (the evicted one is gone).
+    if let Some(victim) = arrivals.keys().next().copied() {
         arrivals.remove(&victim);
     }
 }

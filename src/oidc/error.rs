@@ -78,3 +78,9 @@ pub(crate) fn error_code(object: Option<&serde_json::Map<String, serde_json::Val
             .unwrap_or(""),
     )
 }
+
+impl From<crate::cluster::TurnBusy> for RefreshError {
+    fn from(_: crate::cluster::TurnBusy) -> Self {
+        Self::Failed("another instance's grant on this refresh token took too long".into())
+    }
+}

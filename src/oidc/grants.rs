@@ -217,9 +217,14 @@ impl Provider {
             {
                 RefreshError::InvalidGrant
             }
-            // 400 with no OAuth error body (Glewlwyd): RFC 6749 5.2's status for a refused
-            // grant. The refresh token is not coming back; anything else stays a failure.
-            RequestTokenError::Other(_) if http.status() == Some(400) => RefreshError::InvalidGrant,
+            // 400 with no OAuth error body: Glewlwyd's refusal of a refresh token, but also
+            // what a proxy or WAF in front of an IdP may answer; the session ends on it only
+            // where the provider is configured to mean it.
+            RequestTokenError::Other(_)
+                if self.settings.empty_400_is_invalid_grant && http.status() == Some(400) =>
+            {
+                RefreshError::InvalidGrant
+            }
             other => RefreshError::Failed(error_chain(&other)),
         })?;
         let access = response.access_token().secret();

@@ -97,6 +97,12 @@ const USER_REFUSALS: &[&str] = &[
     "access_denied",
 ];
 
+impl From<crate::cluster::TurnBusy> for RouteGrantError {
+    fn from(_: crate::cluster::TurnBusy) -> Self {
+        Self::Unreachable("another instance's grant on this refresh token took too long".into())
+    }
+}
+
 impl RouteGrantError {
     /// Whether the IdP refused the user's grant (401 `route_token_refused` for the route:
     /// signing in again may help) rather than failed (502: a 400/401 with another error, any

@@ -183,7 +183,14 @@ async fn send_with_proof(
             .exact()
             .is_some_and(|n| n <= MAX_REPLAYED_BODY as u64);
     let (replay, mut stream) = if replayable {
-        let read = Limited::new(body, MAX_REPLAYED_BODY).collect().await;
+        // Read ahead only within the route's timeout: a client dripping a declared body must
+        // not hold its buffer (and a request slot) for longer than a streamed body could.
+        let read = tokio::time::timeout(
+            route.timeout,
+            Limited::new(body, MAX_REPLAYED_BODY).collect(),
+        )
+        .await
+        .map_err(|_| Failure::new(Rejection::BodyTimeout, "proxy: request body too slow"))?;
         let bytes = read
             .map_err(|_| Failure::new(Rejection::BadRequest, "proxy: request body"))?
             .to_bytes();

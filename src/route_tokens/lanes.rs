@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sha2::{Digest, Sha256};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, TurnBusy, TurnOutcome};
 use crate::oidc::{Granted, Refreshed};
 use crate::secret::SecretString;
 use crate::session::{Session, SessionId};
@@ -139,6 +139,7 @@ impl Lanes {
     ) -> Result<T, E>
     where
         T: Rotating,
+        E: From<TurnBusy>,
         F: FnOnce(SecretString) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
@@ -153,9 +154,13 @@ impl Lanes {
         };
         // Across instances too, when there is a cluster store: its turn, and the newest token
         // another instance's grant left (see `cluster::turns`).
-        let turn = match cluster {
-            Some(c) => c.take_turn(&used).await,
+        let turn = match cluster.map(|c| c.take_turn(&used)) {
             None => None,
+            Some(asked) => match asked.await {
+                TurnOutcome::Held(turn) => Some(*turn),
+                TurnOutcome::Unavailable => None,
+                TurnOutcome::Busy => return Err(E::from(TurnBusy)),
+            },
         };
         let used = turn.as_ref().map_or(used, |t| t.token.clone());
         let mut result = match grant(used.expose()).await {

@@ -4,7 +4,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::*;
-use crate::oidc::Refreshed;
+use crate::oidc::{RefreshError, Refreshed};
 use crate::seal::{Codec, CookieName, KeyRing, Purpose};
 use crate::secret::SecretString;
 use crate::session::Session;
@@ -227,7 +227,7 @@ async fn a_replaced_refresh_token_is_never_redeemed_again_and_is_adopted() {
                     None,
                     |rt: SecretString| async move {
                         used.lock().unwrap().push(rt.expose().to_owned());
-                        Ok::<_, ()>(refreshed(answer))
+                        Ok::<_, RefreshError>(refreshed(answer))
                     },
                 )
                 .await
@@ -264,7 +264,7 @@ async fn a_lineage_remembers_only_its_latest_replaced_tokens() {
         let next = format!("rt-{}", n + 1);
         lanes
             .redeem(id(1), &token(n), (NOW, 600), None, |_| async move {
-                Ok::<_, ()>(refreshed(Some(&next)))
+                Ok::<_, RefreshError>(refreshed(Some(&next)))
             })
             .await
             .unwrap();
@@ -295,7 +295,7 @@ async fn grants_of_one_session_take_turns() {
                     most.fetch_max(n, Ordering::SeqCst);
                     tokio::task::yield_now().await;
                     inside.fetch_sub(1, Ordering::SeqCst);
-                    Ok::<_, ()>(refreshed(Some(if i % 2 == 0 { "a" } else { "b" })))
+                    Ok::<_, RefreshError>(refreshed(Some(if i % 2 == 0 { "a" } else { "b" })))
                 })
                 .await
         });

@@ -189,6 +189,11 @@ async fn a_replayed_proof_is_refused_by_the_upstream() {
     let mut b = signed_in(&h).await;
     let r = call(&mut b, "/api/dpop/replay").await;
     let (token, proof) = dpop_call(&r);
+    // sealgate itself never reuses a proof: the same call again carries a new jti (and the
+    // upstream, which refuses a jti seen before, accepted it).
+    let again = call(&mut b, "/api/dpop/replay").await;
+    let (_, second) = dpop_call(&again);
+    assert_ne!(second["jti"], proof["jti"]);
     let upstream = r.json()["headers"]["host"][0].as_str().unwrap().to_owned();
     let captured = dpop_proofs()
         .into_iter()
@@ -595,4 +600,39 @@ async fn a_session_keeps_its_key_after_dpop_is_turned_off() {
     assert_eq!(proof["jkt"], jkt.as_str(), "its own key still signs");
     assert_eq!(token_jkt(&token).as_deref(), Some(jkt.as_str()));
     assert!(h.idp.dpop_refusals().is_empty(), "the bound refresh worked");
+}
+
+#[tokio::test]
+async fn a_body_read_ahead_for_a_proof_is_bounded_by_the_routes_timeout() {
+    let h = start(
+        |_| {},
+        "toml.[[routes]]\ntoml.prefix = \"/slow\"\ntoml.upstream = \"http://UPSTREAM\"\ntoml.timeout = \"1s\"",
+    )
+    .await;
+    let b = signed_in(&h).await;
+    let cookie = b.cookie_header(PUBLIC);
+    let addr = h.running.addr;
+    // A declared 100-byte body of which 10 bytes come, then nothing.
+    let status = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let head = format!(
+            "POST /slow/x HTTP/1.1\r\nHost: app.example.com\r\nX-CSRF: 1\r\nCookie: {cookie}\r\n\
+             Content-Type: application/json\r\nContent-Length: 100\r\n\r\n0123456789"
+        );
+        s.write_all(head.as_bytes()).unwrap();
+        let started = std::time::Instant::now();
+        let status = crate::support::raw::read_status(&mut s);
+        (status, started.elapsed())
+    })
+    .await
+    .unwrap();
+    assert!(status.0.contains(" 408 "), "{}", status.0);
+    assert!(
+        status.1 < std::time::Duration::from_secs(5),
+        "{:?}",
+        status.1
+    );
 }

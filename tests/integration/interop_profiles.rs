@@ -177,6 +177,30 @@ async fn glewlwyd_refused_refresh_with_an_empty_body_ends_the_session() {
 }
 
 #[tokio::test]
+async fn an_empty_400_without_the_glewlwyd_setting_keeps_the_session() {
+    // The same refusal at a provider not configured to mean it (a proxy or WAF in front of an
+    // IdP may answer a bare 400): a failure, 502, and the session is kept.
+    let p = start("Glewlwyd", glewlwyd, |toml| {
+        toml.lines()
+            .filter(|l| !l.starts_with("empty_400_is_invalid_grant"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+    .await;
+    let h = &p.h;
+    let mut b = login(h).await;
+    upstream_token(&mut b).await;
+    advance(h, 310); // the access token has expired: the refresh must work to serve the call
+    h.idp.set(|b| b.disabled_subs = vec!["alice".into()]);
+    let r = super::profiles::api(&mut b).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    // Once the IdP answers again, the same session refreshes and is served.
+    h.idp.set(|b| b.disabled_subs.clear());
+    let r = super::profiles::api(&mut b).await;
+    assert_eq!(r.status, 200, "still signed in: {}", r.body);
+}
+
+#[tokio::test]
 async fn glewlwyd_logout_token_without_exp_ends_the_session() {
     // Back-Channel Logout draft 06, which Glewlwyd implements, has no `exp` claim.
     let p = start("Glewlwyd", glewlwyd, |toml| toml).await;

@@ -94,6 +94,7 @@ client_id = "sealgate"
 scopes = ["openid"]
 token_endpoint_auth = "client_secret_basic"
 id_token_signed_response_alg = "RS256"
+empty_400_is_invalid_grant = true
 # Without a resource (RFC 8707), the access token names the scopes in aud.
 auth_params = { resource = "'"$API_AUDIENCE"'" }'
 }

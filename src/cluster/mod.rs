@@ -39,6 +39,7 @@ use crate::seal::{Codec, KeyRing};
 mod health;
 mod refresh_lock;
 mod revocations;
+mod shared;
 mod turns;
 
 pub(crate) use turns::{TurnBusy, TurnOutcome};

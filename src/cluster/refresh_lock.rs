@@ -15,17 +15,15 @@ use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use super::{Cluster, hex};
+use super::{Cluster, hex, shared};
 use crate::oidc::{RefreshError, Refreshed};
-use crate::seal::{ChunkSet, Codec, CookieName, Purpose};
+use crate::seal::{Codec, CookieName};
 use crate::token::Token;
 
 /// How long a refresh lock is held at most (the IdP timeout is shorter).
 const LOCK_TTL: Duration = Duration::from_secs(15);
 /// How often a waiting instance looks for the winner's result.
 const POLL_EVERY: Duration = Duration::from_millis(25);
-/// Deletes the lock only while it still holds our token: it may have expired and been taken.
-const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// The Redis keys and the seal name for one refresh token.
 struct RefreshKeys {
@@ -64,31 +62,19 @@ impl Cluster {
     {
         let keys = RefreshKeys::new(&self.prefix, hash)?;
         let mut conn = self.connection().await.ok()?;
-        let mut token = [0u8; 16];
-        crate::secret::fill_random(&mut token).ok()?;
-        let holder = hex(&token);
+        let holder = shared::new_holder()?;
         let deadline = tokio::time::Instant::now() + LOCK_TTL;
         let mut refresh = Some(refresh);
         loop {
             if let Some(found) = self.read_result(&mut conn, &keys).await {
                 return Some(Ok(found));
             }
-            let won: Option<String> = redis::cmd("SET")
-                .arg(&keys.lock)
-                .arg(&holder)
-                .arg("NX")
-                .arg("PX")
-                .arg(u64::try_from(LOCK_TTL.as_millis()).unwrap_or(15_000))
-                .query_async(&mut conn)
+            let won = shared::take_lock(&mut conn, &keys.lock, &holder, LOCK_TTL)
                 .await
                 .ok()?;
-            if won.is_some() {
+            if won {
                 let outcome = self.redeem(&mut conn, &keys, refresh.take()?).await;
-                let _: redis::RedisResult<i64> = redis::Script::new(RELEASE)
-                    .key(&keys.lock)
-                    .arg(&holder)
-                    .invoke_async(&mut conn)
-                    .await;
+                shared::release_lock(&mut conn, &keys.lock, &holder).await;
                 return Some(outcome);
             }
             if tokio::time::Instant::now() >= deadline {
@@ -145,16 +131,8 @@ impl Cluster {
         let Some(value) = seal_result(&self.codec, &keys.name, expires, r) else {
             return;
         };
-        let millis = u64::try_from(self.grace.as_millis())
-            .unwrap_or(30_000)
-            .max(1);
-        let stored: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(&keys.result)
-            .arg(value.as_str())
-            .arg("PX")
-            .arg(millis)
-            .query_async(conn)
-            .await;
+        let millis = u64::try_from(self.grace.as_millis()).unwrap_or(30_000);
+        let stored = shared::put_expiring(conn, &keys.result, &value, millis).await;
         if let Err(e) = stored {
             tracing::warn!(error = %e, "refresh result not shared");
         }
@@ -179,22 +157,16 @@ fn seal_result(
     };
     let plain = postcard::to_allocvec(&wire).map(Zeroizing::new).ok()?;
     drop(wire);
-    let Ok(sealed) = codec.seal(Purpose::Refresh, name, expires, &plain) else {
+    let sealed = shared::seal_value(codec, name, expires, &plain);
+    if sealed.is_none() {
         tracing::warn!("refresh result too large to share");
-        return None;
-    };
-    Some(Zeroizing::new(sealed.chunks.join(".")))
+    }
+    sealed
 }
 
 /// Opens what [`seal_result`] sealed under the same `name`; `None` when it does not open.
 fn open_result(codec: &Codec, name: &CookieName, sealed: &str, now: i64) -> Option<Refreshed> {
-    let chunk_names: Vec<String> = (0..codec.max_chunks()).map(|i| name.chunk(i)).collect();
-    let pairs = sealed
-        .split('.')
-        .zip(&chunk_names)
-        .map(|(v, n)| (n.as_str(), v));
-    let set = ChunkSet::from_pairs(name, codec.max_chunks(), pairs);
-    let opened = codec.open(Purpose::Refresh, name, &set, now).ok()?;
+    let opened = shared::open_value(codec, name, sealed, now)?;
     let wire: SharedRefresh = postcard::from_bytes(opened.payload()).ok()?;
     Some(Refreshed {
         access_token: Token::from_issued(&wire.access_token),

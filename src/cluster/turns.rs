@@ -20,10 +20,9 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
 
-use super::{Cluster, hex};
-use crate::seal::{ChunkSet, CookieName, Purpose};
+use super::{Cluster, hex, shared};
+use crate::seal::CookieName;
 use crate::token::Token;
 
 /// How long a turn is held at most, and how long another instance waits for it: longer than a
@@ -35,8 +34,6 @@ const TURN_TTL: Duration = Duration::from_secs(45);
 const POLL_EVERY: Duration = Duration::from_millis(25);
 /// Links followed at most from one token (a longer chain is cut: the newest known is used).
 const MAX_HOPS: usize = 16;
-/// Gives the turn back only while it still holds our token: it may have expired and been taken.
-const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
 
 /// The keys of one refresh token's turn and link.
 struct TurnKeys {
@@ -104,24 +101,16 @@ impl Cluster {
 
     async fn try_take_turn(&self, presented: &Token) -> Option<TurnOutcome<'_>> {
         let mut conn = self.connection().await.ok()?;
-        let mut token = [0u8; 16];
-        crate::secret::fill_random(&mut token).ok()?;
-        let holder = hex(&token);
+        let holder = shared::new_holder()?;
         let deadline = tokio::time::Instant::now() + TURN_TTL;
         let mut current = presented.clone();
         loop {
             current = self.newest(&mut conn, current).await;
             let keys = TurnKeys::new(&self.prefix, &current)?;
-            let won: Option<String> = redis::cmd("SET")
-                .arg(&keys.turn)
-                .arg(&holder)
-                .arg("NX")
-                .arg("PX")
-                .arg(u64::try_from(TURN_TTL.as_millis()).unwrap_or(15_000))
-                .query_async(&mut conn)
+            let won = shared::take_lock(&mut conn, &keys.turn, &holder, TURN_TTL)
                 .await
                 .ok()?;
-            if won.is_some() {
+            if won {
                 // A grant that finished between our look and now linked its new token first.
                 let Some(next) = self.link(&mut conn, &keys).await else {
                     return Some(TurnOutcome::Held(Box::new(Turn {
@@ -133,7 +122,7 @@ impl Cluster {
                         token: current,
                     })));
                 };
-                release(&mut conn, &keys, &holder).await;
+                shared::release_lock(&mut conn, &keys.turn, &holder).await;
                 current = next;
             }
             // Checked on every pass, also after following a link (links that form a cycle
@@ -142,7 +131,7 @@ impl Cluster {
                 tracing::warn!("no cluster turn for a refresh-token grant in time");
                 return Some(TurnOutcome::Busy);
             }
-            if won.is_none() {
+            if !won {
                 tokio::time::sleep(POLL_EVERY).await;
             }
         }
@@ -165,16 +154,7 @@ impl Cluster {
     /// The token linked as replacing the one of `keys`, when there is one and it opens.
     async fn link(&self, conn: &mut MultiplexedConnection, keys: &TurnKeys) -> Option<Token> {
         let sealed: Option<String> = conn.get(&keys.next).await.ok()?;
-        let sealed = sealed?;
-        let names: Vec<String> = (0..self.codec.max_chunks())
-            .map(|i| keys.name.chunk(i))
-            .collect();
-        let pairs = sealed.split('.').zip(&names).map(|(v, n)| (n.as_str(), v));
-        let set = ChunkSet::from_pairs(&keys.name, self.codec.max_chunks(), pairs);
-        let opened = self
-            .codec
-            .open(Purpose::Refresh, &keys.name, &set, self.clock.now())
-            .ok()?;
+        let opened = shared::open_value(&self.codec, &keys.name, &sealed?, self.clock.now())?;
         let text = std::str::from_utf8(opened.payload()).ok()?;
         Some(Token::from_issued(text))
     }
@@ -187,7 +167,7 @@ impl Turn<'_> {
         if let Some(new) = new.filter(|n| **n != self.token) {
             self.store_link(new, keep).await;
         }
-        release(&mut self.conn, &self.keys, &self.holder).await;
+        shared::release_lock(&mut self.conn, &self.keys.turn, &self.holder).await;
         self.finished = true;
     }
 
@@ -195,23 +175,14 @@ impl Turn<'_> {
         let c = self.cluster;
         let keep = keep.max(1);
         let expires = c.clock.now().saturating_add(keep);
-        let plain = Zeroizing::new(new.expose().expose().as_bytes().to_vec());
-        let Ok(sealed) = c
-            .codec
-            .seal(Purpose::Refresh, &self.keys.name, expires, &plain)
-        else {
+        let plain = new.expose();
+        let plain = plain.expose().as_bytes();
+        let Some(value) = shared::seal_value(&c.codec, &self.keys.name, expires, plain) else {
             tracing::warn!("a replacing refresh token too large to share");
             return;
         };
-        let value = Zeroizing::new(sealed.chunks.join("."));
         let millis = u64::try_from(keep).unwrap_or(1).saturating_mul(1000);
-        let stored: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(&self.keys.next)
-            .arg(value.as_str())
-            .arg("PX")
-            .arg(millis)
-            .query_async(&mut self.conn)
-            .await;
+        let stored = shared::put_expiring(&mut self.conn, &self.keys.next, &value, millis).await;
         if let Err(e) = stored {
             tracing::warn!(error = %e, "a replacing refresh token not shared");
         }
@@ -231,23 +202,9 @@ impl Drop for Turn<'_> {
             std::mem::take(&mut self.holder),
         );
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _: redis::RedisResult<i64> = redis::Script::new(RELEASE)
-                    .key(&turn)
-                    .arg(&holder)
-                    .invoke_async(&mut conn)
-                    .await;
-            });
+            handle.spawn(async move { shared::release_lock(&mut conn, &turn, &holder).await });
         }
     }
-}
-
-async fn release(conn: &mut MultiplexedConnection, keys: &TurnKeys, holder: &str) {
-    let _: redis::RedisResult<i64> = redis::Script::new(RELEASE)
-        .key(&keys.turn)
-        .arg(holder)
-        .invoke_async(conn)
-        .await;
 }
 
 #[cfg(test)]

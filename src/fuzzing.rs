@@ -515,7 +515,10 @@ pub fn dpop_answer(data: &[u8]) -> bool {
         0 => {
             let asked = crate::dpop::challenges_use_dpop_nonce(rest);
             if asked {
-                let text = String::from_utf8_lossy(rest).to_ascii_lowercase();
+                // Quoted-pairs stand for the character they escape (`"n\once"` is `nonce`).
+                let text = String::from_utf8_lossy(rest)
+                    .replace('\\', "")
+                    .to_ascii_lowercase();
                 assert!(text.contains("dpop") && text.contains("use_dpop_nonce"));
             }
             let mut headers = http::HeaderMap::new();

@@ -169,6 +169,8 @@ fn upstream_challenges_are_parsed() {
         r#"DPoP error=use_dpop_nonce"#,
         r#"Bearer realm="api", DPoP algs="ES256", error="use_dpop_nonce""#,
         r#"dpop   error = "use_dpop_nonce""#,
+        // A quoted-pair (RFC 9110 5.6.4) stands for the character it escapes.
+        r#"DPoP error="use_dpop_n\once""#,
     ] {
         assert!(challenges_use_dpop_nonce(yes.as_bytes()), "{yes}");
     }

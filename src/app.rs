@@ -189,8 +189,8 @@ impl App {
             .filter_map(|v| std::str::from_utf8(v.as_bytes()).ok());
         let set = ChunkSet::from_headers(name, self.codec.max_chunks(), texts);
         let seen = set.seen();
-        let digest = self.opened.digest(&set);
-        let cached = digest.as_ref().and_then(|d| self.opened.get(d, now));
+        let key = self.opened.key(&set);
+        let cached = key.as_ref().and_then(|k| self.opened.get(k, now));
         let fresh = cached.is_none();
         let opened = match cached {
             Some(hit) => hit,
@@ -210,8 +210,8 @@ impl App {
         let mut session = opened.session.clone();
         let mut reseal = !opened.current_key;
         let refused = |why: String| {
-            if let (false, Some(d)) = (fresh, &digest) {
-                self.opened.remove(d);
+            if let (false, Some(k)) = (fresh, &key) {
+                self.opened.remove(k);
             }
             SessionState::Rejected { seen, why }
         };
@@ -235,8 +235,8 @@ impl App {
             return refused(format!("session {:?} revoked", session.id));
         }
         let bearer = opened.bearer.clone();
-        if fresh && let Some(d) = digest {
-            self.opened.insert(d, opened);
+        if fresh && let Some(k) = &key {
+            self.opened.insert(k, opened);
         }
         let active = Active {
             session,

@@ -222,7 +222,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         clock: options.clock,
         used_states: Mutex::new(crate::expiring::ExpiringSet::default()),
         refreshes: crate::app::Refreshes::default(),
-        opened: crate::session_cache::SessionCache::new(settings.session.open_cache)?,
+        opened: crate::session_cache::SessionCache::new(settings.session.open_cache),
         forwarded: crate::upstream::Forwarded::new(&settings.server.public_url),
         tunnels: Arc::new(Semaphore::new(settings.server.max_connections)),
         logout_tokens: Mutex::new(crate::expiring::ExpiringSet::default()),

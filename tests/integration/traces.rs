@@ -52,6 +52,15 @@ fn descends(spans: &[Exported], span: &Exported, ancestor: &str) -> bool {
 }
 
 async fn spawn(idp: &FakeIdp, receiver: &Receiver, extra: &str) -> Sealgate {
+    spawn_logging(idp, receiver, extra, Spawn::default()).await
+}
+
+async fn spawn_logging(
+    idp: &FakeIdp,
+    receiver: &Receiver,
+    extra: &str,
+    how: Spawn<'_>,
+) -> Sealgate {
     let upstream = crate::support::upstream::start().await;
     let extra = format!(
         "{extra}\ntoml.[telemetry]\ntoml.otlp_endpoint = \"{}\"\ntoml.service_name = \"sealgate-test\"",
@@ -62,7 +71,7 @@ async fn spawn(idp: &FakeIdp, receiver: &Receiver, extra: &str) -> Sealgate {
         upstream,
         Spawn {
             extra: &extra,
-            ..Spawn::default()
+            ..how
         },
     )
     .await
@@ -214,7 +223,15 @@ async fn a_browser_trace_is_continued_through_refresh_idp_and_upstream_without_s
 async fn a_malformed_traceparent_starts_a_new_trace() {
     let receiver = Receiver::start().await;
     let idp = FakeIdp::start().await;
-    let sealgate = spawn(&idp, &receiver, "").await;
+    let log = std::env::temp_dir().join(format!("sealgate-traces-{}.jsonl", std::process::id()));
+    let how = Spawn {
+        rust_log: "sealgate=debug,warn",
+        log_file: Some(log.clone()),
+        ..Spawn::default()
+    };
+    let sealgate = spawn_logging(&idp, &receiver, "toml.[log]\ntoml.format = \"json\"", how).await;
+    // A login, for log lines inside requests.
+    sealgate.login(&mut sealgate.browser()).await;
     let mut b = sealgate.browser();
     let malformed = format!("00-{}-{PARENT}-01", TRACE.to_uppercase());
     let open = b
@@ -247,6 +264,23 @@ async fn a_malformed_traceparent_starts_a_new_trace() {
         ids(&upstream_parent),
         (server.trace_id.clone(), upstream.span_id.clone())
     );
+
+    // The log is as without traces: its lines carry the log's request span, never a trace span.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let in_request: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .filter(|l: &serde_json::Value| l["span"].is_object())
+        .collect();
+    assert!(!in_request.is_empty(), "{text}");
+    assert!(
+        in_request
+            .iter()
+            .all(|l| l["span"]["name"] == "request" && l["span"]["route"].is_string()),
+        "{text}"
+    );
+    assert!(!text.contains("otel."), "{text}");
 }
 
 #[tokio::test]

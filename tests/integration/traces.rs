@@ -308,3 +308,52 @@ async fn without_an_endpoint_the_browsers_trace_headers_pass_through_unchanged()
             .all(|r| r.traceparent.is_none())
     );
 }
+
+/// With `[cluster]`: named so that `.ci/run`'s `cluster::` filter runs it with Redis.
+mod cluster {
+    use super::*;
+    use crate::support::redis::Redis;
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; run by .ci/run"]
+    async fn a_clustered_refresh_traces_its_redis_commands() {
+        let redis = Redis::start();
+        let receiver = Receiver::start().await;
+        let idp = FakeIdp::start().await;
+        let extra = format!(
+            "session.refresh_before = \"1h\"\ntoml.[cluster]\ntoml.redis_url = \"{}\"",
+            redis.url()
+        );
+        let sealgate = spawn(&idp, &receiver, &extra).await;
+        let mut b = sealgate.browser();
+        sealgate.login(&mut b).await;
+        let api = b
+            .get(
+                &format!("{PUBLIC}/api/x"),
+                &[("x-csrf", "1"), ("traceparent", &traceparent())],
+            )
+            .await;
+        assert_eq!(api.status, 200, "{}", api.body);
+        assert!(sealgate.terminate().await);
+        let spans = receiver
+            .wait_for(Duration::from_secs(5), |s| s.name == "upstream GET /api")
+            .await;
+        let refresh = named(&spans, "refresh");
+        assert_eq!(refresh.len(), 1, "{spans:#?}");
+        assert_eq!(refresh[0].trace_id, TRACE);
+        for name in ["redis GET refresh result", "redis SET NX lock"] {
+            let found = named(&spans, name);
+            assert!(
+                found
+                    .iter()
+                    .any(|s| s.kind == CLIENT && descends(&spans, s, &refresh[0].span_id)),
+                "{name}: {spans:#?}"
+            );
+            assert!(
+                found
+                    .iter()
+                    .all(|s| s.attr("db.system.name") == Some("redis"))
+            );
+        }
+    }
+}

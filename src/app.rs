@@ -8,6 +8,7 @@ use cookie::Cookie;
 use http::HeaderMap;
 use http::header::COOKIE;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use crate::clock::Clock;
 use crate::config::{CsrfMode, Settings};
@@ -234,6 +235,7 @@ impl App {
         if self.denylist.is_revoked(&session, provider.issuer()) {
             return refused(format!("session {:?} revoked", session.id));
         }
+        crate::telemetry::spans::record_session(&session.id);
         let bearer = opened.bearer.clone();
         if fresh && let Some(k) = &key {
             self.opened.insert(k, opened);
@@ -333,32 +335,35 @@ impl App {
         let previous_id = session.id_token.clone();
         let dpop_key = session.dpop.as_ref().map(|d| d.key.clone());
         let result = cell
-            .get_or_init(|| async {
-                // In a cluster, one instance redeems the refresh token for all; without Redis
-                // (or while it is unreachable) this instance's single flight is all there is.
-                // Either way in the session's turn with its route grants, which may have
-                // replaced the refresh token (`route_tokens::lanes`).
-                let previous = previous_id.as_ref();
-                let dpop = dpop_key.as_ref();
-                let redeem = || {
-                    self.route_tokens.lanes.redeem(
-                        session.id,
-                        refresh,
-                        (now, grace),
-                        self.cluster.as_deref(),
-                        |rt| async move { provider.refresh(&rt, previous, now, dpop).await },
-                    )
-                };
-                let shared = match &self.cluster {
-                    Some(c) => c.refresh_once(&key, redeem).await,
-                    None => None,
-                };
-                let r = match shared {
-                    Some(r) => r,
-                    None => redeem().await,
-                };
-                record_refresh(session, &r, !expiring);
-                r
+            .get_or_init(|| {
+                async {
+                    // In a cluster, one instance redeems the refresh token for all; without Redis
+                    // (or while it is unreachable) this instance's single flight is all there is.
+                    // Either way in the session's turn with its route grants, which may have
+                    // replaced the refresh token (`route_tokens::lanes`).
+                    let previous = previous_id.as_ref();
+                    let dpop = dpop_key.as_ref();
+                    let redeem = || {
+                        self.route_tokens.lanes.redeem(
+                            session.id,
+                            refresh,
+                            (now, grace),
+                            self.cluster.as_deref(),
+                            |rt| async move { provider.refresh(&rt, previous, now, dpop).await },
+                        )
+                    };
+                    let shared = match &self.cluster {
+                        Some(c) => c.refresh_once(&key, redeem).await,
+                        None => None,
+                    };
+                    let r = match shared {
+                        Some(r) => r,
+                        None => redeem().await,
+                    };
+                    record_refresh(session, &r, !expiring);
+                    r
+                }
+                .instrument(crate::telemetry::spans::internal_span("refresh"))
             })
             .await;
         match result {

@@ -143,10 +143,11 @@ mod upstream;
 
 pub use clock::Clock;
 pub use config::check::{Report as ConfigReport, check_file as check_config};
-pub use config::{ConfigError, LogSettings, SecretSource, Settings};
+pub use config::{ConfigError, LogSettings, SecretSource, Settings, TelemetrySettings};
 pub use seal::keys::generate_key_base64;
 pub use server::{Options, Running, StartError, start};
 pub use telemetry::init as init_logs;
+pub use telemetry::{TraceError, Traces, init_with_traces};
 
 /// Not a stable API: what the fuzz targets, the corpus replay test, the benchmarks and the
 /// test suite's self-tests reach below the public surface (rustls' `internal` practice).

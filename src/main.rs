@@ -76,13 +76,16 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Serve { config } => {
             let settings = sealgate::Settings::load(&config)?;
-            sealgate::init_logs(&settings.log);
+            let traces = sealgate::init_with_traces(&settings.log, &settings.telemetry)?;
             let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(async {
+            let served = runtime.block_on(async {
                 let running = sealgate::start(settings, sealgate::Options::default()).await?;
                 running.until_signal().await;
                 Ok::<(), Box<dyn std::error::Error>>(())
-            })
+            });
+            // After the graceful stop, outside the runtime: the last spans are exported.
+            traces.shutdown();
+            served
         }
         #[cfg(feature = "demo")]
         Command::Demo { port } => {

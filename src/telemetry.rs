@@ -1,26 +1,30 @@
 //! Logging: `tracing` to stderr, as text or JSON (`[log] format`), filtered by `RUST_LOG`, else
-//! `[log] level`, else `sealgate=info,warn`.
+//! `[log] level`, else `sealgate=info,warn`; and, with `[telemetry] otlp_endpoint`, traces
+//! exported over OTLP ([`otlp`], [`spans`]).
 //!
 //! Every request runs in a `request` span carrying its id (from `X-Request-Id`, else the trace id
 //! of a `traceparent`, else random), so every line it causes can be found; sessions appear only
 //! as a fingerprint (a hash of the session id). Nothing secret is ever a field.
 
+mod otlp;
+pub(crate) mod spans;
+
 use std::ffi::OsStr;
 use std::io::IsTerminal as _;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
-use crate::config::{LogFormat, LogSettings};
+use crate::config::{LogFormat, LogSettings, TelemetrySettings};
+
+pub(crate) use otlp::enabled;
+pub use otlp::{TraceError, Traces};
 
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing).
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        settings
-            .level
-            .as_deref()
-            .and_then(|l| EnvFilter::try_new(l).ok())
-            .unwrap_or_else(|| EnvFilter::new("sealgate=info,warn"))
-    });
+    let filter = log_filter(settings);
     let ansi = use_colour(
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").as_deref(),
@@ -37,6 +41,65 @@ pub fn init(settings: &LogSettings) {
             .with_span_list(false)
             .try_init(),
     };
+}
+
+/// Installs the global subscriber as [`init`] does and, when `telemetry` names an OTLP endpoint,
+/// the trace pipeline beside it (the log's filter does not apply to traces, and trace spans do
+/// not appear in the log). Keep the returned [`Traces`] and shut it down after the server stops:
+/// that exports the last spans.
+///
+/// # Errors
+/// When the exporter cannot be built (no TLS configuration for its client).
+pub fn init_with_traces(
+    log: &LogSettings,
+    telemetry: &TelemetrySettings,
+) -> Result<Traces, TraceError> {
+    let Some(endpoint) = &telemetry.otlp_endpoint else {
+        init(log);
+        return Ok(Traces::default());
+    };
+    let traces = otlp::provider(telemetry, endpoint)?;
+    let ansi = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
+    let filter = match format!("{}=off", spans::TARGET).parse() {
+        Ok(off) => log_filter(log).add_directive(off),
+        Err(_) => log_filter(log),
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let fmt = match log.format {
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let only_trace_spans =
+        tracing_subscriber::filter::filter_fn(|m| m.is_span() && m.target() == spans::TARGET);
+    let installed = tracing_subscriber::registry()
+        .with(fmt)
+        .with(traces.layer().map(|l| l.with_filter(only_trace_spans)))
+        .try_init();
+    if installed.is_ok() {
+        traces.enable();
+    }
+    Ok(traces)
+}
+
+/// `RUST_LOG`, else `[log] level`, else `sealgate=info,warn`.
+fn log_filter(settings: &LogSettings) -> EnvFilter {
+    EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        settings
+            .level
+            .as_deref()
+            .and_then(|l| EnvFilter::try_new(l).ok())
+            .unwrap_or_else(|| EnvFilter::new("sealgate=info,warn"))
+    })
 }
 
 /// Whether text logs are coloured: only on a terminal (a redirected log file gets no escape
@@ -68,7 +131,7 @@ impl RequestId {
         if let Some(trace) = headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
-            .and_then(trace_id)
+            .and_then(spans::trace_id)
         {
             return Self(trace.to_owned());
         }
@@ -112,26 +175,6 @@ fn hex(bytes: &[u8]) -> String {
         out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     out
-}
-
-/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if well-formed and
-/// not all zeros.
-fn trace_id(traceparent: &str) -> Option<&str> {
-    let mut parts = traceparent.split('-');
-    let (version, trace, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    (version == "00"
-        && parts.next().is_none()
-        && hex(trace, 32)
-        && hex(parent, 16)
-        && hex(flags, 2)
-        && trace.bytes().any(|b| b != b'0'))
-    .then_some(trace)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 use zeroize::Zeroizing;
 
 use super::{Cluster, hex, shared};
@@ -115,7 +116,11 @@ impl Cluster {
         conn: &mut MultiplexedConnection,
         keys: &RefreshKeys,
     ) -> Option<Refreshed> {
-        let sealed: Option<String> = conn.get(&keys.result).await.ok()?;
+        let sealed: Option<String> = conn
+            .get(&keys.result)
+            .instrument(crate::telemetry::spans::redis_span("GET", "refresh result"))
+            .await
+            .ok()?;
         open_result(&self.codec, &keys.name, &sealed?, self.clock.now())
     }
 

@@ -14,6 +14,7 @@
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use super::{Cluster, hex};
 use crate::revocation::Revocation;
@@ -32,7 +33,8 @@ impl Cluster {
     /// Shares a revocation already recorded locally. Never fails: if Redis cannot take it now,
     /// it waits in the outbox for the next reconnect.
     pub(crate) async fn publish(&self, r: &Revocation) {
-        if let Err(e) = self.write(r).await {
+        let span = crate::telemetry::spans::redis_span("SET+PUBLISH", "revocation");
+        if let Err(e) = self.write(r).instrument(span).await {
             tracing::warn!(error = %e, "revocation kept for Redis: not reachable now");
             self.keep([r.clone()]);
             self.forget_connection().await;

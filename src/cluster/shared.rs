@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+use tracing::Instrument as _;
 use zeroize::Zeroizing;
 
 use super::hex;
@@ -33,6 +34,7 @@ pub(super) async fn take_lock(
         .arg("PX")
         .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
         .query_async(conn)
+        .instrument(crate::telemetry::spans::redis_span("SET NX", "lock"))
         .await?;
     Ok(won.is_some())
 }
@@ -43,6 +45,7 @@ pub(super) async fn release_lock(conn: &mut MultiplexedConnection, key: &str, ho
         .key(key)
         .arg(holder)
         .invoke_async(conn)
+        .instrument(crate::telemetry::spans::redis_span("EVAL", "lock release"))
         .await;
 }
 
@@ -59,6 +62,10 @@ pub(super) async fn put_expiring(
         .arg("PX")
         .arg(millis.max(1))
         .query_async(conn)
+        .instrument(crate::telemetry::spans::redis_span(
+            "SET PX",
+            "shared value",
+        ))
         .await
 }
 

@@ -20,6 +20,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use super::{Cluster, hex, shared};
 use crate::seal::CookieName;
@@ -153,7 +154,14 @@ impl Cluster {
 
     /// The token linked as replacing the one of `keys`, when there is one and it opens.
     async fn link(&self, conn: &mut MultiplexedConnection, keys: &TurnKeys) -> Option<Token> {
-        let sealed: Option<String> = conn.get(&keys.next).await.ok()?;
+        let sealed: Option<String> = conn
+            .get(&keys.next)
+            .instrument(crate::telemetry::spans::redis_span(
+                "GET",
+                "grant turn link",
+            ))
+            .await
+            .ok()?;
         let opened = shared::open_value(&self.codec, &keys.name, &sealed?, self.clock.now())?;
         let text = std::str::from_utf8(opened.payload()).ok()?;
         Some(Token::from_issued(text))

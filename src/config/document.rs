@@ -14,7 +14,7 @@ use super::env::Overrides;
 use super::problem::ConfigError;
 use super::raw::{
     self, RawBff, RawCluster, RawLimits, RawLog, RawMetrics, RawOidc, RawRevocation, RawRoute,
-    RawServer, RawSession, RawStatic,
+    RawServer, RawSession, RawStatic, RawTelemetry,
 };
 
 /// The tables of the file. `None` for a table that is missing or was refused (the problem is
@@ -35,6 +35,7 @@ pub(super) struct RawConfig {
     pub cluster: Option<RawCluster>,
     pub metrics: Option<RawMetrics>,
     pub log: Option<RawLog>,
+    pub telemetry: Option<RawTelemetry>,
     pub limits: Option<RawLimits>,
     /// Where each key's value is (`server.listen`, `routes[1].prefix`), for warnings.
     pub places: HashMap<String, Range<usize>>,
@@ -53,6 +54,7 @@ const SECTIONS: &[&str] = &[
     "cluster",
     "metrics",
     "log",
+    "telemetry",
     "limits",
 ];
 
@@ -95,6 +97,7 @@ pub(super) fn read(text: &str, overrides: &Overrides<'_>, cx: &mut Cx<'_>) -> Op
         cluster: None,
         metrics: Some(RawMetrics::default()),
         log: Some(RawLog::default()),
+        telemetry: Some(RawTelemetry::default()),
         limits: Some(RawLimits::default()),
         places: places(&root),
     };
@@ -117,6 +120,7 @@ pub(super) fn read(text: &str, overrides: &Overrides<'_>, cx: &mut Cx<'_>) -> Op
             "cluster" => raw.cluster = table(name, value, cx),
             "metrics" => raw.metrics = table(name, value, cx),
             "log" => raw.log = table(name, value, cx),
+            "telemetry" => raw.telemetry = table(name, value, cx),
             "limits" => raw.limits = table(name, value, cx),
             other => {
                 let problem = unknown_field(other, SECTIONS);

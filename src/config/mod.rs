@@ -40,6 +40,7 @@ mod server;
 mod session;
 pub(crate) mod settings;
 mod static_files;
+mod telemetry;
 mod values;
 
 pub use env::SecretSource;
@@ -52,7 +53,7 @@ pub(crate) use settings::{
     ServerSettings, SigningAlgsKey, StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth,
     TokenPolicy, TrustedNet,
 };
-pub use settings::{LogSettings, Settings};
+pub use settings::{LogSettings, Settings, TelemetrySettings};
 
 use context::Cx;
 use env::Overrides;
@@ -304,6 +305,7 @@ fn convert(raw: document::RawConfig, cx: &mut Cx<'_>) -> Option<Settings> {
         .map(|s| static_files::static_files(s, &routes, cx));
     let metrics = raw.metrics.and_then(|m| server::metrics(m, cx));
     let log = raw.log.and_then(|l| server::log(l, cx));
+    let telemetry = raw.telemetry.and_then(|t| telemetry::telemetry(t, cx));
     let limits = raw.limits.and_then(|l| limits::limits(l, cx));
     Some(Settings {
         server: server?,
@@ -316,6 +318,7 @@ fn convert(raw: document::RawConfig, cx: &mut Cx<'_>) -> Option<Settings> {
         cluster: cluster.map_or(Some(None), |c| c.map(Some))?,
         metrics: metrics?,
         log: log?,
+        telemetry: telemetry?,
         limits: limits?,
     })
 }

@@ -206,6 +206,14 @@ pub(super) struct RawLog {
     pub level: Text,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTelemetry {
+    pub otlp_endpoint: Text,
+    pub service_name: Text,
+    pub sample_ratio: Option<Spanned<f64>>,
+}
+
 /// The field names of raw struct `T`, as its derived `Deserialize` declares them (so unknown
 /// keys can be reported one by one, each at its own line, while the rest of the table is still
 /// checked).

@@ -33,6 +33,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// `[log]`.
     pub log: LogSettings,
+    /// `[telemetry]`: traces over OTLP.
+    pub telemetry: TelemetrySettings,
     /// `[limits]`.
     pub limits: LimitsSettings,
 }
@@ -55,6 +57,28 @@ pub struct LogSettings {
     /// A `tracing` filter (`RUST_LOG` syntax); `RUST_LOG` overrides it. Default
     /// `sealgate=info,warn`.
     pub level: Option<String>,
+}
+
+/// `[telemetry]`: OpenTelemetry traces, exported over OTLP/HTTP (protobuf) when
+/// `otlp_endpoint` is set; nothing at all otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetrySettings {
+    /// The collector's base URL; spans are POSTed to `<otlp_endpoint>/v1/traces`.
+    pub otlp_endpoint: Option<Url>,
+    /// The `service.name` resource attribute. Default `sealgate`.
+    pub service_name: String,
+    /// The fraction of new traces recorded (0.0–1.0, by trace id). Default 1.0.
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "sealgate".to_owned(),
+            sample_ratio: 1.0,
+        }
+    }
 }
 
 /// `[metrics]`: Prometheus text on `/metrics`.

@@ -658,3 +658,4 @@ mod request_params;
 mod revalidate;
 mod route_rules;
 mod route_tokens;
+mod telemetry;

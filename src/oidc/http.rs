@@ -14,6 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use openidconnect::{AsyncHttpClient, HttpRequest, HttpResponse};
+use tracing::Instrument as _;
 
 /// Largest IdP response body read (discovery documents and JWKS are a few KB).
 pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -69,7 +70,23 @@ impl IdpHttpClient {
     ///
     /// # Errors
     /// Transport failure, timeout, an oversized body, or a redirect.
-    pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    pub async fn send(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        // With traces exported: a client span per call, named in the IdP's `traceparent`.
+        let span = if crate::telemetry::enabled() {
+            let endpoint = endpoint_of(&request);
+            crate::telemetry::spans::idp_span(endpoint, request.method(), request.uri())
+        } else {
+            tracing::Span::none()
+        };
+        crate::telemetry::spans::inject(&span, request.headers_mut());
+        let result = self.exchange(request).instrument(span.clone()).await;
+        if let Ok(response) = &result {
+            crate::telemetry::spans::record_status(&span, response.status());
+        }
+        result
+    }
+
+    async fn exchange(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let (parts, body) = request.into_parts();
         let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
         let exchange = async {
@@ -107,11 +124,120 @@ impl IdpHttpClient {
     }
 }
 
+/// Which IdP endpoint `request` is for, from its shape alone (the client serves every
+/// endpoint): the discovery document by its well-known path; a GET with credentials is userinfo,
+/// one without the JWKS; a POST by its form's parameter names (`grant_type`'s value only when
+/// it is one of the standard grant types). Never a value that could be secret.
+fn endpoint_of(request: &HttpRequest) -> &'static str {
+    if request.method() == http::Method::GET {
+        return if request
+            .uri()
+            .path()
+            .ends_with("/.well-known/openid-configuration")
+        {
+            "discovery"
+        } else if request.headers().contains_key(http::header::AUTHORIZATION) {
+            "userinfo"
+        } else {
+            "jwks"
+        };
+    }
+    let mut endpoint = "other";
+    for (name, value) in url::form_urlencoded::parse(request.body()) {
+        match name.as_ref() {
+            "grant_type" => {
+                return match value.as_ref() {
+                    "authorization_code" => "token (authorization_code)",
+                    "refresh_token" => "token (refresh_token)",
+                    "client_credentials" => "token (client_credentials)",
+                    "urn:ietf:params:oauth:grant-type:token-exchange" => "token (token-exchange)",
+                    "urn:ietf:params:oauth:grant-type:jwt-bearer" => "token (jwt-bearer)",
+                    _ => "token",
+                };
+            }
+            "response_type" | "request" => endpoint = "par",
+            "token" if endpoint == "other" => endpoint = "revocation",
+            _ => {}
+        }
+    }
+    endpoint
+}
+
 impl<'c> AsyncHttpClient<'c> for IdpHttpClient {
     type Error = HttpError;
     type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, HttpError>> + Send + 'c>>;
 
     fn call(&'c self, request: HttpRequest) -> Self::Future {
         Box::pin(self.send(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, uri: &str, auth: bool, body: &str) -> HttpRequest {
+        let mut r = http::Request::builder().method(method).uri(uri);
+        if auth {
+            r = r.header("authorization", "Bearer secret-token");
+        }
+        r.body(body.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn idp_calls_are_named_by_their_shape_never_by_a_secret() {
+        for (method, uri, auth, body, expected) in [
+            (
+                "GET",
+                "https://idp/.well-known/openid-configuration",
+                false,
+                "",
+                "discovery",
+            ),
+            ("GET", "https://idp/keys", false, "", "jwks"),
+            ("GET", "https://idp/me", true, "", "userinfo"),
+            (
+                "POST",
+                "https://idp/token",
+                true,
+                "grant_type=refresh_token&refresh_token=rt-secret",
+                "token (refresh_token)",
+            ),
+            (
+                "POST",
+                "https://idp/token",
+                false,
+                "code=c-secret&grant_type=authorization_code&code_verifier=v",
+                "token (authorization_code)",
+            ),
+            (
+                "POST",
+                "https://idp/token",
+                false,
+                "grant_type=rt-secret",
+                "token",
+            ),
+            (
+                "POST",
+                "https://idp/revoke",
+                true,
+                "token=rt-secret&token_type_hint=refresh_token",
+                "revocation",
+            ),
+            (
+                "POST",
+                "https://idp/par",
+                true,
+                "response_type=code&state=s-secret",
+                "par",
+            ),
+            ("POST", "https://idp/x", true, "", "other"),
+        ] {
+            assert_eq!(
+                endpoint_of(&request(method, uri, auth, body)),
+                expected,
+                "{method} {uri} {body}"
+            );
+        }
     }
 }

@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::upgrade::OnUpgrade;
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument as _;
 
 use crate::app::App;
 use crate::config::{CookieForwarding, RouteSettings};
@@ -32,6 +33,7 @@ use crate::proxy::headers::{is_sealgate_cookie, strip_client_claims, strip_hop_b
 use crate::proxy::websocket;
 use crate::request::{RequestContext, cookie_headers};
 use crate::response::Body;
+use crate::telemetry::spans;
 use crate::upstream::{self, Protocol};
 
 /// The largest request body read ahead so that a DPoP request can be sent again with a new
@@ -125,7 +127,7 @@ pub(super) async fn send(
 async fn dispatch(
     route: &RouteSettings,
     protocol: Protocol,
-    upstream_req: Request<Body>,
+    mut upstream_req: Request<Body>,
 ) -> Result<Response<Incoming>, Failure> {
     let bad_gateway = |detail: String| {
         Failure::new(
@@ -133,10 +135,18 @@ async fn dispatch(
             format!("upstream {}: {detail}", route.prefix),
         )
     };
+    // With traces exported: a client span per attempt, named in the upstream's `traceparent`.
+    let span = spans::upstream_span(upstream_req.method(), &route.prefix, upstream_req.uri());
+    spans::inject(&span, upstream_req.headers_mut());
     let pending =
         upstream::request(protocol, upstream_req).map_err(|e| bad_gateway(error_chain(&e)))?;
     let started = std::time::Instant::now();
-    let answer = tokio::time::timeout(route.timeout, pending).await;
+    let answer = tokio::time::timeout(route.timeout, pending)
+        .instrument(span.clone())
+        .await;
+    if let Ok(Ok(response)) = &answer {
+        spans::record_status(&span, response.status());
+    }
     metrics()
         .upstream_duration
         .get_or_create(&RouteLabel {

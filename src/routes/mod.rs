@@ -66,10 +66,26 @@ pub(crate) async fn handle(
         peer: &peer,
         request_id: header.as_ref(),
     };
-    let result = route(&app, req, now, matched, context)
-        .instrument(span)
-        .await;
+    // With traces exported, the server span (a child of the browser's `traceparent`) runs
+    // inside the log's request span; it is not a log span, so the log lines stay the same.
+    let trace = crate::telemetry::spans::server_span(req.method(), &label, req.headers());
+    let result = match &trace {
+        None => {
+            route(&app, req, now, matched, context)
+                .instrument(span)
+                .await
+        }
+        Some(trace) => {
+            route(&app, req, now, matched, context)
+                .instrument(trace.clone())
+                .instrument(span)
+                .await
+        }
+    };
     let mut response = result.unwrap_or_else(|failure| failure.into_response(&app.login_href()));
+    if let Some(trace) = &trace {
+        crate::telemetry::spans::record_status(trace, response.status());
+    }
     if let Some(origin) = origin {
         cors::allow_origin(&mut response, origin);
     }

@@ -33,4 +33,5 @@ mod static_files;
 mod streaming;
 mod support_selftest;
 mod tls;
+mod traces;
 mod websocket;

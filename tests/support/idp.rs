@@ -419,6 +419,8 @@ pub struct Logged {
     pub authorization: Option<String>,
     /// The `DPoP` header, verbatim.
     pub dpop: Option<String>,
+    /// The W3C `traceparent` header, verbatim.
+    pub traceparent: Option<String>,
 }
 
 impl Logged {
@@ -777,6 +779,11 @@ async fn handle(shared: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<F
         dpop: parts
             .headers
             .get("dpop")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        traceparent: parts
+            .headers
+            .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };

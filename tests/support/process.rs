@@ -136,6 +136,27 @@ impl Sealgate {
         self.child.id()
     }
 
+    /// SIGTERM (a graceful stop), then waits up to 20 s for the process to exit; whether it
+    /// exited successfully.
+    pub async fn terminate(mut self) -> bool {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "sealgate did not stop after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL, as in a crash.
     pub fn kill(mut self) {
         let _ = self.child.kill();

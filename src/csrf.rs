@@ -129,7 +129,7 @@ pub(crate) fn check_origin(settings: &Settings, headers: &HeaderMap) -> Result<(
         None => {}
     }
     if headers
-        .get("sec-fetch-site")
+        .get(crate::header_names::SEC_FETCH_SITE)
         .is_some_and(|v| v.as_bytes() == b"cross-site")
     {
         return Err(CsrfError::CrossSite);

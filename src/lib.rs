@@ -117,6 +117,7 @@ mod dpop;
 mod error;
 mod expiring;
 mod fuzzing;
+mod header_names;
 mod limits;
 mod metrics;
 mod oidc;

@@ -118,7 +118,7 @@ impl RequestId {
     /// hex.
     pub(crate) fn for_request(headers: &http::HeaderMap) -> Self {
         let given = headers
-            .get("x-request-id")
+            .get(crate::header_names::X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| {
                 (1..=128).contains(&v.len())
@@ -129,7 +129,7 @@ impl RequestId {
             return Self(id.to_owned());
         }
         if let Some(trace) = headers
-            .get("traceparent")
+            .get(crate::header_names::TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(spans::trace_id)
         {

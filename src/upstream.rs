@@ -33,6 +33,11 @@ pub(crate) enum Protocol {
     Http1,
 }
 
+/// Idle connections each thread's client keeps per upstream (as nginx's `keepalive 64` per
+/// worker): a burst of N concurrent requests opens N connections, but only this many stay open
+/// afterwards (each costs buffers here and a connection at the upstream).
+const MAX_IDLE_PER_HOST: usize = 64;
+
 /// The three clients of one thread.
 #[derive(Debug)]
 struct Clients {
@@ -71,12 +76,15 @@ impl Clients {
         Ok(Self {
             default: Client::builder(TokioExecutor::new())
                 .http1_writev(false)
+                .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
                 .build(default),
             http2: Client::builder(TokioExecutor::new())
                 .http2_only(true)
+                .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
                 .build(http2),
             http1: Client::builder(TokioExecutor::new())
                 .http1_writev(false)
+                .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
                 .build(http1),
         })
     }

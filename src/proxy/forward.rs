@@ -27,6 +27,7 @@ use crate::app::App;
 use crate::config::{CookieForwarding, RouteSettings};
 use crate::dpop::{self, Binding};
 use crate::error::{Failure, Rejection};
+use crate::header_names::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 use crate::metrics::{RouteLabel, metrics};
 use crate::outbound::error_chain;
 use crate::proxy::headers::{is_sealgate_cookie, strip_client_claims, strip_hop_by_hop};
@@ -292,13 +293,13 @@ fn rewrite_headers(
     }
     // sealgate's own forwarding headers (the client's were removed above).
     if let Some(v) = context.forwarded_for() {
-        headers.insert("x-forwarded-for", v.clone());
+        headers.insert(X_FORWARDED_FOR, v.clone());
     }
     if let Some(v) = &app.forwarded.proto {
-        headers.insert("x-forwarded-proto", v.clone());
+        headers.insert(X_FORWARDED_PROTO, v.clone());
     }
     if let Some(v) = &app.forwarded.host {
-        headers.insert("x-forwarded-host", v.clone());
+        headers.insert(X_FORWARDED_HOST, v.clone());
     }
     // Inserted after the hop-by-hop removal, so no `Connection` list can take it away.
     if let Some(bearer) = credentials.bearer {
@@ -309,6 +310,6 @@ fn rewrite_headers(
     }
     // The request's correlation id goes upstream too (the client's, if it sent a valid one).
     if let Some(id) = context.request_id {
-        headers.insert("x-request-id", id.clone());
+        headers.insert(X_REQUEST_ID, id.clone());
     }
 }

@@ -106,7 +106,9 @@ pub(crate) fn reserved_request_header(name: &str) -> Option<&'static str> {
     }
 }
 
-/// Removes the hop-by-hop headers, including every header the `Connection` header lists.
+/// Removes the hop-by-hop headers, including every header the `Connection` header lists. One
+/// pass over the request's own headers (usually a handful, often none of them hop-by-hop),
+/// rather than one lookup per listed name.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
@@ -114,12 +116,15 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .chain(
+            headers
+                .keys()
+                .filter(|k| HOP_BY_HOP.contains(&k.as_str()))
+                .cloned(),
+        )
         .collect();
     for name in listed {
         headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
     }
 }
 

@@ -90,7 +90,9 @@ pub(crate) async fn handle(
         cors::allow_origin(&mut response, origin);
     }
     if let Some(v) = header {
-        response.headers_mut().insert("x-request-id", v);
+        response
+            .headers_mut()
+            .insert(crate::header_names::X_REQUEST_ID, v);
     }
     metrics()
         .requests

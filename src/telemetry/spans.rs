@@ -157,14 +157,14 @@ pub(crate) fn inject(span: &Span, headers: &mut HeaderMap) {
         return;
     }
     if let Ok(v) = HeaderValue::from_str(&traceparent(sc)) {
-        headers.insert("traceparent", v);
+        headers.insert(crate::header_names::TRACEPARENT, v);
     }
-    headers.remove("tracestate");
+    headers.remove(crate::header_names::TRACESTATE);
     let state = sc.trace_state().header();
     if !state.is_empty()
         && let Ok(v) = HeaderValue::from_str(&state)
     {
-        headers.insert("tracestate", v);
+        headers.insert(crate::header_names::TRACESTATE, v);
     }
 }
 

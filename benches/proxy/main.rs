@@ -7,7 +7,7 @@
 //! shows what a route token costs per request (e − c).
 //!
 //! Run: `cargo bench --bench proxy`. Needs `nginx` and `wrk` (without them it prints the
-//! `apt-get` line and exits 0). Everything listens on 127.0.0.1 only; nginx and sealgate run as
+//! `apt-get` line and exits 0; the same for each variant below and the programs it needs). Everything listens on 127.0.0.1 only; nginx and sealgate run as
 //! child processes in the foreground and are stopped by PID at the end, also on error or panic.
 //! About 50 s with the defaults (`PROXY_BENCH_{THREADS,CONNECTIONS,SECONDS,WARMUP}`: 2, 32, 10,
 //! 2). `PROXY_BENCH_SEALGATE=PATH` runs that sealgate binary instead of the one built with
@@ -15,6 +15,47 @@
 //! `PROXY_BENCH_HOLD=SECONDS` only sets everything up, prints sealgate's PID and the `wrk`
 //! command for (c), and waits (for profiling with `perf record -p PID`). The report (markdown) is printed and written to `target/proxy-bench.md`. The targets
 //! (c/b ≥ 0.9, p99 within 1 ms of nginx) are reported, never asserted.
+//!
+//! Variants (`PROXY_BENCH_VARIANTS=default,one-worker,https-h2,idle-10k,logins,three`, in that
+//! order or any other; without it only `default`, the run described above). Each variant
+//! starts its own upstream, fake IdP, sealgate and nginx, and measures nginx beside sealgate in
+//! the same sitting, in the order b c … c b (except where said):
+//! - `one-worker`: nginx with `worker_processes 1` serving both the upstream (a `return 200`
+//!   location with the same JSON body) and the `proxy_pass` path; sealgate with
+//!   `[server] workers = 1`, `/api` proxied to that nginx upstream server; `wrk -t1`,
+//!   `PROXY_BENCH_CONNECTIONS` (32) connections; a one-chunk session of about 1.5 KB (the
+//!   groups claim sized by two probe logins). Targets (a) nginx's upstream server directly,
+//!   (b) nginx `proxy_pass`, (c) sealgate. CPU per request counts the proxy's processes and
+//!   nginx (it serves the upstream in (b) and (c) alike); "proxy alone" subtracts (a)'s.
+//! - `https-h2`: HTTPS + HTTP/2 with `h2load -t2 -c32 -m10` (Debian `nghttp2-client`) against
+//!   sealgate's own TLS listener (`tls_cert`/`tls_key`: tests/support/keys/tls1.*) and nginx
+//!   `listen … ssl` + HTTP/2 (`http2 on;` from nginx 1.25.1, the `listen … http2` flag before)
+//!   + `proxy_pass` to the in-process upstream; a one-chunk session of about 1.6 KB (made
+//!   through a plain-HTTP sealgate with the same key, as the test browser speaks plain HTTP).
+//!   h2load prints no percentiles, only min/max/mean/sd; p50 and p99 come from its
+//!   `--log-file` (one line per request: start, status, µs until the response ended).
+//! - `idle-10k`: `PROXY_BENCH_IDLE` (10,000) keep-alive connections opened by this process
+//!   (200 at a time), each after one proxied request with a 1.5 KB cookie, held idle for a
+//!   second; (VmRSS with them − VmRSS before) ÷ N for sealgate and for nginx (master + workers).
+//!   `RLIMIT_NOFILE` is raised with `setrlimit` up to the hard limit (children inherit it); if
+//!   that is too low the variant fails saying so. sealgate runs with `max_connections` N + 100
+//!   and `header_read_timeout = "300s"`, nginx with `keepalive_timeout 300s` and
+//!   `worker_connections` N + 1,024. A sample of 20 connections must still answer afterwards;
+//!   which server goes first alternates from run to run.
+//! - `logins`: `PROXY_BENCH_LOGIN_TASKS` (16) tokio tasks each logging in again and again with a
+//!   new browser (`/bff/login` → fake IdP authorize → `/bff/callback` → session cookie) for
+//!   `SECONDS` after a `WARMUP`; logins/s, CPU per login of sealgate and of this process (the
+//!   IdP signs an ID token per login), login p50/p99. No nginx baseline: nginx does no logins.
+//! - `three`: three sealgate processes (one shared cookie key) behind nginx round-robin (no
+//!   stickiness; nginx passes the cookie) against one sealgate behind the same nginx
+//!   configuration, beside nginx `proxy_pass` to the upstream (b); the default run's wrk load
+//!   and two-chunk session. CPU per request counts nginx and the sealgates.
+//!
+//! `PROXY_BENCH_RUNS=N` repeats each selected variant N times; the summary gives each number's
+//! median and range (min–max) over the runs (ratios are taken per run, then their median). The
+//! summary is printed and written to `target/proxy-bench-summary.md`, every run to
+//! `target/proxy-bench-runs.md`; the default variant's full report still goes to
+//! `target/proxy-bench.md` (its last run).
 //!
 //! How it measures:
 //! - Before any load, the session is made the real way (login → fake IdP → callback, through

@@ -24,7 +24,7 @@ pub(crate) fn run(tools: &Tools, params: &Params) -> Result<Option<(Outcome, Str
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let stack = Stack::new()?;
     let (sealgate, sealgate_addr) = stack.sealgate("sealgate", "")?;
-    let chunks = stack.session(sealgate_addr, GROUPS, 2)?;
+    let chunks = stack.session(sealgate_addr, GROUPS, 2, "/api")?;
     let cookie = cookie_header(&chunks);
 
     // Check the upstream saw the Bearer token, and the route with its own token.

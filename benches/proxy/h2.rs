@@ -27,7 +27,7 @@ pub(crate) fn run(tools: &Tools, params: &Params, _run: u32) -> Result<Outcome> 
     // browser speaks plain HTTP); a sealed cookie is good at any instance with the key.
     let chunks = {
         let (_login, login_addr) = stack.sealgate("login", "")?;
-        stack.session_of_size(login_addr, COOKIE_BYTES, 1)?
+        stack.session_of_size(login_addr, COOKIE_BYTES, 1, "/api")?
     };
     let cookie = cookie_header(&chunks);
     let bearer = BEARER

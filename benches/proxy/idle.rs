@@ -37,7 +37,7 @@ pub(crate) fn run(tools: &Tools, run: u32) -> Result<Outcome> {
         n + 100
     );
     let (sealgate, sealgate_addr) = stack.sealgate("sealgate", &server)?;
-    let chunks = stack.session_of_size(sealgate_addr, COOKIE_BYTES, 1)?;
+    let chunks = stack.session_of_size(sealgate_addr, COOKIE_BYTES, 1, "/api")?;
     let cookie = cookie_header(&chunks);
     let bearer = BEARER
         .get()

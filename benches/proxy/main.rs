@@ -29,8 +29,8 @@
 //!   nginx (it serves the upstream in (b) and (c) alike); "proxy alone" subtracts (a)'s.
 //! - `https-h2`: HTTPS + HTTP/2 with `h2load -t2 -c32 -m10` (Debian `nghttp2-client`) against
 //!   sealgate's own TLS listener (`tls_cert`/`tls_key`: tests/support/keys/tls1.*) and nginx
-//!   `listen … ssl` + HTTP/2 (`http2 on;` from nginx 1.25.1, the `listen … http2` flag before)
-//!   + `proxy_pass` to the in-process upstream; a one-chunk session of about 1.6 KB (made
+//!   `listen … ssl` with HTTP/2 (`http2 on;` from nginx 1.25.1, the `listen … http2` flag
+//!   before) and `proxy_pass` to the in-process upstream; a one-chunk session of about 1.6 KB (made
 //!   through a plain-HTTP sealgate with the same key, as the test browser speaks plain HTTP).
 //!   h2load prints no percentiles, only min/max/mean/sd; p50 and p99 come from its
 //!   `--log-file` (one line per request: start, status, µs until the response ended).
@@ -221,7 +221,10 @@ fn main() -> ExitCode {
         }
     }
     if !raw.is_empty() {
-        println!("\n{summaries}");
+        // The default run alone prints its full report only, as before the variants.
+        if wanted.trim() != "default" || runs > 1 {
+            println!("\n{summaries}");
+        }
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
         let written = std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(dir.join("proxy-bench-runs.md"), raw))

@@ -19,7 +19,7 @@ pub(crate) fn run(tools: &Tools, params: &Params, _run: u32) -> Result<Outcome> 
     // sealgate's `/api` goes to nginx's upstream server; `/probe` to the in-process upstream,
     // for the session check (and the Bearer token nginx sends).
     let (sealgate, sealgate_addr) = stack.sealgate_to("sealgate", "workers = 1", upstream_addr)?;
-    let chunks = stack.session_of_size(sealgate_addr, COOKIE_BYTES, 1)?;
+    let chunks = stack.session_of_size(sealgate_addr, COOKIE_BYTES, 1, "/probe")?;
     let cookie = cookie_header(&chunks);
     let bearer = BEARER
         .get()

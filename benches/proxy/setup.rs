@@ -138,12 +138,13 @@ impl Stack {
 
     /// Logs in through the sealgate at `addr` with `groups` groups and returns the cookie
     /// chunks, after checking there are `chunks` of them and that a proxied call through
-    /// `/api` (or `/probe`, when sealgate has that route) returns the upstream's answer.
+    /// `check` (`/api`, or `/probe` when `/api` goes elsewhere) returns the upstream's answer.
     pub(crate) fn session(
         &self,
         addr: SocketAddr,
         groups: usize,
         chunks: usize,
+        check: &str,
     ) -> Result<Vec<(String, String)>> {
         self.set_groups(groups);
         let mut browser = Browser::new();
@@ -158,17 +159,12 @@ impl Stack {
             )
             .into());
         }
-        let mut check = self.rt.block_on(browser.get(
-            &format!("{PUBLIC}/probe{UPSTREAM_PATH}"),
+        let answer = self.rt.block_on(browser.get(
+            &format!("{PUBLIC}{check}{UPSTREAM_PATH}"),
             &[("x-csrf", "1")],
         ));
-        if check.status == 404 {
-            check = self
-                .rt
-                .block_on(browser.get(&format!("{PUBLIC}/api{UPSTREAM_PATH}"), &[("x-csrf", "1")]));
-        }
-        if check.status != 200 || check.body != BODY {
-            return Err(format!("proxied check: {} {:?}", check.status, check.body).into());
+        if answer.status != 200 || answer.body != BODY {
+            return Err(format!("proxied check: {} {:?}", answer.status, answer.body).into());
         }
         Ok(browser.export_cookies(PUBLIC))
     }
@@ -182,6 +178,7 @@ impl Stack {
         addr: SocketAddr,
         bytes: usize,
         chunks: usize,
+        check: &str,
     ) -> Result<Vec<(String, String)>> {
         let probe = |groups: usize| -> Result<f64> {
             self.set_groups(groups);
@@ -197,7 +194,7 @@ impl Stack {
             reason = "a small non-negative count"
         )]
         let groups = ((bytes as f64 - small) / per_group).round().max(0.0) as usize;
-        self.session(addr, groups, chunks)
+        self.session(addr, groups, chunks, check)
     }
 }
 

@@ -23,7 +23,7 @@ pub(crate) fn run(tools: &Tools, params: &Params, _run: u32) -> Result<Outcome> 
     }
     let addrs: Vec<SocketAddr> = sealgates.iter().map(|(_, a)| *a).collect();
     // Logged in at the first; the cookie is good at all three (one key).
-    let chunks = stack.session(addrs[0], GROUPS, 2)?;
+    let chunks = stack.session(addrs[0], GROUPS, 2, "/api")?;
     let cookie = cookie_header(&chunks);
     let bearer = BEARER
         .get()

@@ -40,6 +40,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use http::HeaderValue;
+use zeroize::Zeroizing;
 
 use crate::seal::jar::ChunkSet;
 use crate::session::Session;
@@ -78,7 +79,7 @@ pub(crate) fn bearer(session: &Session) -> Option<HeaderValue> {
         Some(d) => d.token_type.scheme(),
         None => "Bearer ",
     };
-    let mut value = zeroize::Zeroizing::new(Vec::with_capacity(7 + token.expose().len()));
+    let mut value = Zeroizing::new(Vec::with_capacity(7 + token.expose().len()));
     value.extend_from_slice(scheme.as_bytes());
     value.extend_from_slice(token.expose().as_bytes());
     let mut header = HeaderValue::from_bytes(&value).ok()?;
@@ -104,7 +105,8 @@ impl fmt::Debug for CacheKey<'_, '_> {
 
 /// One remembered opening: the text of the chunks it read, and its result.
 struct Entry {
-    chunks: Box<[Box<str>]>,
+    /// Zeroized on drop: the cookie is the session's bearer credential.
+    chunks: Box<[Zeroizing<Box<str>>]>,
     opened: Arc<Opened>,
 }
 
@@ -203,7 +205,7 @@ impl SessionCache {
         };
         let chunks = (0..key.count)
             .filter_map(|i| key.set.get(i))
-            .map(Box::from)
+            .map(|c| Zeroizing::new(Box::<str>::from(c)))
             .collect();
         let mut map = shard.lock().unwrap_or_else(PoisonError::into_inner);
         // Full: one arbitrary entry goes (expired ones are dropped when looked up). Constant

@@ -143,10 +143,20 @@ fn endpoint_of(request: &HttpRequest) -> &'static str {
         };
     }
     let mut endpoint = "other";
-    for (name, value) in url::form_urlencoded::parse(request.body()) {
-        match name.as_ref() {
-            "grant_type" => {
-                return match value.as_ref() {
+    // Raw `name=value` pairs: only the names sealgate writes are compared, and only
+    // `grant_type`'s value is decoded (any other value may be a secret, and is not copied).
+    for pair in request.body().split(|b| *b == b'&') {
+        let (name, value) = match pair.iter().position(|b| *b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        match name {
+            b"grant_type" => {
+                let value: String = url::form_urlencoded::parse(value)
+                    .next()
+                    .map(|(v, _)| v.into_owned())
+                    .unwrap_or_default();
+                return match value.as_str() {
                     "authorization_code" => "token (authorization_code)",
                     "refresh_token" => "token (refresh_token)",
                     "client_credentials" => "token (client_credentials)",
@@ -155,8 +165,8 @@ fn endpoint_of(request: &HttpRequest) -> &'static str {
                     _ => "token",
                 };
             }
-            "response_type" | "request" => endpoint = "par",
-            "token" if endpoint == "other" => endpoint = "revocation",
+            b"response_type" | b"request" => endpoint = "par",
+            b"token" if endpoint == "other" => endpoint = "revocation",
             _ => {}
         }
     }
@@ -216,6 +226,13 @@ mod tests {
                 false,
                 "grant_type=rt-secret",
                 "token",
+            ),
+            (
+                "POST",
+                "https://idp/token",
+                false,
+                "subject_token=a%3Db&grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange",
+                "token (token-exchange)",
             ),
             (
                 "POST",

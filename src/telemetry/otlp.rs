@@ -105,9 +105,10 @@ pub(super) fn provider(
     let processor = BatchSpanProcessor::builder(exporter)
         .with_batch_config(batching)
         .build();
-    // A sampled remote parent (the browser's `traceparent`) is followed; new traces are kept
-    // by trace id at the configured ratio.
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
+    // Every trace is kept or not by its trace id at the configured ratio, whatever the
+    // browser's `traceparent` flags say: a client must not switch its own requests' traces
+    // off (or force them past the ratio). Spans of one trace decide alike, so traces stay whole.
+    let sampler = Sampler::TraceIdRatioBased(settings.sample_ratio);
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
         .with_sampler(sampler)

@@ -29,6 +29,23 @@ pub(crate) const TARGET: &str = "sealgate::otel";
 /// The longest client `tracestate` kept (W3C: at least 512 characters should be propagated).
 pub(crate) const MAX_TRACESTATE: usize = 512;
 
+/// The method as spans show it: a standard method, else `_OTHER` (OpenTelemetry's convention;
+/// a custom method can be as long as the request head allows, and must not fill the queue).
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
 /// The server span of a request to `route` (the route's name, never the raw path), a child of
 /// the browser's `traceparent` when it is valid. `None` unless traces are exported, and for the
 /// probes (`/healthz`, `/readyz`, `/metrics`), which would drown the traces.
@@ -36,6 +53,7 @@ pub(crate) fn server_span(method: &Method, route: &str, headers: &HeaderMap) -> 
     if !enabled() || matches!(route, "/healthz" | "/readyz" | "/metrics") {
         return None;
     }
+    let method = method_name(method);
     let name = format!("HTTP {method} {route}");
     let span = tracing::info_span!(
         target: TARGET,
@@ -43,7 +61,7 @@ pub(crate) fn server_span(method: &Method, route: &str, headers: &HeaderMap) -> 
         otel.name = name.as_str(),
         otel.kind = "server",
         otel.status_code = Empty,
-        http.request.method = method.as_str(),
+        http.request.method = method,
         http.route = route,
         http.response.status_code = Empty,
         session.fingerprint = Empty,
@@ -84,6 +102,7 @@ pub(crate) fn upstream_span(method: &Method, prefix: &str, upstream: &http::Uri)
         Some("https") => 443,
         _ => 80,
     });
+    let method = method_name(method);
     let name = format!("upstream {method} {route}");
     tracing::info_span!(
         target: TARGET,
@@ -91,7 +110,7 @@ pub(crate) fn upstream_span(method: &Method, prefix: &str, upstream: &http::Uri)
         otel.name = name.as_str(),
         otel.kind = "client",
         otel.status_code = Empty,
-        http.request.method = method.as_str(),
+        http.request.method = method,
         http.route = route,
         server.address = upstream.host().unwrap_or_default(),
         server.port = port,
@@ -104,6 +123,7 @@ pub(crate) fn idp_span(endpoint: &'static str, method: &Method, uri: &http::Uri)
     if !enabled() {
         return Span::none();
     }
+    let method = method_name(method);
     let name = format!("IdP {method} {endpoint}");
     tracing::info_span!(
         target: TARGET,
@@ -112,7 +132,7 @@ pub(crate) fn idp_span(endpoint: &'static str, method: &Method, uri: &http::Uri)
         otel.kind = "client",
         otel.status_code = Empty,
         idp.endpoint = endpoint,
-        http.request.method = method.as_str(),
+        http.request.method = method,
         server.address = uri.host().unwrap_or_default(),
         http.response.status_code = Empty,
     )

@@ -284,6 +284,50 @@ async fn a_malformed_traceparent_starts_a_new_trace() {
 }
 
 #[tokio::test]
+async fn a_browser_cannot_switch_its_trace_off_and_custom_methods_are_named_other() {
+    let receiver = Receiver::start().await;
+    let idp = FakeIdp::start().await;
+    let sealgate = spawn(&idp, &receiver, "").await;
+    let mut b = sealgate.browser();
+    // "Not sampled": recorded anyway (the ratio decides, 1.0 here), in the browser's trace.
+    let unsampled = format!("00-{TRACE}-{PARENT}-00");
+    let r = b
+        .get(
+            &format!("{PUBLIC}/open/public"),
+            &[("x-csrf", "1"), ("traceparent", unsampled.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A custom method as long as a header: the spans say `_OTHER`, never the method.
+    let long = "X".repeat(4000);
+    let method = http::Method::from_bytes(long.as_bytes()).unwrap();
+    let r = b
+        .request(
+            method,
+            &format!("{PUBLIC}/open/public"),
+            &[("x-csrf", "1")],
+            "",
+        )
+        .await;
+    assert!(!r.status.is_server_error(), "{}", r.status);
+    assert!(sealgate.terminate().await);
+    let spans = receiver
+        .wait_for(Duration::from_secs(5), |s| s.name == "HTTP _OTHER /open")
+        .await;
+    let server = named(&spans, "HTTP GET /open")[0];
+    assert_eq!(server.trace_id, TRACE, "{server:?}");
+    assert_eq!(server.parent_span_id, PARENT);
+    let other = named(&spans, "HTTP _OTHER /open")[0];
+    assert_eq!(other.attr("http.request.method"), Some("_OTHER"));
+    assert!(
+        spans
+            .iter()
+            .all(|s| !format!("{s:?}").contains(&long[..64])),
+        "the custom method was exported"
+    );
+}
+
+#[tokio::test]
 async fn without_an_endpoint_the_browsers_trace_headers_pass_through_unchanged() {
     let h = Harness::start().await;
     let mut b = h.browser();

@@ -80,14 +80,9 @@ impl Cluster {
     async fn write(&self, r: &Revocation) -> redis::RedisResult<()> {
         let mut conn = self.connection().await?;
         let value = r.encode();
-        let mut pipe = redis::pipe();
-        self.set_key(&mut pipe, r, &value, false)
-            .cmd("PUBLISH")
-            .arg(self.channel())
-            .arg(&value)
-            .ignore()
-            .exec_async(&mut conn)
-            .await?;
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(self.channel()).arg(&value);
+        run_all(&mut conn, vec![self.set_key(r, &value, false), publish]).await?;
         self.wait_for_replicas(&mut conn).await
     }
 
@@ -139,24 +134,17 @@ impl Cluster {
         Ok(())
     }
 
-    /// Adds `SET <key> <value> [NX] EXAT <until>` (reply ignored unless `nx`) to `pipe`.
-    fn set_key<'p>(
-        &self,
-        pipe: &'p mut redis::Pipeline,
-        r: &Revocation,
-        value: &[u8],
-        nx: bool,
-    ) -> &'p mut redis::Pipeline {
+    /// `SET <key> <value> [NX] EXAT <until>`.
+    fn set_key(&self, r: &Revocation, value: &[u8], nx: bool) -> redis::Cmd {
         // EXAT needs a positive time; an entry already past its end expires at once.
         let until = u64::try_from(r.until()).unwrap_or(1).max(1);
-        pipe.cmd("SET")
-            .arg(revocation_key(&self.prefix, r))
-            .arg(value);
+        let mut set = redis::cmd("SET");
+        set.arg(revocation_key(&self.prefix, r)).arg(value);
         if nx {
-            pipe.arg("NX").arg("EXAT").arg(until)
-        } else {
-            pipe.arg("EXAT").arg(until).ignore()
+            set.arg("NX");
         }
+        set.arg("EXAT").arg(until);
+        set
     }
 
     /// Puts revocations Redis could not take (back) at the end of the outbox.
@@ -189,28 +177,25 @@ impl Cluster {
         let mut restored = 0usize;
         for batch in known.chunks(WRITE_BACK_BATCH) {
             let values: Vec<Vec<u8>> = batch.iter().map(Revocation::encode).collect();
-            let mut pipe = redis::pipe();
-            for (r, value) in batch.iter().zip(&values) {
-                self.set_key(&mut pipe, r, value, true);
-            }
-            let set: Vec<Option<String>> = pipe.query_async(&mut *conn).await?;
-            let mut publish = redis::pipe();
-            let lost: Vec<&Vec<u8>> = values
+            let sets = batch
+                .iter()
+                .zip(&values)
+                .map(|(r, value)| self.set_key(r, value, true))
+                .collect();
+            let set = run_all(&mut *conn, sets).await?;
+            // `SET … NX` answers nil where the key was there: those Redis did not lose.
+            let lost: Vec<redis::Cmd> = values
                 .iter()
                 .zip(&set)
-                .filter_map(|(v, s)| s.is_some().then_some(v))
+                .filter(|(_, reply)| !matches!(reply, Value::Nil))
+                .map(|(value, _)| {
+                    let mut publish = redis::cmd("PUBLISH");
+                    publish.arg(self.channel()).arg(value);
+                    publish
+                })
                 .collect();
-            for value in &lost {
-                publish
-                    .cmd("PUBLISH")
-                    .arg(self.channel())
-                    .arg(*value)
-                    .ignore();
-            }
-            if !lost.is_empty() {
-                publish.exec_async(&mut *conn).await?;
-                restored += lost.len();
-            }
+            restored += lost.len();
+            run_all(&mut *conn, lost).await?;
         }
         if restored > 0 {
             self.wait_for_replicas(conn).await?;
@@ -274,19 +259,68 @@ impl Cluster {
         }
     }
 
-    /// In a cluster, pings every primary (a lost primary makes the store unavailable);
-    /// elsewhere the subscription's ping is enough.
+    /// In a cluster, asks every primary serving slots whether the cluster is whole (a lost
+    /// primary makes the store unavailable); elsewhere the subscription's ping is enough.
     pub(super) async fn ping_primaries(&self) -> Result<(), String> {
         if !self.target.is_cluster() {
             return Ok(());
         }
         let mut conn = self.connection().await.map_err(|e| e.to_string())?;
-        let pong: redis::RedisResult<Value> = redis::cmd("PING").query_async(&mut conn).await;
-        if let Err(e) = pong {
+        let checked = check_primaries(&mut conn).await;
+        if checked.is_err() {
             self.forget_connection().await;
-            return Err(e.to_string());
         }
-        Ok(())
+        checked
+    }
+}
+
+/// `CLUSTER INFO` of every primary: each must answer `cluster_state:ok`.
+async fn check_primaries(conn: &mut Conn) -> Result<(), String> {
+    let nodes = primaries(conn).await.map_err(|e| e.to_string())?;
+    let Conn::Cluster(c) = conn else {
+        return Ok(());
+    };
+    for (host, port) in nodes.into_iter().flatten() {
+        let at = SingleNodeRoutingInfo::ByAddress {
+            host: host.clone(),
+            port,
+        };
+        let mut info = redis::cmd("CLUSTER");
+        info.arg("INFO");
+        let reply = c
+            .route_command(info, RoutingInfo::SingleNode(at))
+            .await
+            .map_err(|e| format!("{host}:{port}: {e}"))?;
+        let mut texts = Vec::new();
+        collect_texts(&reply, &mut texts);
+        if !texts.iter().any(|t| t.contains("cluster_state:ok")) {
+            return Err(format!("{host}:{port}: the cluster is not ok"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `cmds` in one round trip: a pipeline to one server; in a cluster (where a pipeline
+/// must stay in one slot) concurrent commands on the multiplexed cluster connection.
+async fn run_all(conn: &mut Conn, cmds: Vec<redis::Cmd>) -> redis::RedisResult<Vec<Value>> {
+    if cmds.is_empty() {
+        return Ok(Vec::new());
+    }
+    match conn {
+        Conn::Single(_) => {
+            let mut pipe = redis::pipe();
+            for cmd in cmds {
+                pipe.add_command(cmd);
+            }
+            pipe.query_async(conn).await
+        }
+        Conn::Cluster(c) => {
+            futures_util::future::try_join_all(cmds.iter().map(|cmd| {
+                let mut c = c.clone();
+                async move { cmd.query_async::<Value>(&mut c).await }
+            }))
+            .await
+        }
     }
 }
 

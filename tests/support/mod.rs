@@ -11,4 +11,5 @@ pub mod idp;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod redis_ops;
 pub mod upstream;

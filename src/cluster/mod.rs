@@ -250,12 +250,20 @@ pub(crate) mod tests {
     use crate::secret::SecretString;
 
     fn try_cluster(url: &str, policy: StorePolicy) -> Result<Cluster, ClusterError> {
+        try_cluster_with(url, policy, None)
+    }
+
+    fn try_cluster_with(
+        url: &str,
+        policy: StorePolicy,
+        min_replicas: Option<u32>,
+    ) -> Result<Cluster, ClusterError> {
         let settings = ClusterSettings {
             topology: RedisTopology::Url(SecretString::new(url.into())),
             tls: None,
             username: None,
             password: None,
-            min_replicas: None,
+            min_replicas,
             on_store_unavailable: policy,
             key_prefix: "sealgate".into(),
         };
@@ -273,6 +281,11 @@ pub(crate) mod tests {
     /// A cluster whose subscriber never runs: it stays unavailable until marked otherwise.
     pub(crate) fn cluster(url: &str, policy: StorePolicy) -> Cluster {
         try_cluster(url, policy).unwrap()
+    }
+
+    /// A cluster whose revocations must reach `min_replicas` replicas.
+    pub(crate) fn cluster_requiring(url: &str, min_replicas: u32) -> Cluster {
+        try_cluster_with(url, StorePolicy::Refuse, Some(min_replicas)).unwrap()
     }
 
     /// A throwaway `redis-server` (the Debian package) on a free loopback port, killed on drop.

@@ -439,7 +439,7 @@ mod tests {
     use redis::Value;
 
     use super::{cluster_primaries, online_replicas, revocation_key};
-    use crate::cluster::tests::cluster;
+    use crate::cluster::tests::{cluster, cluster_requiring, redis_server};
     use crate::config::StorePolicy;
     use crate::revocation::Revocation;
 
@@ -578,5 +578,40 @@ e5 127.0.0.1:7005@17005 master - 0 0 0 connected
         assert!(c.synchronise().await.is_err());
         let outbox = c.outbox.lock().unwrap().clone();
         assert_eq!(outbox, vec![sid("s-1", 100), sid("s-2", 100)]);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; run by .ci/run"]
+    async fn what_redis_lost_is_written_back_at_the_next_synchronisation() {
+        let redis = redis_server();
+        let a = cluster(&redis.url(), StorePolicy::Refuse);
+        let b = cluster(&redis.url(), StorePolicy::Refuse);
+        // A holds a revocation Redis does not have (restarted empty, or failed over to a
+        // replica that had not received it).
+        a.denylist.apply(sid("s-1", 100), 1_000).unwrap();
+        assert_eq!(b.synchronise().await.unwrap(), 0);
+        a.synchronise().await.unwrap();
+        assert_eq!(
+            b.synchronise().await.unwrap(),
+            1,
+            "written back, B loads it"
+        );
+        assert_eq!(b.denylist.snapshot(), vec![sid("s-1", 100)]);
+        // Re-asserting what Redis has changes nothing.
+        b.synchronise().await.unwrap();
+        assert_eq!(a.synchronise().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; run by .ci/run"]
+    async fn a_write_too_few_replicas_confirm_waits_in_the_outbox_and_marks_the_store_down() {
+        let redis = redis_server(); // no replica at all
+        let c = cluster_requiring(&redis.url(), 1);
+        let e = c.synchronise().await.unwrap_err().to_string();
+        assert!(e.contains("min_replicas"), "{e}");
+        c.mark_synchronised(0);
+        c.publish(&sid("s-1", 100)).await;
+        assert!(!c.healthy(), "not confirmed: the store is unavailable");
+        assert_eq!(c.outbox.lock().unwrap().clone(), vec![sid("s-1", 100)]);
     }
 }

@@ -82,7 +82,15 @@ impl Cluster {
         let value = r.encode();
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(self.channel()).arg(&value);
-        run_all(&mut conn, vec![self.set_key(r, &value, false), publish]).await?;
+        let set = self.set_key(r, &value, false);
+        if matches!(conn, Conn::Cluster(_)) {
+            // Stored before it is published (in a cluster they go to different nodes): an
+            // instance that misses the message while it reconnects then finds the key.
+            run_all(&mut conn, vec![set]).await?;
+            run_all(&mut conn, vec![publish]).await?;
+        } else {
+            run_all(&mut conn, vec![set, publish]).await?;
+        }
         self.wait_for_replicas(&mut conn).await
     }
 

@@ -268,15 +268,24 @@ async fn a_wrong_password_or_an_untrusted_ca_is_not_ready_and_logs_no_secret() {
     assert!(redis.cli(&["PING"]).contains("PONG"));
 }
 
-#[tokio::test]
-#[ignore = "needs redis-server and redis-cli; run by .ci/run"]
-async fn sentinel_promotes_the_replica_and_every_instance_follows_without_losing_a_revocation() {
+/// A Sentinel failover (TLS everywhere with `tls`): the replica is promoted after the primary
+/// is killed.
+async fn sentinel_failover(tls: bool) {
     let dir = Scratch::new("redis-sentinel");
-    let mut set = SentinelSet::start(&dir.0);
-    let lines = format!(
+    if tls {
+        make_certs(&dir.0, "ca");
+    }
+    let mut set = SentinelSet::start_with(&dir.0, tls);
+    let mut lines = format!(
         "toml.[cluster]\ntoml.sentinels = [\"127.0.0.1:{}\"]\ntoml.sentinel_master = \"mymaster\"",
         set.sentinel.port
     );
+    if tls {
+        lines.push_str(&format!(
+            "\ntoml.tls = true\ntoml.ca_file = \"{}\"",
+            dir.path("ca.crt")
+        ));
+    }
     let replica_port = set.replica.port;
     let sentinel = &set.sentinel;
     let primary = std::cell::RefCell::new(&mut set.primary);
@@ -297,6 +306,18 @@ async fn sentinel_promotes_the_replica_and_every_instance_follows_without_losing
         set.replica.revocation_keys() >= 1,
         "the new primary holds it"
     );
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server and redis-cli; run by .ci/run"]
+async fn sentinel_promotes_the_replica_and_every_instance_follows_without_losing_a_revocation() {
+    sentinel_failover(false).await;
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server, redis-cli and openssl; run by .ci/run"]
+async fn sentinel_over_tls_is_followed_across_a_failover_too() {
+    sentinel_failover(true).await;
 }
 
 #[tokio::test]

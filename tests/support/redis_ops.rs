@@ -261,12 +261,43 @@ pub struct SentinelSet {
 
 impl SentinelSet {
     pub fn start(dir: &Path) -> SentinelSet {
-        let primary = Node::server(dir, &[], &[]);
-        let replica = Node::server(
-            dir,
-            &["--replicaof", "127.0.0.1", &primary.port.to_string()],
-            &[],
-        );
+        Self::start_with(dir, false)
+    }
+
+    /// With `tls`, everything speaks TLS only (certificates from [`make_certs`] with "ca").
+    pub fn start_with(dir: &Path, tls: bool) -> SentinelSet {
+        let path = |n: &str| dir.join(n).display().to_string();
+        let (cert, key, ca) = (path("server.crt"), path("server.key"), path("ca.crt"));
+        let tls_args: Vec<&str> = if tls {
+            vec![
+                "--port",
+                "0",
+                "--tls-port",
+                "{port}",
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+                "--tls-replication",
+                "yes",
+            ]
+        } else {
+            Vec::new()
+        };
+        let cli: Vec<&str> = if tls {
+            vec!["--tls", "--cacert", &ca]
+        } else {
+            Vec::new()
+        };
+        let primary = Node::server(dir, &tls_args, &cli);
+        let primary_port = primary.port.to_string();
+        let mut replica_args = tls_args.clone();
+        replica_args.extend(["--replicaof", "127.0.0.1", &primary_port]);
+        let replica = Node::server(dir, &replica_args, &cli);
         wait_for(Duration::from_secs(10), "replica in sync", || {
             primary
                 .cli(&["INFO", "replication"])
@@ -274,21 +305,30 @@ impl SentinelSet {
         });
         let port = free_port();
         let conf = dir.join(format!("sentinel-{port}.conf"));
+        let listen = if tls {
+            format!(
+                "port 0\ntls-port {port}\ntls-cert-file {cert}\ntls-key-file {key}\n\
+                 tls-ca-cert-file {ca}\ntls-auth-clients no\ntls-replication yes\n"
+            )
+        } else {
+            format!("port {port}\n")
+        };
         std::fs::write(
             &conf,
             format!(
-                "port {port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\n\
+                "{listen}bind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\n\
                  sentinel down-after-milliseconds mymaster 500\n\
                  sentinel failover-timeout mymaster 2000\n",
                 primary.port
             ),
         )
         .unwrap();
+        let cli: Vec<String> = cli.iter().map(|s| (*s).to_owned()).collect();
         let sentinel = Node::start(
             dir,
             port,
             &[conf.display().to_string(), "--sentinel".into()],
-            &[],
+            &cli,
         );
         wait_for(Duration::from_secs(10), "sentinel sees the replica", || {
             sentinel

@@ -7,6 +7,7 @@ mod support;
 mod antiforgery;
 mod backchannel;
 mod cluster;
+mod cluster_ops;
 mod corpus;
 mod demo;
 mod dpop;

@@ -12,4 +12,5 @@ pub mod otlp;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod redis_ops;
 pub mod upstream;

@@ -69,6 +69,14 @@ impl Store {
         }
     }
 
+    /// For the report.
+    fn name(&self) -> &'static str {
+        match self {
+            Store::Single(_) => "one redis-server",
+            Store::Sentinel(_) => "Redis with Sentinel (a primary, a replica, three sentinels)",
+        }
+    }
+
     /// `[cluster]` lines for the harness config.
     fn cluster_lines(&self) -> String {
         match self {
@@ -212,8 +220,9 @@ async fn three_instances_behind_a_balancer() {
         })
         .collect();
     let header = format!(
-        "3 instances ({}), nginx round robin, Redis; {users} users for {seconds} s",
-        std::env::var("SEALGATE_BIN").unwrap_or_else(|_| "debug build".into())
+        "3 instances ({}), nginx round robin, {}; {users} users for {seconds} s",
+        std::env::var("SEALGATE_BIN").unwrap_or_else(|_| "debug build".into()),
+        store.name()
     );
     let report = world.oracle.report(&header, refresh, &rss);
     println!("{report}");

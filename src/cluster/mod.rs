@@ -6,14 +6,16 @@
 //! |---|---|---|
 //! | `<prefix>:rev:<identity>:<not-before>` | one revocation, expiring when it does | `revocations` |
 //! | `<prefix>:revocations` (channel) | every revocation as it is published | `revocations` |
-//! | `<prefix>:alive` | a marker: when it is gone, Redis lost its data | `revocations` |
-//! | `<prefix>:refresh:<hash>:lock` | the instance redeeming one refresh token | `refresh_lock` |
-//! | `<prefix>:refresh:<hash>:result` | its result, sealed, for the grace window | `refresh_lock` |
-//! | `<prefix>:refresh:<hash>:turn` | the instance whose grant redeems this token now | `turns` |
-//! | `<prefix>:refresh:<hash>:next` | the token that replaced it, sealed, while lineages last | `turns` |
+//! | `<prefix>:refresh:{<hash>}:lock` | the instance redeeming one refresh token | `refresh_lock` |
+//! | `<prefix>:refresh:{<hash>}:result` | its result, sealed, for the grace window | `refresh_lock` |
+//! | `<prefix>:refresh:{<hash>}:turn` | the instance whose grant redeems this token now | `turns` |
+//! | `<prefix>:refresh:{<hash>}:next` | the token that replaced it, sealed, while lineages last | `turns` |
 //!
-//! - **Revocations** are recorded locally first, then published; what Redis cannot take waits
-//!   in an outbox. Every instance loads all keys at start and after every reconnect.
+//! `{<hash>}` is a hash tag: in a Redis Cluster, one token's keys live in one slot.
+//!
+//! - **Revocations** are recorded locally first, then written and published, each confirmed by
+//!   the replicas (`WAIT`); what Redis cannot take waits in an outbox. Every instance re-asserts
+//!   what it holds and loads all keys at start and after every reconnect or failed write.
 //! - **Health**: the subscription is pinged every second; while the store is unavailable,
 //!   `on_store_unavailable` decides: `refuse` (default, 503) or `allow` (the revocations known
 //!   so far). `/readyz` reports it either way.
@@ -24,24 +26,26 @@
 //! commands (reopened after a failure) and one subscription task that subscribes, synchronises,
 //! then applies what is published and pings until something fails, and starts over.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{MultiplexedConnection, PubSubSink};
+use redis::aio::PubSubSink;
 
 use crate::clock::Clock;
 use crate::config::{ClusterSettings, StorePolicy};
 use crate::revocation::{Denylist, Revocation};
 use crate::seal::{Codec, KeyRing};
 
+mod connect;
 mod health;
 mod refresh_lock;
 mod revocations;
 mod shared;
 mod turns;
 
+use connect::{Conn, Target};
 pub(crate) use turns::{TurnBusy, TurnOutcome};
 
 /// Timeout for connecting to Redis and for each command.
@@ -55,10 +59,15 @@ const SYNC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The Redis side of a sealgate cluster.
 pub(crate) struct Cluster {
-    client: redis::Client,
+    target: Target,
     prefix: String,
     policy: StorePolicy,
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    conn: tokio::sync::Mutex<Option<Conn>>,
+    /// `[cluster] min_replicas`: replicas every revocation must reach (none: automatic).
+    min_replicas: Option<u32>,
+    /// Replicas each revocation waits for now: `min_replicas`, or as many as the primary
+    /// (every primary of a cluster) had connected at the last synchronisation.
+    wait_replicas: AtomicU32,
     healthy: AtomicBool,
     outbox: Mutex<Vec<Revocation>>,
     denylist: Arc<Denylist>,
@@ -77,9 +86,10 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// Redis could not be set up (a malformed URL); reachability is not checked at start.
+/// Redis could not be set up (a malformed URL, an unreadable certificate); reachability is
+/// not checked at start.
 #[derive(Debug, thiserror::Error)]
-#[error("cluster.redis_url: {0}")]
+#[error("[cluster]: {0}")]
 pub struct ClusterError(String);
 
 impl Cluster {
@@ -108,13 +118,13 @@ impl Cluster {
         keys: KeyRing,
         grace: Duration,
     ) -> Result<Self, ClusterError> {
-        let client = redis::Client::open(settings.redis_url.expose())
-            .map_err(|e| ClusterError(e.to_string()))?;
         Ok(Self {
-            client,
+            target: Target::new(settings)?,
             prefix: settings.key_prefix.clone(),
             policy: settings.on_store_unavailable,
             conn: tokio::sync::Mutex::new(None),
+            min_replicas: settings.min_replicas,
+            wait_replicas: AtomicU32::new(settings.min_replicas.unwrap_or(0)),
             healthy: AtomicBool::new(false),
             outbox: Mutex::new(Vec::new()),
             denylist,
@@ -125,18 +135,16 @@ impl Cluster {
     }
 
     /// The shared command connection, opened on first use and after [`Self::forget_connection`].
-    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+    async fn connection(&self) -> redis::RedisResult<Conn> {
         let mut slot = self.conn.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(IO_TIMEOUT))
-            .set_response_timeout(Some(IO_TIMEOUT));
-        let c = self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        // Boxed: the cluster and Sentinel connection futures are deep, and every caller's
+        // future would otherwise embed them.
+        let connecting: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+            Box::pin(self.target.connect());
+        let c = connecting.await?;
         *slot = Some(c.clone());
         Ok(c)
     }
@@ -166,6 +174,7 @@ async fn subscriber(cluster: Weak<Cluster>) {
                 }
                 c.mark_unhealthy(&e);
                 c.forget_connection().await;
+                c.target.next_seed();
                 tracing::debug!(error = %e, "cluster subscription lost; reconnecting");
             }
         }
@@ -181,21 +190,14 @@ async fn subscriber(cluster: Weak<Cluster>) {
 /// One subscription session: subscribe, synchronise, then apply messages and ping until
 /// something fails (`Err`) or the cluster is dropped (`Ok`).
 async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
-    let pubsub = tokio::time::timeout(IO_TIMEOUT, c.client.get_async_pubsub())
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
+    let pubsub = c.target.pubsub().await?;
     let (mut sink, mut stream) = pubsub.split();
     tokio::time::timeout(IO_TIMEOUT, sink.subscribe(c.channel()))
         .await
         .map_err(|_| "subscribe timed out".to_owned())?
         .map_err(|e| e.to_string())?;
     // Subscribed first, then loaded: nothing published in between can be missed.
-    let loaded = tokio::time::timeout(SYNC_TIMEOUT, c.synchronise())
-        .await
-        .map_err(|_| "synchronisation timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    c.mark_synchronised(loaded);
+    resynchronise(c).await?;
     let mut ping = tokio::time::interval(PING_EVERY);
     loop {
         tokio::select! {
@@ -208,9 +210,25 @@ async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
                 if Arc::strong_count(c) <= 1 {
                     return Ok(()); // only this task holds it: the server is gone
                 }
+                c.ping_primaries().await?;
+                if !c.healthy() {
+                    // A write failed while the subscription held (a failover, a lost
+                    // primary of a cluster): synchronise again through a new connection.
+                    resynchronise(c).await?;
+                }
             }
         }
     }
+}
+
+/// Flushes the outbox, re-asserts what this instance knows, loads every key: healthy again.
+async fn resynchronise(c: &Arc<Cluster>) -> Result<(), String> {
+    let loaded = tokio::time::timeout(SYNC_TIMEOUT, c.synchronise())
+        .await
+        .map_err(|_| "synchronisation timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
+    c.mark_synchronised(loaded);
+    Ok(())
 }
 
 /// One ping on the subscription; `Err` says why the store counts as lost.
@@ -232,14 +250,18 @@ pub(crate) mod tests {
 
     use super::{Cluster, ClusterError};
     use crate::clock::Clock;
-    use crate::config::{ClusterSettings, StorePolicy};
+    use crate::config::{ClusterSettings, RedisTopology, StorePolicy};
     use crate::revocation::Denylist;
     use crate::seal::KeyRing;
     use crate::secret::SecretString;
 
     fn try_cluster(url: &str, policy: StorePolicy) -> Result<Cluster, ClusterError> {
         let settings = ClusterSettings {
-            redis_url: SecretString::new(url.into()),
+            topology: RedisTopology::Url(SecretString::new(url.into())),
+            tls: None,
+            username: None,
+            password: None,
+            min_replicas: None,
             on_store_unavailable: policy,
             key_prefix: "sealgate".into(),
         };
@@ -306,7 +328,7 @@ pub(crate) mod tests {
         let e = try_cluster("http://:hunter2@127.0.0.1/", StorePolicy::Refuse)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("cluster.redis_url: "), "{e}");
+        assert!(e.starts_with("[cluster]: "), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
     }
 

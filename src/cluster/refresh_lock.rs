@@ -1,7 +1,7 @@
 //! The cluster-wide single-flight refresh.
 //!
 //! The single-flight refresh of one instance becomes cluster-wide: the instance that wins
-//! `SET <prefix>:refresh:<hash>:lock NX PX` redeems the refresh token and stores the result
+//! `SET <prefix>:refresh:{<hash>}:lock NX PX` redeems the refresh token and stores the result
 //! under `…:result` for the grace window, sealed with the session key (XChaCha20-Poly1305,
 //! bound to the hash of the old refresh token), so Redis never holds a readable token. The
 //! others wait for that result instead of replaying a rotated refresh token. While Redis is
@@ -10,8 +10,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use super::Conn;
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -37,7 +37,8 @@ impl RefreshKeys {
     /// The keys for the refresh token whose SHA-256 is `hash`.
     fn new(prefix: &str, hash: &[u8; 32]) -> Option<Self> {
         let hex = hex(hash);
-        let base = format!("{prefix}:refresh:{hex}");
+        // One hash tag: a token's lock, result, turn and link live in one Cluster slot.
+        let base = format!("{prefix}:refresh:{{{hex}}}");
         let name = CookieName::new(format!("__Host-refresh-{}", &hex[..32])).ok()?;
         Some(Self {
             lock: format!("{base}:lock"),
@@ -91,7 +92,7 @@ impl Cluster {
     /// look again before redeeming a refresh token that may already be rotated.
     async fn redeem<F, Fut>(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut Conn,
         keys: &RefreshKeys,
         refresh: F,
     ) -> Result<Refreshed, RefreshError>
@@ -110,22 +111,13 @@ impl Cluster {
     }
 
     /// The winner's result, when it is there and opens.
-    async fn read_result(
-        &self,
-        conn: &mut MultiplexedConnection,
-        keys: &RefreshKeys,
-    ) -> Option<Refreshed> {
+    async fn read_result(&self, conn: &mut Conn, keys: &RefreshKeys) -> Option<Refreshed> {
         let sealed: Option<String> = conn.get(&keys.result).await.ok()?;
         open_result(&self.codec, &keys.name, &sealed?, self.clock.now())
     }
 
     /// Shares our result for the grace window; a failure only costs the others a refresh.
-    async fn store_result(
-        &self,
-        conn: &mut MultiplexedConnection,
-        keys: &RefreshKeys,
-        r: &Refreshed,
-    ) {
+    async fn store_result(&self, conn: &mut Conn, keys: &RefreshKeys, r: &Refreshed) {
         let grace = i64::try_from(self.grace.as_secs()).unwrap_or(30);
         let expires = self.clock.now().saturating_add(grace);
         let Some(value) = seal_result(&self.codec, &keys.name, expires, r) else {
@@ -137,6 +129,14 @@ impl Cluster {
             tracing::warn!(error = %e, "refresh result not shared");
         }
     }
+}
+
+/// The lock key of the refresh token whose SHA-256 is `hash` (tests compare hash tags).
+#[cfg(test)]
+pub(super) fn lock_key(prefix: &str, hash: &[u8; 32]) -> String {
+    RefreshKeys::new(prefix, hash)
+        .map(|k| k.lock)
+        .unwrap_or_default()
 }
 
 /// Seals a refresh result as one value (chunks joined by `.`), opening until `expires`.
@@ -230,8 +230,8 @@ mod tests {
     fn keys_name_the_lock_and_result_of_one_refresh_token() {
         let keys = RefreshKeys::new("sealgate", &[0xab; 32]).unwrap();
         let hex = "ab".repeat(32);
-        assert_eq!(keys.lock, format!("sealgate:refresh:{hex}:lock"));
-        assert_eq!(keys.result, format!("sealgate:refresh:{hex}:result"));
+        assert_eq!(keys.lock, format!("sealgate:refresh:{{{hex}}}:lock"));
+        assert_eq!(keys.result, format!("sealgate:refresh:{{{hex}}}:result"));
         assert_eq!(
             keys.name.chunk(0),
             format!("__Host-refresh-{}.0", &hex[..32])

@@ -4,24 +4,35 @@
 //! [`Revocation::encode`] and expiring when the entry does (`SET … EXAT until`), and published
 //! on `<prefix>:revocations`. Keys are never overwritten with other contents, so two instances
 //! revoking the same subject at different times cannot narrow each other's entry. Every
-//! instance loads all keys at start, applies what the subscription delivers, and loads all keys
-//! again after every reconnect (what was published while it was away is in the keys). A
-//! revocation is recorded locally first (memory, and the journal when configured); if Redis
-//! cannot take it, it waits in an outbox that is flushed on reconnect: never dropped. A marker
-//! key, `<prefix>:alive`, tells a Redis that lost its data: the first instance to notice writes
-//! back every revocation it holds.
+//! instance loads all keys at start (from every primary of a Redis Cluster), applies what the
+//! subscription delivers, and synchronises again after every reconnect.
+//!
+//! Nothing acknowledged is lost to a fault of Redis:
+//!
+//! - A revocation is recorded locally first (memory, and the journal when configured). Its
+//!   write then waits (`WAIT`) until the replicas confirm it: `min_replicas`, or as many as the
+//!   primary had connected at the last synchronisation. A write Redis refuses, or that too few
+//!   replicas confirm, waits in an outbox, is flushed at the next synchronisation, and marks
+//!   the store unavailable until then.
+//! - Every synchronisation (after every reconnect, failover or failed write) re-asserts every
+//!   revocation this instance holds: `SET … NX`, and those Redis had lost (restarted empty,
+//!   failed over to a replica that had not received them) are published again. So a
+//!   revocation lives as long as one instance holding it does, whatever Redis lost.
 
-use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
+use redis::aio::ConnectionLike;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{AsyncCommands, Value};
 use sha2::{Digest, Sha256};
 
-use super::{Cluster, hex};
+use super::{Cluster, Conn, hex};
 use crate::revocation::Revocation;
 
-/// Revocations written back per pipeline when Redis lost its data.
+/// Revocations re-asserted per pipeline.
 const WRITE_BACK_BATCH: usize = 500;
 /// Keys asked for per `SCAN` step when loading all.
 const SCAN_COUNT: usize = 1000;
+/// How long a write waits for its replicas (milliseconds; below the command timeout).
+const WAIT_MILLIS: u64 = 500;
 
 impl Cluster {
     /// The channel every revocation is published on.
@@ -29,23 +40,26 @@ impl Cluster {
         format!("{}:revocations", self.prefix)
     }
 
-    /// Shares a revocation already recorded locally. Never fails: if Redis cannot take it now,
-    /// it waits in the outbox for the next reconnect.
+    /// Shares a revocation already recorded locally. Never fails: if Redis cannot take it now
+    /// (or its replicas do not confirm it), it waits in the outbox for the next
+    /// synchronisation, which the subscriber starts as soon as it can.
     pub(crate) async fn publish(&self, r: &Revocation) {
         if let Err(e) = self.write(r).await {
-            tracing::warn!(error = %e, "revocation kept for Redis: not reachable now");
+            tracing::warn!(error = %e, "revocation kept for Redis: not confirmed now");
             self.keep([r.clone()]);
             self.forget_connection().await;
             self.mark_unhealthy("write failed");
         }
     }
 
-    /// Flushes the outbox, writes back what this instance knows if Redis lost its data, then
-    /// loads every revocation key into the denylist. Returns how many keys were loaded.
+    /// Counts the replicas to wait for, flushes the outbox, re-asserts what this instance
+    /// knows, then loads every revocation key into the denylist. Returns how many keys were
+    /// loaded.
     pub(super) async fn synchronise(&self) -> redis::RedisResult<usize> {
-        self.flush_outbox().await?;
         let mut conn = self.connection().await?;
-        self.write_back_if_lost(&mut conn).await?;
+        self.count_replicas(&mut conn).await?;
+        self.flush_outbox().await?;
+        self.reassert(&mut conn).await?;
         self.load_all(&mut conn).await
     }
 
@@ -61,35 +75,88 @@ impl Cluster {
         }
     }
 
-    /// Stores one revocation's key and publishes it, in one round trip.
+    /// Stores one revocation's key and publishes it, in one round trip, then waits until the
+    /// replicas have it.
     async fn write(&self, r: &Revocation) -> redis::RedisResult<()> {
         let mut conn = self.connection().await?;
         let value = r.encode();
         let mut pipe = redis::pipe();
-        self.set_key(&mut pipe, r, &value)
+        self.set_key(&mut pipe, r, &value, false)
             .cmd("PUBLISH")
             .arg(self.channel())
             .arg(&value)
             .ignore()
             .exec_async(&mut conn)
-            .await
+            .await?;
+        self.wait_for_replicas(&mut conn).await
     }
 
-    /// Adds `SET <key> <value> EXAT <until>` (reply ignored) to `pipe`.
+    /// `WAIT` for the replicas every write must reach; an error when fewer confirm in time.
+    async fn wait_for_replicas(&self, conn: &mut Conn) -> redis::RedisResult<()> {
+        let want = self
+            .wait_replicas
+            .load(std::sync::atomic::Ordering::Acquire);
+        if want == 0 {
+            return Ok(());
+        }
+        // Through a cluster connection, WAIT goes to every primary and answers the fewest.
+        let got: u32 = redis::cmd("WAIT")
+            .arg(want)
+            .arg(WAIT_MILLIS)
+            .query_async(conn)
+            .await?;
+        if got < want {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "too few replicas confirmed the write",
+                format!("{got} of {want}"),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sets how many replicas writes wait for: `min_replicas` (an error when the primary has
+    /// fewer online), or as many as every primary has online now.
+    async fn count_replicas(&self, conn: &mut Conn) -> redis::RedisResult<()> {
+        let info: Value = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(conn)
+            .await?;
+        let online = online_replicas(&info);
+        let want = match self.min_replicas {
+            Some(min) if online < min => {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "fewer replicas online than cluster.min_replicas",
+                    format!("{online} of {min}"),
+                )));
+            }
+            Some(min) => min,
+            None => online,
+        };
+        self.wait_replicas
+            .store(want, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Adds `SET <key> <value> [NX] EXAT <until>` (reply ignored unless `nx`) to `pipe`.
     fn set_key<'p>(
         &self,
         pipe: &'p mut redis::Pipeline,
         r: &Revocation,
         value: &[u8],
+        nx: bool,
     ) -> &'p mut redis::Pipeline {
         // EXAT needs a positive time; an entry already past its end expires at once.
         let until = u64::try_from(r.until()).unwrap_or(1).max(1);
         pipe.cmd("SET")
             .arg(revocation_key(&self.prefix, r))
-            .arg(value)
-            .arg("EXAT")
-            .arg(until)
-            .ignore()
+            .arg(value);
+        if nx {
+            pipe.arg("NX").arg("EXAT").arg(until)
+        } else {
+            pipe.arg("EXAT").arg(until).ignore()
+        }
     }
 
     /// Puts revocations Redis could not take (back) at the end of the outbox.
@@ -115,51 +182,84 @@ impl Cluster {
         Ok(())
     }
 
-    /// Writes back every revocation this instance holds when Redis no longer has the marker.
-    async fn write_back_if_lost(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
-        // A Redis that lost its data (restarted without persistence, failed over to an empty
-        // replica) no longer has the marker: every instance then writes back what it knows.
-        let marker: Option<String> = redis::cmd("SET")
-            .arg(format!("{}:alive", self.prefix))
-            .arg(1)
-            .arg("NX")
-            .query_async(conn)
-            .await?;
-        if marker.is_none() {
-            return Ok(());
-        }
+    /// Writes back every revocation this instance holds that Redis no longer has (`SET NX`),
+    /// and publishes those, so instances already synchronised get them too.
+    async fn reassert(&self, conn: &mut Conn) -> redis::RedisResult<()> {
         let known = self.denylist.snapshot();
+        let mut restored = 0usize;
         for batch in known.chunks(WRITE_BACK_BATCH) {
+            let values: Vec<Vec<u8>> = batch.iter().map(Revocation::encode).collect();
             let mut pipe = redis::pipe();
-            for r in batch {
-                self.set_key(&mut pipe, r, &r.encode());
+            for (r, value) in batch.iter().zip(&values) {
+                self.set_key(&mut pipe, r, value, true);
             }
-            pipe.exec_async(&mut *conn).await?;
+            let set: Vec<Option<String>> = pipe.query_async(&mut *conn).await?;
+            let mut publish = redis::pipe();
+            let lost: Vec<&Vec<u8>> = values
+                .iter()
+                .zip(&set)
+                .filter_map(|(v, s)| s.is_some().then_some(v))
+                .collect();
+            for value in &lost {
+                publish
+                    .cmd("PUBLISH")
+                    .arg(self.channel())
+                    .arg(*value)
+                    .ignore();
+            }
+            if !lost.is_empty() {
+                publish.exec_async(&mut *conn).await?;
+                restored += lost.len();
+            }
         }
-        if !known.is_empty() {
+        if restored > 0 {
+            self.wait_for_replicas(conn).await?;
             tracing::warn!(
-                entries = known.len(),
-                "Redis had lost its revocations; wrote back this instance's"
+                entries = restored,
+                "Redis had lost revocations; this instance wrote them back"
             );
         }
         Ok(())
     }
 
-    /// Loads every revocation key into the denylist; returns how many were loaded.
-    async fn load_all(&self, conn: &mut MultiplexedConnection) -> redis::RedisResult<usize> {
+    /// Loads every revocation key (of every primary, in a cluster) into the denylist; returns
+    /// how many were loaded.
+    async fn load_all(&self, conn: &mut Conn) -> redis::RedisResult<usize> {
+        let mut loaded = 0;
+        for node in primaries(conn).await? {
+            loaded += self.load_from(conn, node.as_ref()).await?;
+        }
+        Ok(loaded)
+    }
+
+    /// Loads the revocation keys of one node (`None`: the one server).
+    async fn load_from(
+        &self,
+        conn: &mut Conn,
+        node: Option<&(String, u16)>,
+    ) -> redis::RedisResult<usize> {
         let pattern = format!("{}:rev:*", self.prefix);
         let mut cursor: u64 = 0;
         let mut loaded = 0;
         let now = self.clock.now();
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .query_async(conn)
-                .await?;
+                .arg(SCAN_COUNT);
+            let reply = match (&mut *conn, node) {
+                (Conn::Cluster(c), Some((host, port))) => {
+                    let at = SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    };
+                    c.route_command(scan, RoutingInfo::SingleNode(at)).await?
+                }
+                _ => conn.req_packed_command(&scan).await?,
+            };
+            let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)?;
             if !keys.is_empty() {
                 let values: Vec<Option<Vec<u8>>> = conn.mget(&keys).await?;
                 for value in values.into_iter().flatten() {
@@ -172,6 +272,87 @@ impl Cluster {
                 return Ok(loaded);
             }
         }
+    }
+
+    /// In a cluster, pings every primary (a lost primary makes the store unavailable);
+    /// elsewhere the subscription's ping is enough.
+    pub(super) async fn ping_primaries(&self) -> Result<(), String> {
+        if !self.target.is_cluster() {
+            return Ok(());
+        }
+        let mut conn = self.connection().await.map_err(|e| e.to_string())?;
+        let pong: redis::RedisResult<Value> = redis::cmd("PING").query_async(&mut conn).await;
+        if let Err(e) = pong {
+            self.forget_connection().await;
+            return Err(e.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The nodes holding keys: `[None]` for one server; every primary of a cluster that serves
+/// slots, from `CLUSTER NODES`.
+async fn primaries(conn: &mut Conn) -> redis::RedisResult<Vec<Option<(String, u16)>>> {
+    let Conn::Cluster(c) = conn else {
+        return Ok(vec![None]);
+    };
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(c).await?;
+    let found: Vec<Option<(String, u16)>> =
+        cluster_primaries(&nodes).into_iter().map(Some).collect();
+    if found.is_empty() {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "CLUSTER NODES lists no primary serving slots",
+        )));
+    }
+    Ok(found)
+}
+
+/// The `host:port` of each primary serving slots in a `CLUSTER NODES` reply (failed ones too:
+/// loading must then fail rather than skip their keys).
+fn cluster_primaries(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (addr, flags) = (fields.get(1)?, fields.get(2)?);
+            if !flags.split(',').any(|f| f == "master") || fields.len() < 9 {
+                return None;
+            }
+            let addr = addr.split(['@', ',']).next()?;
+            crate::config::host_port(addr)
+        })
+        .collect()
+}
+
+/// The fewest replicas online at any primary in an `INFO replication` reply (one text, or a
+/// map of texts from every primary of a cluster).
+fn online_replicas(info: &Value) -> u32 {
+    let mut texts = Vec::new();
+    collect_texts(info, &mut texts);
+    texts
+        .iter()
+        .map(|t| {
+            let online = t
+                .lines()
+                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                .count();
+            u32::try_from(online).unwrap_or(u32::MAX)
+        })
+        .min()
+        .unwrap_or(0)
+}
+
+fn collect_texts(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => out.push(s.clone()),
+        Value::VerbatimString { text, .. } => out.push(text.clone()),
+        Value::Array(items) | Value::Set(items) => {
+            items.iter().for_each(|i| collect_texts(i, out));
+        }
+        Value::Map(pairs) => pairs.iter().for_each(|(_, v)| collect_texts(v, out)),
+        _ => {}
     }
 }
 
@@ -221,7 +402,9 @@ fn revocation_key(prefix: &str, r: &Revocation) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::revocation_key;
+    use redis::Value;
+
+    use super::{cluster_primaries, online_replicas, revocation_key};
     use crate::cluster::tests::cluster;
     use crate::config::StorePolicy;
     use crate::revocation::Revocation;
@@ -312,6 +495,43 @@ mod tests {
         c.apply(b"\xffnot a revocation", 1_000);
         assert_eq!(c.denylist.len(), 1);
         assert_eq!(c.denylist.snapshot(), vec![sid("s-1", 100)]);
+    }
+
+    #[test]
+    fn replicas_online_are_counted_per_primary_and_the_fewest_taken() {
+        let one = "# Replication\r\nrole:master\r\nconnected_slaves:2\r\n\
+                   slave0:ip=127.0.0.1,port=1,state=online,offset=9,lag=0\r\n\
+                   slave1:ip=127.0.0.1,port=2,state=wait_bgsave,offset=0,lag=0\r\n";
+        let none = "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n";
+        assert_eq!(online_replicas(&Value::BulkString(one.into())), 1);
+        let both = Value::Map(vec![
+            (
+                Value::SimpleString("a".into()),
+                Value::BulkString(one.into()),
+            ),
+            (
+                Value::SimpleString("b".into()),
+                Value::BulkString(none.into()),
+            ),
+        ]);
+        assert_eq!(online_replicas(&both), 0);
+    }
+
+    #[test]
+    fn cluster_nodes_gives_the_primaries_serving_slots() {
+        let nodes = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002,redis-b master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7003@17003 master,fail - 0 0 3 disconnected 10923-16383
+d4 127.0.0.1:7004@17004 slave a1 0 0 1 connected
+e5 127.0.0.1:7005@17005 master - 0 0 0 connected
+";
+        let got = cluster_primaries(nodes);
+        let want: Vec<(String, u16)> = [7001, 7002, 7003]
+            .into_iter()
+            .map(|p| ("127.0.0.1".to_owned(), p))
+            .collect();
+        assert_eq!(got, want);
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use super::Conn;
 use zeroize::Zeroizing;
 
 use super::hex;
@@ -21,7 +21,7 @@ pub(super) fn new_holder() -> Option<String> {
 
 /// `SET key holder NX PX ttl`: whether `holder` took the lock.
 pub(super) async fn take_lock(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     key: &str,
     holder: &str,
     ttl: Duration,
@@ -38,7 +38,7 @@ pub(super) async fn take_lock(
 }
 
 /// Gives the lock back, if `holder` still holds it.
-pub(super) async fn release_lock(conn: &mut MultiplexedConnection, key: &str, holder: &str) {
+pub(super) async fn release_lock(conn: &mut Conn, key: &str, holder: &str) {
     let _: redis::RedisResult<i64> = redis::Script::new(RELEASE)
         .key(key)
         .arg(holder)
@@ -48,7 +48,7 @@ pub(super) async fn release_lock(conn: &mut MultiplexedConnection, key: &str, ho
 
 /// `SET key value PX millis` (at least 1 ms).
 pub(super) async fn put_expiring(
-    conn: &mut MultiplexedConnection,
+    conn: &mut Conn,
     key: &str,
     value: &str,
     millis: u64,

@@ -5,7 +5,7 @@
 //! tokens takes a second use of a replaced one as theft (Auth0 revokes the whole family), so
 //! across the cluster, as on one instance (`route_tokens::lanes`):
 //!
-//! - A grant takes the turn of the token it is about to redeem (`SET <prefix>:refresh:<hash>:turn
+//! - A grant takes the turn of the token it is about to redeem (`SET <prefix>:refresh:{<hash>}:turn
 //!   NX PX`, polled while another instance holds it). Before it takes the turn and once it holds
 //!   it, it follows `…:next`: the token that replaced this one, if a grant already rotated it.
 //! - A grant that got a new refresh token stores it under the redeemed token's `…:next`, sealed
@@ -17,8 +17,8 @@
 
 use std::time::Duration;
 
+use super::Conn;
 use redis::AsyncCommands;
-use redis::aio::MultiplexedConnection;
 use sha2::{Digest, Sha256};
 
 use super::{Cluster, hex, shared};
@@ -47,7 +47,8 @@ impl TurnKeys {
     fn new(prefix: &str, token: &Token) -> Option<Self> {
         let hash: [u8; 32] = Sha256::digest(token.expose().expose().as_bytes()).into();
         let hex = hex(&hash);
-        let base = format!("{prefix}:refresh:{hex}");
+        // The same hash tag as the refresh lock's: one Cluster slot per token.
+        let base = format!("{prefix}:refresh:{{{hex}}}");
         Some(Self {
             turn: format!("{base}:turn"),
             next: format!("{base}:next"),
@@ -61,7 +62,7 @@ pub(crate) struct Turn<'a> {
     cluster: &'a Cluster,
     /// Whether [`Turn::finish`] gave it back (else dropping it does).
     finished: bool,
-    conn: MultiplexedConnection,
+    conn: Conn,
     keys: TurnKeys,
     holder: String,
     /// The token to redeem: the one presented, or the newest that replaced it.
@@ -138,7 +139,7 @@ impl Cluster {
     }
 
     /// The newest token known to have replaced `token` (itself when none did).
-    async fn newest(&self, conn: &mut MultiplexedConnection, mut token: Token) -> Token {
+    async fn newest(&self, conn: &mut Conn, mut token: Token) -> Token {
         for _ in 0..MAX_HOPS {
             let Some(keys) = TurnKeys::new(&self.prefix, &token) else {
                 break;
@@ -152,7 +153,7 @@ impl Cluster {
     }
 
     /// The token linked as replacing the one of `keys`, when there is one and it opens.
-    async fn link(&self, conn: &mut MultiplexedConnection, keys: &TurnKeys) -> Option<Token> {
+    async fn link(&self, conn: &mut Conn, keys: &TurnKeys) -> Option<Token> {
         let sealed: Option<String> = conn.get(&keys.next).await.ok()?;
         let opened = shared::open_value(&self.codec, &keys.name, &sealed?, self.clock.now())?;
         let text = std::str::from_utf8(opened.payload()).ok()?;
@@ -209,6 +210,8 @@ impl Drop for Turn<'_> {
 
 #[cfg(test)]
 mod tests {
+    use sha2::Digest;
+
     use super::{Turn, TurnKeys, TurnOutcome};
     use crate::cluster::Cluster;
     use crate::cluster::tests::{cluster, redis_server};
@@ -221,6 +224,18 @@ mod tests {
         assert!(k.turn.starts_with("sg:refresh:") && k.turn.ends_with(":turn"));
         assert_eq!(k.next, k.turn.replace(":turn", ":next"));
         assert!(!k.turn.contains("rt-1"));
+        // One hash tag for the turn and the link, and the refresh lock's of the same token:
+        // a Redis Cluster keeps them in one slot.
+        let tag = |key: &str| {
+            key.split_once('{')
+                .and_then(|(_, r)| r.split_once('}'))
+                .map(|t| t.0.to_owned())
+        };
+        assert_eq!(tag(&k.turn), tag(&k.next));
+        let hash: [u8; 32] = sha2::Sha256::digest(b"rt-1").into();
+        let lock = crate::cluster::refresh_lock::lock_key("sg", &hash);
+        assert_eq!(tag(&k.turn), tag(&lock));
+        assert_eq!(tag(&lock).map(|t| t.len()), Some(64));
     }
 
     async fn held<'a>(c: &'a Cluster, t: &Token) -> Option<Turn<'a>> {

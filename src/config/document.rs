@@ -62,6 +62,8 @@ const SECRETS: &[&str] = &[
     "oidc.client_secret",
     "oidc.client_assertion_key",
     "cluster.redis_url",
+    "cluster.password",
+    "cluster.sentinel_password",
 ];
 
 /// Reads `text` with `overrides` applied. `None` when the file is not TOML or an override

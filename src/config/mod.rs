@@ -24,6 +24,7 @@ use std::path::Path;
 mod bff;
 pub(crate) mod check;
 mod client_auth;
+mod cluster;
 mod context;
 mod document;
 mod env;
@@ -42,15 +43,16 @@ pub(crate) mod settings;
 mod static_files;
 mod values;
 
+pub(crate) use cluster::host_port;
 pub use env::SecretSource;
 pub(crate) use env::{ENV_PREFIX, ProcessEnv};
 pub use problem::ConfigError;
 pub(crate) use problem::{Place, Problem};
 pub(crate) use settings::{
     AssertionAudience, ClaimRule, ClaimValue, ClusterSettings, CookieForwarding, CsrfMode, Limit,
-    LimitsSettings, LogFormat, OidcSettings, ParMode, Rate, RouteRules, RouteSettings, RouteToken,
-    ServerSettings, SigningAlgsKey, StaticSettings, StorePolicy, TlsSettings, TokenEndpointAuth,
-    TokenPolicy, TrustedNet,
+    LimitsSettings, LogFormat, OidcSettings, ParMode, Rate, RedisTls, RedisTopology, RouteRules,
+    RouteSettings, RouteToken, ServerSettings, SigningAlgsKey, StaticSettings, StorePolicy,
+    TlsSettings, TokenEndpointAuth, TokenPolicy, TrustedNet,
 };
 pub use settings::{LogSettings, Settings};
 
@@ -298,7 +300,7 @@ fn convert(raw: document::RawConfig, cx: &mut Cx<'_>) -> Option<Settings> {
     };
     let routes = bff::routes(raw.routes, bff_prefix, &needs, cx);
     let revocation = raw.revocation.and_then(|r| revocation::revocation(r, cx));
-    let cluster = raw.cluster.map(|c| revocation::cluster(c, cx));
+    let cluster = raw.cluster.map(|c| cluster::cluster(c, cx));
     let static_files = raw
         .static_files
         .map(|s| static_files::static_files(s, &routes, cx));

@@ -187,7 +187,19 @@ pub(super) struct RawLimit {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCluster {
-    pub redis_url: Spanned<String>,
+    pub redis_url: Text,
+    pub sentinels: Option<Spanned<Vec<String>>>,
+    pub sentinel_master: Text,
+    pub sentinel_username: Text,
+    pub sentinel_password: Text,
+    pub cluster_nodes: Option<Spanned<Vec<String>>>,
+    pub tls: Option<Spanned<bool>>,
+    pub ca_file: Text,
+    pub client_cert: Text,
+    pub client_key: Text,
+    pub username: Text,
+    pub password: Text,
+    pub min_replicas: Option<Spanned<u32>>,
     pub on_store_unavailable: Text,
     pub key_prefix: Text,
 }

@@ -10,6 +10,8 @@ use crate::client_assertion::AssertionKey;
 use crate::seal::{CookieName, KeyRing};
 use crate::secret::SecretString;
 
+pub(crate) use super::cluster::{RedisTls, RedisTopology};
+
 /// Everything sealgate needs, validated.
 #[derive(Debug)]
 pub struct Settings {
@@ -85,8 +87,17 @@ pub enum StorePolicy {
 /// `[cluster]`.
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
-    /// `redis://host:port/db` (the URL may carry a password, so it is a secret when it does).
-    pub redis_url: SecretString,
+    /// Where Redis is: one server, a primary found through Sentinel, or a Redis Cluster.
+    pub topology: RedisTopology,
+    /// TLS to Redis (and to the sentinels): a `rediss://` URL or `tls = true`.
+    pub tls: Option<RedisTls>,
+    /// The ACL user (`AUTH username password`); none: the default user.
+    pub username: Option<String>,
+    /// Its password (`env:`/`file:` only).
+    pub password: Option<SecretString>,
+    /// Replicas that must confirm each revocation (`WAIT`); none: as many as the primary had
+    /// connected at the last synchronisation.
+    pub min_replicas: Option<u32>,
     /// The policy while Redis is unreachable.
     pub on_store_unavailable: StorePolicy,
     /// Prefix of every Redis key and channel (several deployments can share one Redis).

@@ -566,7 +566,10 @@ fn cluster_settings() {
             "redis_url = \"redis://:hunter2@127.0.0.1/0\"",
             "cluster.redis_url",
         ),
-        ("redis_url = \"rediss://127.0.0.1/0\"", "cluster.redis_url"),
+        (
+            "redis_url = \"rediss://127.0.0.1/0#insecure\"",
+            "cluster.redis_url",
+        ),
         ("redis_url = \"http://127.0.0.1/\"", "cluster.redis_url"),
         ("redis_url = \"env:UNSET\"", "cluster.redis_url"),
         (
@@ -651,6 +654,7 @@ fn environment_overrides_every_key_by_path() {
 
 mod check_config;
 mod client_auth;
+mod cluster;
 mod dpop;
 mod limits;
 mod providers;

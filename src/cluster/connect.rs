@@ -19,8 +19,16 @@ use redis::{
     RedisResult, TlsCertificates, TlsMode, Value,
 };
 
-use super::{ClusterError, IO_TIMEOUT};
 use crate::config::{ClusterSettings, RedisTls, RedisTopology};
+
+/// Timeout for connecting to Redis and for each command.
+pub(super) const IO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Redis could not be set up (a malformed URL, an unreadable certificate); reachability is
+/// not checked at start.
+#[derive(Debug, thiserror::Error)]
+#[error("[cluster]: {0}")]
+pub struct ClusterError(pub(super) String);
 
 /// Where commands and the subscription go.
 pub(super) enum Target {

@@ -26,6 +26,7 @@
 //! commands (reopened after a failure) and one subscription task that subscribes, synchronises,
 //! then applies what is published and pings until something fails, and starts over.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -45,11 +46,10 @@ mod revocations;
 mod shared;
 mod turns;
 
-use connect::{Conn, Target};
+pub(crate) use connect::ClusterError;
+use connect::{Conn, IO_TIMEOUT, Target};
 pub(crate) use turns::{TurnBusy, TurnOutcome};
 
-/// Timeout for connecting to Redis and for each command.
-const IO_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the subscription is pinged (a failed ping marks the store unavailable).
 const PING_EVERY: Duration = Duration::from_secs(1);
 /// Longest wait before retrying a lost connection.
@@ -85,12 +85,6 @@ impl std::fmt::Debug for Cluster {
             .finish_non_exhaustive()
     }
 }
-
-/// Redis could not be set up (a malformed URL, an unreadable certificate); reachability is
-/// not checked at start.
-#[derive(Debug, thiserror::Error)]
-#[error("[cluster]: {0}")]
-pub struct ClusterError(String);
 
 impl Cluster {
     /// Prepares the cluster store and starts its subscriber in the background. Redis need not be
@@ -142,7 +136,7 @@ impl Cluster {
         }
         // Boxed: the cluster and Sentinel connection futures are deep, and every caller's
         // future would otherwise embed them.
-        let connecting: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+        let connecting: std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>> =
             Box::pin(self.target.connect());
         let c = connecting.await?;
         *slot = Some(c.clone());

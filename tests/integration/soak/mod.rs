@@ -10,8 +10,9 @@
 //! SOAK_SECONDS=45 cargo test --test integration soak:: -- --ignored --nocapture
 //! ```
 //!
-//! `SOAK_SECONDS` (default 45), `SOAK_USERS` (default 100), `SEALGATE_BIN` (a release build
-//! instead of the debug binary cargo built).
+//! `SOAK_SECONDS` (default 45), `SOAK_USERS` (default 100), `SOAK_REDIS` (`sentinel`, the
+//! default, or `single`), `SEALGATE_BIN` (a release build instead of the debug binary cargo
+//! built).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -52,9 +53,9 @@ async fn ready(http: &Http, addr: std::net::SocketAddr, within: Duration) -> boo
     false
 }
 
-/// The Redis the instances share and the fault it suffers: `SOAK_REDIS=single` (default) one
-/// redis-server, the fault a restart without persistence; `SOAK_REDIS=sentinel` a primary, a
-/// replica and three sentinels (needs `[cluster] sentinels`), the fault a failover.
+/// The Redis the instances share and the fault it suffers: `SOAK_REDIS=sentinel` (default) a
+/// primary, a replica and three sentinels, the fault a failover; `SOAK_REDIS=single` one
+/// redis-server, the fault a restart without persistence.
 enum Store {
     Single(Redis),
     Sentinel(sentinel::Sentinels),
@@ -63,8 +64,8 @@ enum Store {
 impl Store {
     fn start(dir: &std::path::Path) -> Store {
         match std::env::var("SOAK_REDIS").as_deref() {
-            Ok("sentinel") => Store::Sentinel(sentinel::Sentinels::start(dir)),
-            Ok("single") | Err(_) => Store::Single(Redis::start()),
+            Ok("sentinel") | Err(_) => Store::Sentinel(sentinel::Sentinels::start(dir)),
+            Ok("single") => Store::Single(Redis::start()),
             Ok(other) => panic!("SOAK_REDIS={other}: single or sentinel"),
         }
     }
@@ -118,7 +119,7 @@ async fn three_instances_behind_a_balancer() {
         b.access_token_lifetime = 10;
     });
     let upstream = crate::support::upstream::start().await;
-    let mut store = Store::start(dir.path());
+    let mut store = tokio::task::block_in_place(|| Store::start(dir.path()));
     let extra = format!("session.refresh_before = \"5s\"\n{}", store.cluster_lines());
     let mut instances = Vec::new();
     for name in ["a", "b", "c"] {
@@ -227,5 +228,17 @@ async fn three_instances_behind_a_balancer() {
     let report = world.oracle.report(&header, refresh, &rss);
     println!("{report}");
     drop(nginx);
-    assert_eq!(world.oracle.violations(), 0, "the oracle found violations");
+    let violations = world.oracle.violations();
+    if violations > 0 {
+        // The instances' logs (warnings and errors) stay for a look.
+        for i in &instances {
+            println!(
+                "--- last lines of instance {}'s log ---\n{}",
+                i.name,
+                i.log_tail(15)
+            );
+        }
+        println!("logs and configuration kept in {}", dir.keep().display());
+    }
+    assert_eq!(violations, 0, "the oracle found violations");
 }

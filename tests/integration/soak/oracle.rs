@@ -94,7 +94,8 @@ struct Counts {
     logouts: u64,
     back_channel: u64,
     replays: u64,
-    errors: BTreeMap<String, u64>,
+    /// By kind: how many, and the first and last time one was sent.
+    errors: BTreeMap<String, (u64, Instant, Instant)>,
     allowed: BTreeMap<String, u64>,
     violations: BTreeMap<String, u64>,
     /// The first few violations, described.
@@ -221,7 +222,10 @@ impl Oracle {
             None
         };
         let mut c = self.counts.lock().unwrap();
-        *c.errors.entry(kind.clone()).or_default() += 1;
+        let e = c.errors.entry(kind.clone()).or_insert((0, sent, sent));
+        e.0 += 1;
+        e.1 = e.1.min(sent);
+        e.2 = e.2.max(sent);
         match excuse {
             Some(why) => {
                 *c.allowed.entry(format!("{kind}: {why}")).or_default() += 1;
@@ -315,7 +319,7 @@ impl Oracle {
             let i = ((lat.len() - 1) * per_mille).div_ceil(1000);
             f64::from(lat[i]) / 1000.0
         };
-        let errors: u64 = c.errors.values().sum();
+        let errors: u64 = c.errors.values().map(|e| e.0).sum();
         let mut out = String::new();
         let _ = writeln!(out, "soak: {header}");
         let _ = writeln!(
@@ -330,8 +334,12 @@ impl Oracle {
             c.logins, c.logouts, c.back_channel, c.replays
         );
         let _ = writeln!(out, "errors: {errors}");
-        for (kind, n) in &c.errors {
-            let _ = writeln!(out, "  {n:6}  {kind}");
+        for (kind, (n, first, last)) in &c.errors {
+            let (first, last) = (self.at(*first), self.at(*last));
+            let _ = writeln!(
+                out,
+                "  {n:6}  {kind} (sent from {first:.1} s to {last:.1} s)"
+            );
         }
         let _ = writeln!(out, "excused:");
         for (kind, n) in &c.allowed {
@@ -353,10 +361,11 @@ impl Oracle {
         );
         let _ = writeln!(
             out,
-            "latency through nginx: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            "latency through nginx: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} slower than 5 s",
             pct(500),
             pct(990),
-            pct(1000)
+            pct(1000),
+            lat.iter().filter(|&&l| l > 5_000_000).count()
         );
         let rss: Vec<String> = rss
             .iter()

@@ -56,8 +56,11 @@ pub struct Sentinels {
     sentinels: Vec<(u16, Child)>,
 }
 
-fn server_args(port: u16, replica_of: Option<u16>) -> Vec<String> {
+/// A server on `port` keeping its files (a replica's copy of the primary's data) in `dir`.
+fn server_args(dir: &Path, port: u16, replica_of: Option<u16>) -> Vec<String> {
     let mut args: Vec<String> = [
+        "--dir",
+        &dir.display().to_string(),
         "--port",
         &port.to_string(),
         "--bind",
@@ -81,11 +84,14 @@ impl Sentinels {
     /// and every sentinel knows the primary and the replica.
     pub fn start(dir: &Path) -> Sentinels {
         let (p, r) = (free_port(), free_port());
-        let primary = spawn(&server_args(p, None));
+        let (primary_dir, replica_dir) = (dir.join("redis-primary"), dir.join("redis-replica"));
+        std::fs::create_dir_all(&primary_dir).unwrap();
+        std::fs::create_dir_all(&replica_dir).unwrap();
+        let primary = spawn(&server_args(&primary_dir, p, None));
         wait_until("the primary answers", Duration::from_secs(10), || {
             command(p, &["PING"]).is_some_and(|a| a.starts_with("+PONG"))
         });
-        let replica = spawn(&server_args(r, Some(p)));
+        let replica = spawn(&server_args(&replica_dir, r, Some(p)));
         wait_until("the replica syncs", Duration::from_secs(20), || {
             command(r, &["INFO", "replication"])
                 .is_some_and(|a| a.contains("master_link_status:up"))

@@ -30,6 +30,7 @@ mod route_rules;
 mod route_tokens;
 mod server;
 mod silent_login;
+mod soak;
 mod static_files;
 mod streaming;
 mod support_selftest;

@@ -345,6 +345,10 @@ pub struct Behaviour {
     /// Answer DPoP token requests with `token_type: Bearer` and unbound tokens (an IdP that
     /// ignores DPoP). Default false.
     pub dpop_ignored: bool,
+    /// Many users at once (the soak): a login with `login_hint=SUB/REST` gets `sub` SUB and
+    /// `sid` the whole hint, in its tokens and in every refresh of its grant, whatever
+    /// [`Behaviour::user_sub`] and [`Behaviour::sid`] say. Default false.
+    pub subject_from_login_hint: bool,
 }
 
 impl Default for Behaviour {
@@ -396,6 +400,7 @@ impl Default for Behaviour {
             dpop: false,
             dpop_nonce: None,
             dpop_ignored: false,
+            subject_from_login_hint: false,
         }
     }
 }
@@ -421,6 +426,8 @@ pub struct Logged {
     pub dpop: Option<String>,
     /// The W3C `traceparent` header, verbatim.
     pub traceparent: Option<String>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Logged {
@@ -537,6 +544,9 @@ struct State {
     dpop_jtis: HashSet<String>,
     /// The key thumbprint of the token request being answered, when it has a valid proof.
     request_jkt: Option<String>,
+    /// With [`Behaviour::subject_from_login_hint`]: the `login_hint` of the grant being
+    /// answered.
+    login_subject: Option<String>,
 }
 
 impl FakeIdp {
@@ -576,6 +586,7 @@ impl FakeIdp {
             dpop_refusals: Vec::new(),
             dpop_jtis: HashSet::new(),
             request_jkt: None,
+            login_subject: None,
         }));
         let shared = Arc::clone(&state);
         // No header read timeout: tests pause and advance time; they never open this many.
@@ -786,6 +797,7 @@ async fn handle(shared: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<F
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        at: std::time::Instant::now(),
     };
     let (response, delay) = {
         let mut state = lock(&shared);
@@ -817,6 +829,29 @@ impl State {
 
     fn other_key(&self) -> &'static TestKey {
         if self.rotated { &RSA1 } else { &RSA2 }
+    }
+
+    /// With [`Behaviour::subject_from_login_hint`], the grant being answered belongs to the
+    /// login whose authorization request had these parameters.
+    fn use_login_hint(&mut self, auth_params: &[(String, String)]) {
+        if self.behaviour.subject_from_login_hint {
+            self.login_subject = find(auth_params, "login_hint").map(str::to_owned);
+        }
+    }
+
+    /// The `sub` of the tokens being issued.
+    fn subject(&self) -> String {
+        match &self.login_subject {
+            Some(hint) => hint.split('/').next().unwrap_or(hint).to_owned(),
+            None => self.behaviour.user_sub.clone(),
+        }
+    }
+
+    /// The `sid` of the ID token being issued.
+    fn session_sid(&self) -> Option<String> {
+        self.login_subject
+            .clone()
+            .or_else(|| self.behaviour.sid.clone())
     }
 
     fn now(&self) -> i64 {
@@ -1054,6 +1089,7 @@ impl State {
             return response;
         }
         self.request_jkt = None;
+        self.login_subject = None;
         if let Some(proof) = &req.dpop {
             let url = format!("{}/token", self.base);
             match self.check_proof(proof, "POST", &url, None) {
@@ -1214,6 +1250,7 @@ impl State {
         {
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant");
         }
+        self.use_login_hint(&pending.auth_params);
         let grant = GrantRequest {
             scope: &pending.scope,
             auth_params: &pending.auth_params,
@@ -1244,6 +1281,7 @@ impl State {
         }
         let (scope, auth_params, family) =
             (grant.scope.clone(), grant.auth_params.clone(), grant.family);
+        self.use_login_hint(&auth_params);
         // A refresh that asks for a scope, or for a resource other than the login's, is a
         // route grant (Entra ID, RFC 8707); one that repeats the login's `resource` (AD FS
         // `token_params`) is the session's own refresh.
@@ -1390,7 +1428,7 @@ impl State {
         let lifetime = self.behaviour.access_token_lifetime;
         let exp = now + i64::try_from(lifetime).expect("lifetime fits i64");
         let jti = self.fresh("at");
-        let sub = self.behaviour.user_sub.clone();
+        let sub = self.subject();
         let mut claims = json!({
             "iss": self.issuer,
             "sub": sub,
@@ -1427,7 +1465,7 @@ impl State {
                 RefreshGrant {
                     client_id: self.behaviour.client_id.clone(),
                     scope: scope.to_owned(),
-                    sub: self.behaviour.user_sub.clone(),
+                    sub: self.subject(),
                     auth_params: grant.auth_params.to_vec(),
                     family,
                     jkt: self.request_jkt.clone(),
@@ -1514,7 +1552,7 @@ impl State {
         let now = self.now();
         let mut c = b.extra_claims.clone();
         c.insert("iss".into(), json!(self.issuer));
-        c.insert("sub".into(), json!(b.user_sub));
+        c.insert("sub".into(), json!(self.subject()));
         c.insert("aud".into(), json!(b.client_id));
         c.insert("exp".into(), json!(now + 300));
         c.insert("iat".into(), json!(now));
@@ -1522,7 +1560,7 @@ impl State {
             Some(nonce) => c.insert("nonce".into(), json!(nonce)),
             None => c.remove("nonce"),
         };
-        match &b.sid {
+        match &self.session_sid() {
             Some(sid) => c.insert("sid".into(), json!(sid)),
             None => c.remove("sid"),
         };

@@ -69,6 +69,9 @@ pub(crate) struct Cluster {
     /// (every primary of a cluster) had connected at the last synchronisation.
     wait_replicas: AtomicU32,
     healthy: AtomicBool,
+    /// Revocation writes that failed, ever: a synchronisation during which one failed does
+    /// not mark the store healthy (the failure may have come after the outbox was flushed).
+    write_failures: std::sync::atomic::AtomicU64,
     outbox: Mutex<Vec<Revocation>>,
     denylist: Arc<Denylist>,
     clock: Clock,
@@ -120,6 +123,7 @@ impl Cluster {
             min_replicas: settings.min_replicas,
             wait_replicas: AtomicU32::new(settings.min_replicas.unwrap_or(0)),
             healthy: AtomicBool::new(false),
+            write_failures: std::sync::atomic::AtomicU64::new(0),
             outbox: Mutex::new(Vec::new()),
             denylist,
             clock,
@@ -207,8 +211,10 @@ async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
                 c.ping_primaries().await?;
                 if !c.healthy() {
                     // A write failed while the subscription held (a failover, a lost
-                    // primary of a cluster): synchronise again through a new connection.
-                    resynchronise(c).await?;
+                    // primary of a cluster). Start over: subscribe again where the primary
+                    // is now, then synchronise. Synchronising in place would leave the
+                    // subscription on a server that may no longer receive what is published.
+                    return Err("a write failed: subscribing again".into());
                 }
             }
         }
@@ -217,11 +223,28 @@ async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
 
 /// Flushes the outbox, re-asserts what this instance knows, loads every key: healthy again.
 async fn resynchronise(c: &Arc<Cluster>) -> Result<(), String> {
+    let failures = c.write_failures.load(std::sync::atomic::Ordering::SeqCst);
+    resynchronise_since(c, failures).await
+}
+
+/// As [`resynchronise`], counting the write failures after `failures` as during it.
+async fn resynchronise_since(c: &Arc<Cluster>, failures: u64) -> Result<(), String> {
+    use std::sync::atomic::Ordering::SeqCst;
     let loaded = tokio::time::timeout(SYNC_TIMEOUT, c.synchronise())
         .await
         .map_err(|_| "synchronisation timed out".to_owned())?
         .map_err(|e| e.to_string())?;
+    let failed = "a revocation write failed during the synchronisation";
+    if c.write_failures.load(SeqCst) != failures || c.outbox_len() > 0 {
+        return Err(failed.into());
+    }
     c.mark_synchronised(loaded);
+    // A write that failed between the check and the mark found the store still unhealthy and
+    // left it so; seen now, it is marked again and the synchronisation starts over.
+    if c.write_failures.load(SeqCst) != failures {
+        c.mark_unhealthy(failed);
+        return Err(failed.into());
+    }
     Ok(())
 }
 
@@ -345,5 +368,90 @@ pub(crate) mod tests {
         let shown = format!("{c:?}");
         assert!(shown.contains("healthy: false"), "{shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; run by .ci/run"]
+    async fn a_write_failure_during_a_synchronisation_keeps_the_store_down() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let redis = redis_server();
+        let c = Arc::new(cluster(&redis.url(), StorePolicy::Refuse));
+        super::resynchronise(&c).await.unwrap();
+        assert!(c.healthy());
+        c.mark_unhealthy("a write failed");
+        // A publish that fails while the synchronisation runs, after the outbox was flushed.
+        let since = c.write_failures.load(SeqCst);
+        c.write_failures.fetch_add(1, SeqCst);
+        let e = super::resynchronise_since(&c, since).await.unwrap_err();
+        assert!(e.contains("during the synchronisation"), "{e}");
+        assert!(!c.healthy(), "a revocation may wait unsent: not healthy");
+        super::resynchronise(&c).await.unwrap();
+        assert!(c.healthy());
+    }
+
+    /// The ids of the server's clients in subscribed mode.
+    async fn subscribers(redis: &RedisServer) -> Vec<String> {
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        list.lines()
+            .filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    async fn until(what: impl Fn() -> bool) -> bool {
+        for _ in 0..100 {
+            if what() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; run by .ci/run"]
+    async fn after_a_failed_write_the_subscription_starts_over() {
+        let redis = redis_server();
+        let c = Arc::new(cluster(&redis.url(), StorePolicy::Refuse));
+        tokio::spawn(super::subscriber(Arc::downgrade(&c)));
+        assert!(until(|| c.healthy()).await, "never synchronised");
+        let first = subscribers(&redis).await;
+        assert_eq!(first.len(), 1, "{first:?}");
+        // One write refused (as by a primary that lost its replicas), then Redis is fine
+        // again before the next ping: the failure alone must move the subscription.
+        let admin = redis::Client::open(redis.url()).unwrap();
+        let mut admin = admin.get_multiplexed_async_connection().await.unwrap();
+        let set = |n: &str| {
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("min-replicas-to-write")
+                .arg(n)
+                .clone()
+        };
+        let () = set("1").query_async(&mut admin).await.unwrap();
+        c.publish(&crate::revocation::Revocation::Session {
+            id: [9; 16],
+            until: 4_000_000_000,
+        })
+        .await;
+        assert!(!c.healthy());
+        let () = set("0").query_async(&mut admin).await.unwrap();
+        assert!(until(|| c.healthy()).await, "never recovered");
+        let now = subscribers(&redis).await;
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert_ne!(now, first, "the subscription was not renewed");
+        assert_eq!(
+            c.outbox_len(),
+            0,
+            "the revocation was written at the recovery"
+        );
     }
 }

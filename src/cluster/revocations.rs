@@ -49,6 +49,8 @@ impl Cluster {
         if let Err(e) = self.write(r).instrument(span).await {
             tracing::warn!(error = %e, "revocation kept for Redis: not confirmed now");
             self.keep([r.clone()]);
+            self.write_failures
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.forget_connection().await;
             self.mark_unhealthy("write failed");
         }
@@ -158,6 +160,11 @@ impl Cluster {
     }
 
     /// Puts revocations Redis could not take (back) at the end of the outbox.
+    /// Revocations waiting in the outbox.
+    pub(super) fn outbox_len(&self) -> usize {
+        self.outbox.lock().map_or(0, |o| o.len())
+    }
+
     fn keep(&self, unsent: impl IntoIterator<Item = Revocation>) {
         if let Ok(mut outbox) = self.outbox.lock() {
             outbox.extend(unsent);

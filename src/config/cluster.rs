@@ -173,6 +173,16 @@ fn topology(c: &RawCluster, cx: &mut Cx<'_>) -> Option<(RedisTopology, bool, boo
             c.sentinel_password.as_ref(),
             cx,
         );
+        // A user without a password would be accepted and never used.
+        if let (Some(u), Some(None)) = (&c.sentinel_username, &password) {
+            cx.push(
+                invalid(
+                    "cluster.sentinel_password",
+                    "required with cluster.sentinel_username",
+                ),
+                Some(u.span()),
+            );
+        }
         let topology = RedisTopology::Sentinel {
             sentinels: sentinels?,
             master: master?,

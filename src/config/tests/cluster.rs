@@ -119,3 +119,24 @@ fn mistakes_are_refused_with_their_key_and_no_secret() {
     assert!(err.contains("cluster.password"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+#[test]
+fn a_sentinel_user_without_a_password_is_refused() {
+    let e = with(
+        "sentinels = [\"10.0.0.1:26379\"]\nsentinel_master = \"mymaster\"\n\
+         sentinel_username = \"watcher\"",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("cluster.sentinel_password") && e.contains("required with"),
+        "{e}"
+    );
+    let pw = file("spw", "sentinel-pw\n");
+    assert!(
+        with(&format!(
+            "sentinels = [\"10.0.0.1:26379\"]\nsentinel_master = \"mymaster\"\n\
+             sentinel_username = \"watcher\"\nsentinel_password = \"file:{pw}\""
+        ))
+        .is_ok()
+    );
+}

@@ -25,14 +25,17 @@ async function loadUser() {
 
 async function callApi() {
   const res = await fetch('/api/whoami', { headers: CSRF });
+  // The whole answer first, the counter last: the tests wait for the counter, then read the
+  // status and the result, which must be this call's (a streamed body arrives after the
+  // headers).
+  if (res.status !== 401) $('api-result').textContent = await res.text();
+  $('api-status').textContent = String(res.status);
   calls += 1;
   $('calls').textContent = String(calls);
-  $('api-status').textContent = String(res.status);
   if (res.status === 401) {
     login();
     return 401;
   }
-  $('api-result').textContent = await res.text();
   return res.status;
 }
 

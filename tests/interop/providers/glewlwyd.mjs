@@ -48,7 +48,19 @@ export default {
       response_type: 'code', client_id: OTHER_APP, redirect_uri: OTHER_APP_REDIRECT, scope: 'openid',
       state: 'other', nonce: randomBytes(8).toString('hex'), code_challenge: challenge, code_challenge_method: 'S256',
     }).forEach(([k, v]) => authorize.searchParams.set(k, v));
-    await page.goto(authorize.href);
+    // Glewlwyd (SQLite) has answered this request with a bare error status once in CI
+    // (net::ERR_HTTP_RESPONSE_CODE_FAILURE), sealgate not involved: try up to three times,
+    // saying so.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await page.goto(authorize.href);
+        break;
+      } catch (err) {
+        if (attempt === 3) throw err;
+        console.log(`    other-app's authorization request failed (${err.message.split('\n')[0]}); again in 1 s`);
+        await new Promise((resolve) => { setTimeout(resolve, 1000); });
+      }
+    }
     await page.waitForURL((u) => u.href.startsWith(OTHER_APP_REDIRECT) || u.pathname.endsWith('/login.html'));
     if (!page.url().startsWith(OTHER_APP_REDIRECT)) await consent(page);
     await page.waitForURL((u) => u.href.startsWith(OTHER_APP_REDIRECT));

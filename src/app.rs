@@ -462,8 +462,17 @@ impl App {
             }
         };
         tracing::info!(revocation = ?recorded, "revoked");
-        if let Some(cluster) = &self.cluster {
-            cluster.publish(&recorded).await;
+        if let Some(cluster) = &self.cluster
+            && cluster.share(&recorded).await == crate::cluster::Shared::Unconfirmed
+        {
+            // Kept for Redis either way (never dropped). With `refuse` the revocation is not
+            // reported done while another instance may still serve the session.
+            if cluster.policy() == crate::config::StorePolicy::Refuse {
+                return Err(RevocationError(
+                    "recorded here, not yet shared: the cluster store is unavailable".into(),
+                ));
+            }
+            tracing::warn!(revocation = ?recorded, "revocation not yet shared with the other instances (store unavailable, policy allow)");
         }
         Ok(())
     }

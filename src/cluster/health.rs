@@ -1,7 +1,8 @@
 //! Whether the cluster store can be relied on, and what requests get while it cannot.
 //!
-//! The subscription is pinged every second; a failed ping, a closed connection or a failed
-//! write marks the store unavailable until a reconnect has re-synchronised. While it is
+//! The subscription is pinged twice a second; a failed ping, a closed connection or a failed
+//! write marks the store unavailable until a reconnect has re-synchronised, and so does a
+//! lease that ran out (`peers`: no confirmed contact with Redis for [`super::lease::LEASE`]). While it is
 //! unavailable, `on_store_unavailable` decides: `refuse` (default) answers authenticated
 //! requests with 503, because a revocation made on another instance meanwhile could be missed;
 //! `allow` serves them against the revocations known so far. `/readyz` reports it either way.
@@ -16,9 +17,20 @@ use crate::config::StorePolicy;
 const WAIT_POLL: Duration = Duration::from_millis(20);
 
 impl Cluster {
-    /// Whether the store is reachable and synchronised.
+    /// Whether the store is reachable and synchronised, and this instance's lease holds (it
+    /// has every revocation published up to [`super::lease::LEASE`] ago).
     pub(crate) fn healthy(&self) -> bool {
+        self.synchronised() && self.peers.lease_holds()
+    }
+
+    /// Whether the last synchronisation holds (no failure since), lease or not.
+    pub(super) fn synchronised(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
+    }
+
+    /// `on_store_unavailable`.
+    pub(crate) fn policy(&self) -> StorePolicy {
+        self.policy
     }
 
     /// Whether authenticated requests must be refused now (store unavailable, policy refuse).
@@ -62,7 +74,7 @@ impl Cluster {
 mod tests {
     use std::time::Duration;
 
-    use crate::cluster::tests::cluster;
+    use crate::cluster::tests::{cluster, mark_ready};
     use crate::config::StorePolicy;
 
     #[test]
@@ -70,6 +82,8 @@ mod tests {
         let c = cluster("redis://127.0.0.1:1/0", StorePolicy::Refuse);
         assert!(!c.healthy(), "not healthy before the first synchronisation");
         c.mark_synchronised(0);
+        assert!(!c.healthy(), "nor before its lease started");
+        mark_ready(&c);
         assert!(c.healthy());
         c.mark_unhealthy("ping timed out");
         assert!(!c.healthy());
@@ -79,7 +93,7 @@ mod tests {
     fn refuse_refuses_only_while_unavailable() {
         let c = cluster("redis://127.0.0.1:1/0", StorePolicy::Refuse);
         assert!(c.refuses());
-        c.mark_synchronised(0);
+        mark_ready(&c);
         assert!(!c.refuses());
         c.mark_unhealthy("subscription closed");
         assert!(c.refuses());
@@ -89,7 +103,7 @@ mod tests {
     fn allow_never_refuses() {
         let c = cluster("redis://127.0.0.1:1/0", StorePolicy::Allow);
         assert!(!c.refuses());
-        c.mark_synchronised(0);
+        mark_ready(&c);
         assert!(!c.refuses());
     }
 
@@ -97,7 +111,7 @@ mod tests {
     async fn wait_healthy_gives_up_after_its_timeout_and_returns_at_once_when_healthy() {
         let c = cluster("redis://127.0.0.1:1/0", StorePolicy::Refuse);
         assert!(!c.wait_healthy(Duration::from_millis(60)).await);
-        c.mark_synchronised(3);
+        mark_ready(&c);
         assert!(c.wait_healthy(Duration::ZERO).await);
     }
 }

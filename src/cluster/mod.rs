@@ -10,13 +10,18 @@
 //! | `<prefix>:refresh:{<hash>}:result` | its result, sealed, for the grace window | `refresh_lock` |
 //! | `<prefix>:refresh:{<hash>}:turn` | the instance whose grant redeems this token now | `turns` |
 //! | `<prefix>:refresh:{<hash>}:next` | the token that replaced it, sealed, while lineages last | `turns` |
+//! | `<prefix>:instances` | the instances holding a lease, until when (Redis's clock) | `confirm` |
+//! | `<prefix>:acks` (channel) | "instance applied revocation" | `confirm` |
 //!
 //! `{<hash>}` is a hash tag: in a Redis Cluster, one token's keys live in one slot.
 //!
 //! - **Revocations** are recorded locally first, then written and published, each confirmed by
 //!   the replicas (`WAIT`); what Redis cannot take waits in an outbox. Every instance re-asserts
 //!   what it holds and loads all keys at start and after every reconnect or failed write.
-//! - **Health**: the subscription is pinged every second; while the store is unavailable,
+//! - **Peers**: a logout is answered once every registered instance acknowledged its
+//!   revocation, or once an instance that did not has lost its lease (it serves sessions only
+//!   within [`lease::LEASE`] of its last confirmed contact with Redis).
+//! - **Health**: the subscription is pinged twice a second; while the store is unavailable,
 //!   `on_store_unavailable` decides: `refuse` (default, 503) or `allow` (the revocations known
 //!   so far). `/readyz` reports it either way.
 //! - **Refresh**: one instance per refresh token redeems it for the whole cluster; without
@@ -31,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use redis::aio::PubSubSink;
 
 use crate::clock::Clock;
@@ -39,19 +44,23 @@ use crate::config::{ClusterSettings, StorePolicy};
 use crate::revocation::{Denylist, Revocation};
 use crate::seal::{Codec, KeyRing};
 
+mod confirm;
 mod connect;
 mod health;
+mod lease;
 mod refresh_lock;
 mod revocations;
 mod shared;
 mod turns;
 
+pub(crate) use confirm::Shared;
 pub(crate) use connect::ClusterError;
 use connect::{Conn, IO_TIMEOUT, Target};
 pub(crate) use turns::{TurnBusy, TurnOutcome};
 
-/// How often the subscription is pinged (a failed ping marks the store unavailable).
-const PING_EVERY: Duration = Duration::from_secs(1);
+/// How often the subscription is pinged and the lease renewed (a failed ping marks the store
+/// unavailable).
+const PING_EVERY: Duration = Duration::from_millis(500);
 /// Longest wait before retrying a lost connection.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Longest first synchronisation after a (re)connect: flushing the outbox and loading all keys.
@@ -73,6 +82,8 @@ pub(crate) struct Cluster {
     /// not mark the store healthy (the failure may have come after the outbox was flushed).
     write_failures: std::sync::atomic::AtomicU64,
     outbox: Mutex<Vec<Revocation>>,
+    /// This instance's lease and the acknowledgements its revocations wait for.
+    peers: lease::Peers,
     denylist: Arc<Denylist>,
     clock: Clock,
     codec: Codec,
@@ -125,6 +136,7 @@ impl Cluster {
             healthy: AtomicBool::new(false),
             write_failures: std::sync::atomic::AtomicU64::new(0),
             outbox: Mutex::new(Vec::new()),
+            peers: lease::Peers::new(instance_id()?),
             denylist,
             clock,
             codec: Codec::new(keys, 32),
@@ -150,6 +162,14 @@ impl Cluster {
     async fn forget_connection(&self) {
         *self.conn.lock().await = None;
     }
+}
+
+/// A new random instance id (OS CSPRNG): 32 hex digits.
+fn instance_id() -> Result<String, ClusterError> {
+    let mut id = [0u8; 16];
+    crate::secret::fill_random(&mut id)
+        .map_err(|_| ClusterError("the OS random generator failed".into()))?;
+    Ok(hex(&id))
 }
 
 /// Lowercase hex, for key names and lock holders.
@@ -185,31 +205,50 @@ async fn subscriber(cluster: Weak<Cluster>) {
     }
 }
 
-/// One subscription session: subscribe, synchronise, then apply messages and ping until
-/// something fails (`Err`) or the cluster is dropped (`Ok`).
+/// One subscription session: subscribe, synchronise, then apply messages, renew the lease
+/// and ping until something fails (`Err`) or the cluster is dropped (`Ok`).
 async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
     let pubsub = c.target.pubsub().await?;
     let (mut sink, mut stream) = pubsub.split();
-    tokio::time::timeout(IO_TIMEOUT, sink.subscribe(c.channel()))
+    tokio::time::timeout(IO_TIMEOUT, sink.subscribe(&[c.channel(), c.ack_channel()]))
         .await
         .map_err(|_| "subscribe timed out".to_owned())?
         .map_err(|e| e.to_string())?;
     // Subscribed first, then loaded: nothing published in between can be missed.
     resynchronise(c).await?;
     let mut ping = tokio::time::interval(PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renewed_before = false;
     loop {
         tokio::select! {
             msg = stream.next() => {
                 let Some(msg) = msg else { return Err("subscription closed".into()) };
-                c.apply(msg.get_payload_bytes(), c.clock.now());
+                c.receive(&msg);
             }
             _ = ping.tick() => {
+                let sent = std::time::Instant::now();
+                c.register().await.map_err(|e| format!("registration failed: {e}"))?;
                 ping_subscription(&mut sink).await?;
+                // Everything published before the ping arrived before its answer: apply it,
+                // then the lease may run from `sent`.
+                while let Some(next) = stream.next().now_or_never() {
+                    let Some(msg) = next else { return Err("subscription closed".into()) };
+                    c.receive(&msg);
+                }
+                let lapsed = c.peers.renew(sent);
+                if let Some(lapsed) = lapsed.filter(|_| renewed_before) {
+                    // Within one subscription: Redis or this instance was too slow to answer.
+                    tracing::warn!(
+                        lapsed_ms = u64::try_from(lapsed.as_millis()).unwrap_or(u64::MAX),
+                        "the cluster lease had run out (no contact with Redis in time); renewed"
+                    );
+                }
+                renewed_before = true;
                 if Arc::strong_count(c) <= 1 {
                     return Ok(()); // only this task holds it: the server is gone
                 }
                 c.ping_primaries().await?;
-                if !c.healthy() {
+                if !c.synchronised() {
                     // A write failed while the subscription held (a failover, a lost
                     // primary of a cluster). Start over: subscribe again where the primary
                     // is now, then synchronise. Synchronising in place would leave the
@@ -217,6 +256,20 @@ async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
                     return Err("a write failed: subscribing again".into());
                 }
             }
+        }
+    }
+}
+
+impl Cluster {
+    /// One message of the subscription: a revocation (applied, then acknowledged) or an
+    /// acknowledgement.
+    fn receive(self: &Arc<Self>, msg: &redis::Msg) {
+        let payload = msg.get_payload_bytes();
+        if msg.get_channel_name() == self.ack_channel() {
+            self.peers.acknowledged(payload);
+        } else {
+            self.apply(payload, self.clock.now());
+            self.acknowledge(lease::digest(payload));
         }
     }
 }
@@ -301,6 +354,12 @@ pub(crate) mod tests {
         )
     }
 
+    /// Marks `c` synchronised with a fresh lease, as its subscriber does.
+    pub(crate) fn mark_ready(c: &Cluster) {
+        c.mark_synchronised(0);
+        c.peers.renew(std::time::Instant::now());
+    }
+
     /// A cluster whose subscriber never runs: it stays unavailable until marked otherwise.
     pub(crate) fn cluster(url: &str, policy: StorePolicy) -> Cluster {
         try_cluster(url, policy).unwrap()
@@ -377,16 +436,19 @@ pub(crate) mod tests {
         let redis = redis_server();
         let c = Arc::new(cluster(&redis.url(), StorePolicy::Refuse));
         super::resynchronise(&c).await.unwrap();
-        assert!(c.healthy());
+        assert!(c.synchronised());
         c.mark_unhealthy("a write failed");
         // A publish that fails while the synchronisation runs, after the outbox was flushed.
         let since = c.write_failures.load(SeqCst);
         c.write_failures.fetch_add(1, SeqCst);
         let e = super::resynchronise_since(&c, since).await.unwrap_err();
         assert!(e.contains("during the synchronisation"), "{e}");
-        assert!(!c.healthy(), "a revocation may wait unsent: not healthy");
+        assert!(
+            !c.synchronised(),
+            "a revocation may wait unsent: not healthy"
+        );
         super::resynchronise(&c).await.unwrap();
-        assert!(c.healthy());
+        assert!(c.synchronised());
     }
 
     /// The ids of the server's clients in subscribed mode.

@@ -41,10 +41,10 @@ impl Cluster {
         format!("{}:revocations", self.prefix)
     }
 
-    /// Shares a revocation already recorded locally. Never fails: if Redis cannot take it now
-    /// (or its replicas do not confirm it), it waits in the outbox for the next
-    /// synchronisation, which the subscriber starts as soon as it can.
-    pub(crate) async fn publish(&self, r: &Revocation) {
+    /// Writes and publishes a revocation already recorded locally; whether Redis took it. Never
+    /// loses it: if Redis cannot take it now (or its replicas do not confirm it), it waits in
+    /// the outbox for the next synchronisation, which the subscriber starts as soon as it can.
+    pub(super) async fn publish(&self, r: &Revocation) -> bool {
         let span = crate::telemetry::spans::redis_span("SET+PUBLISH", "revocation");
         if let Err(e) = self.write(r).instrument(span).await {
             tracing::warn!(error = %e, "revocation kept for Redis: not confirmed now");
@@ -53,7 +53,9 @@ impl Cluster {
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             self.forget_connection().await;
             self.mark_unhealthy("write failed");
+            return false;
         }
+        true
     }
 
     /// Counts the replicas to wait for, flushes the outbox, re-asserts what this instance
@@ -588,7 +590,7 @@ e5 127.0.0.1:7005@17005 master - 0 0 0 connected
     #[tokio::test]
     async fn a_revocation_redis_cannot_take_waits_in_the_outbox_in_order() {
         let c = cluster(UNREACHABLE, StorePolicy::Refuse);
-        c.mark_synchronised(0);
+        crate::cluster::tests::mark_ready(&c);
         c.publish(&sid("s-1", 100)).await;
         assert!(!c.healthy(), "a failed write marks the store unavailable");
         c.publish(&sid("s-2", 100)).await;
@@ -626,7 +628,7 @@ e5 127.0.0.1:7005@17005 master - 0 0 0 connected
         let c = cluster_requiring(&redis.url(), 1);
         let e = c.synchronise().await.unwrap_err().to_string();
         assert!(e.contains("min_replicas"), "{e}");
-        c.mark_synchronised(0);
+        crate::cluster::tests::mark_ready(&c);
         c.publish(&sid("s-1", 100)).await;
         assert!(!c.healthy(), "not confirmed: the store is unavailable");
         assert_eq!(c.outbox.lock().unwrap().clone(), vec![sid("s-1", 100)]);

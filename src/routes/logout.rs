@@ -67,6 +67,14 @@ pub(super) async fn logout(
             return Ok(answer(json, return_url.as_str(), &[]));
         }
         // Cookies that arrived but are invalid, expired or revoked: only those are deleted.
+        // Not while the cluster store is unavailable (policy refuse): a session revoked here
+        // may not have reached the other instances yet, so "logged out" would not be true.
+        SessionState::Rejected { .. } if app.cluster.as_ref().is_some_and(|c| c.refuses()) => {
+            return Err(Failure::new(
+                Rejection::Unavailable,
+                "logout of a rejected session while the cluster store is unavailable",
+            ));
+        }
         SessionState::Rejected { seen, .. } => {
             return Ok(answer(json, return_url.as_str(), &app.clear_session(seen)));
         }

@@ -15,6 +15,8 @@ use crate::support::browser::Browser;
 use crate::support::idp::FakeIdp;
 use crate::support::redis::Redis;
 
+mod peers;
+
 struct Pair {
     idp: FakeIdp,
     redis: Redis,
@@ -104,6 +106,11 @@ impl Pair {
 
     /// Logs in through `running`; returns the session cookies.
     async fn login_on(&self, running: &Running) -> Vec<(String, String)> {
+        Self::login_through(running).await
+    }
+
+    /// Logs in through `running` (its IdP); returns the session cookies.
+    async fn login_through(running: &Running) -> Vec<(String, String)> {
         let mut b = Self::browser(running);
         let r = b
             .get(
@@ -157,6 +164,14 @@ async fn logout(running: &Running, cookies: &[(String, String)]) {
         .post(&Harness::url("/bff/logout"), &[("x-csrf", "1")], "")
         .await;
     assert_eq!(r.status, 302, "{}", r.body);
+}
+
+/// A logout's status and the cookies it set.
+async fn try_logout(running: &Running, cookies: &[(String, String)]) -> (u16, usize) {
+    let r = Pair::on(running, cookies)
+        .post(&Harness::url("/bff/logout"), &[("x-csrf", "1")], "")
+        .await;
+    (r.status.as_u16(), r.set_cookies().len())
 }
 
 #[tokio::test]
@@ -256,11 +271,26 @@ async fn with_redis_down_refuse_answers_503_and_keeps_cookies_then_recovers() {
         200
     );
 
-    // A logout on A while Redis is down is kept, and reaches B once Redis is back (even
-    // though the restarted Redis lost everything).
-    logout(&p.a, &cookies).await;
+    // A logout on A while Redis is down is not reported done (B could not know of it): 503,
+    // the cookies kept for a retry. Its revocation is kept all the same, and reaches B once
+    // Redis is back (even though the restarted Redis lost everything).
+    let started = Instant::now();
+    assert_eq!(try_logout(&p.a, &cookies).await, (503, 0));
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "it waited for the store to come back first: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        try_logout(&p.a, &cookies).await,
+        (503, 0),
+        "a retry on A, which already refuses the session, is not reported done either"
+    );
     p.redis.restart();
     eventually(Duration::from_secs(10), 401, || user_status(b, &cookies)).await;
+    let (status, cleared) = try_logout(&p.a, &cookies).await;
+    assert_eq!(status, 302, "the retry, once the store is back, succeeds");
+    assert!(cleared > 0, "and clears the cookies");
     let ready = Pair::browser(&p.b).get(&Harness::url("/readyz"), &[]).await;
     assert_eq!(ready.status, 200);
     let fresh = p.login().await;

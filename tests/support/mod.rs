@@ -8,6 +8,7 @@ pub mod client_keys;
 pub mod dpop;
 pub mod guide;
 pub mod idp;
+pub mod lag;
 pub mod otlp;
 pub mod process;
 pub mod raw;

@@ -14,14 +14,9 @@ use http::Method;
 use serde_json::json;
 
 use super::client::{Http, Jar, Reply, Rng};
-use super::oracle::{Fault, Oracle, Step};
+use super::oracle::{Oracle, Step};
 use crate::support::app::{PUBLIC, urlencode};
 use crate::support::idp::FakeIdp;
-
-/// How long after a logout's acknowledgement other instances may still serve its cookie: the
-/// time Redis takes to deliver the revocation (docs/revocation.md: milliseconds; the cluster
-/// tests allow one second).
-pub const PROPAGATION: Duration = Duration::from_secs(1);
 
 /// What every user shares.
 pub struct World {
@@ -82,9 +77,9 @@ impl World {
         }
     }
 
-    /// Replays a logged-out cookie to each instance and through nginx: none may serve it,
-    /// except within the propagation window (docs/soak.md): a target that serves it is asked
-    /// again every 10 ms, and must refuse it within [`PROPAGATION`] of the acknowledgement.
+    /// Replays a logged-out cookie to each instance and through nginx: none may serve it, not
+    /// even at once after the acknowledgement (a logout is answered only once every instance
+    /// applied it or lost its lease: docs/revocation.md).
     pub async fn check_replay(&self, jar: &Jar, acked: Instant, when: &str) {
         let targets = self
             .instances
@@ -92,29 +87,16 @@ impl World {
             .map(|a| (*a, "an instance"))
             .chain([(self.nginx, "nginx")]);
         for (to, name) in targets {
-            let mut served_at_once = false;
-            loop {
-                if !self.replay_served(to, jar).await {
-                    break;
-                }
-                let late = acked.elapsed();
-                if late >= PROPAGATION {
-                    self.oracle.violation(
-                        "logged-out cookie served",
-                        format!(
-                            "a logged-out cookie was served by {name} {to} {when}, still {} ms \
-                             after the acknowledgement (at {:.1} s)",
-                            late.as_millis(),
-                            self.oracle.at(Instant::now())
-                        ),
-                    );
-                    break;
-                }
-                served_at_once = true;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            if served_at_once {
-                self.oracle.count_propagation(acked.elapsed());
+            if self.replay_served(to, jar).await {
+                self.oracle.violation(
+                    "logged-out cookie served",
+                    format!(
+                        "a logged-out cookie was served by {name} {to} {when}, {} ms after the \
+                         acknowledgement (at {:.1} s)",
+                        acked.elapsed().as_millis(),
+                        self.oracle.at(Instant::now())
+                    ),
+                );
             }
         }
     }
@@ -137,14 +119,10 @@ impl World {
         r.is_ok_and(|reply| (200..300).contains(&reply.status))
     }
 
-    /// After an acknowledged logout: replays now and in three seconds. A logout acknowledged
-    /// during a Redis fault is shared once Redis is back (docs/revocation.md), so its cookie
-    /// is checked after the run instead.
+    /// After an acknowledged logout: replays now and in three seconds (during a Redis fault
+    /// too: a logout is acknowledged only once it is shared), and after the run.
     async fn after_logout(self: &Arc<Self>, saved: Jar, acked: Instant) {
         self.logged_out.lock().unwrap().push((saved.clone(), acked));
-        if self.oracle.during(Fault::Redis, acked, acked) {
-            return;
-        }
         self.check_replay(&saved, acked, "at once after the acknowledgement")
             .await;
         let world = Arc::clone(self);

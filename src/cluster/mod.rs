@@ -81,7 +81,7 @@ pub(crate) struct Cluster {
     /// Revocation writes that failed, ever: a synchronisation during which one failed does
     /// not mark the store healthy (the failure may have come after the outbox was flushed).
     write_failures: std::sync::atomic::AtomicU64,
-    outbox: Mutex<Vec<Revocation>>,
+    outbox: Mutex<std::collections::VecDeque<Revocation>>,
     /// This instance's lease and the acknowledgements its revocations wait for.
     peers: lease::Peers,
     denylist: Arc<Denylist>,
@@ -135,7 +135,7 @@ impl Cluster {
             wait_replicas: AtomicU32::new(settings.min_replicas.unwrap_or(0)),
             healthy: AtomicBool::new(false),
             write_failures: std::sync::atomic::AtomicU64::new(0),
-            outbox: Mutex::new(Vec::new()),
+            outbox: Mutex::new(std::collections::VecDeque::new()),
             peers: lease::Peers::new(instance_id()?),
             denylist,
             clock,

@@ -34,6 +34,8 @@ const WRITE_BACK_BATCH: usize = 500;
 const SCAN_COUNT: usize = 1000;
 /// How long a write waits for its replicas (milliseconds; below the command timeout).
 const WAIT_MILLIS: u64 = 500;
+/// The longest one revocation's write may take, connecting included.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Cluster {
     /// The channel every revocation is published on.
@@ -46,7 +48,19 @@ impl Cluster {
     /// the outbox for the next synchronisation, which the subscriber starts as soon as it can.
     pub(super) async fn publish(&self, r: &Revocation) -> bool {
         let span = crate::telemetry::spans::redis_span("SET+PUBLISH", "revocation");
-        if let Err(e) = self.write(r).instrument(span).await {
+        // Bounded as a whole (a connection attempt waits its turn behind others): a logout
+        // never hangs on Redis. A write that went through after all is written again (the
+        // same key and value), which changes nothing.
+        let written = tokio::time::timeout(WRITE_TIMEOUT, self.write(r))
+            .instrument(span)
+            .await;
+        let written = written.unwrap_or_else(|_| {
+            Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "revocation write timed out",
+            )))
+        });
+        if let Err(e) = written {
             tracing::warn!(error = %e, "revocation kept for Redis: not confirmed now");
             self.keep([r.clone()]);
             self.write_failures
@@ -173,20 +187,19 @@ impl Cluster {
         }
     }
 
-    /// Writes what waited in the outbox, in order; on a failure the rest waits again.
+    /// Writes what waited in the outbox, in order. Each leaves the outbox only once written,
+    /// so a failure, or a synchronisation cut short by its timeout, leaves the rest waiting.
     async fn flush_outbox(&self) -> redis::RedisResult<()> {
-        let pending: Vec<Revocation> = self
-            .outbox
-            .lock()
-            .map(|mut o| std::mem::take(&mut *o))
-            .unwrap_or_default();
-        for (i, r) in pending.iter().enumerate() {
-            if let Err(e) = self.write(r).await {
-                self.keep(pending[i..].iter().cloned());
-                return Err(e);
+        loop {
+            let next = self.outbox.lock().ok().and_then(|o| o.front().cloned());
+            let Some(r) = next else { return Ok(()) };
+            self.write(&r).await?;
+            if let Ok(mut outbox) = self.outbox.lock()
+                && outbox.front() == Some(&r)
+            {
+                outbox.pop_front();
             }
         }
-        Ok(())
     }
 
     /// Writes back every revocation this instance holds that Redis no longer has (`SET NX`),
@@ -597,6 +610,44 @@ e5 127.0.0.1:7005@17005 master - 0 0 0 connected
         assert!(c.synchronise().await.is_err());
         let outbox = c.outbox.lock().unwrap().clone();
         assert_eq!(outbox, vec![sid("s-1", 100), sid("s-2", 100)]);
+    }
+
+    #[tokio::test]
+    async fn a_flush_cut_short_keeps_what_it_had_not_written() {
+        // A server that accepts connections and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://{}/0", silent.local_addr().unwrap());
+        let c = cluster(&url, StorePolicy::Refuse);
+        c.keep([sid("s-1", 100), sid("s-2", 100)]);
+        let cut =
+            tokio::time::timeout(std::time::Duration::from_millis(200), c.flush_outbox()).await;
+        assert!(cut.is_err(), "the silent server never answers");
+        let outbox = c.outbox.lock().unwrap().clone();
+        assert_eq!(outbox, vec![sid("s-1", 100), sid("s-2", 100)]);
+    }
+
+    #[tokio::test]
+    async fn writes_to_a_silent_redis_each_give_up_within_the_write_timeout() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("redis://{}/0", silent.local_addr().unwrap());
+        let c = std::sync::Arc::new(cluster(&url, StorePolicy::Refuse));
+        let started = std::time::Instant::now();
+        let mut writes = tokio::task::JoinSet::new();
+        for i in 0..12 {
+            let c = std::sync::Arc::clone(&c);
+            writes.spawn(async move { c.publish(&sid(&format!("s-{i}"), 100)).await });
+        }
+        while let Some(written) = writes.join_next().await {
+            assert!(!written.unwrap(), "nothing was written");
+        }
+        // Each connection attempt takes its turn and about a second: twelve in a row would
+        // take twelve; each write gives up after its five.
+        let took = started.elapsed();
+        assert!(
+            took < std::time::Duration::from_secs(8),
+            "{took:?}"
+        );
+        assert_eq!(c.outbox_len(), 12, "every one kept");
     }
 
     #[tokio::test]

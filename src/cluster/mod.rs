@@ -72,6 +72,9 @@ pub(crate) struct Cluster {
     prefix: String,
     policy: StorePolicy,
     conn: tokio::sync::Mutex<Option<Conn>>,
+    /// The connection revocations are written on: their `WAIT` for the replicas blocks the
+    /// connection it is sent on, and must not hold up the commands on `conn`.
+    writer: tokio::sync::Mutex<Option<Conn>>,
     /// `[cluster] min_replicas`: replicas every revocation must reach (none: automatic).
     min_replicas: Option<u32>,
     /// Replicas each revocation waits for now: `min_replicas`, or as many as the primary
@@ -131,6 +134,7 @@ impl Cluster {
             prefix: settings.key_prefix.clone(),
             policy: settings.on_store_unavailable,
             conn: tokio::sync::Mutex::new(None),
+            writer: tokio::sync::Mutex::new(None),
             min_replicas: settings.min_replicas,
             wait_replicas: AtomicU32::new(settings.min_replicas.unwrap_or(0)),
             healthy: AtomicBool::new(false),
@@ -146,7 +150,19 @@ impl Cluster {
 
     /// The shared command connection, opened on first use and after [`Self::forget_connection`].
     async fn connection(&self) -> redis::RedisResult<Conn> {
-        let mut slot = self.conn.lock().await;
+        self.connection_in(&self.conn).await
+    }
+
+    /// The connection revocation writes go on, likewise.
+    async fn writer(&self) -> redis::RedisResult<Conn> {
+        self.connection_in(&self.writer).await
+    }
+
+    async fn connection_in(
+        &self,
+        slot: &tokio::sync::Mutex<Option<Conn>>,
+    ) -> redis::RedisResult<Conn> {
+        let mut slot = slot.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
@@ -161,6 +177,7 @@ impl Cluster {
 
     async fn forget_connection(&self) {
         *self.conn.lock().await = None;
+        *self.writer.lock().await = None;
     }
 }
 

@@ -98,7 +98,7 @@ impl Cluster {
     /// Stores one revocation's key and publishes it, in one round trip, then waits until the
     /// replicas have it.
     async fn write(&self, r: &Revocation) -> redis::RedisResult<()> {
-        let mut conn = self.connection().await?;
+        let mut conn = self.writer().await?;
         let value = r.encode();
         let mut publish = redis::cmd("PUBLISH");
         publish.arg(self.channel()).arg(&value);
@@ -643,11 +643,29 @@ e5 127.0.0.1:7005@17005 master - 0 0 0 connected
         // Each connection attempt takes its turn and about a second: twelve in a row would
         // take twelve; each write gives up after its five.
         let took = started.elapsed();
-        assert!(
-            took < std::time::Duration::from_secs(8),
-            "{took:?}"
-        );
+        assert!(took < std::time::Duration::from_secs(8), "{took:?}");
         assert_eq!(c.outbox_len(), 12, "every one kept");
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; run by .ci/run"]
+    async fn a_write_waiting_for_its_replicas_does_not_hold_up_other_commands() {
+        let redis = redis_server(); // no replica: WAIT 1 waits its whole 500 ms
+        let c = std::sync::Arc::new(cluster(&redis.url(), StorePolicy::Refuse));
+        c.synchronise().await.unwrap();
+        c.wait_replicas
+            .store(1, std::sync::atomic::Ordering::Release);
+        let writer = std::sync::Arc::clone(&c);
+        let write = tokio::spawn(async move { writer.publish(&sid("s-1", 100)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let started = std::time::Instant::now();
+        c.register().await.unwrap();
+        let took = started.elapsed();
+        assert!(!write.await.unwrap(), "too few replicas: not confirmed");
+        assert!(
+            took < std::time::Duration::from_millis(250),
+            "a command on the shared connection waited behind WAIT: {took:?}"
+        );
     }
 
     #[tokio::test]

@@ -52,6 +52,9 @@ pub(crate) struct App {
     pub tunnels: Arc<tokio::sync::Semaphore>,
     /// `iss`+`jti` of accepted back-channel logout tokens, so a replay changes nothing.
     pub logout_tokens: Mutex<ExpiringSet>,
+    /// Back-channel logouts being recorded, by replay key: a replay of one waits for its
+    /// outcome (`Some(true)`: done) instead of being answered at once.
+    pub logouts_in_flight: Mutex<HashMap<[u8; 32], tokio::sync::watch::Receiver<Option<bool>>>>,
     /// Routes' own tokens, and the turns of sessions' refresh-token grants.
     pub route_tokens: crate::route_tokens::RouteTokens,
     /// The identity headers of every route (`identity_headers`): a client's copy is removed
@@ -121,6 +124,9 @@ pub(crate) enum SessionState {
         seen: IndexSet,
         /// Why, for the log.
         why: String,
+        /// The session, when it was refused because it is revoked: a logout of it shares its
+        /// revocation again (another logout of it may still be waiting for the instances).
+        revoked: Option<Arc<Session>>,
     },
 }
 
@@ -204,21 +210,22 @@ impl App {
                     return SessionState::Rejected {
                         seen,
                         why: e.to_string(),
+                        revoked: None,
                     };
                 }
             },
         };
         let mut session = opened.session.clone();
         let mut reseal = !opened.current_key;
-        let refused = |why: String| {
+        let refused = |why: String, revoked: Option<Arc<Session>>| {
             if let (false, Some(k)) = (fresh, &key) {
                 self.opened.remove(k);
             }
-            SessionState::Rejected { seen, why }
+            SessionState::Rejected { seen, why, revoked }
         };
         match session.validity(now) {
             Validity::IdleExpired | Validity::AbsoluteExpired => {
-                return refused(format!("session {:?} expired", session.id));
+                return refused(format!("session {:?} expired", session.id), None);
             }
             Validity::Renew => {
                 Arc::make_mut(&mut session).renew(now, self.idle_timeout_secs());
@@ -227,13 +234,17 @@ impl App {
             Validity::Fresh => {}
         }
         let Some(provider) = self.provider_of(&session) else {
-            return refused(format!(
-                "session {:?} names a provider that is not configured",
-                session.id
-            ));
+            return refused(
+                format!(
+                    "session {:?} names a provider that is not configured",
+                    session.id
+                ),
+                None,
+            );
         };
         if self.denylist.is_revoked(&session, provider.issuer()) {
-            return refused(format!("session {:?} revoked", session.id));
+            let why = format!("session {:?} revoked", session.id);
+            return refused(why, Some(session));
         }
         crate::telemetry::spans::record_session(&session.id);
         let bearer = opened.bearer.clone();

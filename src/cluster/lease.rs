@@ -109,9 +109,13 @@ impl Peers {
         }
     }
 
-    /// The acknowledgement this instance publishes once it applied `digest`.
-    pub(super) fn ack_message(&self, digest: &RevocationDigest) -> String {
-        format!("{} {:032x}", self.id, u128::from_be_bytes(*digest))
+    /// The acknowledgement this instance publishes once it applied the revocations `digests`.
+    pub(super) fn ack_message(&self, digests: &[RevocationDigest]) -> String {
+        let mut m = self.id.clone();
+        for d in digests {
+            m.push_str(&format!(" {:032x}", u128::from_be_bytes(*d)));
+        }
+        m
     }
 
     /// This instance's id.
@@ -122,20 +126,22 @@ impl Peers {
     /// Records an acknowledgement (a message on the acks channel); anything malformed is
     /// ignored.
     pub(super) fn acknowledged(&self, message: &[u8]) {
-        let Some((id, digest)) = parse_ack(message) else {
+        let Some((id, digests)) = parse_ack(message) else {
             tracing::debug!("ignored a malformed acknowledgement");
             return;
         };
-        let waiter = self
-            .waiting
-            .lock()
-            .ok()
-            .and_then(|w| w.get(&digest).cloned());
-        if let Some(w) = waiter {
-            if let Ok(mut acked) = w.acked.lock() {
-                acked.insert(id.to_owned());
+        for digest in digests {
+            let waiter = self
+                .waiting
+                .lock()
+                .ok()
+                .and_then(|w| w.get(&digest).cloned());
+            if let Some(w) = waiter {
+                if let Ok(mut acked) = w.acked.lock() {
+                    acked.insert(id.to_owned());
+                }
+                w.changed.notify_waiters();
             }
-            w.changed.notify_waiters();
         }
     }
 
@@ -175,16 +181,30 @@ impl Peers {
     }
 }
 
-/// `<id> <digest hex>`: the id is 32 hex digits, the digest 32.
-fn parse_ack(message: &[u8]) -> Option<(&str, RevocationDigest)> {
+/// Revocations applied, waiting to be acknowledged, and whether a sender is on its way.
+#[derive(Default)]
+pub(super) struct Acks {
+    pub(super) pending: Vec<RevocationDigest>,
+    pub(super) sending: bool,
+}
+
+/// Digests read from one acknowledgement at most.
+const MAX_ACKED: usize = 1024;
+
+/// `<id> <digest hex> …`: the id and each digest are 32 hex digits.
+fn parse_ack(message: &[u8]) -> Option<(&str, Vec<RevocationDigest>)> {
     let text = std::str::from_utf8(message).ok()?;
-    let (id, digest_hex) = text.split_once(' ')?;
-    let hexdigit = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if !hexdigit(id) || !hexdigit(digest_hex) {
-        return None;
+    let mut parts = text.split(' ');
+    let hexdigits = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let id = parts.next().filter(|id| hexdigits(id))?;
+    let mut digests = Vec::new();
+    for part in parts.take(MAX_ACKED) {
+        if !hexdigits(part) {
+            return None;
+        }
+        digests.push(u128::from_str_radix(part, 16).ok()?.to_be_bytes());
     }
-    let digest = u128::from_str_radix(digest_hex, 16).ok()?.to_be_bytes();
-    Some((id, digest))
+    (!digests.is_empty()).then_some((id, digests))
 }
 
 #[cfg(test)]
@@ -196,19 +216,24 @@ mod tests {
     const C: &str = "cccccccccccccccccccccccccccccccc";
 
     fn ack(from: &str, d: &RevocationDigest) -> Vec<u8> {
-        Peers::new(from.into()).ack_message(d).into_bytes()
+        Peers::new(from.into()).ack_message(&[*d]).into_bytes()
     }
 
     #[test]
     fn acknowledgements_round_trip_and_malformed_ones_are_refused() {
         let d = digest(b"revocation");
         let m = ack(B, &d);
-        assert_eq!(parse_ack(&m), Some((B, d)));
+        assert_eq!(parse_ack(&m), Some((B, vec![d])));
+        let two = [d, digest(b"another")];
+        let m2 = Peers::new(C.into()).ack_message(&two).into_bytes();
+        assert_eq!(parse_ack(&m2), Some((C, two.to_vec())));
+        assert_eq!(parse_ack(B.as_bytes()), None, "no digest");
         for bad in [
             &b""[..],
             b"bbbb 00",
             b"not hex at all, not hex at all! 0123456789abcdef0123456789abcdef",
             &m[..m.len() - 1],
+            &m2[..m2.len() - 1],
             b"\xff\xfe",
         ] {
             assert_eq!(parse_ack(bad), None, "{bad:?}");

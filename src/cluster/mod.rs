@@ -87,6 +87,8 @@ pub(crate) struct Cluster {
     outbox: Mutex<std::collections::VecDeque<Revocation>>,
     /// This instance's lease and the acknowledgements its revocations wait for.
     peers: lease::Peers,
+    /// Acknowledgements of revocations this instance applied, not yet sent.
+    acks: Mutex<lease::Acks>,
     denylist: Arc<Denylist>,
     clock: Clock,
     codec: Codec,
@@ -141,6 +143,7 @@ impl Cluster {
             write_failures: std::sync::atomic::AtomicU64::new(0),
             outbox: Mutex::new(std::collections::VecDeque::new()),
             peers: lease::Peers::new(instance_id()?),
+            acks: Mutex::new(lease::Acks::default()),
             denylist,
             clock,
             codec: Codec::new(keys, 32),
@@ -244,11 +247,19 @@ async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
             }
             _ = ping.tick() => {
                 let sent = std::time::Instant::now();
-                c.register().await.map_err(|e| format!("registration failed: {e}"))?;
-                ping_subscription(&mut sink).await?;
-                // Everything published before the ping arrived before its answer: apply it,
-                // then the lease may run from `sent`.
-                while let Some(next) = stream.next().now_or_never() {
+                let register = async {
+                    tokio::time::timeout(IO_TIMEOUT * 2, c.register())
+                        .await
+                        .map_err(|_| "registration timed out".to_owned())?
+                        .map_err(|e| format!("registration failed: {e}"))
+                };
+                let (registered, pinged) = tokio::join!(register, ping_subscription(&mut sink));
+                registered?;
+                pinged?;
+                // Everything published before the ping arrived before its answer: apply it
+                // all (unconstrained: a task's cooperative budget would stop the drain after
+                // 128 messages), then the lease may run from `sent`.
+                while let Some(next) = tokio::task::unconstrained(stream.next()).now_or_never() {
                     let Some(msg) = next else { return Err("subscription closed".into()) };
                     c.receive(&msg);
                 }

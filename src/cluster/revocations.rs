@@ -115,7 +115,7 @@ impl Cluster {
     }
 
     /// `WAIT` for the replicas every write must reach; an error when fewer confirm in time.
-    async fn wait_for_replicas(&self, conn: &mut Conn) -> redis::RedisResult<()> {
+    pub(super) async fn wait_for_replicas(&self, conn: &mut Conn) -> redis::RedisResult<()> {
         let want = self
             .wait_replicas
             .load(std::sync::atomic::Ordering::Acquire);
@@ -179,6 +179,11 @@ impl Cluster {
     /// Revocations waiting in the outbox.
     pub(super) fn outbox_len(&self) -> usize {
         self.outbox.lock().map_or(0, |o| o.len())
+    }
+
+    /// Whether `r` waits in the outbox.
+    pub(super) fn outbox_holds(&self, r: &Revocation) -> bool {
+        self.outbox.lock().map_or(true, |o| o.contains(r))
     }
 
     fn keep(&self, unsent: impl IntoIterator<Item = Revocation>) {
@@ -659,7 +664,7 @@ e5 127.0.0.1:7005@17005 master - 0 0 0 connected
         let write = tokio::spawn(async move { writer.publish(&sid("s-1", 100)).await });
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let started = std::time::Instant::now();
-        c.register().await.unwrap();
+        c.live_instances().await.unwrap(); // a command on the shared connection
         let took = started.elapsed();
         assert!(!write.await.unwrap(), "too few replicas: not confirmed");
         assert!(

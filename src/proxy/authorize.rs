@@ -211,7 +211,7 @@ impl Checked {
                 Err(Failure::new(Rejection::Unauthenticated, "proxy: anonymous")
                     .with_cookies(app.clear_session(seen)))
             }
-            (_, SessionState::Rejected { seen, why }) => {
+            (_, SessionState::Rejected { seen, why, .. }) => {
                 Err(Failure::new(Rejection::Unauthenticated, why)
                     .with_cookies(app.clear_session(seen)))
             }

@@ -59,7 +59,8 @@ const TUNNEL_CHECK: Duration = Duration::from_secs(2);
 
 /// Copies bytes both ways between the browser's and the upstream's upgraded connections, in
 /// the background. A tunnel opened with a session is closed once that session is revoked or
-/// reaches its absolute expiry: logout ends WebSockets too.
+/// reaches its absolute expiry (logout ends WebSockets too), or while the cluster store is
+/// unavailable and the policy refuses sessions.
 pub(super) fn spawn_tunnel(
     app: &App,
     route: &RouteSettings,
@@ -75,6 +76,7 @@ pub(super) fn spawn_tunnel(
         .map(|p| p.issuer().to_owned())
         .unwrap_or_default();
     let clock = app.clock.clone();
+    let cluster = app.cluster.clone();
     let prefix = route.prefix.clone();
     tokio::spawn(async move {
         let _slot = slot;
@@ -103,6 +105,13 @@ pub(super) fn spawn_tunnel(
                         && (denylist.is_revoked(s, &issuer) || clock.now() >= s.absolute_expires_at)
                     {
                         tracing::info!(route = %prefix, session = ?s.id, "WebSocket closed: session ended");
+                        return;
+                    }
+                    // While the cluster store is unavailable (policy refuse), or this
+                    // instance's lease has run out, a revocation may be missed: as requests
+                    // are refused, sessions' tunnels are closed.
+                    if session.is_some() && cluster.as_ref().is_some_and(|c| c.refuses()) {
+                        tracing::info!(route = %prefix, "WebSocket closed: cluster store unavailable");
                         return;
                     }
                 }

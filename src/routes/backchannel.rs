@@ -74,20 +74,95 @@ pub(super) async fn backchannel_logout(
         .await
         .map_err(|e| invalid(&format!("logout token refused: {e}")))?;
 
+    let key = logout_token::replay_key(&claims.iss, &claims.jti);
+    // One in flight already (an IdP retrying one it gave up waiting for): answered once that
+    // one is done everywhere, or as it was answered. Claimed under the lock, before the replay
+    // cache is asked, so no retry slips between the two.
+    let (done, outcome) = tokio::sync::watch::channel(None);
+    let first = {
+        let mut pending = app
+            .logouts_in_flight
+            .lock()
+            .map_err(|_| Failure::new(Rejection::Internal, "logout table lock poisoned"))?;
+        match pending.get(&key) {
+            Some(first) => Some(first.clone()),
+            None => {
+                pending.insert(key, outcome);
+                None
+            }
+        }
+    };
+    if let Some(first) = first {
+        return match settled(first).await {
+            Some(true) => Ok(ok()),
+            _ => Err(Failure::new(
+                Rejection::RetryLater,
+                "back-channel logout replayed while the first was not recorded",
+            )),
+        };
+    }
+    let _in_flight = InFlight { app, key };
+    let result = replay_checked(app, claims, key, now).await;
+    let _ = done.send(Some(result.is_ok()));
+    result
+}
+
+/// Records the logout unless its token was accepted before (then nothing changes).
+async fn replay_checked(
+    app: &App,
+    claims: logout_token::LogoutClaims,
+    key: [u8; 32],
+    now: i64,
+) -> Result<Response<Body>, Failure> {
     let seen = app
         .logout_tokens
         .lock()
         .map_err(|_| Failure::new(Rejection::Internal, "replay cache lock poisoned"))?
-        .insert(
-            logout_token::replay_key(&claims.iss, &claims.jti),
-            claims.acceptable_until,
-            now,
-        )
+        .insert(key, claims.acceptable_until, now)
         .map_err(|e| Failure::new(Rejection::RetryLater, format!("back-channel logout: {e}")))?;
     if seen == Seen::Replayed {
         tracing::info!("back-channel logout token replayed; nothing changed");
         return Ok(ok());
     }
+    record(app, claims, now).await
+}
+
+/// Takes a back-channel logout out of the table of those in flight when it ends, however it
+/// ends (a request dropped half-way included).
+struct InFlight<'a> {
+    app: &'a App,
+    key: [u8; 32],
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut pending) = self.app.logouts_in_flight.lock() {
+            pending.remove(&self.key);
+        }
+    }
+}
+
+/// Waits for a back-channel logout in flight to be answered (`None`: it went away unanswered).
+async fn settled(mut outcome: tokio::sync::watch::Receiver<Option<bool>>) -> Option<bool> {
+    outcome
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|v| *v)
+}
+
+/// Revokes what a validated logout token names, and shares it with every instance.
+async fn record(
+    app: &App,
+    claims: logout_token::LogoutClaims,
+    now: i64,
+) -> Result<Response<Body>, Failure> {
+    let invalid = |detail: &str| {
+        Failure::new(
+            Rejection::InvalidLogoutRequest,
+            format!("back-channel logout: {detail}"),
+        )
+    };
 
     // Every session of that sid or sub stamped until now is caught; a login after this
     // revocation is applied here is stamped past it (revocation module docs).

@@ -75,6 +75,19 @@ pub(super) async fn logout(
                 "logout of a rejected session while the cluster store is unavailable",
             ));
         }
+        // Revoked already (a second click, a retry, another instance's logout still waiting
+        // for the others): "logged out" is said only once it holds everywhere, so the
+        // revocation is shared again and confirmed (re-applying it changes nothing).
+        SessionState::Rejected {
+            seen,
+            revoked: Some(session),
+            ..
+        } if app.cluster.is_some() => {
+            app.revoke(Revocation::of_session(&session), now)
+                .await
+                .map_err(|e| Failure::new(Rejection::Unavailable, e.to_string()))?;
+            return Ok(answer(json, return_url.as_str(), &app.clear_session(seen)));
+        }
         SessionState::Rejected { seen, .. } => {
             return Ok(answer(json, return_url.as_str(), &app.clear_session(seen)));
         }

@@ -33,7 +33,7 @@ pub(super) async fn user(
             return Err(Failure::new(Rejection::Unauthenticated, "anonymous")
                 .with_cookies(app.clear_session(seen)));
         }
-        SessionState::Rejected { seen, why } => {
+        SessionState::Rejected { seen, why, .. } => {
             return Err(
                 Failure::new(Rejection::Unauthenticated, why).with_cookies(app.clear_session(seen))
             );

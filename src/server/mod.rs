@@ -226,6 +226,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         forwarded: crate::upstream::Forwarded::new(&settings.server.public_url),
         tunnels: Arc::new(Semaphore::new(settings.server.max_connections)),
         logout_tokens: Mutex::new(crate::expiring::ExpiringSet::default()),
+        logouts_in_flight: Mutex::new(std::collections::HashMap::new()),
         route_tokens: crate::route_tokens::RouteTokens::new(settings.session.route_token_cache),
         limits: crate::limits::Limits::new(&settings.limits, &settings.routes),
         identity_headers: identity_headers(&settings.routes),

@@ -16,7 +16,7 @@ use crate::support::browser::Browser;
 
 /// What the WebSocket upstream saw in an upgrade request.
 #[derive(Debug, Clone, Default)]
-struct Seen {
+pub(crate) struct Seen {
     path: String,
     authorization: Option<String>,
     cookie: Option<String>,
@@ -24,7 +24,7 @@ struct Seen {
 }
 
 /// A WebSocket echo server (tungstenite) recording each handshake.
-async fn echo_upstream() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+pub(crate) async fn echo_upstream() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -78,10 +78,10 @@ async fn harness_with(upstream: SocketAddr, dpop: bool) -> Harness {
     Harness::start_with(|b| b.dpop = dpop, &extra).await
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 /// Opens a WebSocket to `path` through sealgate with the browser's cookies and `origin`.
-async fn connect(
+pub(crate) async fn connect(
     h: &Harness,
     b: &Browser,
     path: &str,

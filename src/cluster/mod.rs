@@ -239,6 +239,7 @@ async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut renewed_before = false;
+    let mut last_registered = std::time::Instant::now();
     loop {
         tokio::select! {
             msg = stream.next() => {
@@ -254,8 +255,17 @@ async fn run_subscription(c: &Arc<Cluster>) -> Result<(), String> {
                         .map_err(|e| format!("registration failed: {e}"))
                 };
                 let (registered, pinged) = tokio::join!(register, ping_subscription(&mut sink));
-                registered?;
                 pinged?;
+                if let Err(e) = registered {
+                    // No renewal this time; the lease runs out if this goes on. Past the
+                    // lease, start over: the primary may have changed (Sentinel).
+                    if last_registered.elapsed() > lease::LEASE {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "cluster registration failed; the lease is not renewed");
+                    continue;
+                }
+                last_registered = std::time::Instant::now();
                 // Everything published before the ping arrived before its answer: apply it
                 // all (unconstrained: a task's cooperative budget would stop the drain after
                 // 128 messages), then the lease may run from `sent`.

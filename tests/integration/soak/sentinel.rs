@@ -59,11 +59,13 @@ pub struct Sentinels {
 
 /// A server on `port` keeping its files (a replica's copy of the primary's data) in `dir`.
 fn server_args(dir: &Path, port: u16, replica_of: Option<u16>) -> Vec<String> {
-    let (dir, port) = (dir.display().to_string(), port.to_string());
-    let mut args = redis_ops::server_args(&port, &["--dir", &dir]);
-    if let Some(p) = replica_of {
-        args.extend(["--replicaof".into(), "127.0.0.1".into(), p.to_string()]);
-    }
+    let primary = replica_of.map(|p| p.to_string());
+    let replica: Vec<&str> = match &primary {
+        Some(p) => vec!["--replicaof", "127.0.0.1", p],
+        None => Vec::new(),
+    };
+    let mut args = vec!["--dir".to_owned(), dir.display().to_string()];
+    args.extend(redis_ops::server_args(&port.to_string(), &replica));
     args
 }
 

@@ -16,7 +16,12 @@ use crate::support::app::{Harness, PUBLIC, try_start};
 use crate::support::browser::Browser;
 use crate::support::idp::FakeIdp;
 use crate::support::process::{Sealgate, Spawn};
-use crate::support::redis_ops::{Node, RedisCluster, Scratch, SentinelSet, make_certs, wait_for};
+use crate::support::redis_ops::{
+    Node, RedisCluster, Scratch, SentinelSet, acl_args, acl_cli, make_certs, server_args, tls_args,
+    tls_cli, wait_for,
+};
+
+mod managed;
 
 const PASSWORD: &str = "redis-acl-pw-7f3e";
 
@@ -141,57 +146,11 @@ fn tls_lines(dir: &Scratch, port: u16, password_file: &str) -> String {
 
 fn tls_server(dir: &Scratch) -> Node {
     make_certs(&dir.0, "ca");
-    let acl = format!("sealgate on >{PASSWORD} ~* &* +@all");
-    let (cert, key, ca) = (
-        dir.path("server.crt"),
-        dir.path("server.key"),
-        dir.path("ca.crt"),
-    );
-    let args: Vec<String> = [
-        "--port",
-        "0",
-        "--tls-port",
-        "{port}",
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--tls-cert-file",
-        &cert,
-        "--tls-key-file",
-        &key,
-        "--tls-ca-cert-file",
-        &ca,
-        "--tls-auth-clients",
-        "yes",
-        "--user",
-        "default",
-        "off",
-        "--user",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .chain(acl.split(' ').map(str::to_owned))
-    .collect();
-    let cli: Vec<String> = [
-        "--tls",
-        "--cacert",
-        &ca,
-        "--cert",
-        &dir.path("client.crt"),
-        "--key",
-        &dir.path("client.key"),
-        "--user",
-        "sealgate",
-        "--pass",
-        PASSWORD,
-        "--no-auth-warning",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let mut extra = tls_args(&dir.0, true);
+    extra.extend(acl_args("sealgate", PASSWORD));
+    let args = server_args("0", &extra.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut cli = tls_cli(&dir.0, true);
+    cli.extend(acl_cli("sealgate", PASSWORD));
     Node::start(&dir.0, crate::support::redis_ops::free_port(), &args, &cli)
 }
 
@@ -286,11 +245,17 @@ async fn sentinel_failover(tls: bool) {
             dir.path("ca.crt")
         ));
     }
+    failover_scenario(&mut set, &lines).await;
+}
+
+/// The scenario on `set` with `lines`, the fault killing the primary; the promoted replica
+/// holds the revocation afterwards.
+async fn failover_scenario(set: &mut SentinelSet, lines: &str) {
     let replica_port = set.replica.port;
     let sentinel = &set.sentinel;
     let primary = std::cell::RefCell::new(&mut set.primary);
     scenario(
-        &lines,
+        lines,
         || primary.borrow_mut().stop(),
         true,
         || {

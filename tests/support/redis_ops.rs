@@ -136,6 +136,26 @@ pub fn make_certs(dir: &Path, ca: &str) {
     }
 }
 
+/// The arguments of a test `redis-server` on `port` (a number, or `{port}` for [`Node::start`]):
+/// loopback only, no persistence, then `extra` (later arguments override earlier ones, so
+/// `extra` may hold `--port 0 --tls-port {port}`).
+pub fn server_args(port: &str, extra: &[&str]) -> Vec<String> {
+    [
+        "--port",
+        port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .iter()
+    .chain(extra)
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
 /// One `redis-server` (or sentinel) with fixed arguments, restartable on its port.
 pub struct Node {
     pub port: u16,
@@ -166,20 +186,7 @@ impl Node {
 
     /// A plain (or `--tls`) server: no persistence, loopback only.
     pub fn server(dir: &Path, extra: &[&str], cli: &[&str]) -> Node {
-        let mut args: Vec<String> = [
-            "--port",
-            "{port}",
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let args = server_args("{port}", extra);
         let cli: Vec<String> = cli.iter().map(|s| (*s).to_owned()).collect();
         Node::start(dir, free_port(), &args, &cli)
     }
@@ -252,6 +259,89 @@ pub fn wait_for(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// TLS-only arguments for a server (`{port}` is its TLS port), with certificates from
+/// [`make_certs`] with "ca" in `dir`; with `client_certs`, clients must present a certificate
+/// (and the server presents `client.crt` when it connects to another: replication, cluster bus).
+pub fn tls_args(dir: &Path, client_certs: bool) -> Vec<String> {
+    let path = |n: &str| dir.join(n).display().to_string();
+    let mut args: Vec<String> = [
+        "--port",
+        "0",
+        "--tls-port",
+        "{port}",
+        "--tls-cert-file",
+        &path("server.crt"),
+        "--tls-key-file",
+        &path("server.key"),
+        "--tls-ca-cert-file",
+        &path("ca.crt"),
+        "--tls-replication",
+        "yes",
+        "--tls-auth-clients",
+        if client_certs { "yes" } else { "no" },
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    if client_certs {
+        args.extend(
+            [
+                "--tls-client-cert-file",
+                &path("client.crt"),
+                "--tls-client-key-file",
+                &path("client.key"),
+            ]
+            .map(str::to_owned),
+        );
+    }
+    args
+}
+
+/// The `redis-cli` arguments matching [`tls_args`].
+pub fn tls_cli(dir: &Path, client_certs: bool) -> Vec<String> {
+    let path = |n: &str| dir.join(n).display().to_string();
+    let mut cli = vec!["--tls".to_owned(), "--cacert".to_owned(), path("ca.crt")];
+    if client_certs {
+        cli.extend(["--cert".to_owned(), path("client.crt")]);
+        cli.extend(["--key".to_owned(), path("client.key")]);
+    }
+    cli
+}
+
+/// Server arguments for an ACL user with every permission, the default user off.
+pub fn acl_args(user: &str, password: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["--user", "default", "off", "--user", user, "on"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend([
+        format!(">{password}"),
+        "~*".into(),
+        "&*".into(),
+        "+@all".into(),
+    ]);
+    args
+}
+
+/// The `redis-cli` arguments of that user.
+pub fn acl_cli(user: &str, password: &str) -> Vec<String> {
+    ["--user", user, "--pass", password, "--no-auth-warning"]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The ACL users of a [`SentinelSet`]: one on the data nodes (also used for replication and by
+/// the sentinel), one on the sentinel.
+pub struct SentinelAcl<'a> {
+    pub user: &'a str,
+    pub password: &'a str,
+    pub sentinel_user: &'a str,
+    pub sentinel_password: &'a str,
+}
+
 /// A primary, one replica and one sentinel watching them (fast timeouts).
 pub struct SentinelSet {
     pub primary: Node,
@@ -266,38 +356,43 @@ impl SentinelSet {
 
     /// With `tls`, everything speaks TLS only (certificates from [`make_certs`] with "ca").
     pub fn start_with(dir: &Path, tls: bool) -> SentinelSet {
+        Self::start_full(dir, tls, None)
+    }
+
+    /// With ACL users on the data nodes and on the sentinel (the default users off).
+    pub fn start_acl(dir: &Path, acl: &SentinelAcl) -> SentinelSet {
+        Self::start_full(dir, false, Some(acl))
+    }
+
+    fn start_full(dir: &Path, tls: bool, acl: Option<&SentinelAcl>) -> SentinelSet {
         let path = |n: &str| dir.join(n).display().to_string();
-        let (cert, key, ca) = (path("server.crt"), path("server.key"), path("ca.crt"));
-        let tls_args: Vec<&str> = if tls {
-            vec![
-                "--port",
-                "0",
-                "--tls-port",
-                "{port}",
-                "--tls-cert-file",
-                &cert,
-                "--tls-key-file",
-                &key,
-                "--tls-ca-cert-file",
-                &ca,
-                "--tls-auth-clients",
-                "no",
-                "--tls-replication",
-                "yes",
-            ]
+        let (mut args, mut cli) = if tls {
+            (tls_args(dir, false), tls_cli(dir, false))
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        let cli: Vec<&str> = if tls {
-            vec!["--tls", "--cacert", &ca]
-        } else {
-            Vec::new()
+        let sentinel_cli = match acl {
+            Some(acl) => {
+                let mut c = cli.clone();
+                c.extend(acl_cli(acl.sentinel_user, acl.sentinel_password));
+                args.extend(acl_args(acl.user, acl.password));
+                args.extend(
+                    ["--masteruser", acl.user, "--masterauth", acl.password].map(str::to_owned),
+                );
+                cli.extend(acl_cli(acl.user, acl.password));
+                c
+            }
+            None => cli.clone(),
         };
-        let primary = Node::server(dir, &tls_args, &cli);
+        let primary = Node::server(dir, &strs(&args), &strs(&cli));
         let primary_port = primary.port.to_string();
-        let mut replica_args = tls_args.clone();
-        replica_args.extend(["--replicaof", "127.0.0.1", &primary_port]);
-        let replica = Node::server(dir, &replica_args, &cli);
+        let mut replica_args = args.clone();
+        replica_args.extend([
+            "--replicaof".to_owned(),
+            "127.0.0.1".to_owned(),
+            primary_port,
+        ]);
+        let replica = Node::server(dir, &strs(&replica_args), &strs(&cli));
         wait_for(Duration::from_secs(10), "replica in sync", || {
             primary
                 .cli(&["INFO", "replication"])
@@ -306,6 +401,7 @@ impl SentinelSet {
         let port = free_port();
         let conf = dir.join(format!("sentinel-{port}.conf"));
         let listen = if tls {
+            let (cert, key, ca) = (path("server.crt"), path("server.key"), path("ca.crt"));
             format!(
                 "port 0\ntls-port {port}\ntls-cert-file {cert}\ntls-key-file {key}\n\
                  tls-ca-cert-file {ca}\ntls-auth-clients no\ntls-replication yes\n"
@@ -313,22 +409,29 @@ impl SentinelSet {
         } else {
             format!("port {port}\n")
         };
+        let auth = match acl {
+            Some(a) => format!(
+                "user default off\nuser {} on >{} ~* &* +@all\n\
+                 sentinel auth-user mymaster {}\nsentinel auth-pass mymaster {}\n",
+                a.sentinel_user, a.sentinel_password, a.user, a.password
+            ),
+            None => String::new(),
+        };
         std::fs::write(
             &conf,
             format!(
                 "{listen}bind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {} 1\n\
                  sentinel down-after-milliseconds mymaster 500\n\
-                 sentinel failover-timeout mymaster 2000\n",
+                 sentinel failover-timeout mymaster 2000\n{auth}",
                 primary.port
             ),
         )
         .unwrap();
-        let cli: Vec<String> = cli.iter().map(|s| (*s).to_owned()).collect();
         let sentinel = Node::start(
             dir,
             port,
             &[conf.display().to_string(), "--sentinel".into()],
-            &cli,
+            &sentinel_cli,
         );
         wait_for(Duration::from_secs(10), "sentinel sees the replica", || {
             sentinel
@@ -350,31 +453,46 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start(dir: &Path) -> RedisCluster {
+        Self::start_with(dir, &[], &[])
+    }
+
+    /// Over TLS only (cluster bus included, client certificates required) with the ACL user
+    /// `user` (the default user off); certificates from [`make_certs`] with "ca" in `dir`.
+    pub fn start_tls(dir: &Path, user: &str, password: &str) -> RedisCluster {
+        let mut args = tls_args(dir, true);
+        args.extend(["--tls-cluster", "yes"].map(str::to_owned));
+        args.extend(acl_args(user, password));
+        let mut cli = tls_cli(dir, true);
+        cli.extend(acl_cli(user, password));
+        Self::start_with(dir, &strs(&args), &strs(&cli))
+    }
+
+    /// Each node gets `extra` arguments and is reached with the `cli` arguments.
+    fn start_with(dir: &Path, extra: &[&str], cli: &[&str]) -> RedisCluster {
         let nodes: Vec<Node> = (0..3)
             .map(|i| {
                 let bus = free_port().to_string();
                 let conf = format!("nodes-{i}.conf");
-                Node::server(
-                    dir,
-                    &[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        &conf,
-                        "--cluster-port",
-                        &bus,
-                        "--cluster-node-timeout",
-                        "1000",
-                    ],
-                    &[],
-                )
+                let mut args = vec![
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &conf,
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-node-timeout",
+                    "1000",
+                ];
+                args.extend(extra);
+                Node::server(dir, &args, cli)
             })
             .collect();
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
-        let mut args = vec!["--cluster", "create"];
+        let mut args: Vec<&str> = cli.to_vec();
+        args.extend(["--cluster", "create"]);
         args.extend(addrs.iter().map(String::as_str));
         args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
         run("redis-cli", &args, dir);
@@ -382,7 +500,6 @@ impl RedisCluster {
         c.wait_ok();
         c
     }
-
     /// Waits until every running node reports `cluster_state:ok`.
     pub fn wait_ok(&self) {
         wait_for(Duration::from_secs(15), "cluster_state:ok", || {

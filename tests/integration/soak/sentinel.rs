@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::procs::free_port;
+use crate::support::redis_ops;
 
 /// The name the sentinels monitor.
 pub const MASTER: &str = "soak";
@@ -58,24 +59,13 @@ pub struct Sentinels {
 
 /// A server on `port` keeping its files (a replica's copy of the primary's data) in `dir`.
 fn server_args(dir: &Path, port: u16, replica_of: Option<u16>) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "--dir",
-        &dir.display().to_string(),
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    if let Some(p) = replica_of {
-        args.extend(["--replicaof".into(), "127.0.0.1".into(), p.to_string()]);
-    }
+    let primary = replica_of.map(|p| p.to_string());
+    let replica: Vec<&str> = match &primary {
+        Some(p) => vec!["--replicaof", "127.0.0.1", p],
+        None => Vec::new(),
+    };
+    let mut args = vec!["--dir".to_owned(), dir.display().to_string()];
+    args.extend(redis_ops::server_args(&port.to_string(), &replica));
     args
 }
 

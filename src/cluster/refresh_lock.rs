@@ -67,18 +67,28 @@ impl Cluster {
         let holder = shared::new_holder()?;
         let deadline = tokio::time::Instant::now() + LOCK_TTL;
         let mut refresh = Some(refresh);
+        // Once another instance was seen holding the lock, it may have redeemed the token:
+        // losing Redis then is a failed refresh, not a reason to redeem it here as well.
+        let mut other_holder = false;
         loop {
             if let Some(found) = self.read_result(&mut conn, &keys).await {
                 return Some(Ok(found));
             }
-            let won = shared::take_lock(&mut conn, &keys.lock, &holder, LOCK_TTL)
-                .await
-                .ok()?;
+            let won = match shared::take_lock(&mut conn, &keys.lock, &holder, LOCK_TTL).await {
+                Ok(won) => won,
+                Err(_) if other_holder => {
+                    return Some(Err(RefreshError::Failed(
+                        "Redis lost while another instance held the refresh".into(),
+                    )));
+                }
+                Err(_) => return None,
+            };
             if won {
                 let outcome = self.redeem(&mut conn, &keys, refresh.take()?).await;
                 shared::release_lock(&mut conn, &keys.lock, &holder).await;
                 return Some(outcome);
             }
+            other_holder = true;
             if tokio::time::Instant::now() >= deadline {
                 return Some(Err(RefreshError::Failed(
                     "timed out waiting for another instance's refresh".into(),
@@ -313,5 +323,41 @@ mod tests {
         .unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert!(c.read_result(&mut conn, &fresh).await.is_some());
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; run by .ci/run"]
+    async fn losing_redis_while_another_instance_holds_the_refresh_never_redeems_here() {
+        let redis = redis_server();
+        let c = std::sync::Arc::new(cluster(&redis.url(), StorePolicy::Refuse));
+        let hash = [5u8; 32];
+        // Another instance holds the lock (it may be redeeming the token right now).
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut other = client.get_multiplexed_async_connection().await.unwrap();
+        let () = redis::cmd("SET")
+            .arg(super::lock_key("sealgate", &hash))
+            .arg("someone-else")
+            .arg("PX")
+            .arg(15_000)
+            .query_async(&mut other)
+            .await
+            .unwrap();
+        let calls = std::sync::Arc::new(AtomicUsize::new(0));
+        let (c2, n) = (std::sync::Arc::clone(&c), std::sync::Arc::clone(&calls));
+        let waiting = tokio::spawn(async move {
+            c2.refresh_once(&hash, || async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                Err::<Refreshed, _>(RefreshError::Failed("not called".into()))
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        drop(redis); // killed: the lock and any result it guarded are out of reach
+        let outcome = waiting.await.unwrap();
+        assert!(
+            matches!(outcome, Some(Err(RefreshError::Failed(_)))),
+            "a failed refresh, not None (which makes the caller redeem on its own)"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "never redeemed here");
     }
 }

@@ -106,12 +106,18 @@ impl Cluster {
         let holder = shared::new_holder()?;
         let deadline = tokio::time::Instant::now() + TURN_TTL;
         let mut current = presented.clone();
+        // Once another instance was seen holding the turn, its grant may have redeemed the
+        // token: losing Redis then leaves the grant busy, not free to redeem it here too.
+        let mut other_holder = false;
         loop {
             current = self.newest(&mut conn, current).await;
             let keys = TurnKeys::new(&self.prefix, &current)?;
-            let won = shared::take_lock(&mut conn, &keys.turn, &holder, TURN_TTL)
-                .await
-                .ok()?;
+            let won = match shared::take_lock(&mut conn, &keys.turn, &holder, TURN_TTL).await {
+                Ok(won) => won,
+                Err(_) if other_holder => return Some(TurnOutcome::Busy),
+                Err(_) => return None,
+            };
+            other_holder |= !won;
             if won {
                 // A grant that finished between our look and now linked its new token first.
                 let Some(next) = self.link(&mut conn, &keys).await else {
@@ -289,5 +295,25 @@ mod tests {
         drop(turn);
         let again = tokio::time::timeout(std::time::Duration::from_secs(2), held(&a, &rt3));
         assert_eq!(again.await.expect("not held").unwrap().token, rt3);
+    }
+
+    #[tokio::test]
+    #[ignore = "needs redis-server; run by .ci/run"]
+    async fn losing_redis_while_another_instance_holds_the_turn_leaves_the_grant_busy() {
+        let redis = redis_server();
+        let a = cluster(&redis.url(), StorePolicy::Refuse);
+        let b = std::sync::Arc::new(cluster(&redis.url(), StorePolicy::Refuse));
+        let rt1 = Token::from_issued("rt-1");
+        let turn = held(&a, &rt1).await.expect("a turn");
+        let (b2, t) = (std::sync::Arc::clone(&b), rt1.clone());
+        let waiting =
+            tokio::spawn(async move { matches!(b2.take_turn(&t).await, TurnOutcome::Busy) });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        drop(redis); // A's grant may be redeeming rt-1: B must not redeem it as well
+        assert!(
+            waiting.await.unwrap(),
+            "busy, not unavailable (free to redeem)"
+        );
+        std::mem::forget(turn); // its release would wait on the dead server
     }
 }

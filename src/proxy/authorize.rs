@@ -151,6 +151,16 @@ impl Checked {
                             format!("session ended; revocation not recorded: {e}"),
                         ));
                     }
+                    // The store was lost on the way (the refresh may have waited on another
+                    // instance's): what every request gets while it is unavailable.
+                    RefreshOutcome::Failed(e)
+                        if app.cluster.as_ref().is_some_and(|c| c.refuses()) =>
+                    {
+                        return Err(Failure::new(
+                            Rejection::StoreUnavailable,
+                            format!("refresh: {e} (cluster store unavailable)"),
+                        ));
+                    }
                     RefreshOutcome::Failed(e) => {
                         return Err(Failure::new(Rejection::BadGateway, format!("refresh: {e}")));
                     }

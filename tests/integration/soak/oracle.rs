@@ -225,7 +225,8 @@ impl Oracle {
             }
             None => {
                 *c.violations.entry(kind.clone()).or_default() += 1;
-                if c.examples.len() < 20 {
+                // A few of each kind: one frequent kind must not hide the others.
+                if c.examples.len() < 40 && c.violations[&kind] <= 5 {
                     let at = self.at(sent);
                     c.examples
                         .push(format!("{kind} ({who}, sent at {at:.1} s)"));
@@ -239,16 +240,18 @@ impl Oracle {
     pub fn violation(&self, kind: &str, detail: String) {
         let mut c = self.counts.lock().unwrap();
         *c.violations.entry(kind.to_owned()).or_default() += 1;
-        if c.examples.len() < 20 {
+        if c.examples.len() < 40 && c.violations[kind] <= 5 {
             c.examples.push(detail);
         }
     }
 
     /// Every refresh token redeemed at the IdP at most once. The one excused case: the first
-    /// redemption happened within a second before an instance was killed (that instance
-    /// redeemed it and died before it could store the result in Redis or answer: the IdP's
-    /// rotation is not idempotent, nothing can recover the new token). Returns (refresh calls,
-    /// tokens redeemed twice).
+    /// redemption happened within a second of an instance's kill, before or after (the IdP
+    /// logs a request when it handles it, which can be just after its sender died): that
+    /// instance redeemed it and died before it could store the result in Redis or answer, and
+    /// the IdP's rotation is not idempotent, so nothing can recover the new token. The second
+    /// redemption may come much later (a request waiting for the dead instance's lock, or the
+    /// user's next call). Returns (refresh calls, tokens redeemed twice).
     pub fn check_refreshes(&self, idp: &FakeIdp) -> (usize, usize) {
         let mut seen: HashMap<String, Instant> = HashMap::new();
         let (mut calls, mut twice) = (0, 0);
@@ -274,7 +277,7 @@ impl Oracle {
                     twice += 1;
                     let crash = kills
                         .iter()
-                        .any(|&k| first <= k && k <= first + Duration::from_secs(1));
+                        .any(|&k| first.max(k) - first.min(k) <= Duration::from_secs(1));
                     let detail = format!(
                         "a refresh token redeemed again at {:.1} s (first at {:.1} s)",
                         self.at(r.at),
@@ -283,7 +286,7 @@ impl Oracle {
                     if crash {
                         let mut c = self.counts.lock().unwrap();
                         *c.allowed
-                            .entry("refresh token redeemed twice: first by an instance killed within 1 s".into())
+                            .entry("refresh token redeemed twice: first within 1 s of an instance's kill".into())
                             .or_default() += 1;
                     } else {
                         self.violation("refresh token redeemed twice", detail);

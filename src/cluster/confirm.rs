@@ -6,7 +6,7 @@
 //!
 //! - **A lease.** An instance serves authenticated requests only while its lease holds. Every
 //!   [`super::PING_EVERY`] it registers (`<prefix>:instances`, a sorted set scored with Redis's
-//!   own clock: the registration expires [`LEASE`] after Redis wrote it), pings its
+//!   own clock: the registration expires twice [`LEASE`] after Redis wrote it), pings its
 //!   subscription and applies every message that arrived before the answer; then the lease runs
 //!   [`LEASE`] from when the registration was sent. Redis answers a subscriber's `PING` after
 //!   delivering everything published to it before, so an instance whose lease started at `t`
@@ -258,7 +258,7 @@ mod tests {
         let now_ms = secs.parse::<i64>().unwrap() * 1000 + micros.parse::<i64>().unwrap() / 1000;
         let () = redis::cmd("SET")
             .arg(a.registry_birth_key())
-            .arg(now_ms - 7_000)
+            .arg(now_ms - 11_000)
             .query_async(&mut admin)
             .await
             .unwrap();

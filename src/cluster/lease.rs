@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 /// How long an instance serves sessions after its last confirmed contact with Redis, and the
 /// longest a revocation waits for an instance that does not acknowledge it.
-pub(super) const LEASE: Duration = Duration::from_secs(3);
+pub(super) const LEASE: Duration = Duration::from_secs(5);
 
 /// What identifies one revocation in acknowledgements: the first 16 bytes of the SHA-256 of
 /// its encoding.

@@ -10,7 +10,7 @@
 //! | `<prefix>:refresh:{<hash>}:result` | its result, sealed, for the grace window | `refresh_lock` |
 //! | `<prefix>:refresh:{<hash>}:turn` | the instance whose grant redeems this token now | `turns` |
 //! | `<prefix>:refresh:{<hash>}:next` | the token that replaced it, sealed, while lineages last | `turns` |
-//! | `<prefix>:instances` | the instances holding a lease, until when (Redis's clock) | `confirm` |
+//! | `{<prefix>:instances}`, `…:born` | the instances registered, until when (Redis's clock); its birth | `confirm` |
 //! | `<prefix>:acks` (channel) | "instance applied revocation" | `confirm` |
 //!
 //! `{<hash>}` is a hash tag: in a Redis Cluster, one token's keys live in one slot.

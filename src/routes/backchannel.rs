@@ -51,18 +51,20 @@ pub(super) const MAX_BODY_BYTES: usize = 16 * 1024;
 /// Time the IdP has to send the body once the head has arrived; then 408.
 pub(super) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A refused back-channel logout request (400), saying why in the log.
+fn invalid(detail: &str) -> Failure {
+    Failure::new(
+        Rejection::InvalidLogoutRequest,
+        format!("back-channel logout: {detail}"),
+    )
+}
+
 /// Handles a back-channel logout request.
 pub(super) async fn backchannel_logout(
     app: &App,
     req: Request<Incoming>,
     now: i64,
 ) -> Result<Response<Body>, Failure> {
-    let invalid = |detail: &str| {
-        Failure::new(
-            Rejection::InvalidLogoutRequest,
-            format!("back-channel logout: {detail}"),
-        )
-    };
     if !is_form(req.headers()) {
         return Err(invalid(
             "Content-Type is not application/x-www-form-urlencoded",
@@ -157,13 +159,6 @@ async fn record(
     claims: logout_token::LogoutClaims,
     now: i64,
 ) -> Result<Response<Body>, Failure> {
-    let invalid = |detail: &str| {
-        Failure::new(
-            Rejection::InvalidLogoutRequest,
-            format!("back-channel logout: {detail}"),
-        )
-    };
-
     // Every session of that sid or sub stamped until now is caught; a login after this
     // revocation is applied here is stamped past it (revocation module docs).
     let not_before = app.denylist.not_before(app.clock.now_ms());

@@ -27,14 +27,20 @@ struct Pair {
 }
 
 fn cluster_lines(redis: &Redis, policy: &str) -> String {
-    format!(
-        "toml.[cluster]\ntoml.redis_url = \"{}\"\ntoml.on_store_unavailable = \"{policy}\"",
-        redis.url()
-    )
+    cluster_lines_at(&redis.url(), policy)
+}
+
+fn cluster_lines_at(url: &str, policy: &str) -> String {
+    format!("toml.[cluster]\ntoml.redis_url = \"{url}\"\ntoml.on_store_unavailable = \"{policy}\"")
 }
 
 async fn instance(idp: &FakeIdp, redis: &Redis, policy: &str, clock: &Clock) -> Running {
-    let running = try_start(idp, &cluster_lines(redis, policy), clock.clone())
+    instance_at(idp, &redis.url(), policy, clock).await
+}
+
+/// An instance on the Redis at `url`, synchronised.
+async fn instance_at(idp: &FakeIdp, url: &str, policy: &str, clock: &Clock) -> Running {
+    let running = try_start(idp, &cluster_lines_at(url, policy), clock.clone())
         .await
         .expect("sealgate starts");
     assert!(

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use sealgate::{Clock, Running};
 
 use super::{Pair, try_logout, user_status};
-use crate::support::app::{Harness, try_start};
+use crate::support::app::Harness;
 use crate::support::browser::Browser;
 use crate::support::idp::FakeIdp;
 use crate::support::lag::Lag;
@@ -22,17 +22,7 @@ struct Slow {
 }
 
 async fn instance(idp: &FakeIdp, url: &str) -> Running {
-    let lines = format!(
-        "toml.[cluster]\ntoml.redis_url = \"{url}\"\ntoml.on_store_unavailable = \"refuse\""
-    );
-    let running = try_start(idp, &lines, Clock::system())
-        .await
-        .expect("sealgate starts");
-    assert!(
-        running.cluster_synchronised(Duration::from_secs(10)).await,
-        "synchronised with Redis"
-    );
-    running
+    super::instance_at(idp, url, "refuse", &Clock::system()).await
 }
 
 impl Slow {

@@ -73,6 +73,26 @@ pub(crate) fn run(tools: &Tools, params: &Params, _run: u32) -> Result<Outcome> 
             pids: vec![sealgate.pid()],
         },
     ];
+    // For profiling: keep the setup up, print how to load (c), and wait.
+    if let Some(secs) = std::env::var("PROXY_BENCH_HOLD")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let c = &targets[1];
+        let header_args: String = c.headers.iter().map(|h| format!(" -H '{h}'")).collect();
+        println!(
+            "proxy bench: holding for {secs} s; sealgate PID {}, nginx PIDs {:?}; load with:\n  \
+             h2load -t{} -c{} -m{STREAMS} -D10{header_args} {}\n  (nginx: {})",
+            sealgate.pid(),
+            targets[0].pids,
+            params.threads,
+            params.connections,
+            c.url,
+            targets[0].url
+        );
+        std::thread::sleep(std::time::Duration::from_secs(secs));
+        return Err("held for profiling; nothing measured".into());
+    }
     let h2load = H2load {
         bin: &tools.h2load,
         log: stack.tmp.path.join("h2load.log"),

@@ -13,7 +13,8 @@
 //! 2). `PROXY_BENCH_SEALGATE=PATH` runs that sealgate binary instead of the one built with
 //! the bench (a kept copy of an earlier build, to compare two builds alternately in one sitting).
 //! `PROXY_BENCH_HOLD=SECONDS` only sets everything up, prints sealgate's PID and the `wrk`
-//! command for (c), and waits (for profiling with `perf record -p PID`). The report (markdown) is printed and written to `target/proxy-bench.md`. The targets
+//! command for (c), and waits (for profiling with `perf record -p PID`); with `https-h2` it
+//! prints the `h2load` command and nginx's PIDs too, and ends with an error after the wait. The report (markdown) is printed and written to `target/proxy-bench.md`. The targets
 //! (c/b ≥ 0.9, p99 within 1 ms of nginx) are reported, never asserted.
 //!
 //! Variants (`PROXY_BENCH_VARIANTS=default,one-worker,https-h2,idle-10k,logins,three`, in that

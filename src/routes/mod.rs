@@ -61,7 +61,7 @@ pub(crate) async fn handle(
     let label = route_label(&app, req.uri().path(), matched);
     let id = RequestId::for_request(req.headers());
     let span = tracing::info_span!("request", id = %id.0, method = %req.method(), route = %label);
-    let header = HeaderValue::from_str(&id.0).ok();
+    let header = request_id_header(&id);
     let context = RequestContext {
         peer: &peer,
         request_id: header.as_ref(),
@@ -252,4 +252,27 @@ async fn route(
         return static_files::serve(site, &req).await;
     }
     Err(Failure::new(Rejection::NotFound, path.to_owned()))
+}
+
+/// The `X-Request-Id` value sent back and to the upstream, marked sensitive: it is unique per
+/// request, so HPACK sends it as a literal "never indexed" instead of inserting it into the
+/// connection's dynamic table, where it would only evict the headers that repeat
+/// (`content-type`, `date`) and make the next response larger to encode.
+fn request_id_header(id: &RequestId) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(&id.0).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_header_is_never_indexed_by_hpack() {
+        let id = RequestId("4bf92f3577b34da6a3ce929d0e0e4736".to_owned());
+        let value = request_id_header(&id).expect("a well-formed id");
+        assert_eq!(value.as_bytes(), id.0.as_bytes());
+        assert!(value.is_sensitive());
+    }
 }

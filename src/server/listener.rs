@@ -155,7 +155,11 @@ impl Connection {
             }
         }
         let client = Arc::new(Peer::new(peer));
-        let service = service_fn(move |req| routes::handle(app.clone(), req, client.clone()));
+        // Boxed: over HTTP/2 hyper spawns a task per stream holding this future, and tokio
+        // moves a task's future by value several times (into the task cell, its output over it
+        // on completion). The request's state machine is kilobytes; a box is one pointer.
+        let service =
+            service_fn(move |req| Box::pin(routes::handle(app.clone(), req, client.clone())));
         let result = match tls {
             None => {
                 let conn = builder

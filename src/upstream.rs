@@ -33,10 +33,12 @@ pub(crate) enum Protocol {
     Http1,
 }
 
-/// Idle connections each thread's client keeps per upstream (as nginx's `keepalive 64` per
+/// Idle connections each thread's client keeps per upstream (as nginx's `keepalive 256` per
 /// worker): a burst of N concurrent requests opens N connections, but only this many stay open
-/// afterwards (each costs buffers here and a connection at the upstream).
-const MAX_IDLE_PER_HOST: usize = 64;
+/// afterwards (each costs buffers here and a connection at the upstream). 64 was too few for
+/// HTTP/2 clients: 32 connections × 10 streams keep ~160 requests in flight per thread, and
+/// each one that found no idle connection opened (and then closed) its own.
+const MAX_IDLE_PER_HOST: usize = 256;
 
 /// The three clients of one thread.
 #[derive(Debug)]

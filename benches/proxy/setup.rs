@@ -309,7 +309,7 @@ pub(crate) fn nginx_upstream(name: &str, servers: &[SocketAddr]) -> String {
         .map(|s| format!("        server {s};\n"))
         .collect();
     format!(
-        "    upstream {name} {{\n{servers}        keepalive 64;\n        keepalive_requests 1000000;\n    }}\n"
+        "    upstream {name} {{\n{servers}        keepalive 256;\n        keepalive_requests 1000000;\n    }}\n"
     )
 }
 

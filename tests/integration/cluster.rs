@@ -146,7 +146,7 @@ async fn user_status(running: &Running, cookies: &[(String, String)]) -> u16 {
 }
 
 /// Polls until `f` returns `want`, up to `within`; returns how long it took.
-async fn eventually<F, Fut>(within: Duration, want: u16, mut f: F) -> Duration
+pub(crate) async fn eventually<F, Fut>(within: Duration, want: u16, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = u16>,

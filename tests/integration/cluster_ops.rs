@@ -7,11 +7,11 @@
 //! They need `redis-server`, `redis-cli` and `openssl`, so they are ignored by a plain
 //! `cargo test`; `.ci/run` runs them with `cargo test --test integration cluster_ops:: -- --ignored`.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sealgate::{Clock, Running};
 
+use crate::cluster::eventually;
 use crate::support::app::{Harness, PUBLIC, try_start};
 use crate::support::browser::Browser;
 use crate::support::idp::FakeIdp;
@@ -72,25 +72,6 @@ async fn ready(running: &Running) -> u16 {
         .as_u16()
 }
 
-async fn eventually<F, Fut>(within: Duration, want: u16, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = u16>,
-{
-    let start = Instant::now();
-    loop {
-        let got = f().await;
-        if got == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < within,
-            "still {got} after {within:?} (wanted {want})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The scenario: A and B on `cluster`; a login and a logout acknowledged on A and seen on B;
 /// `fault()`; both refuse while the store is unavailable (`/readyz` 503) when `down` says so;
 /// `recover()`; then the cookie is refused on A, B and a fresh C, and another login works.
@@ -131,6 +112,37 @@ async fn scenario(cluster: &str, fault: impl FnOnce(), down: bool, recover: impl
     );
     let fresh = login(&c).await;
     assert_eq!(user_status(&a, &fresh).await, 200);
+}
+
+/// [`scenario`] on a Redis Cluster whose primary holding the revocation is stopped and
+/// restarted empty; afterwards the revocation is back in that primary (written back).
+async fn primary_holding_the_revocation_restarts_empty(lines: &str, cluster: &mut RedisCluster) {
+    let nodes = std::cell::RefCell::new(&mut *cluster);
+    let victim = std::cell::Cell::new(usize::MAX);
+    scenario(
+        lines,
+        || {
+            let mut c = nodes.borrow_mut();
+            let i = c
+                .nodes
+                .iter()
+                .position(|n| n.revocation_keys() > 0)
+                .expect("a node holds the revocation");
+            victim.set(i);
+            c.nodes[i].stop();
+        },
+        true,
+        || {
+            let mut c = nodes.borrow_mut();
+            c.nodes[victim.get()].restart();
+            c.wait_ok();
+        },
+    )
+    .await;
+    assert!(
+        cluster.nodes[victim.get()].revocation_keys() >= 1,
+        "written back into the primary that lost it"
+    );
 }
 
 fn tls_lines(dir: &Scratch, port: u16, password_file: &str) -> String {
@@ -292,30 +304,5 @@ async fn a_three_primary_cluster_loses_nothing_when_the_primary_holding_a_revoca
     let dir = Scratch::new("redis-cluster");
     let mut cluster = RedisCluster::start(&dir.0);
     let lines = format!("toml.[cluster]\ntoml.cluster_nodes = [{}]", cluster.seeds());
-    let nodes = std::cell::RefCell::new(&mut cluster);
-    let victim = std::cell::Cell::new(usize::MAX);
-    scenario(
-        &lines,
-        || {
-            let mut c = nodes.borrow_mut();
-            let i = c
-                .nodes
-                .iter()
-                .position(|n| n.revocation_keys() > 0)
-                .expect("a node holds the revocation");
-            victim.set(i);
-            c.nodes[i].stop();
-        },
-        true,
-        || {
-            let mut c = nodes.borrow_mut();
-            c.nodes[victim.get()].restart();
-            c.wait_ok();
-        },
-    )
-    .await;
-    assert!(
-        cluster.nodes[victim.get()].revocation_keys() >= 1,
-        "written back into the primary that lost it"
-    );
+    primary_holding_the_revocation_restarts_empty(&lines, &mut cluster).await;
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{PASSWORD, failover_scenario, scenario};
+use super::{PASSWORD, failover_scenario, primary_holding_the_revocation_restarts_empty};
 use crate::support::app::PUBLIC;
 use crate::support::idp::FakeIdp;
 use crate::support::process::{Sealgate, Spawn};
@@ -88,32 +88,7 @@ async fn a_cluster_over_tls_with_an_acl_user_loses_nothing_when_a_primary_restar
     let idp = FakeIdp::start().await;
     let log = dir.0.join("witness.log");
     let witness = child(&idp, &lines, &log).await;
-    let nodes = std::cell::RefCell::new(&mut cluster);
-    let victim = std::cell::Cell::new(usize::MAX);
-    scenario(
-        &lines,
-        || {
-            let mut c = nodes.borrow_mut();
-            let i = c
-                .nodes
-                .iter()
-                .position(|n| n.revocation_keys() > 0)
-                .expect("a node holds the revocation");
-            victim.set(i);
-            c.nodes[i].stop();
-        },
-        true,
-        || {
-            let mut c = nodes.borrow_mut();
-            c.nodes[victim.get()].restart();
-            c.wait_ok();
-        },
-    )
-    .await;
-    assert!(
-        cluster.nodes[victim.get()].revocation_keys() >= 1,
-        "written back into the primary that lost it"
-    );
+    primary_holding_the_revocation_restarts_empty(&lines, &mut cluster).await;
     let started = std::time::Instant::now();
     while child_ready(&witness).await.0 != 200 {
         assert!(started.elapsed() < Duration::from_secs(20), "witness ready");

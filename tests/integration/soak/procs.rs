@@ -8,14 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::app::{KEY, config_toml_with_upstream};
 
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use crate::support::redis_ops::free_port;
 
 /// The binary: `SEALGATE_BIN` (a release build), else the one cargo built for this test.
 fn sealgate_bin() -> String {

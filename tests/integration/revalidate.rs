@@ -29,6 +29,11 @@ async fn start_with(setup: impl FnOnce(&mut crate::support::idp::Behaviour)) -> 
     .await
 }
 
+/// How far short of the interval a "not yet due" call is made. Both clocks are the system's
+/// plus an offset, so real seconds pass between the login and the call: a call one second
+/// short of the interval is due when a second boundary falls in between.
+const SHORT: i64 = 5;
+
 /// Moves sealgate's clock and the fake IdP's by `secs`.
 fn advance(h: &Harness, secs: i64) {
     h.clock.advance(secs);
@@ -91,13 +96,13 @@ async fn a_disabled_account_is_refused_at_the_first_call_after_the_interval() {
     let copy = b.export_cookies(PUBLIC);
     h.idp.set(|b| b.disabled_subs = vec!["alice".into()]);
     // Before the interval the session is served as it is: the IdP is not asked.
-    advance(&h, EVERY - 1);
+    advance(&h, EVERY - SHORT);
     bearer(&api(&mut b, "/api").await);
     assert_eq!(h.user(&mut b).await.status, 200);
     assert_eq!(grants(&h), 0, "no grant before the interval");
     // At the interval, the access token is still valid for most of an hour, but the IdP is
     // asked and refuses: the session is over.
-    advance(&h, 1);
+    advance(&h, SHORT);
     assert_ended(&api(&mut b, "/api").await, "the call after the interval");
     assert_eq!(grants(&h), 1);
     assert_eq!(h.user(&mut b).await.status, 401, "the cookies are gone");
@@ -241,9 +246,9 @@ async fn a_session_without_a_refresh_token_ends_at_the_interval() {
     let h = start_with(|b| b.refresh_tokens = false).await;
     let mut b = h.browser();
     h.login(&mut b).await;
-    advance(&h, EVERY - 1);
+    advance(&h, EVERY - SHORT);
     bearer(&api(&mut b, "/api").await);
-    advance(&h, 1);
+    advance(&h, SHORT);
     // It cannot be revalidated, so it is not served past the interval: signing in again is
     // the revalidation.
     assert_ended(&api(&mut b, "/api").await, "no refresh token");

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::app::{Harness, PUBLIC};
 use crate::support::raw::{all_responses, read_status, status_line};
+use crate::support::upstream::was_asked;
 
 #[tokio::test]
 async fn ambiguous_framing_is_400() {
@@ -164,24 +165,47 @@ async fn paths_no_handler_or_route_serves_are_404() {
     }
 }
 
+/// Sends `path` (a `…/slow` path of the echo upstream, which answers after 3 s; unique to the
+/// test) from `b` in a task, and returns once the upstream has it: the request is in flight.
+/// (A fixed sleep instead lets a loaded machine start the shutdown before the request arrived.)
+async fn slow_request(
+    mut b: crate::support::browser::Browser,
+    path: &'static str,
+) -> tokio::task::JoinHandle<crate::support::browser::Resp> {
+    let upstream_path = path.strip_prefix("/api").unwrap();
+    let task = tokio::spawn(async move { b.get(&Harness::url(path), &[("x-csrf", "1")]).await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !was_asked(upstream_path) {
+        assert!(
+            Instant::now() < deadline,
+            "{path} never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task
+}
+
 #[tokio::test]
 async fn shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
     let h = Harness::start_with(|_| {}, "server.shutdown_grace = \"10s\"").await;
     let mut b = h.browser();
     assert_eq!(h.login(&mut b).await.status, 302);
     let addr = h.running.addr;
-    // `/slow` answers after 3 s; shut down while it is in flight.
-    let in_flight =
-        tokio::spawn(async move { b.get(&Harness::url("/api/slow"), &[("x-csrf", "1")]).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // `…/slow` answers after 3 s; shut down while it is in flight.
+    let in_flight = slow_request(b, "/api/shutdown-drains/slow").await;
     let Harness { running, idp, .. } = h;
     let started = Instant::now();
     let shutdown = tokio::spawn(running.shutdown());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        TcpStream::connect(addr).is_err(),
-        "new connections are refused once shutdown began"
-    );
+    // The listener closes as the shutdown begins: poll for it rather than guess how long that
+    // takes on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "new connections are refused once shutdown began"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let r = in_flight.await.unwrap();
     assert_eq!(r.status, 200, "the in-flight request finished: {}", r.body);
     shutdown.await.unwrap();
@@ -194,9 +218,7 @@ async fn shutdown_gives_up_on_requests_at_the_deadline() {
     let h = Harness::start_with(|_| {}, "server.shutdown_grace = \"1s\"").await;
     let mut b = h.browser();
     assert_eq!(h.login(&mut b).await.status, 302);
-    let in_flight =
-        tokio::spawn(async move { b.get(&Harness::url("/api/slow"), &[("x-csrf", "1")]).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let in_flight = slow_request(b, "/api/shutdown-deadline/slow").await;
     let Harness { running, idp, .. } = h;
     let started = Instant::now();
     running.shutdown().await;

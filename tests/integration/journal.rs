@@ -40,23 +40,15 @@ impl Sealgate {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}").parse().unwrap()
-}
-
-/// The configuration, with `[revocation] journal` when given.
-fn write_config(dir: &Path, idp: &FakeIdp, addr: SocketAddr, journal: Option<&Path>) -> String {
+/// The configuration, with `[revocation] journal` when given. It listens on port 0: the
+/// process reports the port it bound ([`spawn`]), so no other socket can take a port chosen
+/// beforehand.
+fn write_config(dir: &Path, idp: &FakeIdp, journal: Option<&Path>) -> String {
     let extra = journal.map_or_else(String::new, |j| {
         format!("toml.[revocation]\ntoml.journal = '{}'", j.display())
     });
-    let text = config_toml(&idp.issuer(), &extra)
-        .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
-    let path = dir.join(format!("sealgate-{}.toml", addr.port()));
+    let text = config_toml(&idp.issuer(), &extra);
+    let path = dir.join("sealgate.toml");
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
 }
@@ -70,26 +62,48 @@ fn command(config: &str) -> Command {
 fn with_env(mut c: Command) -> Command {
     c.env("SECRET", "test-secret")
         .env("KEY", KEY)
-        .env("RUST_LOG", "warn")
+        // Warnings, and the line naming the address it listens on (read by `spawn`).
+        .env("RUST_LOG", "warn,sealgate::server=info")
         .stdout(Stdio::null());
     c
 }
 
 async fn start(idp: &FakeIdp, dir: &Path, journal: Option<&Path>) -> Sealgate {
-    let addr = free_addr();
-    let config = write_config(dir, idp, addr, journal);
-    let mut cmd = command(&config);
-    cmd.stderr(Stdio::inherit());
-    spawn(cmd, addr).await
+    let config = write_config(dir, idp, journal);
+    spawn(command(&config)).await
 }
 
-async fn spawn(mut cmd: Command, addr: SocketAddr) -> Sealgate {
+/// Starts `cmd` and waits for its "sealgate listening" line, which names the address it bound
+/// (a port picked before the start could be taken by any socket in between, and a connection
+/// test would then reach someone else's listener). Its log goes on to this test's stderr.
+async fn spawn(mut cmd: Command) -> Sealgate {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("sealgate listening") {
+                let addr = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("addr="))
+                    .and_then(|a| a.parse::<SocketAddr>().ok());
+                let _ = tx.send(addr);
+            }
+            eprintln!("{line}");
+        }
+    });
     let mut sealgate = Sealgate {
-        child: cmd.spawn().unwrap(),
-        actual: format!("http://{addr}"),
+        child,
+        actual: String::new(),
     };
     let started = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
+    let addr = loop {
+        match rx.try_recv() {
+            Ok(addr) => break addr.expect("the listening line names its address"),
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => panic!("sealgate exited"),
+        }
         assert!(
             sealgate.child.try_wait().unwrap().is_none(),
             "sealgate exited"
@@ -98,8 +112,9 @@ async fn spawn(mut cmd: Command, addr: SocketAddr) -> Sealgate {
             started.elapsed() < Duration::from_secs(20),
             "sealgate did not start"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    sealgate.actual = format!("http://{addr}");
     sealgate
 }
 
@@ -193,7 +208,7 @@ async fn journal_corruption_stops_start_up_with_one_line_naming_path_and_offset(
     bytes[second_record + 9] ^= 0x40; // inside the second of three records
     std::fs::write(&journal, &bytes).unwrap();
 
-    let config = write_config(dir.path(), &idp, free_addr(), Some(&journal));
+    let config = write_config(dir.path(), &idp, Some(&journal));
     let mut child = command(&config).stderr(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
     let status = loop {
@@ -230,8 +245,7 @@ async fn journal_write_failure_fails_the_logout_and_changes_nothing() {
     let idp = FakeIdp::start().await;
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("revocations.journal");
-    let addr = free_addr();
-    let config = write_config(dir.path(), &idp, addr, Some(&journal));
+    let config = write_config(dir.path(), &idp, Some(&journal));
     // A file size limit makes the journal's writes fail (EFBIG) once it is reached; the shell
     // ignores SIGXFSZ first, and an ignored signal stays ignored across exec.
     let mut cmd = Command::new("sh");
@@ -241,9 +255,7 @@ async fn journal_write_failure_fails_the_logout_and_changes_nothing() {
         env!("CARGO_BIN_EXE_sealgate"),
         &config,
     ]);
-    let mut cmd = with_env(cmd);
-    cmd.stderr(Stdio::null());
-    let first = spawn(cmd, addr).await;
+    let first = spawn(with_env(cmd)).await;
 
     let mut revoked = Vec::new();
     let (mut b, alive) = loop {

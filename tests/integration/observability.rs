@@ -85,16 +85,33 @@ async fn a_failed_login_is_counted_with_its_reason() {
 
 #[tokio::test]
 async fn metrics_can_move_to_their_own_listener() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let h = Harness::start_with(
-        |_| {},
-        &format!("toml.[metrics]\ntoml.listen = \"127.0.0.1:{port}\""),
-    )
-    .await;
+    // The port is picked before sealgate binds it, so another socket may take it in between
+    // (start-up fetches discovery and keys first): then start again on another one.
+    let idp = crate::support::idp::FakeIdp::start().await;
+    let clock = sealgate::Clock::system();
+    let mut attempts = 0;
+    let (running, port) = loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let extra = format!("toml.[metrics]\ntoml.listen = \"127.0.0.1:{port}\"");
+        match crate::support::app::try_start(&idp, &extra, clock.clone()).await {
+            Ok(running) => break (running, port),
+            Err(sealgate::StartError::Bind { addr, .. }) if addr.port() == port && attempts < 5 => {
+                attempts += 1;
+            }
+            Err(e) => panic!("sealgate starts: {e}"),
+        }
+    };
+    let actual = format!("http://{}", running.addr);
+    let h = Harness {
+        idp,
+        running,
+        clock,
+        actual,
+    };
     let r = h.browser().get(&Harness::url("/metrics"), &[]).await;
     assert_eq!(r.status, 404, "not on the public listener any more");
     let mut own = crate::support::browser::Browser::new();

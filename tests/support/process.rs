@@ -54,48 +54,61 @@ impl Sealgate {
         how: Spawn<'_>,
         edit: impl FnOnce(String) -> String,
     ) -> Sealgate {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let dir =
-            std::env::temp_dir().join(format!("sealgate-child-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let config = dir.join("sealgate.toml");
-        let text = config_toml_with_upstream(&idp.issuer(), how.extra, &upstream.to_string())
-            .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
-        std::fs::write(&config, edit(text)).unwrap();
-        let stderr = match &how.log_file {
-            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
-            None => Stdio::inherit(),
-        };
-        let child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
-            .args(["serve", "--config"])
-            .arg(&config)
-            .env("SECRET", "test-secret")
-            .env("KEY", KEY)
-            .env("RUST_LOG", how.rust_log)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let s = Sealgate {
-            child,
-            addr,
-            actual: format!("http://{addr}"),
-            dir,
-        };
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "sealgate did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let text = config_toml_with_upstream(&idp.issuer(), how.extra, &upstream.to_string());
+        let text = edit(text);
+        // The port is picked before the child binds it, so another socket may take it in
+        // between: the child then exits, or a connection test reaches someone else's listener.
+        // So the child must be seen listening on it itself, and is started again on another
+        // port when it exits.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let dir =
+                std::env::temp_dir().join(format!("sealgate-child-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let config = dir.join("sealgate.toml");
+            let listen = text.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
+            std::fs::write(&config, listen).unwrap();
+            let stderr = match &how.log_file {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            };
+            let child = Command::new(env!("CARGO_BIN_EXE_sealgate"))
+                .args(["serve", "--config"])
+                .arg(&config)
+                .env("SECRET", "test-secret")
+                .env("KEY", KEY)
+                .env("RUST_LOG", how.rust_log)
+                .stdout(Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap();
+            let mut s = Sealgate {
+                child,
+                addr,
+                actual: format!("http://{addr}"),
+                dir,
+            };
+            let started = Instant::now();
+            loop {
+                if s.child.try_wait().unwrap().is_some() {
+                    break; // it could not bind the port (or failed otherwise): try again
+                }
+                if listening(s.child.id(), port) {
+                    return s;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "sealgate did not start"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        s
+        panic!("sealgate exited at start five times");
     }
 
     /// A browser whose public origin maps to this process.
@@ -162,6 +175,32 @@ impl Sealgate {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` holds a socket listening on 127.0.0.1:`port` (Linux: the listening
+/// socket's inode in `/proc/net/tcp` is one of the process's open files).
+pub fn listening(pid: u32, port: u16) -> bool {
+    let local = format!("0100007F:{port:04X}");
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 9 && f[1] == local && f[3] == "0A").then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| inodes.iter().any(|i| target.as_os_str() == i.as_str()))
 }
 
 impl Drop for Sealgate {

@@ -18,16 +18,22 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// Starts Redis on a free loopback port.
+    /// Starts Redis on a free loopback port. Redis cannot listen on port 0, so the port is
+    /// picked first and may be taken by another socket before Redis binds it (Redis then exits):
+    /// then it starts again on another port.
     pub fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Redis { port, child: None };
-        r.restart();
-        r
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut r = Redis { port, child: None };
+            if r.launch() {
+                return r;
+            }
+        }
+        panic!("redis-server exited at start five times (ports taken?)");
     }
 
     /// `redis://127.0.0.1:PORT/0`.
@@ -45,6 +51,15 @@ impl Redis {
 
     /// Starts it again on the same port (empty: no persistence, as after losing the data).
     pub fn restart(&mut self) {
+        assert!(
+            self.launch(),
+            "redis-server exited (port {} taken?)",
+            self.port
+        );
+    }
+
+    /// Starts the server on its port; false if it exited before it answered PING.
+    fn launch(&mut self) -> bool {
         self.stop();
         let child = Command::new(binary())
             .args([
@@ -71,12 +86,19 @@ impl Redis {
         self.child = Some(child);
         let started = Instant::now();
         while !self.ping() {
+            if let Some(c) = self.child.as_mut()
+                && c.try_wait().is_ok_and(|status| status.is_some())
+            {
+                self.child = None;
+                return false;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server did not answer PING"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
 
     fn ping(&self) -> bool {

@@ -418,6 +418,50 @@ pub(crate) mod tests {
         pub(crate) fn url(&self) -> String {
             format!("redis://127.0.0.1:{}/0", self.port)
         }
+
+        /// How many `command`s (lower case) the server has run: `INFO commandstats`.
+        pub(crate) fn calls(&self, command: &str) -> u64 {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"INFO commandstats\r\n").unwrap();
+            // A bulk string: `$LEN\r\n` then LEN bytes and `\r\n`.
+            let mut text = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0, "INFO: connection closed");
+                text.extend_from_slice(&buf[..n]);
+                let t = String::from_utf8_lossy(&text);
+                if let Some((head, body)) = t.split_once("\r\n")
+                    && head
+                        .strip_prefix('$')
+                        .and_then(|l| l.parse::<usize>().ok())
+                        .is_some_and(|len| body.len() >= len + 2)
+                {
+                    break;
+                }
+            }
+            let prefix = format!("cmdstat_{command}:calls=");
+            String::from_utf8_lossy(&text)
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .and_then(|rest| rest.split(',').next())
+                .map_or(0, |n| n.parse().unwrap())
+        }
+
+        /// Waits (up to 10 s) until the server has run `command` at least `n` times: to know
+        /// that another task got that far, rather than sleep and hope it did.
+        pub(crate) async fn await_calls(&self, command: &str, n: u64) {
+            let started = std::time::Instant::now();
+            while self.calls(command) < n {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "{command} was not run {n} times"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
     }
 
     impl Drop for RedisServer {
@@ -427,25 +471,32 @@ pub(crate) mod tests {
         }
     }
 
-    /// Starts one and waits until it accepts connections.
+    /// Starts one and waits until it accepts connections. Redis cannot listen on port 0: the
+    /// port is picked first, and another socket may take it before Redis binds it (Redis then
+    /// exits), so a server that exits at start is started again on another port.
     pub(crate) fn redis_server() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        let server = RedisServer { port, child };
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return server;
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("redis-server (apt-get install redis-server)");
+            let mut server = RedisServer { port, child };
+            for _ in 0..500 {
+                if server.child.try_wait().is_ok_and(|s| s.is_some()) {
+                    break; // the port was taken: try another
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return server;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         panic!("redis-server did not start");
     }

@@ -344,6 +344,7 @@ mod tests {
             .unwrap();
         let calls = std::sync::Arc::new(AtomicUsize::new(0));
         let (c2, n) = (std::sync::Arc::clone(&c), std::sync::Arc::clone(&calls));
+        let sets = redis.calls("set");
         let waiting = tokio::spawn(async move {
             c2.refresh_once(&hash, || async move {
                 n.fetch_add(1, Ordering::SeqCst);
@@ -351,7 +352,9 @@ mod tests {
             })
             .await
         });
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // Its second try at the lock: the first found it held (a sleep instead may kill Redis
+        // before this instance ever saw the other holder, and then it rightly redeems itself).
+        redis.await_calls("set", sets + 2).await;
         drop(redis); // killed: the lock and any result it guarded are out of reach
         let outcome = waiting.await.unwrap();
         assert!(

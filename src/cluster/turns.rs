@@ -273,13 +273,15 @@ mod tests {
         let turn = held(&a, &rt1).await.expect("a turn");
         assert_eq!(turn.token, rt1);
         let presented = rt1.clone();
+        let sets = redis.calls("set");
         let waiting = tokio::spawn(async move {
             let t = held(&b, &presented).await.expect("B's turn");
             let token = t.token.clone();
             t.finish(None, 60).await;
             (Some(token), b)
         });
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        // B has tried twice (not merely not started yet: a fixed sleep cannot tell).
+        redis.await_calls("set", sets + 2).await;
         assert!(!waiting.is_finished(), "B waits for A's turn");
         // A's grant rotated rt-1 to rt-2: B, once it has the turn, redeems rt-2.
         turn.finish(Some(&rt2), 60).await;
@@ -306,9 +308,12 @@ mod tests {
         let rt1 = Token::from_issued("rt-1");
         let turn = held(&a, &rt1).await.expect("a turn");
         let (b2, t) = (std::sync::Arc::clone(&b), rt1.clone());
+        let sets = redis.calls("set");
         let waiting =
             tokio::spawn(async move { matches!(b2.take_turn(&t).await, TurnOutcome::Busy) });
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // B's second try at the turn: the first found A holding it (a sleep instead may kill
+        // Redis before B ever saw A's turn, and then B is rightly free to redeem).
+        redis.await_calls("set", sets + 2).await;
         drop(redis); // A's grant may be redeeming rt-1: B must not redeem it as well
         assert!(
             waiting.await.unwrap(),

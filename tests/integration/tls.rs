@@ -161,11 +161,13 @@ async fn https_with_alpn_and_a_certificate_reloaded_on_sighup() {
         dir.join("cert.pem").display(),
         dir.join("key.pem").display()
     );
+    let log = dir.join("sealgate.log");
     let sealgate = Sealgate::spawn(
         &idp,
         upstream,
         Spawn {
             extra: &extra,
+            log_file: Some(log.clone()),
             ..Spawn::default()
         },
     )
@@ -197,7 +199,19 @@ async fn https_with_alpn_and_a_certificate_reloaded_on_sighup() {
     // A broken key is refused on reload: the current certificate stays, the server stays up.
     std::fs::write(dir.join("key.pem"), "not a key").unwrap();
     hup(&sealgate);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the refused reload is logged (a fixed sleep could look before the signal was
+    // handled, and then prove nothing).
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("TLS certificate not reloaded")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the broken reload was not logged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (mut again, cert, _) = connect(sealgate.addr, &[b"http/1.1"]).await;
     assert_eq!(cert, der("tls2.pem"));
     assert_eq!(get(&mut again, "/healthz").await, "HTTP/1.1 200 OK");

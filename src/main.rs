@@ -9,6 +9,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: a proxied request allocates and frees many small
+/// buffers (header maps, HTTP/2 frames, futures), and glibc's malloc was 7–14% of sealgate's
+/// CPU under load (docs/performance.md, round 10). The `mimalloc` feature (on by default).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sealgate: a Backend-for-Frontend that keeps OAuth tokens out of the browser.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about = None)]

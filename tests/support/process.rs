@@ -61,11 +61,7 @@ impl Sealgate {
         // So the child must be seen listening on it itself, and is started again on another
         // port when it exits.
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = super::redis_ops::free_port();
             let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
             let dir =
                 std::env::temp_dir().join(format!("sealgate-child-{}-{port}", std::process::id()));

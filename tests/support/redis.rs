@@ -23,11 +23,7 @@ impl Redis {
     /// then it starts again on another port.
     pub fn start() -> Redis {
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = super::redis_ops::free_port();
             let mut r = Redis { port, child: None };
             if r.launch() {
                 return r;

@@ -58,18 +58,10 @@ impl Redis {
     fn launch(&mut self) -> bool {
         self.stop();
         let child = Command::new(binary())
-            .args([
-                "--port",
+            .args(super::redis_ops::server_args(
                 &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ])
+                &["--protected-mode", "yes"],
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

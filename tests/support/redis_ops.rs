@@ -156,6 +156,23 @@ pub fn server_args(port: &str, extra: &[&str]) -> Vec<String> {
     .collect()
 }
 
+/// `redis-cli` with `options` (TLS, user) against loopback `port`, run in `dir`; its output,
+/// errors included.
+pub fn redis_cli(port: u16, options: &[&str], args: &[&str], dir: &Path) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(options)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("redis-cli");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// One `redis-server` (or sentinel) with fixed arguments, restartable on its port.
 pub struct Node {
     pub port: u16,
@@ -221,18 +238,8 @@ impl Node {
 
     /// `redis-cli` against it; its output (errors included).
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(&self.cli)
-            .args(args)
-            .current_dir(&self.dir)
-            .output()
-            .expect("redis-cli");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        let options: Vec<&str> = self.cli.iter().map(String::as_str).collect();
+        redis_cli(self.port, &options, args, &self.dir)
     }
 
     /// The revocation keys it holds.

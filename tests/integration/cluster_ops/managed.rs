@@ -9,25 +9,17 @@ use super::{PASSWORD, failover_scenario, primary_holding_the_revocation_restarts
 use crate::support::app::PUBLIC;
 use crate::support::idp::FakeIdp;
 use crate::support::process::{Sealgate, Spawn};
-use crate::support::redis_ops::{RedisCluster, Scratch, SentinelAcl, SentinelSet, make_certs};
+use crate::support::redis_ops::{
+    RedisCluster, Scratch, SentinelAcl, SentinelSet, make_certs, redis_cli,
+};
 
 /// The sentinel user's password, given as `env:SECRET` (the harness sets `SECRET` to it, in
 /// process and for a child process alike).
 const SENTINEL_PASSWORD: &str = "test-secret";
 
-/// `redis-cli PING` with neither TLS nor a user: what an unauthenticated client gets.
+/// `redis-cli PING` with no user (and TLS only with `tls`): what an unauthenticated client gets.
 fn anonymous_ping(port: u16, tls: &[&str]) -> String {
-    let out = std::process::Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(tls)
-        .arg("PING")
-        .output()
-        .expect("redis-cli");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    redis_cli(port, tls, &["PING"], &std::env::temp_dir())
 }
 
 /// A child `sealgate serve` with `lines` and debug logs into `log`.

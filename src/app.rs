@@ -11,10 +11,10 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument as _;
 
 use crate::clock::Clock;
-use crate::config::{CsrfMode, Settings};
+use crate::config::{CsrfMode, RouteSettings, Settings};
 use crate::error::{Failure, Rejection};
 use crate::expiring::{ExpiringSet, Full, Seen};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::oidc::{Provider, RefreshError, Refreshed};
 use crate::revocation::{Denylist, Journal, Revocation, RevocationError};
 use crate::seal::jar::{self, IndexSet};
@@ -64,6 +64,28 @@ pub(crate) struct App {
     pub limits: crate::limits::Limits,
     /// Upstreams' latest `DPoP-Nonce`, by origin (RFC 9449 9).
     pub dpop_nonces: crate::dpop::NonceBook,
+    /// What each route needs per request, made once, in the order of `settings.routes`.
+    pub prepared: Vec<PreparedRoute>,
+}
+
+/// A route's per-request parts, made once at start.
+#[derive(Debug)]
+pub(crate) struct PreparedRoute {
+    /// Its metric handles.
+    pub metrics: RouteMetrics,
+    /// Its upstream's scheme, authority and base path (`None`: never for a valid
+    /// configuration; the upstream URI is then built by the URL parser).
+    pub upstream: Option<crate::upstream::Origin>,
+}
+
+impl PreparedRoute {
+    /// The parts of `route`.
+    pub(crate) fn new(route: &RouteSettings) -> Self {
+        Self {
+            metrics: RouteMetrics::new(&route.prefix),
+            upstream: crate::upstream::Origin::new(&route.upstream),
+        }
+    }
 }
 
 /// Chunk deletions a response may carry beyond `max_chunks` (stale chunks of an earlier, larger
@@ -280,6 +302,16 @@ impl App {
         })
     }
 
+    /// The prepared parts of `route` (one of `settings.routes`; `None` for any other).
+    pub(crate) fn prepared(&self, route: &RouteSettings) -> Option<&PreparedRoute> {
+        let i = self
+            .settings
+            .routes
+            .iter()
+            .position(|r| std::ptr::eq(r, route))?;
+        self.prepared.get(i)
+    }
+
     /// Whether the session's last grant is `[session] revalidate_every` or longer ago (never
     /// when revalidation is off).
     pub(crate) fn revalidation_due(&self, session: &Session, now: i64) -> bool {
@@ -320,6 +352,18 @@ impl App {
         if !expiring && !revalidating {
             return RefreshOutcome::Ready { refreshed: false };
         }
+        // Boxed: the refresh's future is large, and most requests never get here.
+        Box::pin(self.refresh_now(session, now, expiring, revalidating)).await
+    }
+
+    /// [`App::refresh_if_due`] once a refresh or a revalidation is due.
+    async fn refresh_now(
+        &self,
+        session: &mut Arc<Session>,
+        now: i64,
+        expiring: bool,
+        revalidating: bool,
+    ) -> RefreshOutcome {
         let Some(refresh) = session.refresh_token.as_ref() else {
             if revalidating {
                 // Nothing to revalidate with: the session ends, and signing in again is the

@@ -159,7 +159,7 @@ pub fn callback_query(data: &[u8]) -> bool {
 /// the proxy accepts must produce an upstream URL on that route's host, under its base path,
 /// even after a URL parser resolves it (no dot segment or encoding escapes the route), and no
 /// segment reads as a dot or empty segment to a servlet container (decoded, `;` parameters
-/// dropped).
+/// dropped). The upstream URI built from the route's origin is the one the URL parser builds.
 pub fn proxy_path(data: &[u8]) -> bool {
     let Ok(path) = std::str::from_utf8(data) else {
         return false;
@@ -212,6 +212,14 @@ pub fn proxy_path(data: &[u8]) -> bool {
     let Some(joined) = crate::proxy::route::upstream_url(matched, path) else {
         return false;
     };
+    // The URI the proxy sends, built from the origin's parts, is the URL parser's, with no
+    // query and with the input as the query too.
+    let origin = crate::upstream::Origin::new(&matched.upstream);
+    for query in [None, Some(path)] {
+        let built = crate::proxy::route::upstream_uri(matched, origin.as_ref(), path, query);
+        let parsed = crate::proxy::route::upstream_uri(matched, None, path, query);
+        assert_eq!(built, parsed, "{path:?} with query {query:?}");
+    }
     let (host, base) = match expected {
         "/api/v2" => ("v2.invalid", "/api/v2"),
         "/api" => ("upstream.invalid", "/base"),

@@ -7,7 +7,7 @@
 //! fixed sets (route prefixes from the configuration, status classes, outcome names), never from
 //! request data, so a client cannot blow up the number of series. Nothing secret is recorded.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
@@ -240,9 +240,104 @@ impl Metrics {
     }
 }
 
+/// One proxied route's series, found once per route rather than per request: a request
+/// records without building its label, hashing it, or taking its family's lock. Each handle is
+/// made in its family on first use, so `/metrics` lists exactly the series it did before.
+#[derive(Debug)]
+pub(crate) struct RouteMetrics {
+    /// The `route` label: the prefix, `/` for the empty one.
+    label: String,
+    /// `sealgate_requests_total{route, class}` for the classes `1xx` … `5xx`.
+    requests: [OnceLock<Counter>; 5],
+    /// `sealgate_upstream_duration_seconds{route}`.
+    upstream_duration: OnceLock<Histogram>,
+}
+
+impl RouteMetrics {
+    /// The handles of the route with `prefix`.
+    pub(crate) fn new(prefix: &str) -> Self {
+        let label = if prefix.is_empty() { "/" } else { prefix };
+        Self {
+            label: label.to_owned(),
+            requests: Default::default(),
+            upstream_duration: OnceLock::new(),
+        }
+    }
+
+    /// The route's `route` label.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Counts a response with `status` on this route.
+    pub(crate) fn count(&self, status: http::StatusCode) {
+        let class = StatusClass::of(status);
+        let create = || {
+            metrics()
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: self.label.clone(),
+                    class,
+                })
+                .clone()
+        };
+        match self.requests.get(usize::from(class.0).wrapping_sub(1)) {
+            Some(cell) => cell.get_or_init(create).inc(),
+            // 6xx … 9xx: never cached (hyper's StatusCode allows them; upstreams hardly send them).
+            None => create().inc(),
+        };
+    }
+
+    /// Records the time until the upstream's response head.
+    pub(crate) fn observe_upstream(&self, elapsed: Duration) {
+        self.upstream_duration
+            .get_or_init(|| {
+                metrics()
+                    .upstream_duration
+                    .get_or_create(&RouteLabel {
+                        route: self.label.clone(),
+                    })
+                    .clone()
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// The process's metrics.
 pub(crate) fn metrics() -> &'static Metrics {
     &METRICS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_routes_handles_count_into_its_series_which_appear_on_first_use() {
+        let page = || metrics().render(0, 0);
+        let m = RouteMetrics::new("/route-metrics-test");
+        assert!(
+            !page().contains("/route-metrics-test"),
+            "no series before use"
+        );
+        m.count(http::StatusCode::OK);
+        m.count(http::StatusCode::NO_CONTENT);
+        m.count(http::StatusCode::BAD_GATEWAY);
+        m.observe_upstream(Duration::from_millis(3));
+        // Another set of handles for the same route (another server in the process) shares
+        // the series.
+        RouteMetrics::new("/route-metrics-test").count(http::StatusCode::OK);
+        let p = page();
+        for line in [
+            r#"sealgate_requests_total{route="/route-metrics-test",class="2xx"} 3"#,
+            r#"sealgate_requests_total{route="/route-metrics-test",class="5xx"} 1"#,
+            r#"sealgate_upstream_duration_seconds_count{route="/route-metrics-test"} 1"#,
+        ] {
+            assert!(p.contains(line), "{line} missing from:\n{p}");
+        }
+        assert!(!p.contains(r#"route="/route-metrics-test",class="4xx""#));
+        assert_eq!(RouteMetrics::new("").label(), "/");
+    }
 }

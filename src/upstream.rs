@@ -131,6 +131,31 @@ pub(crate) fn request(
     })
 }
 
+/// A route's upstream, split once into what every request's URI reuses: the scheme and the
+/// authority as `http` types (a clone shares their bytes) and the base path without its
+/// trailing `/`.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    /// Host and port, as the upstream URL serialises them.
+    pub authority: http::uri::Authority,
+    /// The upstream URL's path without its trailing `/` (empty for the root).
+    pub base_path: String,
+}
+
+impl Origin {
+    /// The parts of `upstream`; `None` when it is not an absolute URI hyper can send to.
+    pub(crate) fn new(upstream: &url::Url) -> Option<Self> {
+        let parts = upstream.as_str().parse::<http::Uri>().ok()?.into_parts();
+        Some(Self {
+            scheme: parts.scheme?,
+            authority: parts.authority?,
+            base_path: upstream.path().trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
 /// `X-Forwarded-Proto` and `X-Forwarded-Host` of the public URL, built once at start.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Forwarded {

@@ -137,7 +137,7 @@ impl Checked {
     ) -> Result<Decision, Failure> {
         match (route.token, self.state) {
             (TokenPolicy::None, _) => Ok(Decision::default()),
-            (TokenPolicy::Client, _) => client_decision(app, route, now).await,
+            (TokenPolicy::Client, _) => Box::pin(client_decision(app, route, now)).await,
             (_, SessionState::Active(mut a)) => {
                 let refreshed = match app.refresh_if_due(&mut a.session, now).await {
                     RefreshOutcome::Ready { refreshed } => refreshed,
@@ -189,7 +189,8 @@ impl Checked {
                         });
                     (bearer, dpop)
                 } else {
-                    let (token, rotated) = own_token::user(app, route, &mut a.session, now).await;
+                    let (token, rotated) =
+                        Box::pin(own_token::user(app, route, &mut a.session, now)).await;
                     a.reseal |= rotated;
                     match token {
                         Ok((bearer, dpop)) => (bearer, dpop),
@@ -215,7 +216,7 @@ impl Checked {
             // them is for signed-in users only.
             (TokenPolicy::Optional, _) if !route.rules.needs_session() => Ok(Decision::default()),
             (TokenPolicy::UserOrClient, _) if !route.rules.needs_session() => {
-                client_decision(app, route, now).await
+                Box::pin(client_decision(app, route, now)).await
             }
             (_, SessionState::Anonymous { seen }) => {
                 Err(Failure::new(Rejection::Unauthenticated, "proxy: anonymous")

@@ -63,25 +63,21 @@ pub(super) struct Sent {
     pub upgrade: Option<(OnUpgrade, OwnedSemaphorePermit)>,
 }
 
-/// Sends `req` to `target` (its query is the request's), with `credentials` attached.
+/// Sends `req` to `uri` (see [`crate::proxy::route::upstream_uri`]), with `credentials`
+/// attached.
 ///
 /// # Errors
-/// 400 for a target that is not a valid URI, 503 when no WebSocket tunnel slot is free, 502
+/// 503 when no WebSocket tunnel slot is free, 502
 /// when the upstream cannot be reached, 504 when it does not answer within the route's timeout.
 pub(super) async fn send(
     app: &App,
     route: &RouteSettings,
     mut req: Request<Incoming>,
-    mut target: url::Url,
+    uri: Uri,
     mut credentials: Credentials,
     context: RequestContext<'_>,
     websocket: bool,
 ) -> Result<Sent, Failure> {
-    target.set_query(req.uri().query());
-    let uri: Uri = target
-        .as_str()
-        .parse()
-        .map_err(|_| Failure::new(Rejection::BadRequest, "proxy: bad target URI"))?;
     let upgrade = if websocket {
         let slot = websocket::take_slot(app)?;
         Some((hyper::upgrade::on(&mut req), slot))
@@ -110,15 +106,16 @@ pub(super) async fn send(
     let response = match dpop {
         None => {
             let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed());
-            dispatch(route, protocol, upstream_req).await?
+            dispatch(app, route, protocol, upstream_req).await?
         }
         Some((binding, now)) => {
+            let url = parts.uri.to_string();
             let proving = Proving {
                 binding: &binding,
-                url: target.as_str(),
+                url: &url,
                 now,
             };
-            send_with_proof(app, route, protocol, parts, body, proving).await?
+            Box::pin(send_with_proof(app, route, protocol, parts, body, proving)).await?
         }
     };
     Ok(Sent { response, upgrade })
@@ -126,6 +123,7 @@ pub(super) async fn send(
 
 /// Sends one request through this thread's client for `protocol`, within the route's timeout.
 async fn dispatch(
+    app: &App,
     route: &RouteSettings,
     protocol: Protocol,
     mut upstream_req: Request<Body>,
@@ -148,12 +146,15 @@ async fn dispatch(
     if let Ok(Ok(response)) = &answer {
         spans::record_status(&span, response.status());
     }
-    metrics()
-        .upstream_duration
-        .get_or_create(&RouteLabel {
-            route: route.prefix.clone(),
-        })
-        .observe(started.elapsed().as_secs_f64());
+    match app.prepared(route) {
+        Some(p) => p.metrics.observe_upstream(started.elapsed()),
+        None => metrics()
+            .upstream_duration
+            .get_or_create(&RouteLabel {
+                route: route.prefix.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64()),
+    }
     answer
         .map_err(|_| {
             Failure::new(
@@ -240,7 +241,7 @@ async fn send_with_proof(
                 ));
             }
         };
-        let response = dispatch(route, protocol, Request::from_parts(head, body)).await?;
+        let response = dispatch(app, route, protocol, Request::from_parts(head, body)).await?;
         let given = dpop::nonce_of(response.headers()).map(str::to_owned);
         if let Some(given) = &given {
             app.dpop_nonces.put(origin, given);

@@ -77,7 +77,8 @@ pub(crate) async fn handle(
             .check_route_session(route, &session.id)
             .map_err(|l| l.into_failure(&route.prefix))?;
     }
-    let target = route::upstream_url(route, req.uri().path())
+    let origin = app.prepared(route).and_then(|p| p.upstream.as_ref());
+    let target = route::upstream_uri(route, origin, req.uri().path(), req.uri().query())
         .ok_or_else(|| Failure::new(Rejection::BadRequest, "proxy: unsafe path"))?;
     let decision = checked.decide(app, route, websocket, now).await?;
     let sent = forward::send(

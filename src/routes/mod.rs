@@ -15,6 +15,7 @@ mod login;
 mod logout;
 mod user;
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -58,7 +59,11 @@ pub(crate) async fn handle(
     }
     // Matched once: the metrics label and the routing below use the same answer.
     let matched = proxy::route::match_route(&app.settings.routes, req.uri().path());
-    let label = route_label(&app, req.uri().path(), matched);
+    let route_metrics = matched.and_then(|r| app.prepared(r)).map(|p| &p.metrics);
+    let label: Cow<'_, str> = match route_metrics {
+        Some(m) => Cow::Borrowed(m.label()),
+        None => Cow::Owned(route_label(&app, req.uri().path(), matched)),
+    };
     let id = RequestId::for_request(req.headers());
     let span = tracing::info_span!("request", id = %id.0, method = %req.method(), route = %label);
     let header = request_id_header(&id);
@@ -94,13 +99,18 @@ pub(crate) async fn handle(
             .headers_mut()
             .insert(crate::header_names::X_REQUEST_ID, v);
     }
-    metrics()
-        .requests
-        .get_or_create(&RequestLabels {
-            route: label,
-            class: StatusClass::of(response.status()),
-        })
-        .inc();
+    match route_metrics {
+        Some(m) => m.count(response.status()),
+        None => {
+            metrics()
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: label.into_owned(),
+                    class: StatusClass::of(response.status()),
+                })
+                .inc();
+        }
+    }
     Ok(response)
 }
 
@@ -180,6 +190,9 @@ fn callback_provider<'a>(app: &'a App, endpoint: &str) -> Option<&'a crate::oidc
     app.provider_at_callback(tag)
 }
 
+/// The BFF endpoints' and the static files' futures are boxed: they are rare next to proxied
+/// calls, and unboxed they would make every request's future (allocated and moved per request)
+/// as large as the largest of them.
 async fn route(
     app: &App,
     req: Request<Incoming>,
@@ -202,26 +215,26 @@ async fn route(
         return match (endpoint, req.method()) {
             ("/login", &Method::GET) => {
                 limit(Endpoint::Login)?;
-                login::login(app, &req, now).await
+                Box::pin(login::login(app, &req, now)).await
             }
             (callback, &Method::GET) if callback_provider(app, callback).is_some() => {
                 limit(Endpoint::Callback)?;
                 let provider = callback_provider(app, callback).ok_or_else(|| {
                     Failure::new(Rejection::Internal, "callback provider vanished")
                 })?;
-                let r = callback::callback(app, provider, &req, now).await;
+                let r = Box::pin(callback::callback(app, provider, &req, now)).await;
                 count_outcome(&metrics().logins, &r);
                 r
             }
-            ("/user", &Method::GET) => user::user(app, &req, now).await,
+            ("/user", &Method::GET) => Box::pin(user::user(app, &req, now)).await,
             ("/logout", &Method::GET | &Method::POST) => {
-                let r = logout::logout(app, &req, now).await;
+                let r = Box::pin(logout::logout(app, &req, now)).await;
                 count_outcome(&metrics().logouts, &r);
                 r
             }
             ("/backchannel-logout", &Method::POST) => {
                 limit(Endpoint::BackchannelLogout)?;
-                let r = backchannel::backchannel_logout(app, req, now).await;
+                let r = Box::pin(backchannel::backchannel_logout(app, req, now)).await;
                 count_outcome(&metrics().backchannel_logouts, &r);
                 r
             }
@@ -249,7 +262,7 @@ async fn route(
     }
     // Last: the SPA's files, for whatever nothing above handles.
     if let Some(site) = &app.settings.static_files {
-        return static_files::serve(site, &req).await;
+        return Box::pin(static_files::serve(site, &req)).await;
     }
     Err(Failure::new(Rejection::NotFound, path.to_owned()))
 }

@@ -231,6 +231,11 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         limits: crate::limits::Limits::new(&settings.limits, &settings.routes),
         identity_headers: identity_headers(&settings.routes),
         dpop_nonces: crate::dpop::NonceBook::default(),
+        prepared: settings
+            .routes
+            .iter()
+            .map(crate::app::PreparedRoute::new)
+            .collect(),
         settings,
     });
     let (stop, stopped) = watch::channel(false);

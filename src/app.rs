@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::config::{CsrfMode, RouteSettings, Settings};
 use crate::error::{Failure, Rejection};
 use crate::expiring::{ExpiringSet, Full, Seen};
-use crate::metrics::{Metrics, RouteMetrics};
+use crate::metrics::Metrics;
 use crate::oidc::{Provider, RefreshError, Refreshed};
 use crate::revocation::{Denylist, Journal, Revocation, RevocationError};
 use crate::seal::jar::{self, IndexSet};
@@ -65,27 +65,7 @@ pub(crate) struct App {
     /// Upstreams' latest `DPoP-Nonce`, by origin (RFC 9449 9).
     pub dpop_nonces: crate::dpop::NonceBook,
     /// What each route needs per request, made once, in the order of `settings.routes`.
-    pub prepared: Vec<PreparedRoute>,
-}
-
-/// A route's per-request parts, made once at start.
-#[derive(Debug)]
-pub(crate) struct PreparedRoute {
-    /// Its metric handles.
-    pub metrics: RouteMetrics,
-    /// Its upstream's scheme, authority and base path (`None`: never for a valid
-    /// configuration; the upstream URI is then built by the URL parser).
-    pub upstream: Option<crate::upstream::Origin>,
-}
-
-impl PreparedRoute {
-    /// The parts of `route`.
-    pub(crate) fn new(route: &RouteSettings) -> Self {
-        Self {
-            metrics: RouteMetrics::new(&route.prefix),
-            upstream: crate::upstream::Origin::new(&route.upstream),
-        }
-    }
+    pub prepared: Vec<crate::upstream::PreparedRoute>,
 }
 
 /// Chunk deletions a response may carry beyond `max_chunks` (stale chunks of an earlier, larger
@@ -303,7 +283,10 @@ impl App {
     }
 
     /// The prepared parts of `route` (one of `settings.routes`; `None` for any other).
-    pub(crate) fn prepared(&self, route: &RouteSettings) -> Option<&PreparedRoute> {
+    pub(crate) fn prepared(
+        &self,
+        route: &RouteSettings,
+    ) -> Option<&crate::upstream::PreparedRoute> {
         let i = self
             .settings
             .routes

@@ -1,5 +1,6 @@
-//! How sealgate talks to the proxied APIs: pooled HTTP clients, one set per thread, and the
-//! forwarding headers it adds to every upstream request.
+//! How sealgate talks to the proxied APIs: pooled HTTP clients, one set per thread, the
+//! forwarding headers it adds to every upstream request, and what each route's requests reuse
+//! (its upstream's origin and its metric handles), prepared once at start.
 //!
 //! The clients are thread-local: a server's worker threads each run one single-threaded
 //! runtime, so the connections a worker opens are driven by that runtime, and a request and its
@@ -153,6 +154,31 @@ impl Origin {
             authority: parts.authority?,
             base_path: upstream.path().trim_end_matches('/').to_owned(),
         })
+    }
+}
+
+/// A route's per-request parts, made once at start.
+#[derive(Debug)]
+pub(crate) struct PreparedRoute {
+    /// Its metric handles.
+    pub metrics: crate::metrics::RouteMetrics,
+    /// Its upstream's scheme, authority and base path (`None`: never for a valid
+    /// configuration; the upstream URI is then built by the URL parser).
+    pub upstream: Option<Origin>,
+}
+
+impl PreparedRoute {
+    /// The parts of `route`.
+    pub(crate) fn new(route: &crate::config::RouteSettings) -> Self {
+        Self {
+            metrics: crate::metrics::RouteMetrics::new(&route.prefix),
+            upstream: Origin::new(&route.upstream),
+        }
+    }
+
+    /// The parts of each of `routes`, in their order.
+    pub(crate) fn all(routes: &[crate::config::RouteSettings]) -> Vec<Self> {
+        routes.iter().map(Self::new).collect()
     }
 }
 

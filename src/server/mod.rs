@@ -231,11 +231,7 @@ pub async fn start(settings: Settings, options: Options) -> Result<Running, Star
         limits: crate::limits::Limits::new(&settings.limits, &settings.routes),
         identity_headers: identity_headers(&settings.routes),
         dpop_nonces: crate::dpop::NonceBook::default(),
-        prepared: settings
-            .routes
-            .iter()
-            .map(crate::app::PreparedRoute::new)
-            .collect(),
+        prepared: crate::upstream::PreparedRoute::all(&settings.routes),
         settings,
     });
     let (stop, stopped) = watch::channel(false);

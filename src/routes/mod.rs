@@ -59,10 +59,17 @@ pub(crate) async fn handle(
     }
     // Matched once: the metrics label and the routing below use the same answer.
     let matched = proxy::route::match_route(&app.settings.routes, req.uri().path());
-    let route_metrics = matched.and_then(|r| app.prepared(r)).map(|p| &p.metrics);
-    let label: Cow<'_, str> = match route_metrics {
-        Some(m) => Cow::Borrowed(m.label()),
-        None => Cow::Owned(route_label(&app, req.uri().path(), matched)),
+    // A proxied route's handles carry its label; sealgate's own endpoints have theirs even
+    // under a route's prefix (a route for `/` matches every path).
+    let own = own_label(&app, req.uri().path());
+    let route_metrics = matched
+        .filter(|_| own.is_none())
+        .and_then(|r| app.prepared(r))
+        .map(|p| &p.metrics);
+    let label: Cow<'_, str> = match (own, route_metrics) {
+        (Some(own), _) => Cow::Owned(own),
+        (None, Some(m)) => Cow::Borrowed(m.label()),
+        (None, None) => Cow::Owned(route_label(&app, req.uri().path(), matched)),
     };
     let id = RequestId::for_request(req.headers());
     let span = tracing::info_span!("request", id = %id.0, method = %req.method(), route = %label);
@@ -150,21 +157,29 @@ fn count_outcome(
     crate::metrics::Metrics::outcome(family, "failure", reason);
 }
 
-/// The metrics label of the handler for `path`: one of a fixed set, never request data.
-fn route_label(app: &App, path: &str, matched: Option<&RouteSettings>) -> String {
+/// The metrics label of a path under the BFF prefix or of a health endpoint; `None` for the
+/// paths routes and the static files serve.
+fn own_label(app: &App, path: &str) -> Option<String> {
     let bff = app.settings.bff.prefix.as_str();
     if let Some(endpoint) = path.strip_prefix(bff).filter(|r| r.starts_with('/')) {
-        return match endpoint {
+        return Some(match endpoint {
             "/login" | "/callback" | "/user" | "/logout" | "/backchannel-logout" => {
                 format!("{bff}{endpoint}")
             }
             _ if callback_provider(app, endpoint).is_some() => format!("{bff}/callback"),
             _ => format!("{bff}/*"),
-        };
+        });
     }
     match path {
-        "/healthz" | "/readyz" | "/metrics" => return path.to_owned(),
-        _ => {}
+        "/healthz" | "/readyz" | "/metrics" => Some(path.to_owned()),
+        _ => None,
+    }
+}
+
+/// The metrics label of the handler for `path`: one of a fixed set, never request data.
+fn route_label(app: &App, path: &str, matched: Option<&RouteSettings>) -> String {
+    if let Some(own) = own_label(app, path) {
+        return own;
     }
     if let Some(route) = matched {
         return if route.prefix.is_empty() {

@@ -139,3 +139,51 @@ async fn readyz_is_ready_without_a_cluster() {
     assert_eq!(r.json()["cluster"], "not configured");
     assert_eq!(r.json()["idp"], "ok");
 }
+
+#[tokio::test]
+async fn under_a_route_for_every_path_sealgates_own_endpoints_keep_their_labels() {
+    // Its upstream is down: a proxied request is a 502, counted under the route.
+    let h = Harness::start_with(
+        |_| {},
+        "toml.[[routes]]\ntoml.prefix = \"/\"\ntoml.upstream = \"http://127.0.0.1:9\"\n\
+         toml.token = \"none\"",
+    )
+    .await;
+    let before = scrape(&h).await;
+    let mut b = h.browser();
+    assert_eq!(
+        b.get(&Harness::url("/bff/user"), &[("x-csrf", "1")])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(b.get(&Harness::url("/healthz"), &[]).await.status, 200);
+    let r = b.get(&Harness::url("/elsewhere"), &[("x-csrf", "1")]).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    let after = scrape(&h).await;
+    let delta = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(
+        delta(r#"sealgate_requests_total{route="/bff/user",class="4xx"}"#),
+        1.0
+    );
+    assert_eq!(
+        delta(r#"sealgate_requests_total{route="/healthz",class="2xx"}"#),
+        1.0
+    );
+    assert_eq!(
+        delta(r#"sealgate_requests_total{route="/",class="5xx"}"#),
+        1.0
+    );
+    assert_eq!(
+        delta(r#"sealgate_requests_total{route="/",class="4xx"}"#),
+        0.0
+    );
+    assert_eq!(
+        delta(r#"sealgate_requests_total{route="/",class="2xx"}"#),
+        0.0
+    );
+    assert_eq!(
+        delta(r#"sealgate_upstream_duration_seconds_count{route="/"}"#),
+        1.0
+    );
+}

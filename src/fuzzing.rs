@@ -167,23 +167,7 @@ pub fn proxy_path(data: &[u8]) -> bool {
     let route = |prefix: &str, upstream: &str, strip_prefix: bool| {
         url::Url::parse(upstream)
             .ok()
-            .map(|upstream| crate::config::RouteSettings {
-                prefix: prefix.into(),
-                upstream,
-                token: crate::config::TokenPolicy::None,
-                route_token: crate::config::RouteToken::Default,
-                provider: None,
-                strip_prefix,
-                methods: Vec::new(),
-                timeout: std::time::Duration::from_secs(1),
-                websocket: false,
-                forward_cookies: crate::config::CookieForwarding::None,
-                http2: false,
-                rules: crate::config::RouteRules::default(),
-                key: format!("routes[{prefix}]"),
-                index: 0,
-                limits: None,
-            })
+            .map(|upstream| crate::config::RouteSettings::plain(prefix, upstream, strip_prefix))
     };
     // Longest prefix first, as `Settings` sorts them; "/" is stored as the empty prefix.
     let (Some(v2), Some(api), Some(root)) = (

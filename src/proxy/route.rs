@@ -100,23 +100,7 @@ mod tests {
     use super::*;
 
     fn route(prefix: &str, upstream: &str, strip_prefix: bool) -> RouteSettings {
-        RouteSettings {
-            prefix: prefix.into(),
-            upstream: url::Url::parse(upstream).unwrap(),
-            token: crate::config::TokenPolicy::None,
-            route_token: crate::config::RouteToken::Default,
-            provider: None,
-            strip_prefix,
-            methods: Vec::new(),
-            timeout: std::time::Duration::from_secs(1),
-            websocket: false,
-            forward_cookies: crate::config::CookieForwarding::None,
-            http2: false,
-            rules: crate::config::RouteRules::default(),
-            key: format!("routes[{prefix}]"),
-            index: 0,
-            limits: None,
-        }
+        RouteSettings::plain(prefix, url::Url::parse(upstream).unwrap(), strip_prefix)
     }
 
     fn routes() -> [RouteSettings; 4] {

@@ -153,6 +153,32 @@ pub fn callback_query(data: &[u8]) -> bool {
     true
 }
 
+/// A route from `prefix` (`""` for `/`) to `upstream` with every other setting at its default
+/// and `token = "none"`: what [`proxy_path`] and the path tests route through.
+pub(crate) fn plain_route(
+    prefix: &str,
+    upstream: url::Url,
+    strip_prefix: bool,
+) -> crate::config::RouteSettings {
+    crate::config::RouteSettings {
+        prefix: prefix.into(),
+        upstream,
+        token: crate::config::TokenPolicy::None,
+        route_token: crate::config::RouteToken::Default,
+        provider: None,
+        strip_prefix,
+        methods: Vec::new(),
+        timeout: std::time::Duration::from_secs(1),
+        websocket: false,
+        forward_cookies: crate::config::CookieForwarding::None,
+        http2: false,
+        rules: crate::config::RouteRules::default(),
+        key: format!("routes[{prefix}]"),
+        index: 0,
+        limits: None,
+    }
+}
+
 /// Treats `data` as a request path against three routes: `/api` → `http://upstream.invalid/base`
 /// (prefix stripped), `/api/v2` → `http://v2.invalid/` (prefix kept) and `/` → `http://spa.invalid/`.
 /// The chosen route must be the longest prefix that matches at a segment boundary, and a path
@@ -167,7 +193,7 @@ pub fn proxy_path(data: &[u8]) -> bool {
     let route = |prefix: &str, upstream: &str, strip_prefix: bool| {
         url::Url::parse(upstream)
             .ok()
-            .map(|upstream| crate::config::RouteSettings::plain(prefix, upstream, strip_prefix))
+            .map(|upstream| plain_route(prefix, upstream, strip_prefix))
     };
     // Longest prefix first, as `Settings` sorts them; "/" is stored as the empty prefix.
     let (Some(v2), Some(api), Some(root)) = (

@@ -479,30 +479,6 @@ pub struct RouteSettings {
     pub limits: Option<Limit>,
 }
 
-impl RouteSettings {
-    /// A route from `prefix` (`""` for `/`) to `upstream` with every other setting at its
-    /// default and `token = "none"`: what the fuzz targets and the path tests route through.
-    pub(crate) fn plain(prefix: &str, upstream: Url, strip_prefix: bool) -> Self {
-        Self {
-            prefix: prefix.into(),
-            upstream,
-            token: TokenPolicy::None,
-            route_token: RouteToken::Default,
-            provider: None,
-            strip_prefix,
-            methods: Vec::new(),
-            timeout: Duration::from_secs(1),
-            websocket: false,
-            forward_cookies: CookieForwarding::None,
-            http2: false,
-            rules: RouteRules::default(),
-            key: format!("routes[{prefix}]"),
-            index: 0,
-            limits: None,
-        }
-    }
-}
-
 /// Which browser cookies a route forwards. sealgate's own cookies are never forwarded.
 ///
 /// The default is [`CookieForwarding::None`]: the upstream authenticates the bearer token, and

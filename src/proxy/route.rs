@@ -100,7 +100,7 @@ mod tests {
     use super::*;
 
     fn route(prefix: &str, upstream: &str, strip_prefix: bool) -> RouteSettings {
-        RouteSettings::plain(prefix, url::Url::parse(upstream).unwrap(), strip_prefix)
+        crate::fuzzing::plain_route(prefix, url::Url::parse(upstream).unwrap(), strip_prefix)
     }
 
     fn routes() -> [RouteSettings; 4] {

@@ -69,7 +69,7 @@ pub(crate) async fn handle(
     let label: Cow<'_, str> = match (own, route_metrics) {
         (Some(own), _) => Cow::Owned(own),
         (None, Some(m)) => Cow::Borrowed(m.label()),
-        (None, None) => Cow::Owned(route_label(&app, req.uri().path(), matched)),
+        (None, None) => Cow::Owned(served_label(&app, matched)),
     };
     let id = RequestId::for_request(req.headers());
     let span = tracing::info_span!("request", id = %id.0, method = %req.method(), route = %label);
@@ -176,11 +176,9 @@ fn own_label(app: &App, path: &str) -> Option<String> {
     }
 }
 
-/// The metrics label of the handler for `path`: one of a fixed set, never request data.
-fn route_label(app: &App, path: &str, matched: Option<&RouteSettings>) -> String {
-    if let Some(own) = own_label(app, path) {
-        return own;
-    }
+/// The metrics label of a path [`own_label`] does not name: its route's prefix, `static` or
+/// `unmatched` (one of a fixed set, never request data).
+fn served_label(app: &App, matched: Option<&RouteSettings>) -> String {
     if let Some(route) = matched {
         return if route.prefix.is_empty() {
             "/".to_owned()

@@ -137,8 +137,7 @@ async fn dispatch(
     // With traces exported: a client span per attempt, named in the upstream's `traceparent`.
     let span = spans::upstream_span(upstream_req.method(), &route.prefix, upstream_req.uri());
     spans::inject(&span, upstream_req.headers_mut());
-    let pending =
-        upstream::request(protocol, upstream_req).map_err(|e| bad_gateway(error_chain(&e)))?;
+    let pending = upstream::request(protocol, upstream_req);
     let started = std::time::Instant::now();
     let answer = tokio::time::timeout(route.timeout, pending)
         .instrument(span.clone())

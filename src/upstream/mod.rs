@@ -7,9 +7,12 @@
 //! upstream call never cross threads (on a busy multi-threaded runtime those wake-ups cost more
 //! than the proxying itself). Nothing here knows about workers or the server: a thread's first
 //! upstream request builds its set.
+//!
+//! A plain-HTTP upstream of the default protocol (the common case, and the proxy's hot path)
+//! is served by [`h1`], this thread's own pool of HTTP/1.1 connections made with hyper's
+//! connection API; HTTPS, HTTP/2 and WebSocket upstreams by hyper-util's pooled clients.
 
 use std::cell::OnceCell;
-use std::time::Duration;
 
 use http::HeaderValue;
 use hyper_rustls::HttpsConnector;
@@ -19,6 +22,10 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::outbound::{TlsError, tls_roots};
 use crate::response::Body;
+
+mod h1;
+
+use h1::MAX_IDLE_PER_HOST;
 
 /// One pooled upstream client.
 type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
@@ -33,13 +40,6 @@ pub(crate) enum Protocol {
     /// HTTP/1.1 only, for WebSocket upgrades (RFC 6455 needs HTTP/1.1).
     Http1,
 }
-
-/// Idle connections each thread's client keeps per upstream (as nginx's `keepalive 256` per
-/// worker): a burst of N concurrent requests opens N connections, but only this many stay open
-/// afterwards (each costs buffers here and a connection at the upstream). 64 was too few for
-/// HTTP/2 clients: 32 connections × 10 streams keep ~160 requests in flight per thread, and
-/// each one that found no idle connection opened (and then closed) its own.
-const MAX_IDLE_PER_HOST: usize = 256;
 
 /// The three clients of one thread.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ impl Clients {
         let tcp = || {
             let mut http = HttpConnector::new();
             http.enforce_http(false);
-            http.set_connect_timeout(Some(Duration::from_secs(10)));
+            http.set_connect_timeout(Some(h1::CONNECT_TIMEOUT));
             http.set_nodelay(true);
             http
         };
@@ -110,26 +110,65 @@ pub(crate) fn check() -> Result<(), TlsError> {
     Clients::new().map(drop)
 }
 
-/// Sends `req` through this thread's pooled client for `protocol`. The future must be awaited
-/// on this thread (as the proxy does): hyper-util's client connects when it is first polled,
-/// and the connection it opens joins this thread's pool.
+/// Why an upstream request got no response.
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// This thread's clients cannot be built (see [`check`]).
+    Tls(TlsError),
+    /// From hyper-util's pooled client (HTTPS, HTTP/2 and WebSocket upstreams).
+    Client(hyper_util::client::legacy::Error),
+    /// From this thread's plain HTTP/1.1 connections.
+    Plain(h1::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Tls(e) => e.fmt(f),
+            Error::Client(e) => e.fmt(f),
+            Error::Plain(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Tls(e) => e.source(),
+            Error::Client(e) => e.source(),
+            Error::Plain(e) => e.source(),
+        }
+    }
+}
+
+/// Sends `req` (an absolute URI) to its upstream, and waits for the response head. Must be
+/// awaited on this thread (as the proxy does): the connection it opens joins this thread's
+/// pool, driven by this thread's runtime.
+///
+/// A plain-HTTP request of the default protocol goes over this thread's HTTP/1.1 connections
+/// ([`h1`]); the rest through this thread's hyper-util client for `protocol`.
 ///
 /// # Errors
-/// When this thread's clients cannot be built (see [`check`]).
-pub(crate) fn request(
+/// When no connection can be made, the exchange fails, or this thread's clients cannot be
+/// built (see [`check`]).
+pub(crate) async fn request(
     protocol: Protocol,
     req: http::Request<Body>,
-) -> Result<ResponseFuture, TlsError> {
-    CLIENTS.with(|cell| {
+) -> Result<http::Response<hyper::body::Incoming>, Error> {
+    if protocol == Protocol::Default && req.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+        return h1::send(req).await.map_err(Error::Plain);
+    }
+    let pending = CLIENTS.with(|cell| {
         let clients = match cell.get() {
             Some(c) => c,
             None => {
-                let built = Clients::new()?;
+                let built = Clients::new().map_err(Error::Tls)?;
                 cell.get_or_init(|| built)
             }
         };
-        Ok(clients.get(protocol).request(req))
-    })
+        Ok::<ResponseFuture, Error>(clients.get(protocol).request(req))
+    })?;
+    pending.await.map_err(Error::Client)
 }
 
 /// A route's upstream, split once into what every request's URI reuses: the scheme and the

@@ -1,0 +1,253 @@
+//! This thread's HTTP/1.1 connections to plain-HTTP upstreams, kept for reuse (the hot path of
+//! the proxy: most upstreams are plain HTTP/1.1 behind the BFF on a private network).
+//!
+//! It does what hyper-util's pooled client does for such a request, without its costs: that
+//! client keys a mutex-guarded map with SipHash, races a checkout against a lazy connect, and
+//! spawns a task per request that waits for the connection to be idle again before it returns
+//! to the pool. Here a connection's [`SendRequest`] goes back to the pool as soon as the
+//! response head arrives, and a checkout takes only one that hyper says is ready (its previous
+//! response has been read to the end, and the connection is still open): hyper, not this
+//! module, decides when a connection can carry another request.
+//!
+//! What it keeps from hyper-util's behaviour:
+//! - The request goes in origin form (`GET /path?query`), with `Host` set from the upstream's
+//!   host and non-default port.
+//! - A request that a reused connection refused before writing a byte of it (the upstream had
+//!   closed it while idle) is sent again on a new connection; one that may have reached the
+//!   upstream is never sent twice.
+//! - At most [`MAX_IDLE_PER_HOST`] idle connections per upstream; none older than
+//!   [`IDLE_TIMEOUT`] is reused (an old one is closed when a request next looks at the pool).
+//! - Connecting gives up after [`CONNECT_TIMEOUT`]; `TCP_NODELAY` is set; each address the
+//!   host resolves to is tried in turn.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use http::header::HOST;
+use http::uri::{Authority, PathAndQuery};
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{Builder, SendRequest};
+use hyper_util::rt::TokioIo;
+
+use crate::response::Body;
+
+/// Idle connections each thread's client keeps per upstream (as nginx's `keepalive 256` per
+/// worker): a burst of N concurrent requests opens N connections, but only this many stay open
+/// afterwards (each costs buffers here and a connection at the upstream). 64 was too few for
+/// HTTP/2 clients: 32 connections × 10 streams keep ~160 requests in flight per thread, and
+/// each one that found no idle connection opened (and then closed) its own.
+pub(super) const MAX_IDLE_PER_HOST: usize = 256;
+
+/// How long connecting to an upstream may take (as the pooled clients' connector).
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an idle connection stays reusable (hyper-util's default).
+pub(super) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// The URI has no host (never for a route's upstream).
+    NoHost,
+    /// No connection could be made.
+    Connect(std::io::Error),
+    /// Connecting took longer than [`CONNECT_TIMEOUT`].
+    ConnectTimeout,
+    /// The HTTP/1.1 exchange failed.
+    Http(hyper::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NoHost => f.write_str("upstream URI has no host"),
+            Error::Connect(_) => f.write_str("cannot connect"),
+            Error::ConnectTimeout => f.write_str("connecting timed out"),
+            Error::Http(_) => f.write_str("HTTP/1.1 exchange failed"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connect(e) => Some(e),
+            Error::Http(e) => Some(e),
+            Error::NoHost | Error::ConnectTimeout => None,
+        }
+    }
+}
+
+/// One upstream's idle connections.
+struct Host {
+    authority: Authority,
+    /// The `Host` header its requests carry.
+    host: HeaderValue,
+    /// Most recently returned last.
+    idle: VecDeque<Idle>,
+}
+
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+thread_local! {
+    /// This thread's upstreams (a handful: a linear search beats hashing).
+    static POOL: RefCell<Vec<Host>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Sends `req` (an absolute `http` URI) over one of this thread's connections to its
+/// upstream, or a new one.
+///
+/// # Errors
+/// When no connection can be made, or the exchange fails.
+pub(crate) async fn send(mut req: Request<Body>) -> Result<Response<Incoming>, Error> {
+    let uri = req.uri();
+    let authority = uri.authority().ok_or(Error::NoHost)?.clone();
+    let host = host_header(uri).ok_or(Error::NoHost)?;
+    let origin_form = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(origin_form);
+    req.headers_mut().entry(HOST).or_insert(host);
+    loop {
+        let (mut sender, reused) = match checkout(&authority) {
+            Some(s) => {
+                tracing::debug!(upstream = %authority, "reusing an idle connection");
+                (s, true)
+            }
+            None => (connect(&authority).await?, false),
+        };
+        match sender.try_send_request(req).await {
+            Ok(response) => {
+                checkin(&authority, sender);
+                return Ok(response);
+            }
+            Err(mut e) => match e.take_message() {
+                // Not a byte of it was written: a reused connection the upstream had closed.
+                Some(back) if reused => req = back,
+                _ => return Err(Error::Http(e.into_error())),
+            },
+        }
+    }
+}
+
+/// A ready idle connection to `authority`, closing the ones that are closed or too old.
+fn checkout(authority: &Authority) -> Option<SendRequest<Body>> {
+    POOL.with_borrow_mut(|pool| {
+        let host = pool.iter_mut().find(|h| h.authority == *authority)?;
+        let now = Instant::now();
+        // The oldest are at the front.
+        while host
+            .idle
+            .front()
+            .is_some_and(|i| i.sender.is_closed() || now.duration_since(i.since) > IDLE_TIMEOUT)
+        {
+            host.idle.pop_front();
+        }
+        // Newest first: the warmest connection, and the one most likely done with its body.
+        let mut i = host.idle.len();
+        while i > 0 {
+            i -= 1;
+            let candidate = &host.idle[i].sender;
+            if candidate.is_closed() {
+                host.idle.remove(i);
+            } else if candidate.is_ready() {
+                return host.idle.remove(i).map(|idle| idle.sender);
+            }
+        }
+        None
+    })
+}
+
+/// Returns `sender` to the pool (closing it when the pool for `authority` is full).
+fn checkin(authority: &Authority, sender: SendRequest<Body>) {
+    if sender.is_closed() {
+        return;
+    }
+    POOL.with_borrow_mut(|pool| {
+        let index = match pool.iter().position(|h| h.authority == *authority) {
+            Some(i) => i,
+            None => {
+                let Some(host) = host_header_of(authority) else {
+                    return;
+                };
+                pool.push(Host {
+                    authority: authority.clone(),
+                    host,
+                    idle: VecDeque::new(),
+                });
+                pool.len() - 1
+            }
+        };
+        let host = &mut pool[index];
+        if host.idle.len() < MAX_IDLE_PER_HOST {
+            tracing::debug!(upstream = %authority, "pooling the connection");
+            host.idle.push_back(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    });
+}
+
+/// A new connection to `authority`, its HTTP/1.1 exchange driven by a task of this thread.
+async fn connect(authority: &Authority) -> Result<SendRequest<Body>, Error> {
+    let port = authority.port_u16().unwrap_or(80);
+    let host = authority.host();
+    // `[::1]` names an IPv6 address; the resolver wants it bare.
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    tracing::debug!(upstream = %authority, "connecting");
+    let stream = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| Error::ConnectTimeout)?
+    .map_err(Error::Connect)?;
+    stream.set_nodelay(true).map_err(Error::Connect)?;
+    tracing::debug!(upstream = %authority, peer = ?stream.peer_addr().ok(), "connected");
+    // Flattened writes: for small heads, one larger copy beats a vectored write.
+    let (sender, connection) = Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(Error::Http)?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %crate::outbound::error_chain(&e), "upstream connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// The `Host` header for `uri`: its host, and its port unless it is 80.
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    // The pool keeps it per upstream; only a first request builds it.
+    let authority = uri.authority()?;
+    POOL.with_borrow(|pool| {
+        pool.iter()
+            .find(|h| h.authority == *authority)
+            .map(|h| h.host.clone())
+    })
+    .or_else(|| host_header_of(authority))
+}
+
+fn host_header_of(authority: &Authority) -> Option<HeaderValue> {
+    let host = authority.host();
+    let value = match authority.port_u16() {
+        Some(port) if port != 80 => format!("{host}:{port}"),
+        _ => host.to_owned(),
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
+#[cfg(test)]
+mod tests;

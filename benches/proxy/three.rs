@@ -1,6 +1,7 @@
 //! three: three sealgate processes behind nginx round-robin (no stickiness, one shared cookie
-//! key) against one sealgate behind the same nginx configuration, beside nginx proxying to the
-//! upstream itself; the same wrk load and two-chunk session as the default run.
+//! key), each with its share of the cores as `workers`, against one sealgate with the default
+//! workers behind the same nginx configuration, beside nginx proxying to the upstream itself;
+//! the same wrk load and two-chunk session as the default run.
 
 use std::net::SocketAddr;
 
@@ -17,12 +18,18 @@ const GROUPS: usize = 150;
 pub(crate) fn run(tools: &Tools, params: &Params, _run: u32) -> Result<Outcome> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let stack = Stack::new()?;
+    // The one instance has the default workers (one per core), as on a machine of its own;
+    // each of the three its share of the cores, as an operator running three on one machine
+    // would configure them (three instances of two workers on two cores would run six worker
+    // threads).
+    let single = stack.sealgate("sealgate", "")?;
+    let share = format!("workers = {}", (cores / 3).max(1));
     let mut sealgates = Vec::new();
     for i in 1..=3 {
-        sealgates.push(stack.sealgate(&format!("sealgate{i}"), "")?);
+        sealgates.push(stack.sealgate(&format!("sealgate{i}"), &share)?);
     }
     let addrs: Vec<SocketAddr> = sealgates.iter().map(|(_, a)| *a).collect();
-    // Logged in at the first; the cookie is good at all three (one key).
+    // Logged in at the first; the cookie is good at all of them (one key).
     let chunks = stack.session(addrs[0], GROUPS, 2, "/api")?;
     let cookie = cookie_header(&chunks);
     let bearer = BEARER
@@ -49,7 +56,7 @@ pub(crate) fn run(tools: &Tools, params: &Params, _run: u32) -> Result<Outcome> 
     let body = format!(
         "{}{}{}    server {{\n        listen {direct};\n{}    }}\n{}{}",
         nginx_upstream("api", &[stack.upstream]),
-        nginx_upstream("one", &addrs[..1]),
+        nginx_upstream("one", &[single.1]),
         nginx_upstream("three", &addrs),
         nginx_bff_location("/api", "api", bearer),
         pass(one, "one"),
@@ -63,9 +70,9 @@ pub(crate) fn run(tools: &Tools, params: &Params, _run: u32) -> Result<Outcome> 
         Some((direct, &format!("/api{UPSTREAM_PATH}"))),
     )?;
     let nginx_pids = process_group(nginx.pid());
-    let with = |n: usize| {
+    let with = |instances: &[&(crate::sys::Proc, SocketAddr)]| {
         let mut p = nginx_pids.clone();
-        p.extend(sealgates[..n].iter().map(|(s, _)| s.pid()));
+        p.extend(instances.iter().map(|(s, _)| s.pid()));
         p
     };
 
@@ -81,13 +88,13 @@ pub(crate) fn run(tools: &Tools, params: &Params, _run: u32) -> Result<Outcome> 
             label: "(1) nginx → one sealgate".to_owned(),
             url: format!("http://{one}/api{UPSTREAM_PATH}"),
             headers: headers.clone(),
-            pids: with(1),
+            pids: with(&[&single]),
         },
         Target {
             label: "(3) nginx round-robin → three sealgates".to_owned(),
             url: format!("http://{three}/api{UPSTREAM_PATH}"),
             headers,
-            pids: with(3),
+            pids: with(&sealgates.iter().collect::<Vec<_>>()),
         },
     ];
     let script = stack.tmp.path.join("histogram.lua");
@@ -101,6 +108,7 @@ pub(crate) fn run(tools: &Tools, params: &Params, _run: u32) -> Result<Outcome> 
     let loads = measure(&wrk, &targets, params.seconds, params.warmup)?;
     drop(nginx);
     drop(sealgates);
+    drop(single);
 
     let clk = clock_ticks_per_second();
     let mut rows: Vec<Row> = targets
@@ -128,8 +136,9 @@ pub(crate) fn run(tools: &Tools, params: &Params, _run: u32) -> Result<Outcome> 
     });
     Ok(Outcome {
         title: format!(
-            "three instances behind nginx round-robin against one (wrk -t{} -c{}, {}-chunk \
-             session, `Cookie` {} bytes; CPU counts nginx and the sealgates)",
+            "three instances (`{share}` each) behind nginx round-robin against one (default \
+             workers) (wrk -t{} -c{}, {}-chunk session, `Cookie` {} bytes; CPU counts nginx and \
+             the sealgates)",
             params.threads,
             params.connections,
             chunks.len(),

@@ -47,8 +47,9 @@
 //!   new browser (`/bff/login` → fake IdP authorize → `/bff/callback` → session cookie) for
 //!   `SECONDS` after a `WARMUP`; logins/s, CPU per login of sealgate and of this process (the
 //!   IdP signs an ID token per login), login p50/p99. No nginx baseline: nginx does no logins.
-//! - `three`: three sealgate processes (one shared cookie key) behind nginx round-robin (no
-//!   stickiness; nginx passes the cookie) against one sealgate behind the same nginx
+//! - `three`: three sealgate processes (one shared cookie key), each with its share of the
+//!   cores as `workers` (at least one), behind nginx round-robin (no stickiness; nginx passes
+//!   the cookie) against one sealgate with the default workers behind the same nginx
 //!   configuration, beside nginx `proxy_pass` to the upstream (b); the default run's wrk load
 //!   and two-chunk session. CPU per request counts nginx and the sealgates.
 //!

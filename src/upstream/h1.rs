@@ -1,5 +1,6 @@
-//! This thread's HTTP/1.1 connections to plain-HTTP upstreams, kept for reuse (the hot path of
-//! the proxy: most upstreams are plain HTTP/1.1 behind the BFF on a private network).
+//! This thread's HTTP/1.1 connections to plain-HTTP upstreams, kept for reuse. Configuration
+//! allows `http://` upstreams only on loopback (sidecars, local services); requests to them
+//! are the proxy's hot path in the benchmark, and in deployments that put a sidecar beside it.
 //!
 //! It does what hyper-util's pooled client does for such a request, without its costs: that
 //! client keys a mutex-guarded map with SipHash, races a checkout against a lazy connect, and
@@ -14,11 +15,16 @@
 //!   host and non-default port.
 //! - A request that a reused connection refused before writing a byte of it (the upstream had
 //!   closed it while idle) is sent again on a new connection; one that may have reached the
-//!   upstream is never sent twice.
-//! - At most [`MAX_IDLE_PER_HOST`] idle connections per upstream; none older than
-//!   [`IDLE_TIMEOUT`] is reused (an old one is closed when a request next looks at the pool).
-//! - Connecting gives up after [`CONNECT_TIMEOUT`]; `TCP_NODELAY` is set; each address the
-//!   host resolves to is tried in turn.
+//!   upstream is never sent twice. So a request that went out on a connection whose close was
+//!   still on its way fails (a 502 at the proxy), as with any HTTP/1.1 client with keep-alive.
+//! - At most [`MAX_IDLE_PER_HOST`] connections per upstream in the pool. A connection still
+//!   reading its response is in the pool too; when the pool is full, closed connections leave
+//!   first, then the oldest one still busy (it finishes its response, then closes).
+//! - No connection is reused after more than [`IDLE_TIMEOUT`] idle. Its idle time counts from
+//!   its response head, or from the last time a checkout saw it still busy, so one whose
+//!   response took long may be closed sooner than that, never later.
+//! - Connecting gives up after [`CONNECT_TIMEOUT`], for all the addresses the host resolves to
+//!   together (tried in turn); `TCP_NODELAY` is set.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -136,35 +142,38 @@ pub(crate) async fn send(mut req: Request<Body>) -> Result<Response<Incoming>, E
     }
 }
 
-/// A ready idle connection to `authority`, closing the ones that are closed or too old.
+/// A ready idle connection to `authority`, closing the ones that are closed or idle too long.
 fn checkout(authority: &Authority) -> Option<SendRequest<Body>> {
     POOL.with_borrow_mut(|pool| {
         let host = pool.iter_mut().find(|h| h.authority == *authority)?;
         let now = Instant::now();
+        let stale = |i: &Idle| {
+            i.sender.is_closed()
+                || (i.sender.is_ready() && now.duration_since(i.since) > IDLE_TIMEOUT)
+        };
         // The oldest are at the front.
-        while host
-            .idle
-            .front()
-            .is_some_and(|i| i.sender.is_closed() || now.duration_since(i.since) > IDLE_TIMEOUT)
-        {
+        while host.idle.front().is_some_and(stale) {
             host.idle.pop_front();
         }
         // Newest first: the warmest connection, and the one most likely done with its body.
         let mut i = host.idle.len();
         while i > 0 {
             i -= 1;
-            let candidate = &host.idle[i].sender;
-            if candidate.is_closed() {
+            let entry = &mut host.idle[i];
+            if stale(entry) {
                 host.idle.remove(i);
-            } else if candidate.is_ready() {
+            } else if entry.sender.is_ready() {
                 return host.idle.remove(i).map(|idle| idle.sender);
+            } else {
+                // Still reading its response: its idle time has not begun.
+                entry.since = now;
             }
         }
         None
     })
 }
 
-/// Returns `sender` to the pool (closing it when the pool for `authority` is full).
+/// Returns `sender` to the pool (see [`make_room`] when the pool for `authority` is full).
 fn checkin(authority: &Authority, sender: SendRequest<Body>) {
     if sender.is_closed() {
         return;
@@ -185,7 +194,7 @@ fn checkin(authority: &Authority, sender: SendRequest<Body>) {
             }
         };
         let host = &mut pool[index];
-        if host.idle.len() < MAX_IDLE_PER_HOST {
+        if make_room(&mut host.idle, MAX_IDLE_PER_HOST) {
             tracing::debug!(upstream = %authority, "pooling the connection");
             host.idle.push_back(Idle {
                 sender,
@@ -193,6 +202,22 @@ fn checkin(authority: &Authority, sender: SendRequest<Body>) {
             });
         }
     });
+}
+
+/// Whether `idle` has room for one more of at most `max`: when full, closed connections leave
+/// first, then the oldest one still reading its response (hyper finishes that response, then
+/// closes the connection, its last handle gone). Ready ones stay: they are the reusable ones.
+fn make_room(idle: &mut VecDeque<Idle>, max: usize) -> bool {
+    if idle.len() < max {
+        return true;
+    }
+    idle.retain(|i| !i.sender.is_closed());
+    if idle.len() >= max
+        && let Some(busy) = idle.iter().position(|i| !i.sender.is_ready())
+    {
+        idle.remove(busy);
+    }
+    idle.len() < max
 }
 
 /// A new connection to `authority`, its HTTP/1.1 exchange driven by a task of this thread.
@@ -220,9 +245,14 @@ async fn connect(authority: &Authority) -> Result<SendRequest<Body>, Error> {
         .handshake(TokioIo::new(stream))
         .await
         .map_err(Error::Http)?;
+    let peer = authority.clone();
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(error = %crate::outbound::error_chain(&e), "upstream connection ended");
+            tracing::debug!(
+                upstream = %peer,
+                error = %crate::outbound::error_chain(&e),
+                "upstream connection ended"
+            );
         }
     });
     Ok(sender)

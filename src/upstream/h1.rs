@@ -39,8 +39,8 @@ use hyper_util::rt::TokioIo;
 
 use crate::response::Body;
 
-/// Idle connections each thread's client keeps per upstream (as nginx's `keepalive 256` per
-/// worker): a burst of N concurrent requests opens N connections, but only this many stay open
+/// Connections each thread keeps per upstream for reuse (as nginx's `keepalive 256` per
+/// worker; in this module's pool, including the ones still reading a response): a burst of N concurrent requests opens N connections, but only this many stay open
 /// afterwards (each costs buffers here and a connection at the upstream). 64 was too few for
 /// HTTP/2 clients: 32 connections × 10 streams keep ~160 requests in flight per thread, and
 /// each one that found no idle connection opened (and then closed) its own.
@@ -113,15 +113,15 @@ thread_local! {
 pub(crate) async fn send(mut req: Request<Body>) -> Result<Response<Incoming>, Error> {
     let uri = req.uri();
     let authority = uri.authority().ok_or(Error::NoHost)?.clone();
-    let host = host_header(uri).ok_or(Error::NoHost)?;
     let origin_form = uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let (host, mut idle) = checkout(&authority).ok_or(Error::NoHost)?;
     *req.uri_mut() = Uri::from(origin_form);
     req.headers_mut().entry(HOST).or_insert(host);
     loop {
-        let (mut sender, reused) = match checkout(&authority) {
+        let (mut sender, reused) = match idle.take() {
             Some(s) => {
                 tracing::debug!(upstream = %authority, "reusing an idle connection");
                 (s, true)
@@ -135,42 +135,70 @@ pub(crate) async fn send(mut req: Request<Body>) -> Result<Response<Incoming>, E
             }
             Err(mut e) => match e.take_message() {
                 // Not a byte of it was written: a reused connection the upstream had closed.
-                Some(back) if reused => req = back,
+                Some(back) if reused => {
+                    req = back;
+                    idle = retry_checkout(&authority);
+                }
                 _ => return Err(Error::Http(e.into_error())),
             },
         }
     }
 }
 
-/// A ready idle connection to `authority`, closing the ones that are closed or idle too long.
-fn checkout(authority: &Authority) -> Option<SendRequest<Body>> {
+/// The `Host` header of `authority`'s requests and a ready idle connection to it, if there is
+/// one; closes the connections that are closed or idle too long. The upstream's entry is made
+/// by its first request (`None`: an authority no header value can name, never for a route's).
+fn checkout(authority: &Authority) -> Option<(HeaderValue, Option<SendRequest<Body>>)> {
+    POOL.with_borrow_mut(|pool| {
+        let index = match pool.iter().position(|h| h.authority == *authority) {
+            Some(i) => i,
+            None => {
+                pool.push(Host {
+                    authority: authority.clone(),
+                    host: host_header_of(authority)?,
+                    idle: VecDeque::new(),
+                });
+                pool.len() - 1
+            }
+        };
+        let host = &mut pool[index];
+        Some((host.host.clone(), take_ready(&mut host.idle)))
+    })
+}
+
+/// After a reused connection refused a request: another ready one, if any.
+fn retry_checkout(authority: &Authority) -> Option<SendRequest<Body>> {
     POOL.with_borrow_mut(|pool| {
         let host = pool.iter_mut().find(|h| h.authority == *authority)?;
-        let now = Instant::now();
-        let stale = |i: &Idle| {
-            i.sender.is_closed()
-                || (i.sender.is_ready() && now.duration_since(i.since) > IDLE_TIMEOUT)
-        };
-        // The oldest are at the front.
-        while host.idle.front().is_some_and(stale) {
-            host.idle.pop_front();
-        }
-        // Newest first: the warmest connection, and the one most likely done with its body.
-        let mut i = host.idle.len();
-        while i > 0 {
-            i -= 1;
-            let entry = &mut host.idle[i];
-            if stale(entry) {
-                host.idle.remove(i);
-            } else if entry.sender.is_ready() {
-                return host.idle.remove(i).map(|idle| idle.sender);
-            } else {
-                // Still reading its response: its idle time has not begun.
-                entry.since = now;
-            }
-        }
-        None
+        take_ready(&mut host.idle)
     })
+}
+
+/// The newest ready connection of `idle`, closing the ones that are closed or idle too long.
+fn take_ready(idle: &mut VecDeque<Idle>) -> Option<SendRequest<Body>> {
+    let now = Instant::now();
+    let stale = |i: &Idle| {
+        i.sender.is_closed() || (i.sender.is_ready() && now.duration_since(i.since) > IDLE_TIMEOUT)
+    };
+    // The oldest are at the front.
+    while idle.front().is_some_and(stale) {
+        idle.pop_front();
+    }
+    // Newest first: the warmest connection, and the one most likely done with its body.
+    let mut i = idle.len();
+    while i > 0 {
+        i -= 1;
+        let entry = &mut idle[i];
+        if stale(entry) {
+            idle.remove(i);
+        } else if entry.sender.is_ready() {
+            return idle.remove(i).map(|entry| entry.sender);
+        } else {
+            // Still reading its response: its idle time has not begun.
+            entry.since = now;
+        }
+    }
+    None
 }
 
 /// Returns `sender` to the pool (see [`make_room`] when the pool for `authority` is full).
@@ -179,21 +207,10 @@ fn checkin(authority: &Authority, sender: SendRequest<Body>) {
         return;
     }
     POOL.with_borrow_mut(|pool| {
-        let index = match pool.iter().position(|h| h.authority == *authority) {
-            Some(i) => i,
-            None => {
-                let Some(host) = host_header_of(authority) else {
-                    return;
-                };
-                pool.push(Host {
-                    authority: authority.clone(),
-                    host,
-                    idle: VecDeque::new(),
-                });
-                pool.len() - 1
-            }
+        // The entry exists: [`checkout`] made it before the request went out.
+        let Some(host) = pool.iter_mut().find(|h| h.authority == *authority) else {
+            return;
         };
-        let host = &mut pool[index];
         if make_room(&mut host.idle, MAX_IDLE_PER_HOST) {
             tracing::debug!(upstream = %authority, "pooling the connection");
             host.idle.push_back(Idle {
@@ -258,18 +275,7 @@ async fn connect(authority: &Authority) -> Result<SendRequest<Body>, Error> {
     Ok(sender)
 }
 
-/// The `Host` header for `uri`: its host, and its port unless it is 80.
-fn host_header(uri: &Uri) -> Option<HeaderValue> {
-    // The pool keeps it per upstream; only a first request builds it.
-    let authority = uri.authority()?;
-    POOL.with_borrow(|pool| {
-        pool.iter()
-            .find(|h| h.authority == *authority)
-            .map(|h| h.host.clone())
-    })
-    .or_else(|| host_header_of(authority))
-}
-
+/// The `Host` header for `authority`: its host, and its port unless it is 80.
 fn host_header_of(authority: &Authority) -> Option<HeaderValue> {
     let host = authority.host();
     let value = match authority.port_u16() {
